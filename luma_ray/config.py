@@ -1,0 +1,178 @@
+"""Configuration: tiers, the dispatch policy, cluster and tenant limits.
+
+Loaded once at an entry point (CLI, actor start) with :func:`load_config` and passed down as
+values; nothing here reads the environment or a clock. A bad file raises
+:class:`~luma_ray.errors.ConfigError` whose one-line message names the field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from luma_ray.errors import ConfigError
+
+TIER_NAMES = ("api", "enterprise", "unlimited", "light", "free")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierConfig(_Strict):
+    """One service tier: its queue-wait SLO and its weight in weighted attainment."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")
+    """Tier name as clients send it, lower case (``api``, ``free``)."""
+    max_wait_s: float = Field(gt=0, le=7 * 24 * 3600)
+    """The SLO: the longest acceptable wait in the queue, in seconds."""
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    """Importance of one job of this tier in weighted attainment."""
+    shed_ratio: float | None = Field(default=None, gt=1)
+    """Admission control: refuse new jobs while the predicted wait exceeds this many SLOs.
+    ``None`` never sheds (the default, and the only choice for ``api``)."""
+
+
+class PolicyConfig(_Strict):
+    """Which dispatch policy ranks queue heads, and its parameters."""
+
+    name: str = "slo_guard"
+    """One of ``fifo``, ``strict``, ``pct_slo``, ``edf``, ``slo_guard``."""
+    params: dict[str, float] = Field(default_factory=dict)
+    """Policy parameters, e.g. ``{r_cap: 2.0, guard_share: 0.25}`` for ``slo_guard``."""
+
+
+class TenantLimits(_Strict):
+    """Per-tenant caps inside one tier, so one client cannot flood it."""
+
+    max_queued: int | None = Field(default=None, ge=1)
+    """Most jobs one tenant may have queued in the tier; submits past it get 429."""
+    max_leased: int | None = Field(default=None, ge=1)
+    """Most jobs one tenant may have leased or running in the tier; more wait in the queue."""
+
+
+class ClusterConfig(_Strict):
+    """A cluster that workers pull from, and its back-pressure limit."""
+
+    dispatch_limit: int = Field(ge=1)
+    """Most leased-but-unfinished jobs the cluster may hold; pulls past it get nothing."""
+
+
+def default_tiers() -> list[TierConfig]:
+    """The DESIGN.md §3 defaults: api 2 min … free 2 h, weights 5 … 1."""
+    return [
+        TierConfig(name="api", max_wait_s=120, weight=5),
+        TierConfig(name="enterprise", max_wait_s=300, weight=4),
+        TierConfig(name="unlimited", max_wait_s=900, weight=3),
+        TierConfig(name="light", max_wait_s=1800, weight=2),
+        TierConfig(name="free", max_wait_s=7200, weight=1),
+    ]
+
+
+class SchedulerConfig(_Strict):
+    """Everything the scheduler core needs, in one value."""
+
+    tiers: list[TierConfig] = Field(default_factory=default_tiers)
+    """Tiers in priority order (first = highest, used by ``strict``)."""
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
+    """Known clusters by name; a cluster not listed gets ``default_dispatch_limit``."""
+    default_dispatch_limit: int | None = Field(default=None, ge=1)
+    """Dispatch limit of clusters not listed in ``clusters``; ``None`` means unlimited."""
+    tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict)
+    """Per-tier tenant caps, keyed by tier name."""
+    lease_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    """A lease not renewed by a heartbeat for this long expires and its job is requeued."""
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    """Most attempts a job gets: a lease lost on the last one fails the job instead of
+    requeueing it."""
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_unique(cls, tiers: list[TierConfig]) -> list[TierConfig]:
+        if not tiers:
+            raise ValueError("list at least one tier")
+        names = [t.name for t in tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; {', '.join(dupes)} appear twice")
+        return tiers
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SchedulerConfig:
+        names = {t.name for t in self.tiers}
+        unknown = sorted(set(self.tenant_limits) - names)
+        if unknown:
+            raise ValueError(
+                f"tenant_limits names unknown tier(s) {', '.join(unknown)}; "
+                f"use one of {', '.join(sorted(names))}"
+            )
+        for tier in self.tiers:
+            if tier.name == "api" and tier.shed_ratio is not None:
+                raise ValueError("tier 'api' is never shed; remove its shed_ratio")
+        return self
+
+    def tier(self, name: str) -> TierConfig:
+        """The tier called ``name``; raises ``KeyError`` for an unknown one."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field; remove it or check its spelling"
+    elif first["type"] == "missing":
+        msg = "required field is missing; add it"
+    return f"{source}: field '{where}': {msg}"
+
+
+def parse_config(data: Any, source: str = "config") -> SchedulerConfig:
+    """Validate an already-parsed mapping; ``source`` names it in error messages."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of fields, not {type(data).__name__}")
+    try:
+        return SchedulerConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> SchedulerConfig:
+    """Read a YAML config file (safe loader only). Called once by entry points."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror}); check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{line} is not valid YAML; fix the syntax there") from None
+    return parse_config(data, str(path))
+
+
+def load_tiers(path: str | Path) -> list[TierConfig]:
+    """Read a tiers file: either ``{tiers: [...]}`` or a bare list of tiers."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read tiers file ({err.strerror}); check the path") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: is not valid YAML; fix the syntax") from None
+    if isinstance(data, list):
+        data = {"tiers": data}
+    if not isinstance(data, dict) or "tiers" not in data:
+        raise ConfigError(f"{path}: expected a list of tiers or a mapping with a 'tiers' field")
+    return parse_config({"tiers": data["tiers"]}, str(path)).tiers

@@ -1,0 +1,77 @@
+"""The one error tree of luma_ray, grouped by what the caller can do about it.
+
+Callers map these to their medium: ``InvalidRequest`` → HTTP 400, ``NotFound`` → 404,
+``Conflict`` → 409, ``BackPressure`` → 429 with Retry-After, ``ConfigError`` and
+``TraceError`` → a one-line message and exit code 2 on the command line. Every error passes its
+arguments to ``super().__init__`` so it survives pickling across Ray processes.
+"""
+
+from __future__ import annotations
+
+
+class LumaError(Exception):
+    """Base of every error luma_ray raises on purpose. ``code`` is stable across releases."""
+
+    code = "luma_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(LumaError):
+    """The caller sent something we cannot accept; the message says what to fix."""
+
+    code = "invalid_request"
+
+
+class NotFound(LumaError):
+    """No such job, model or version (or not one the caller may see)."""
+
+    code = "not_found"
+
+
+class Conflict(LumaError):
+    """The request contradicts the current state (illegal transition, stale lease)."""
+
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """A job was asked to move between states the transition table does not connect."""
+
+    code = "illegal_transition"
+
+
+class StaleLease(Conflict):
+    """A worker reported on a lease it no longer holds (expired, requeued or fenced off)."""
+
+    code = "stale_lease"
+
+
+class BackPressure(LumaError):
+    """Refused for now because of load; retry after ``retry_after_s`` seconds."""
+
+    code = "back_pressure"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type, tuple[str, float]]:
+        return (type(self), (self.message, self.retry_after_s))
+
+
+class ConfigError(LumaError):
+    """A configuration file or value is wrong; the message names the field and the fix."""
+
+    code = "config_error"
+
+
+class TraceError(LumaError):
+    """A trace or capacity file is wrong; the message names the file, row and column."""
+
+    code = "trace_error"

@@ -1,0 +1,93 @@
+"""The job record: what was asked, by whom, and where it stands (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import NewType
+
+from luma_ray.jobs.states import JobState
+
+JobId = NewType("JobId", str)
+TenantId = NewType("TenantId", str)
+WorkerId = NewType("WorkerId", str)
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_job_id(now_s: float, random_bytes: bytes | None = None) -> JobId:
+    """A sortable, unguessable id: 48 bits of milliseconds, then 80 random bits, base32.
+
+    Ids sort by creation time (``now_s``, seconds since the epoch, passed in by the caller);
+    the random part makes them impossible to guess. Tests pass ``random_bytes`` to make ids
+    deterministic.
+    """
+    ms = int(now_s * 1000)
+    rnd = random_bytes if random_bytes is not None else secrets.token_bytes(10)
+    value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(rnd[:10], "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return JobId("gen_" + "".join(reversed(chars)))
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """What the user asked the model for. Validated at the ingress, frozen afterwards."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seconds: float = 2.0
+    size: str = "64x64"
+    fps: int = 8
+    seed: int | None = None
+    steps: int | None = None
+
+
+@dataclass
+class Lease:
+    """A worker's claim on a job. ``token`` fences off late reports from older leases."""
+
+    worker: WorkerId
+    cluster: str
+    expires_at_s: float
+    token: int
+
+
+@dataclass
+class Progress:
+    phase: str = "queued"
+    step: int = 0
+    total: int = 0
+
+
+@dataclass
+class JobError:
+    code: str
+    message: str
+    retryable: bool = False
+
+
+@dataclass
+class Job:
+    """One generation request and its life. Only :func:`transition` changes ``state``."""
+
+    id: JobId
+    tenant: TenantId
+    tier: str
+    model: str
+    params: GenerationParams
+    created_at_s: float
+    enqueued_at_s: float
+    model_version: str | None = None
+    state: JobState = JobState.QUEUED
+    attempts: int = 1
+    """The attempt in progress or next: 1 at submit, +1 on every requeue."""
+    lease: Lease | None = None
+    progress: Progress = field(default_factory=Progress)
+    result_uris: dict[str, str] = field(default_factory=dict)
+    error: JobError | None = None
+    finished_at_s: float | None = None
+    cancel_requested: bool = False
+    history: list[tuple[float, JobState, str]] = field(default_factory=list)

@@ -1,0 +1,265 @@
+"""The scheduler core: job table, queues, leases and limits. Pure and single-threaded.
+
+The Ray actor (a thin shell) owns one :class:`Scheduler`, passes the time into every call and
+writes each change to the journal. Every method here is O(queues x bands x log n) or better,
+except the requeue of a lost lease (O(queue depth), rare).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from luma_ray.config import SchedulerConfig
+from luma_ray.errors import BackPressure, InvalidRequest, NotFound, StaleLease
+from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, WorkerId, transition
+from luma_ray.scheduler.decisions import Dispatch, GiveUp, HeartbeatReply, Requeue
+from luma_ray.scheduler.policies import Policy, make_policy
+from luma_ray.scheduler.queues import QueueBook
+from luma_ray.scheduler.tiers import tier_specs
+
+log = logging.getLogger(__name__)
+
+_LIVE = (JobState.LEASED, JobState.RUNNING)
+
+
+class Scheduler:
+    """Decides which job each pulling worker runs; owns every job's state."""
+
+    def __init__(self, config: SchedulerConfig, policy: Policy | None = None) -> None:
+        self.config = config
+        self.tiers = tier_specs(config.tiers)
+        self.policy = policy or make_policy(config.policy.name, config.policy.params)
+        self.queues = QueueBook(self.tiers)
+        self.jobs: dict[JobId, Job] = {}
+        self._seq_of: dict[JobId, int] = {}
+        self._job_at: dict[int, Job] = {}
+        self._next_seq = 0
+        self._next_token = 0
+        self.in_flight: Counter[str] = Counter()
+        """Leased-but-unfinished jobs per cluster (the back-pressure counter)."""
+        self.queued_by_tenant: Counter[tuple[str, str]] = Counter()
+        self.leased_by_tenant: Counter[tuple[str, str]] = Counter()
+        self.refused_pulls: Counter[str] = Counter()
+        """Pulls refused because the cluster was at its dispatch limit."""
+
+    # ---- submit and cancel -------------------------------------------------------------
+
+    def submit(self, job: Job, now_s: float) -> None:
+        """Accept a new job into its queue, or raise without changing anything."""
+        if job.tier not in self.tiers:
+            raise InvalidRequest(
+                f"unknown tier {job.tier!r}; use one of {', '.join(self.tiers)}"
+            )
+        if job.id in self.jobs:
+            raise InvalidRequest(f"job id {job.id} already exists; submit with a new id")
+        if job.state is not JobState.QUEUED:
+            raise InvalidRequest(f"job {job.id} must be queued to be submitted")
+        limits = self.config.tenant_limits.get(job.tier)
+        key = (job.tier, job.tenant)
+        if limits and limits.max_queued is not None and self.queued_by_tenant[key] >= limits.max_queued:
+            raise BackPressure(
+                f"tenant has {limits.max_queued} jobs queued in tier {job.tier}, its limit; "
+                "wait for some to start",
+                retry_after_s=max(1.0, self.tiers[job.tier].max_wait_s / 10),
+            )
+        self.jobs[job.id] = job
+        self._enqueue(job)
+
+    def restore(self, job: Job) -> None:
+        """Put a job read back from the journal into the book as it was (actor restart)."""
+        self.jobs[job.id] = job
+        if job.state is JobState.QUEUED:
+            self._enqueue(job)
+        elif job.state in _LIVE and job.lease is not None:
+            self._count_lease(job, +1)
+            self._next_token = max(self._next_token, job.lease.token)
+
+    def cancel(self, job_id: JobId, now_s: float, reason: str = "cancelled by user") -> Job:
+        """Cancel a job. A queued job never starts; a running one is told at its heartbeat."""
+        job = self.get(job_id)
+        if job.state.terminal:
+            return job
+        if job.state is JobState.QUEUED:
+            self._dequeue(job)
+        else:
+            self._release(job)
+        job.cancel_requested = True
+        transition(job, JobState.CANCELLED, now_s, reason)
+        return job
+
+    def get(self, job_id: JobId) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    # ---- pull and leases ---------------------------------------------------------------
+
+    def dispatch_limit(self, cluster: str) -> int | None:
+        known = self.config.clusters.get(cluster)
+        return known.dispatch_limit if known else self.config.default_dispatch_limit
+
+    def pull(
+        self, worker: WorkerId, cluster: str, models: Iterable[str], now_s: float
+    ) -> Dispatch | None:
+        """Lease the best job for a worker of ``cluster`` serving ``models``, or None."""
+        limit = self.dispatch_limit(cluster)
+        if limit is not None and self.in_flight[cluster] >= limit:
+            self.refused_pulls[cluster] += 1
+            return None
+        pick = self.queues.pick(self.policy, models, now_s, self._eligible_fn())
+        if pick is None:
+            return None
+        job = self._job_at.pop(pick.seq)
+        self.queued_by_tenant[(job.tier, job.tenant)] -= 1
+        self._next_token += 1
+        job.lease = Lease(worker, cluster, now_s + self.config.lease_ttl_s, self._next_token)
+        transition(job, JobState.LEASED, now_s, f"leased to {worker}")
+        self._count_lease(job, +1)
+        log.debug("job %s leased to %s (%s) after %.1f s", job.id, worker, cluster, pick.wait_s)
+        return Dispatch(job.id, worker, cluster, job.lease.token, job.lease.expires_at_s, pick.wait_s)
+
+    def heartbeat(
+        self, job_id: JobId, token: int, now_s: float, step: int = 0, total: int = 0,
+        phase: str = "running",
+    ) -> HeartbeatReply:
+        """Renew a lease and record progress. The first heartbeat marks the job running."""
+        job = self.get(job_id)
+        if job.state is JobState.CANCELLED:
+            return HeartbeatReply(cancel=True, lease_expires_at_s=now_s)
+        lease = self._check_lease(job, token)
+        if job.state is JobState.LEASED:
+            transition(job, JobState.RUNNING, now_s, "worker started")
+        lease.expires_at_s = now_s + self.config.lease_ttl_s
+        job.progress.phase, job.progress.step, job.progress.total = phase, step, total
+        return HeartbeatReply(cancel=False, lease_expires_at_s=lease.expires_at_s)
+
+    def complete(
+        self, job_id: JobId, token: int, now_s: float, result_uris: Mapping[str, str]
+    ) -> Job:
+        """Commit a result, at most once: a stale token or a finished job is refused."""
+        job = self.get(job_id)
+        self._check_lease(job, token)
+        self._release(job)
+        job.result_uris = dict(result_uris)
+        job.progress.phase = "done"
+        transition(job, JobState.SUCCEEDED, now_s, "result committed")
+        return job
+
+    def fail(self, job_id: JobId, token: int, now_s: float, error: JobError) -> Requeue | GiveUp:
+        """A worker reports failure; retryable errors requeue until attempts run out."""
+        job = self.get(job_id)
+        self._check_lease(job, token)
+        if error.retryable:
+            return self._requeue(job, now_s, f"retryable error: {error.code}", error)
+        self._release(job)
+        job.error = error
+        transition(job, JobState.FAILED, now_s, error.code)
+        return GiveUp(job.id, job.attempts, error.code)
+
+    def expire_leases(self, now_s: float) -> list[Requeue | GiveUp]:
+        """Requeue every job whose lease has lapsed. The shell calls this on a timer."""
+        lapsed = [
+            j for j in self.jobs.values()
+            if j.state in _LIVE and j.lease is not None and j.lease.expires_at_s <= now_s
+        ]
+        return [self._requeue(j, now_s, "lease expired") for j in lapsed]
+
+    def worker_lost(self, worker: WorkerId, now_s: float) -> list[Requeue | GiveUp]:
+        """Requeue every job held by a worker known to be gone."""
+        held = [
+            j for j in self.jobs.values()
+            if j.state in _LIVE and j.lease is not None and j.lease.worker == worker
+        ]
+        return [self._requeue(j, now_s, f"worker {worker} lost") for j in held]
+
+    # ---- views -------------------------------------------------------------------------
+
+    def stats(self, now_s: float) -> dict[str, Any]:
+        """Queue depths, oldest waits and back-pressure counters, for status and metrics."""
+        tiers: dict[str, dict[str, Any]] = {}
+        for (tier, model), q in self.queues.queues.items():
+            entry = tiers.setdefault(tier, {"queued": 0, "oldest_wait_s": 0.0, "models": {}})
+            entry["queued"] += q.live
+            entry["models"][model] = q.live
+            if q.live:
+                oldest = now_s - q.times[q.first_live()]
+                entry["oldest_wait_s"] = max(entry["oldest_wait_s"], oldest)
+        states = Counter(j.state.value for j in self.jobs.values())
+        return {
+            "policy": self.policy.name,
+            "tiers": tiers,
+            "states": dict(states),
+            "in_flight": dict(self.in_flight),
+            "refused_pulls": dict(self.refused_pulls),
+        }
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _enqueue(self, job: Job) -> None:
+        seq = self._seq_of.get(job.id)
+        if seq is None:
+            seq = self._seq_of[job.id] = self._next_seq
+            self._next_seq += 1
+        self._job_at[seq] = job
+        self.queues.push(job.tier, job.model, job.enqueued_at_s, seq)
+        self.queued_by_tenant[(job.tier, job.tenant)] += 1
+
+    def _dequeue(self, job: Job) -> None:
+        seq = self._seq_of[job.id]
+        self.queues.discard(job.tier, job.model, job.enqueued_at_s, seq)
+        self._job_at.pop(seq, None)
+        self.queued_by_tenant[(job.tier, job.tenant)] -= 1
+
+    def _eligible_fn(self) -> Any:
+        capped = {
+            tier: lim.max_leased
+            for tier, lim in self.config.tenant_limits.items()
+            if lim.max_leased is not None
+        }
+        if not capped:
+            return None
+        job_at, leased = self._job_at, self.leased_by_tenant
+
+        def eligible(tier: str, seq: int) -> bool:
+            cap = capped.get(tier)
+            return cap is None or leased[(tier, job_at[seq].tenant)] < cap
+
+        return eligible
+
+    def _check_lease(self, job: Job, token: int) -> Lease:
+        lease = job.lease
+        if job.state not in _LIVE or lease is None or lease.token != token:
+            raise StaleLease(
+                f"job {job.id}: lease token {token} is not current (job is {job.state.value}); "
+                "drop this result"
+            )
+        return lease
+
+    def _count_lease(self, job: Job, delta: int) -> None:
+        assert job.lease is not None
+        self.in_flight[job.lease.cluster] += delta
+        self.leased_by_tenant[(job.tier, job.tenant)] += delta
+
+    def _release(self, job: Job) -> None:
+        if job.state in _LIVE and job.lease is not None:
+            self._count_lease(job, -1)
+
+    def _requeue(
+        self, job: Job, now_s: float, reason: str, error: JobError | None = None
+    ) -> Requeue | GiveUp:
+        self._release(job)
+        if job.attempts >= self.config.max_attempts:
+            job.error = error or JobError(
+                "attempts_exhausted", f"gave up after {job.attempts} attempts: {reason}", False
+            )
+            transition(job, JobState.FAILED, now_s, reason)
+            log.warning("job %s failed after %d attempts: %s", job.id, job.attempts, reason)
+            return GiveUp(job.id, job.attempts, reason)
+        transition(job, JobState.QUEUED, now_s, reason)
+        self._enqueue(job)
+        log.info("job %s requeued (attempt %d): %s", job.id, job.attempts, reason)
+        return Requeue(job.id, job.attempts, reason)

@@ -1,0 +1,165 @@
+"""Dispatch policies: pure rank functions of (tier, wait).
+
+A policy splits each tier's waits into *bands* at fixed thresholds (seconds) and ranks a job by
+``rank(tier, band, wait_s)``; higher goes first. Inside one band the rank must not decrease as
+the wait grows. Then, in a queue ordered by enqueue time, the best job of a band is the oldest
+one in it, so a pick compares O(queues x bands) candidates however deep the queues are
+(:mod:`luma_ray.scheduler.queues`). Ties go to the older job, then to the lower sequence
+number. Policies never read a clock; the wait is an argument. A policy may keep state that
+changes only through :meth:`Policy.on_dispatch` (``slo_guard``'s reserved share).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from luma_ray.errors import ConfigError
+from luma_ray.scheduler.tiers import TierSpec
+
+
+class Policy:
+    """Base class. Subclasses set ``name`` and ``param_defaults`` and override ``rank``."""
+
+    name = "policy"
+    param_defaults: Mapping[str, float] = {}
+
+    def __init__(self, **params: float) -> None:
+        unknown = sorted(set(params) - set(self.param_defaults))
+        if unknown:
+            known = ", ".join(sorted(self.param_defaults)) or "none"
+            raise ConfigError(
+                f"policy {self.name}: unknown parameter(s) {', '.join(unknown)}; known: {known}"
+            )
+        self.params = {**self.param_defaults, **{k: float(v) for k, v in params.items()}}
+
+    def bands(self, tier: TierSpec) -> tuple[float, ...]:
+        """Ascending wait thresholds (s) at which the rank may jump. One band by default."""
+        return ()
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        raise NotImplementedError
+
+    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float) -> None:
+        """Called once after each dispatch; stateful policies update their counters here."""
+
+
+class Fifo(Policy):
+    """Oldest job first, whatever its tier."""
+
+    name = "fifo"
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        return wait_s
+
+
+class Strict(Policy):
+    """Tier order first (api before enterprise before …), FIFO inside a tier."""
+
+    name = "strict"
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        # Waits stay far below 1e12 s, so the tier term always dominates.
+        return -tier.order * 1e12 + wait_s
+
+
+class PctSlo(Policy):
+    """Rank by the share of the tier's SLO already used (wait / max wait)."""
+
+    name = "pct_slo"
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        return wait_s / tier.max_wait_s
+
+
+class Edf(Policy):
+    """Earliest deadline (enqueue time + SLO) first."""
+
+    name = "edf"
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        return wait_s - tier.max_wait_s
+
+
+class SloGuard(Policy):
+    """Serve jobs that can still make their SLO first; reserve a share for the far overdue.
+
+    Each tier's waits fall in three bands, by ratio = wait / SLO:
+
+    - *savable* (ratio < 1): still within the SLO. Ranked by ``tier_bias * weight + ratio``:
+      with ``tier_bias`` 0 the job nearest its deadline goes first; a large bias serves heavier
+      tiers first.
+    - *late* (1 <= ratio < ``r_cap``): already missed; served only when nothing is savable,
+      oldest ratio first.
+    - *overdue* (ratio >= ``r_cap``): the guard. Overdue jobs go before savable ones on a
+      reserved share ``guard_share`` of dispatches (a credit that grows by ``guard_share``
+      per dispatch and is spent by each overdue dispatch), and otherwise just above late jobs.
+
+    Under overload, ``pct_slo`` keeps every tier at the same ratio, so all tiers miss together;
+    this policy keeps attaining the SLO for as many jobs as capacity allows and bounds how far
+    the rest fall behind. ``guard_share`` = 1 with ``r_cap`` = 1 and ``tier_bias`` = 0 is
+    exactly ``pct_slo``.
+    """
+
+    name = "slo_guard"
+    param_defaults = {"r_cap": 3.0, "guard_share": 0.5, "tier_bias": 0.0}
+
+    _SAVABLE, _LATE, _OVERDUE_LOW, _OVERDUE_HIGH = 2e6, 0.0, 1e6, 4e6
+
+    def __init__(self, **params: float) -> None:
+        super().__init__(**params)
+        self.r_cap = self.params["r_cap"]
+        self.guard_share = self.params["guard_share"]
+        self.tier_bias = self.params["tier_bias"]
+        if not 1.0 <= self.r_cap < 1e5:
+            raise ConfigError(f"policy slo_guard: r_cap must be in [1, 1e5), got {self.r_cap}")
+        if not 0.0 <= self.guard_share <= 1.0:
+            raise ConfigError(
+                f"policy slo_guard: guard_share must be in [0, 1], got {self.guard_share}"
+            )
+        if not 0.0 <= self.tier_bias <= 1e3:
+            raise ConfigError(
+                f"policy slo_guard: tier_bias must be in [0, 1000], got {self.tier_bias}"
+            )
+        self.credit = 1.0 if self.guard_share > 0 else 0.0
+        """Overdue jobs outrank savable ones while this is at least 1."""
+        self._bands: dict[str, tuple[float, ...]] = {}
+
+    def bands(self, tier: TierSpec) -> tuple[float, ...]:
+        cached = self._bands.get(tier.name)
+        if cached is None:
+            cached = (tier.max_wait_s,) if self.r_cap == 1.0 else (
+                tier.max_wait_s, self.r_cap * tier.max_wait_s
+            )
+            self._bands[tier.name] = cached
+        return cached
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        ratio = wait_s / tier.max_wait_s
+        if band == 0:
+            return self._SAVABLE + self.tier_bias * tier.weight + ratio
+        if band == 1 and self.r_cap > 1.0:
+            return self._LATE + ratio
+        base = self._OVERDUE_HIGH if self.credit >= 1.0 else self._OVERDUE_LOW
+        return base + ratio
+
+    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float) -> None:
+        overdue = band == (1 if self.r_cap == 1.0 else 2)
+        if overdue and self.credit >= 1.0:
+            self.credit -= 1.0
+        self.credit = min(1.0, self.credit + self.guard_share)
+
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls for cls in (Fifo, Strict, PctSlo, Edf, SloGuard)
+}
+
+DEFAULT_POLICY = "slo_guard"
+
+
+def make_policy(name: str, params: Mapping[str, float] | None = None) -> Policy:
+    """Build a fresh policy by name; unknown names and parameters raise ``ConfigError``."""
+    cls = POLICIES.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(sorted(POLICIES))}")
+    return cls(**dict(params or {}))
+
