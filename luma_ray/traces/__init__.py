@@ -1,0 +1,13 @@
+"""Workload traces for ``luma-ray simulate``: a synthetic launch day and a real replay.
+
+Each generator writes ``DIR/trace.csv`` (``arrival_s,tenant,tier,model,service_s``, sorted by
+arrival) and ``DIR/capacity.csv`` (``time_s,slots``, a step function) and returns a
+:class:`TraceSummary`. The CLI calls them; docs/traces.md describes both traces and their knobs.
+Pure Python and numpy: no Ray, no clock reads, randomness from a seeded generator.
+"""
+
+from luma_ray.traces.gentd26 import write_gentd26
+from luma_ray.traces.launch_day import write_launch_day
+from luma_ray.traces.writer import TIER_SHARES, TIERS, TraceSummary
+
+__all__ = ["TIERS", "TIER_SHARES", "TraceSummary", "write_gentd26", "write_launch_day"]
