@@ -139,7 +139,8 @@ def parse_config(data: Any, source: str = "config") -> SchedulerConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of fields, not {type(data).__name__}")
+        kind = type(data).__name__
+        raise ConfigError(f"{source}: the top level must be a mapping of fields, not {kind}")
     try:
         return SchedulerConfig.model_validate(data)
     except ValidationError as err:
@@ -152,7 +153,9 @@ def load_config(path: str | Path) -> SchedulerConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror}); check the path") from None
+        raise ConfigError(
+            f"{path}: cannot read config file ({err.strerror}); check the path"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -168,7 +171,9 @@ def load_tiers(path: str | Path) -> list[TierConfig]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read tiers file ({err.strerror}); check the path") from None
+        raise ConfigError(
+            f"{path}: cannot read tiers file ({err.strerror}); check the path"
+        ) from None
     except yaml.YAMLError:
         raise ConfigError(f"{path}: is not valid YAML; fix the syntax") from None
     if isinstance(data, list):

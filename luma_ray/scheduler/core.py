@@ -50,18 +50,17 @@ class Scheduler:
     def submit(self, job: Job, now_s: float) -> None:
         """Accept a new job into its queue, or raise without changing anything."""
         if job.tier not in self.tiers:
-            raise InvalidRequest(
-                f"unknown tier {job.tier!r}; use one of {', '.join(self.tiers)}"
-            )
+            raise InvalidRequest(f"unknown tier {job.tier!r}; use one of {', '.join(self.tiers)}")
         if job.id in self.jobs:
             raise InvalidRequest(f"job id {job.id} already exists; submit with a new id")
         if job.state is not JobState.QUEUED:
             raise InvalidRequest(f"job {job.id} must be queued to be submitted")
         limits = self.config.tenant_limits.get(job.tier)
         key = (job.tier, job.tenant)
-        if limits and limits.max_queued is not None and self.queued_by_tenant[key] >= limits.max_queued:
+        cap = limits.max_queued if limits else None
+        if cap is not None and self.queued_by_tenant[key] >= cap:
             raise BackPressure(
-                f"tenant has {limits.max_queued} jobs queued in tier {job.tier}, its limit; "
+                f"tenant has {cap} jobs queued in tier {job.tier}, its limit; "
                 "wait for some to start",
                 retry_after_s=max(1.0, self.tiers[job.tier].max_wait_s / 10),
             )
@@ -120,10 +119,16 @@ class Scheduler:
         transition(job, JobState.LEASED, now_s, f"leased to {worker}")
         self._count_lease(job, +1)
         log.debug("job %s leased to %s (%s) after %.1f s", job.id, worker, cluster, pick.wait_s)
-        return Dispatch(job.id, worker, cluster, job.lease.token, job.lease.expires_at_s, pick.wait_s)
+        lease = job.lease
+        return Dispatch(job.id, worker, cluster, lease.token, lease.expires_at_s, pick.wait_s)
 
     def heartbeat(
-        self, job_id: JobId, token: int, now_s: float, step: int = 0, total: int = 0,
+        self,
+        job_id: JobId,
+        token: int,
+        now_s: float,
+        step: int = 0,
+        total: int = 0,
         phase: str = "running",
     ) -> HeartbeatReply:
         """Renew a lease and record progress. The first heartbeat marks the job running."""
@@ -163,7 +168,8 @@ class Scheduler:
     def expire_leases(self, now_s: float) -> list[Requeue | GiveUp]:
         """Requeue every job whose lease has lapsed. The shell calls this on a timer."""
         lapsed = [
-            j for j in self.jobs.values()
+            j
+            for j in self.jobs.values()
             if j.state in _LIVE and j.lease is not None and j.lease.expires_at_s <= now_s
         ]
         return [self._requeue(j, now_s, "lease expired") for j in lapsed]
@@ -171,7 +177,8 @@ class Scheduler:
     def worker_lost(self, worker: WorkerId, now_s: float) -> list[Requeue | GiveUp]:
         """Requeue every job held by a worker known to be gone."""
         held = [
-            j for j in self.jobs.values()
+            j
+            for j in self.jobs.values()
             if j.state in _LIVE and j.lease is not None and j.lease.worker == worker
         ]
         return [self._requeue(j, now_s, f"worker {worker} lost") for j in held]

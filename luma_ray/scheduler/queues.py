@@ -41,8 +41,10 @@ class JobQueue:
     def push(self, enqueued_at_s: float, seq: int) -> None:
         """Add a job. Appends unless it is older than the tail (a requeue), then inserts."""
         times = self.times
-        if not times or enqueued_at_s > times[-1] or (
-            enqueued_at_s == times[-1] and seq > self.seqs[-1]
+        if (
+            not times
+            or enqueued_at_s > times[-1]
+            or (enqueued_at_s == times[-1] and seq > self.seqs[-1])
         ):
             times.append(enqueued_at_s)
             self.seqs.append(seq)
@@ -202,11 +204,14 @@ class QueueBook:
                         i = q.live_from(i + 1)
                 if i >= n:
                     break
-                lo_cut = now_s - thresholds[band - 1] if band else now_s
+                # Band 0 takes any wait, even a negative one (a clock that stepped back).
+                lo_cut = now_s - thresholds[band - 1] if band else _INF
                 t = times[i]
                 if t <= lo_cut:
                     r = rank(tier, band, now_s - t)
-                    if r > best_r or (r == best_r and (t < best_t or (t == best_t and seqs[i] < best_s))):
+                    if r > best_r or (
+                        r == best_r and (t < best_t or (t == best_t and seqs[i] < best_s))
+                    ):
                         best_r, best_t, best_s, best_at = r, t, seqs[i], (tier, q, i, band)
                 if not band:
                     break

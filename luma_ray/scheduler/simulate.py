@@ -172,7 +172,9 @@ def _capacity_integral(capacity: list[tuple[float, int]], t: np.ndarray) -> np.n
 
 
 def _utilization(
-    started: np.ndarray, service: np.ndarray, arrival: np.ndarray,
+    started: np.ndarray,
+    service: np.ndarray,
+    arrival: np.ndarray,
     capacity: list[tuple[float, int]],
 ) -> float:
     if not len(arrival):
@@ -186,8 +188,12 @@ def _utilization(
 
 
 def fluid_lower_bound(
-    arrival: np.ndarray, service: np.ndarray, slo: np.ndarray,
-    capacity: list[tuple[float, int]], buckets: int = 2000, windows: int = 400,
+    arrival: np.ndarray,
+    service: np.ndarray,
+    slo: np.ndarray,
+    capacity: list[tuple[float, int]],
+    buckets: int = 2000,
+    windows: int = 400,
     tol: float = 1e-3,
 ) -> float:
     """A lower bound on the max wait/SLO of any non-preemptive policy that serves every job.
@@ -230,7 +236,7 @@ def fluid_lower_bound(
         order = np.argsort(deadline, kind="stable")
         b, w = lump_bucket[order], work[order]
         room = _capacity_integral(capacity, deadline[order]) + slack
-        for start, c1 in zip(starts, cap_t1):
+        for start, c1 in zip(starts, cap_t1, strict=True):
             inside = b >= start
             total = np.cumsum(np.where(inside, w, 0.0))
             if np.any(inside & (total > room - c1)):

@@ -63,11 +63,19 @@ policy_specs = st.sampled_from(
 times = st.integers(min_value=0, max_value=40).map(lambda k: k * 90.0)
 ops = st.lists(
     st.one_of(
-        st.tuples(st.just("add"), st.sampled_from(list(TIERS)), st.sampled_from(MODELS),
-                  st.sampled_from(["a", "b", "c"]), times),
+        st.tuples(
+            st.just("add"),
+            st.sampled_from(list(TIERS)),
+            st.sampled_from(MODELS),
+            st.sampled_from(["a", "b", "c"]),
+            times,
+        ),
         st.tuples(st.just("cancel"), st.integers(0, 200)),
-        st.tuples(st.just("pick"), st.sets(st.sampled_from(MODELS), min_size=1),
-                  st.integers(0, 30).map(lambda k: k * 400.0)),
+        st.tuples(
+            st.just("pick"),
+            st.sets(st.sampled_from(MODELS), min_size=1),
+            st.integers(0, 30).map(lambda k: k * 400.0),
+        ),
     ),
     min_size=1,
     max_size=120,

@@ -1,0 +1,82 @@
+"""Config loading: defaults, YAML files, and one-line errors that name the field and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from luma_ray.config import load_config, load_tiers, parse_config
+from luma_ray.errors import ConfigError
+
+
+def test_defaults_match_the_design() -> None:
+    cfg = parse_config({})
+    assert [(t.name, t.max_wait_s, t.weight) for t in cfg.tiers] == [
+        ("api", 120, 5),
+        ("enterprise", 300, 4),
+        ("unlimited", 900, 3),
+        ("light", 1800, 2),
+        ("free", 7200, 1),
+    ]
+    assert cfg.policy.name == "slo_guard"
+
+
+def test_full_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "luma.yaml"
+    path.write_text(
+        "policy: {name: pct_slo}\n"
+        "clusters: {onprem: {dispatch_limit: 16}}\n"
+        "default_dispatch_limit: 64\n"
+        "tenant_limits: {free: {max_queued: 10, max_leased: 2}}\n"
+        "tiers:\n"
+        "  - {name: api, max_wait_s: 60, weight: 5}\n"
+        "  - {name: free, max_wait_s: 3600, weight: 1, shed_ratio: 4}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.policy.name == "pct_slo"
+    assert cfg.clusters["onprem"].dispatch_limit == 16
+    assert cfg.tenant_limits["free"].max_leased == 2
+    assert cfg.tier("free").shed_ratio == 4
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("tiers: [{name: api, max_wait_s: -5}]", "field 'tiers.0.max_wait_s'"),
+        ("tiers: [{name: api}]", "field 'tiers.0.max_wait_s': required field is missing"),
+        ("polcy: {name: fifo}", "field 'polcy': unknown field"),
+        ("clusters: {a: {dispatch_limit: 0}}", "field 'clusters.a.dispatch_limit'"),
+        ("tenant_limits: {gold: {max_queued: 3}}", "unknown tier(s) gold"),
+        ("tiers: [{name: api, max_wait_s: 1, shed_ratio: 3}]", "'api' is never shed"),
+        (
+            "tiers: [{name: a, max_wait_s: 1}, {name: a, max_wait_s: 2}]",
+            "tier names must be unique",
+        ),
+        ("- just\n- a list", "top level must be a mapping"),
+        ("tiers: [unclosed", "is not valid YAML"),
+    ],
+)
+def test_bad_files_get_one_line_errors(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message and str(path) in message
+
+
+def test_missing_file_and_unsafe_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("policy: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(evil)
+
+
+def test_tiers_file_as_list(tmp_path: Path) -> None:
+    path = tmp_path / "tiers.yaml"
+    path.write_text("- {name: gold, max_wait_s: 30, weight: 9}\n- {name: tin, max_wait_s: 600}\n")
+    assert [t.name for t in load_tiers(path)] == ["gold", "tin"]

@@ -1,0 +1,88 @@
+"""The job state machine: the table, one checked transition, terminal finality, requeues."""
+
+from __future__ import annotations
+
+import pytest
+
+from luma_ray.errors import IllegalTransition
+from luma_ray.jobs import (
+    TERMINAL,
+    TRANSITIONS,
+    GenerationParams,
+    Job,
+    JobId,
+    JobState,
+    Lease,
+    TenantId,
+    WorkerId,
+    new_job_id,
+    transition,
+)
+
+
+def make_job(**kw: object) -> Job:
+    base = dict(
+        id=JobId("gen_x"),
+        tenant=TenantId("t1"),
+        tier="free",
+        model="luma-tiny",
+        params=GenerationParams(prompt="a cat"),
+        created_at_s=10.0,
+        enqueued_at_s=10.0,
+    )
+    base.update(kw)
+    return Job(**base)  # type: ignore[arg-type]
+
+
+def test_every_state_has_a_row_and_terminal_rows_are_empty() -> None:
+    assert set(TRANSITIONS) == set(JobState)
+    for state in TERMINAL:
+        assert TRANSITIONS[state] == frozenset()
+        assert state.terminal
+
+
+@pytest.mark.parametrize("src", list(JobState))
+@pytest.mark.parametrize("dst", list(JobState))
+def test_transition_follows_the_table(src: JobState, dst: JobState) -> None:
+    job = make_job(state=src)
+    if dst in TRANSITIONS[src]:
+        transition(job, dst, 20.0, "test")
+        assert job.state is dst
+        assert job.history[-1] == (20.0, dst, "test")
+    else:
+        with pytest.raises(IllegalTransition, match=f"{src.value} to {dst.value}"):
+            transition(job, dst, 20.0)
+        assert job.state is src and job.history == []
+
+
+def test_requeue_counts_attempts_drops_lease_and_keeps_enqueue_time() -> None:
+    job = make_job()
+    assert job.attempts == 1
+    transition(job, JobState.LEASED, 11.0)
+    job.lease = Lease(WorkerId("w1"), "c1", 71.0, token=7)
+    transition(job, JobState.RUNNING, 12.0)
+    transition(job, JobState.QUEUED, 90.0, "lease expired")
+    assert job.attempts == 2
+    assert job.lease is None
+    assert job.enqueued_at_s == 10.0
+    assert [h[1] for h in job.history] == [JobState.LEASED, JobState.RUNNING, JobState.QUEUED]
+
+
+def test_terminal_states_are_final() -> None:
+    job = make_job()
+    transition(job, JobState.CANCELLED, 11.0)
+    assert job.finished_at_s == 11.0
+    for dst in JobState:
+        with pytest.raises(IllegalTransition, match="terminal states are final"):
+            transition(job, dst, 12.0)
+
+
+def test_ids_sort_by_time_and_are_unguessable() -> None:
+    early = new_job_id(1_700_000_000.0)
+    late = new_job_id(1_700_000_000.5)
+    assert early < late
+    assert early.startswith("gen_") and len(early) == 30
+    many = {new_job_id(1_700_000_000.0) for _ in range(2000)}
+    assert len(many) == 2000  # 80 random bits per id
+    fixed = new_job_id(5.0, bytes(10))
+    assert fixed == new_job_id(5.0, bytes(10))
