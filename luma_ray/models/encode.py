@@ -1,0 +1,143 @@
+"""Frames → H.264 MP4 and a thumbnail, with PyAV (FFmpeg's libraries, bundled in its wheel).
+
+A worker calls ``encode_mp4`` and ``encode_thumbnail`` on the ``uint8 [frames, H, W, 3]`` array a
+model returned, then uploads both files to the result store; ``probe_mp4`` decodes a file back
+(tests use it to prove the video has the requested frame count, size and codec).
+
+The video is H.264 (libx264, ``yuv420p`` so every browser and player shows it, ``+faststart`` so
+playback starts before the download ends). ``yuv420p`` needs even dimensions: an odd height or
+width is padded by repeating the last row or column. libx264 here has no minimum size (64x64
+and even 2x2 work), so nothing is scaled. Files are written to a temporary sibling and renamed,
+so a reader never sees half a video.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple
+
+import av
+import numpy as np
+
+VIDEO_CODEC = "libx264"
+PIXEL_FORMAT = "yuv420p"
+_X264_OPTIONS = {"crf": "18", "preset": "veryfast"}
+_MP4_OPTIONS = {"movflags": "+faststart"}
+_IMAGE_OPTIONS = {"update": "1"}
+_IMAGE_CODECS = {  # thumbnail suffix → (codec, pixel format)
+    ".png": ("png", "rgb24"),
+    ".jpg": ("mjpeg", "yuvj420p"),
+    ".jpeg": ("mjpeg", "yuvj420p"),
+}
+
+
+class VideoProbe(NamedTuple):
+    """What ``probe_mp4`` found by decoding a file."""
+
+    frames: int
+    width: int
+    height: int
+    codec_name: str
+
+    @property
+    def codec(self) -> str:
+        """Alias of ``codec_name`` (FFmpeg's decoder name, ``h264`` for H.264)."""
+        return self.codec_name
+
+
+def encode_mp4(frames: np.ndarray, fps: int, path: Path) -> Path:
+    """Write ``frames`` (``uint8 [F, H, W, 3]`` RGB) as an H.264 MP4 at ``fps``; return ``path``."""
+    video = _even_sized(_checked(frames))
+    if fps < 1:
+        raise ValueError(f"fps is {fps}; it must be at least 1")
+    path = Path(path)
+    height, width = video.shape[1:3]
+    with _atomic(path) as tmp, av.open(str(tmp), "w", format="mp4", options=_MP4_OPTIONS) as out:
+        stream = _video_stream(
+            out.add_stream(VIDEO_CODEC, rate=Fraction(fps), options=_X264_OPTIONS)
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, PIXEL_FORMAT
+        for rgb in video:
+            out.mux(stream.encode(_frame(rgb, PIXEL_FORMAT)))
+        out.mux(stream.encode(None))
+    return path
+
+
+def encode_thumbnail(frames: np.ndarray, path: Path) -> Path:
+    """Write the middle frame as PNG (``.png``) or JPEG (``.jpg``/``.jpeg``); return ``path``."""
+    video = _checked(frames)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _IMAGE_CODECS:
+        raise ValueError(f"thumbnail path {path} must end in one of {sorted(_IMAGE_CODECS)}")
+    codec, pixel_format = _IMAGE_CODECS[suffix]
+    middle = video[len(video) // 2]
+    if pixel_format == "yuvj420p":
+        middle = _even_sized(middle[None])[0]
+    # The image2 muxer with update=1 writes exactly this file name (no %d pattern expansion).
+    with (
+        _atomic(path) as tmp,
+        av.open(str(tmp), "w", format="image2", options=_IMAGE_OPTIONS) as out,
+    ):
+        stream = _video_stream(out.add_stream(codec))
+        stream.width, stream.height, stream.pix_fmt = middle.shape[1], middle.shape[0], pixel_format
+        out.mux(stream.encode(_frame(middle, pixel_format)))
+        out.mux(stream.encode(None))
+    return path
+
+
+def probe_mp4(path: Path) -> VideoProbe:
+    """Decode every frame of the video at ``path``; count them and report size and codec."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        count = sum(1 for _ in container.decode(stream))
+        return VideoProbe(
+            count,
+            stream.codec_context.width,
+            stream.codec_context.height,
+            stream.codec_context.name,
+        )
+
+
+def _video_stream(stream: object) -> av.video.stream.VideoStream:
+    """The stream ``add_stream`` made, typed as the video stream it is for a video codec."""
+    assert isinstance(stream, av.video.stream.VideoStream), stream
+    return stream
+
+
+def _frame(rgb: np.ndarray, pixel_format: str) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pixel_format)
+
+
+def _checked(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"frames must be uint8 [frames, height, width, 3]; got {frames.dtype} {frames.shape}"
+        )
+    if frames.shape[0] < 1:
+        raise ValueError("frames is empty; a video needs at least one frame")
+    return np.ascontiguousarray(frames)
+
+
+def _even_sized(frames: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths by one repeated row/column, as 4:2:0 chroma needs even sizes."""
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if not (pad_h or pad_w):
+        return frames
+    return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the body succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

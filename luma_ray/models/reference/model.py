@@ -1,0 +1,230 @@
+"""``luma-tiny``: the reference text-to-video model, its checkpoints and its sampler.
+
+A worker builds ``LumaTiny()`` (through ``registry.get_model_class("luma-tiny")``), calls
+``load(checkpoint_dir, device, process_group)`` once, then ``generate(request, on_step)`` per
+job. ``make_checkpoint`` writes the deterministic random weights that stand in for training
+(``model.safetensors`` + ``config.json``); tests, the quickstart and the model repository's
+first version all use it, and ``load`` reads the files back like any other checkpoint.
+
+Sampling is rectified flow: ``x_t = (1 - t) * x_0 + t * noise``. The network predicts ``x_0``
+(so the velocity is ``(x_t - x_0) / t`` and the last step lands on the prediction), and
+``steps`` Euler steps go from ``t = 1`` (noise from a CPU ``torch.Generator`` seeded with the
+request's seed) to ``t = 0``, with classifier-free guidance against the negative prompt. Pixels
+in ``[-1, 1]`` are mapped to ``uint8`` RGB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from luma_ray.errors import ConfigError
+from luma_ray.models.interface import (
+    GenerationCancelled,
+    GenerationRequest,
+    ModelLimits,
+    StepCallback,
+    validate_request,
+)
+from luma_ray.models.reference.network import (
+    LumaTinyNet,
+    NetworkConfig,
+    init_weights,
+    parameter_count,
+)
+from luma_ray.models.reference.text import token_batch
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "luma-tiny"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+DEFAULT_GUIDANCE_SCALE = 3.0
+
+LIMITS = ModelLimits(
+    max_frames=48,
+    max_height=128,
+    max_width=128,
+    max_steps=50,
+    default_steps=8,
+    default_fps=8,
+    size_multiple=8,
+)
+
+
+def make_checkpoint(
+    checkpoint_dir: Path,
+    seed: int = 0,
+    network: NetworkConfig | None = None,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+) -> Path:
+    """Write ``checkpoint_dir/model.safetensors`` and ``config.json``; return ``checkpoint_dir``.
+
+    The weights come from ``init_weights(seed)``, so the same arguments give byte-identical
+    files on every machine. Called by tests, the quickstart and whoever publishes the first
+    ``luma-tiny`` version to the model repository.
+    """
+    cfg = network or NetworkConfig()
+    net = LumaTinyNet(cfg)
+    init_weights(net, seed)
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().contiguous() for name, t in net.state_dict().items()}
+    # One metadata key only: safetensors writes a map's keys in no fixed order, and the same
+    # seed must give the same bytes.
+    metadata = {"format": f"{MODEL_NAME}/{FORMAT_VERSION}"}
+    save_file(tensors, str(checkpoint_dir / WEIGHTS_FILE), metadata=metadata)
+    config = {
+        "model": MODEL_NAME,
+        "format_version": FORMAT_VERSION,
+        "init_seed": seed,
+        "guidance_scale": guidance_scale,
+        "network": cfg.to_dict(),
+    }
+    (checkpoint_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return checkpoint_dir
+
+
+class LumaTiny:
+    """The reference model behind the ``VideoModel`` interface (see the module docstring)."""
+
+    name = MODEL_NAME
+    limits = LIMITS
+
+    def __init__(self) -> None:
+        self._net: LumaTinyNet | None = None
+        self._device = torch.device("cpu")
+        self._guidance_scale = DEFAULT_GUIDANCE_SCALE
+        self._rank, self._world = 0, 1
+
+    @property
+    def network(self) -> LumaTinyNet:
+        """The loaded network (read-only use: tests compare its parameters)."""
+        if self._net is None:
+            raise RuntimeError("luma-tiny is not loaded; call load(checkpoint_dir, device) first")
+        return self._net
+
+    def load(
+        self,
+        checkpoint_dir: Path,
+        device: torch.device,
+        process_group: object | None = None,
+    ) -> None:
+        """Read ``config.json`` and ``model.safetensors`` from ``checkpoint_dir`` onto ``device``.
+
+        Raises ``ConfigError`` naming the file and the fix when the folder is not a luma-tiny
+        checkpoint. ``process_group`` is the gang's group: every rank loads the full weights
+        (the model is small) and, until sequence parallelism lands, computes every token.
+        """
+        checkpoint_dir = Path(checkpoint_dir)
+        config = _read_config(checkpoint_dir / CONFIG_FILE)
+        cfg = NetworkConfig.from_dict(config["network"])
+        net = LumaTinyNet(cfg)
+        weights_path = checkpoint_dir / WEIGHTS_FILE
+        if not weights_path.is_file():
+            raise ConfigError(f"{weights_path} is missing; write it with make_checkpoint()")
+        try:
+            net.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
+        except (RuntimeError, OSError) as exc:
+            raise ConfigError(f"{weights_path} does not match {CONFIG_FILE}: {exc}") from exc
+        self._device = torch.device(device)
+        self._net = net.to(self._device).eval().requires_grad_(False)
+        self._guidance_scale = float(config.get("guidance_scale", DEFAULT_GUIDANCE_SCALE))
+        self._rank, self._world = _rank_and_world(process_group)
+        logger.info(
+            "loaded %s from %s on %s: %d parameters, rank %d of %d",
+            MODEL_NAME,
+            checkpoint_dir,
+            self._device,
+            parameter_count(net),
+            self._rank,
+            self._world,
+        )
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback) -> np.ndarray:
+        """Frames ``uint8 [frames, height, width, 3]`` for ``request``; called by the worker.
+
+        Calls ``on_step(step, total)`` after every sampler step; when it returns ``False``
+        raises ``GenerationCancelled`` before the next step. ``InvalidRequest`` if the request
+        is outside ``limits``. The same request gives the same frames, bit for bit, on the same
+        device type and thread count.
+        """
+        validate_request(request, self.limits)
+        net = self.network
+        with torch.inference_mode():
+            video = self._sample(net, request, on_step)
+        return _to_uint8(video)
+
+    def _sample(
+        self, net: LumaTinyNet, request: GenerationRequest, on_step: StepCallback
+    ) -> torch.Tensor:
+        """Euler steps of rectified flow with classifier-free guidance; ``[F, C, H, W]``."""
+        cfg = net.cfg
+        prompts = [request.prompt, request.negative_prompt]
+        ids, mask = token_batch(prompts, cfg.vocab_size, cfg.max_text_tokens)
+        ids, mask = ids.to(self._device), mask.to(self._device)
+        text, pooled = net.text(ids, mask)
+        shape = (1, request.frames, cfg.channels, request.height, request.width)
+        generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        x = torch.randn(shape, generator=generator).to(self._device)
+        times = torch.linspace(1.0, 0.0, request.steps + 1, device=self._device)
+        for i in range(request.steps):
+            t, t_next = times[i], times[i + 1]
+            both = net(x.expand(2, *shape[1:]), t.expand(2), text, mask, pooled)
+            x0_cond, x0_uncond = both.chunk(2)
+            x0 = x0_uncond + self._guidance_scale * (x0_cond - x0_uncond)
+            x = x + (t_next - t) * (x - x0) / t  # Euler step on the velocity (x - x0) / t
+            if not _keep_going(on_step(i + 1, request.steps)):
+                raise GenerationCancelled(i + 1, request.steps)
+        return x[0]
+
+
+def _keep_going(answer: object) -> bool:
+    """``False`` (or any falsy answer except ``None``) stops; a logging-only callback does not."""
+    return answer is None or bool(answer)
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """``[F, C, H, W]`` floats in ``[-1, 1]`` → ``uint8 [F, H, W, C]`` on the host."""
+    pixels = ((video.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The checkpoint's ``config.json``, checked to be a luma-tiny config of a known format."""
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing; write the checkpoint with make_checkpoint()")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or config.get("model") != MODEL_NAME:
+        raise ConfigError(f"{path} is not a {MODEL_NAME} checkpoint (model field must be that)")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(
+            f"{path} has format_version {config.get('format_version')!r}; this code reads "
+            f"{FORMAT_VERSION}, so rewrite it with make_checkpoint()"
+        )
+    if not isinstance(config.get("network"), dict):
+        raise ConfigError(f"{path} has no 'network' settings; rewrite it with make_checkpoint()")
+    try:
+        NetworkConfig.from_dict(config["network"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return config
+
+
+def _rank_and_world(process_group: object | None) -> tuple[int, int]:
+    """This process's rank and the gang size; ``(0, 1)`` without a process group."""
+    if process_group is None:
+        return 0, 1
+    import torch.distributed as dist
+
+    return dist.get_rank(process_group), dist.get_world_size(process_group)  # type: ignore[arg-type]
