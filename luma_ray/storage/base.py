@@ -1,0 +1,105 @@
+"""The blob store port: what the result store and the model repository need from storage.
+
+Who calls this: workers store results (``put_file``/``put_bytes``) and the API serves them
+(``get_bytes``/``uri_for``); the model repository writes immutable versions
+(``put_if_absent``), rewrites ``active.yaml`` (``put_bytes``, atomic on every backend) and
+downloads checkpoints (``get_file``). Implementations: ``LocalBlobStore`` (``file://``),
+``S3BlobStore`` (``s3://``) and ``InMemoryBlobStore`` (unit tests). ``open_store`` in
+``luma_ray.storage`` picks one from a URI.
+
+Errors: ``InvalidRequest`` for a bad key (see ``keys.py``), ``NotFound`` for a missing object,
+``StorageError`` when the backend fails (network, permissions, server), ``ConfigError`` when
+the store itself is misconfigured (e.g. the S3 bucket does not exist).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from luma_ray.errors import LumaError
+from luma_ray.storage.keys import RESERVED_PREFIX
+
+
+class StorageError(LumaError):
+    """The storage backend failed (unreachable, refused, out of space); often worth a retry."""
+
+    code = "storage_error"
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Objects addressed by relative POSIX keys such as ``results/gen_abc/video.mp4``."""
+
+    uri: str
+    """Where the store lives: ``file:///abs/root``, ``s3://bucket/prefix`` or ``memory://name``."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        """Store ``data`` under ``key`` (replacing any old object atomically); return its URI."""
+        ...
+
+    def put_file(self, key: str, path: str | Path, content_type: str | None = None) -> str:
+        """Upload the local file ``path`` under ``key``; return the object's URI."""
+        ...
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if it does not exist; False (and no change) if it does."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Return the object's content; ``NotFound`` if there is none."""
+        ...
+
+    def get_file(self, key: str, path: str | Path) -> Path:
+        """Download to ``path`` via a temporary file and a rename; ``NotFound`` if missing.
+
+        On any error ``path`` is left as it was (absent, or its old content).
+        """
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under exactly ``key`` (a "folder" is not an object)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; no error if it is missing."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys that start with ``prefix`` (a string prefix, as in S3), sorted."""
+        ...
+
+    def uri_for(self, key: str) -> str:
+        """The URI of ``key`` in this store (it need not exist)."""
+        ...
+
+
+FILE_MODE = 0o644
+"""Permissions of files the stores create (``mkstemp`` alone would give 0600)."""
+
+
+def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
+    """Create ``path`` by letting ``fill`` write a temporary file beside it, then renaming.
+
+    Used by every backend's ``get_file``: if ``fill`` raises (missing object, broken connection),
+    the temporary file is removed and ``path`` keeps whatever it had before.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{RESERVED_PREFIX}-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            os.fchmod(tmp.fileno(), FILE_MODE)
+            fill(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return target
