@@ -38,11 +38,14 @@ class GenerationParams:
 
     prompt: str
     negative_prompt: str = ""
-    seconds: float = 2.0
-    size: str = "64x64"
+    frames: int = 16
+    width: int = 64
+    height: int = 64
     fps: int = 8
-    seed: int | None = None
+    seed: int = 0
+    """Resolved at submit (a random seed when the caller gave none), so retries match."""
     steps: int | None = None
+    """Sampler steps; None means the model's default."""
 
 
 @dataclass

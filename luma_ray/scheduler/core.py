@@ -38,12 +38,16 @@ class Scheduler:
         self._job_at: dict[int, Job] = {}
         self._next_seq = 0
         self._next_token = 0
+        self._held: dict[JobId, Job] = {}
+        """Jobs with a live lease (leased or running): what expiry and worker loss scan."""
         self.in_flight: Counter[str] = Counter()
         """Leased-but-unfinished jobs per cluster (the back-pressure counter)."""
         self.queued_by_tenant: Counter[tuple[str, str]] = Counter()
         self.leased_by_tenant: Counter[tuple[str, str]] = Counter()
         self.refused_pulls: Counter[str] = Counter()
         """Pulls refused because the cluster was at its dispatch limit."""
+        self.dirty: dict[JobId, Job] = {}
+        """Jobs changed since the shell last called :meth:`take_dirty` (to journal them)."""
 
     # ---- submit and cancel -------------------------------------------------------------
 
@@ -65,16 +69,35 @@ class Scheduler:
                 retry_after_s=max(1.0, self.tiers[job.tier].max_wait_s / 10),
             )
         self.jobs[job.id] = job
+        self.dirty[job.id] = job
         self._enqueue(job)
 
-    def restore(self, job: Job) -> None:
-        """Put a job read back from the journal into the book as it was (actor restart)."""
+    def restore(self, job: Job, now_s: float, next_token: int = 0) -> None:
+        """Put a job read back from the journal into the book (actor restart).
+
+        Live leases get at least one more lease period from ``now_s``: heartbeats renewed
+        while the actor was down were not journaled, and a worker still computing must get
+        the chance to report before its job is requeued.
+        """
         self.jobs[job.id] = job
+        self._next_token = max(self._next_token, next_token)
         if job.state is JobState.QUEUED:
             self._enqueue(job)
         elif job.state in _LIVE and job.lease is not None:
+            job.lease.expires_at_s = max(job.lease.expires_at_s, now_s + self.config.lease_ttl_s)
             self._count_lease(job, +1)
             self._next_token = max(self._next_token, job.lease.token)
+
+    @property
+    def next_token(self) -> int:
+        """The last fencing token handed out; the journal keeps it so tokens never repeat."""
+        return self._next_token
+
+    def take_dirty(self) -> list[Job]:
+        """Jobs changed since the last call, for the shell to journal before it answers."""
+        changed = list(self.dirty.values())
+        self.dirty.clear()
+        return changed
 
     def cancel(self, job_id: JobId, now_s: float, reason: str = "cancelled by user") -> Job:
         """Cancel a job. A queued job never starts; a running one is told at its heartbeat."""
@@ -86,7 +109,7 @@ class Scheduler:
         else:
             self._release(job)
         job.cancel_requested = True
-        transition(job, JobState.CANCELLED, now_s, reason)
+        self._move(job, JobState.CANCELLED, now_s, reason)
         return job
 
     def get(self, job_id: JobId) -> Job:
@@ -116,7 +139,7 @@ class Scheduler:
         self.queued_by_tenant[(job.tier, job.tenant)] -= 1
         self._next_token += 1
         job.lease = Lease(worker, cluster, now_s + self.config.lease_ttl_s, self._next_token)
-        transition(job, JobState.LEASED, now_s, f"leased to {worker}")
+        self._move(job, JobState.LEASED, now_s, f"leased to {worker}")
         self._count_lease(job, +1)
         log.debug("job %s leased to %s (%s) after %.1f s", job.id, worker, cluster, pick.wait_s)
         lease = job.lease
@@ -131,13 +154,15 @@ class Scheduler:
         total: int = 0,
         phase: str = "running",
     ) -> HeartbeatReply:
-        """Renew a lease and record progress. The first heartbeat marks the job running."""
+        """Renew a lease and record progress. The first heartbeat marks the job running,
+        except one with phase ``prefetched``: a lease a worker holds while it finishes another
+        job, so that its accelerator never waits for the scheduler."""
         job = self.get(job_id)
         if job.state is JobState.CANCELLED:
             return HeartbeatReply(cancel=True, lease_expires_at_s=now_s)
         lease = self._check_lease(job, token)
-        if job.state is JobState.LEASED:
-            transition(job, JobState.RUNNING, now_s, "worker started")
+        if job.state is JobState.LEASED and phase != "prefetched":
+            self._move(job, JobState.RUNNING, now_s, "worker started")
         lease.expires_at_s = now_s + self.config.lease_ttl_s
         job.progress.phase, job.progress.step, job.progress.total = phase, step, total
         return HeartbeatReply(cancel=False, lease_expires_at_s=lease.expires_at_s)
@@ -151,7 +176,7 @@ class Scheduler:
         self._release(job)
         job.result_uris = dict(result_uris)
         job.progress.phase = "done"
-        transition(job, JobState.SUCCEEDED, now_s, "result committed")
+        self._move(job, JobState.SUCCEEDED, now_s, "result committed")
         return job
 
     def fail(self, job_id: JobId, token: int, now_s: float, error: JobError) -> Requeue | GiveUp:
@@ -162,25 +187,19 @@ class Scheduler:
             return self._requeue(job, now_s, f"retryable error: {error.code}", error)
         self._release(job)
         job.error = error
-        transition(job, JobState.FAILED, now_s, error.code)
+        self._move(job, JobState.FAILED, now_s, error.code)
         return GiveUp(job.id, job.attempts, error.code)
 
     def expire_leases(self, now_s: float) -> list[Requeue | GiveUp]:
         """Requeue every job whose lease has lapsed. The shell calls this on a timer."""
         lapsed = [
-            j
-            for j in self.jobs.values()
-            if j.state in _LIVE and j.lease is not None and j.lease.expires_at_s <= now_s
+            j for j in self._held.values() if j.lease is not None and j.lease.expires_at_s <= now_s
         ]
         return [self._requeue(j, now_s, "lease expired") for j in lapsed]
 
     def worker_lost(self, worker: WorkerId, now_s: float) -> list[Requeue | GiveUp]:
         """Requeue every job held by a worker known to be gone."""
-        held = [
-            j
-            for j in self.jobs.values()
-            if j.state in _LIVE and j.lease is not None and j.lease.worker == worker
-        ]
+        held = [j for j in self._held.values() if j.lease is not None and j.lease.worker == worker]
         return [self._requeue(j, now_s, f"worker {worker} lost") for j in held]
 
     # ---- views -------------------------------------------------------------------------
@@ -237,6 +256,10 @@ class Scheduler:
 
         return eligible
 
+    def _move(self, job: Job, to: JobState, now_s: float, reason: str) -> None:
+        transition(job, to, now_s, reason)
+        self.dirty[job.id] = job
+
     def _check_lease(self, job: Job, token: int) -> Lease:
         lease = job.lease
         if job.state not in _LIVE or lease is None or lease.token != token:
@@ -250,6 +273,10 @@ class Scheduler:
         assert job.lease is not None
         self.in_flight[job.lease.cluster] += delta
         self.leased_by_tenant[(job.tier, job.tenant)] += delta
+        if delta > 0:
+            self._held[job.id] = job
+        else:
+            self._held.pop(job.id, None)
 
     def _release(self, job: Job) -> None:
         if job.state in _LIVE and job.lease is not None:
@@ -263,10 +290,10 @@ class Scheduler:
             job.error = error or JobError(
                 "attempts_exhausted", f"gave up after {job.attempts} attempts: {reason}", False
             )
-            transition(job, JobState.FAILED, now_s, reason)
+            self._move(job, JobState.FAILED, now_s, reason)
             log.warning("job %s failed after %d attempts: %s", job.id, job.attempts, reason)
             return GiveUp(job.id, job.attempts, reason)
-        transition(job, JobState.QUEUED, now_s, reason)
+        self._move(job, JobState.QUEUED, now_s, reason)
         self._enqueue(job)
         log.info("job %s requeued (attempt %d): %s", job.id, job.attempts, reason)
         return Requeue(job.id, job.attempts, reason)

@@ -86,3 +86,19 @@ def test_ids_sort_by_time_and_are_unguessable() -> None:
     assert len(many) == 2000  # 80 random bits per id
     fixed = new_job_id(5.0, bytes(10))
     assert fixed == new_job_id(5.0, bytes(10))
+
+
+def test_codec_round_trips_every_field() -> None:
+    import json
+
+    from luma_ray.jobs import JobError
+    from luma_ray.jobs.codec import job_from_dict, job_to_dict
+
+    job = make_job(params=GenerationParams(prompt="a cat", seed=7, steps=4, width=64, height=64))
+    transition(job, JobState.LEASED, 11.0, "leased")
+    job.lease = Lease(WorkerId("w1"), "c1", 71.0, token=7)
+    job.progress.step, job.progress.total = 2, 4
+    job.error = JobError("oom", "out of memory", retryable=True)
+    job.result_uris = {"video": "file:///x.mp4"}
+    back = job_from_dict(json.loads(json.dumps(job_to_dict(job))))
+    assert back == job

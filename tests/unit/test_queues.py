@@ -54,3 +54,11 @@ def test_book_pick_prefers_higher_rank_then_age() -> None:
     pick = book.pick(make_policy("fifo"), ["m"], 200.0, take=False)
     assert pick is not None and pick.seq == 0
     assert len(book) == 1
+
+
+def test_ties_across_queues_go_to_the_earlier_submission() -> None:
+    book = QueueBook(tier_specs(default_tiers()))
+    book.push("free", "b", 0.0, 5)  # queue b exists first and is scanned first
+    book.push("free", "a", 0.0, 3)
+    pick = book.pick(make_policy("fifo"), ["b", "a"], 10.0)
+    assert pick is not None and (pick.model, pick.seq) == ("a", 3)

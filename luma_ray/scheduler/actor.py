@@ -1,0 +1,175 @@
+"""The scheduler as a Ray actor: a thin async shell around :class:`SchedulerService`.
+
+One named, detached actor (``luma-scheduler`` in namespace ``luma_ray``) that Ray restarts if
+it dies; the restarted actor rebuilds its state from the journal. It adds what needs an event
+loop: pulls that wait briefly for work, and a timer that requeues lapsed leases. All methods
+run on the actor's one event loop, so the service is never entered by two calls at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+
+from luma_ray.config import parse_config
+from luma_ray.models.interface import ModelLimits
+from luma_ray.scheduler.decisions import HeartbeatReply
+from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.service import Assignment, SchedulerService, SubmitRequest
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "luma-scheduler"
+NAMESPACE = "luma_ray"
+MAX_PULL_WAIT_S = 30.0
+
+
+class SchedulerActor:
+    """Constructed by Ray from plain arguments, so a restart rebuilds the same scheduler."""
+
+    def __init__(
+        self, config: Mapping[str, Any], journal_path: str, models: Mapping[str, ModelLimits]
+    ) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.service = SchedulerService(
+            parse_config(dict(config), "scheduler config"),
+            Journal(journal_path),
+            models,
+            time.time,
+        )
+        self._work = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # ---- clients -----------------------------------------------------------------------
+
+    async def submit(self, request: SubmitRequest) -> dict[str, Any]:
+        self._start_ticker()
+        view = self.service.submit(request)
+        self._wake()
+        return view
+
+    async def submit_many(
+        self, requests: builtins.list[SubmitRequest]
+    ) -> builtins.list[dict[str, Any]]:
+        self._start_ticker()
+        views = self.service.submit_many(requests)
+        self._wake()
+        return views
+
+    async def cancel(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+        return self.service.cancel(job_id, tenant)
+
+    async def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+        return self.service.get(job_id, tenant)
+
+    async def list(
+        self, tenant: str | None = None, state: str | None = None, limit: int = 100
+    ) -> builtins.list[dict[str, Any]]:
+        return self.service.list(tenant, state, limit)
+
+    async def stats(self) -> dict[str, Any]:
+        return self.service.stats()
+
+    async def ping(self) -> str:
+        self._start_ticker()
+        return "ok"
+
+    # ---- workers -----------------------------------------------------------------------
+
+    async def pull(
+        self, worker: str, cluster: str, models: builtins.list[str], wait_s: float = 0.0
+    ) -> Assignment | None:
+        """Lease a job; with ``wait_s`` > 0, wait up to that long for one to arrive."""
+        self._start_ticker()
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_PULL_WAIT_S)
+        while True:
+            assignment = self.service.pull(worker, cluster, models)
+            remaining = deadline - time.monotonic()
+            if assignment is not None or remaining <= 0:
+                return assignment
+            event = self._work
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return self.service.pull(worker, cluster, models)
+
+    async def heartbeat(
+        self, job_id: str, token: int, step: int = 0, total: int = 0, phase: str = "running"
+    ) -> HeartbeatReply:
+        return self.service.heartbeat(job_id, token, step, total, phase)
+
+    async def complete(
+        self, job_id: str, token: int, result_uris: Mapping[str, str]
+    ) -> dict[str, Any]:
+        view = self.service.complete(job_id, token, result_uris)
+        self._wake()  # a cluster at its dispatch limit may pull again
+        return view
+
+    async def fail(
+        self, job_id: str, token: int, code: str, message: str, retryable: bool = False
+    ) -> dict[str, Any]:
+        view = self.service.fail(job_id, token, code, message, retryable)
+        self._wake()
+        return view
+
+    async def worker_lost(self, worker: str) -> int:
+        n = self.service.worker_lost(worker)
+        self._wake()
+        return n
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """Release every waiting pull; each tries again (new work, or a freed limit)."""
+        event, self._work = self._work, asyncio.Event()
+        event.set()
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        period = max(0.05, min(5.0, self.service.config.lease_ttl_s / 4))
+        while True:
+            await asyncio.sleep(period)  # a timer, not synchronisation
+            try:
+                if self.service.tick():
+                    self._wake()
+            except Exception:  # keep the timer alive; the next tick retries
+                log.exception("lease expiry tick failed")
+
+
+def scheduler_actor_class() -> Any:
+    """The one place ``ray.remote`` is applied to the scheduler."""
+    return ray.remote(SchedulerActor)
+
+
+def start_scheduler(
+    config: Mapping[str, Any], journal_path: str, models: Mapping[str, ModelLimits]
+) -> Any:
+    """Get the running scheduler actor, or start it (detached, restarted on failure)."""
+    return (
+        scheduler_actor_class()
+        .options(
+            name=SCHEDULER_NAME,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=0,
+            num_cpus=0,
+            max_concurrency=1000,
+        )
+        .remote(dict(config), journal_path, dict(models))
+    )
+
+
+def get_scheduler() -> Any:
+    """The running scheduler actor's handle; raises ValueError if none is running."""
+    return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
