@@ -7,3 +7,10 @@ effects and imports neither Ray nor torch.
 """
 
 __version__ = "0.1.0"
+
+
+def connect(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Connect to (or start) a luma_ray system; see :func:`luma_ray.client.connect`."""
+    from luma_ray.client import connect as _connect
+
+    return _connect(*args, **kwargs)

@@ -1,13 +1,15 @@
 """The ``luma-ray`` command line.
 
-Subcommands: ``simulate`` (replay a trace through a policy) and ``trace`` (write a launch-day or
-GenTD26 trace). Bad input ends with one line on stderr naming what to fix, and exit code 2.
+Subcommands: ``simulate`` (replay a trace through a policy), ``trace`` (write a launch-day or
+GenTD26 trace), and ``up``, ``down``, ``status``, ``generate`` (run the system; see
+``serving_cli``). Bad input ends with one line on stderr naming what to fix, and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -107,10 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     gentd.add_argument("--out", required=True, help="folder for trace.csv and capacity.csv")
     for p in (launch, gentd):
         p.set_defaults(func=_cmd_trace)
+
+    from luma_ray.serving_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ray reads its auth mode when it is imported; clusters started by `luma-ray up` use
+    # token auth, so drivers that join them need it set before any Ray import.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

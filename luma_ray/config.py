@@ -181,3 +181,56 @@ def load_tiers(path: str | Path) -> list[TierConfig]:
     if not isinstance(data, dict) or "tiers" not in data:
         raise ConfigError(f"{path}: expected a list of tiers or a mapping with a 'tiers' field")
     return parse_config({"tiers": data["tiers"]}, str(path)).tiers
+
+
+class PoolConfig(_Strict):
+    """A pool of model workers: one Serve deployment whose replicas serve one model."""
+
+    model: str = Field(default="luma-tiny", min_length=1, max_length=64)
+    """Model name the replicas load (see ``luma_ray.models.registry``)."""
+    replicas: int = Field(default=1, ge=0, le=10_000)
+    """Number of replicas (each one worker, one gang)."""
+    cluster: str = Field(default="local", min_length=1, max_length=64)
+    """Cluster the replicas count against for dispatch limits."""
+    prefetch: bool = True
+    """Hold one extra lease while computing, so the model never waits for the scheduler."""
+    num_cpus: float = Field(default=1.0, ge=0, le=1024)
+    """CPUs Ray reserves per replica."""
+    torch_threads: int = Field(default=1, ge=1, le=256)
+    """Intra-op threads per replica on CPU."""
+
+
+class RuntimeConfig(_Strict):
+    """Where a running system keeps its state, and which worker pools it starts."""
+
+    data_dir: str
+    """Root for the journal, results (file:// store) and cached checkpoints."""
+    journal_path: str | None = None
+    """SQLite journal file; default ``<data_dir>/journal.sqlite``."""
+    store_uri: str | None = None
+    """Result store: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
+    pools: list[PoolConfig] = Field(default_factory=lambda: [PoolConfig()])
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    @property
+    def journal(self) -> str:
+        return self.journal_path or str(Path(self.data_dir) / "journal.sqlite")
+
+    @property
+    def store(self) -> str:
+        return self.store_uri or (Path(self.data_dir) / "results").resolve().as_uri()
+
+    @property
+    def checkpoint_root(self) -> str:
+        return str(Path(self.data_dir) / "checkpoints")
+
+
+def default_data_dir(environ: dict[str, str]) -> Path:
+    """``$LUMA_RAY_HOME``, else ``$XDG_DATA_HOME/luma_ray``, else ``~/.local/share/luma_ray``.
+
+    Entry points pass ``os.environ``; nothing else reads the environment.
+    """
+    if environ.get("LUMA_RAY_HOME"):
+        return Path(environ["LUMA_RAY_HOME"]).expanduser()
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "luma_ray"

@@ -1,0 +1,191 @@
+"""The Ray-native client for notebooks and scripts: ``luma_ray.connect()``.
+
+It joins a running luma_ray cluster (or starts a local one when none runs), makes sure the
+scheduler and the worker pools are up, and submits through the scheduler actor. Errors come
+back as luma_ray's own (``InvalidRequest``, ``NotFound``, ``BackPressure``), not Ray's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from luma_ray.config import RuntimeConfig, default_data_dir
+from luma_ray.errors import InvalidRequest, LumaError, NotFound
+from luma_ray.scheduler.actor import NAMESPACE, get_scheduler
+from luma_ray.scheduler.service import SubmitRequest
+from luma_ray.storage import open_store
+
+log = logging.getLogger(__name__)
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def _parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, tuple):
+        return size
+    try:
+        w, h = (int(v) for v in str(size).lower().split("x"))
+    except ValueError:
+        raise InvalidRequest(f"size {size!r} must look like '64x64' (width x height)") from None
+    return w, h
+
+
+class Client:
+    """Submit, watch, cancel and download generations through the scheduler actor."""
+
+    def __init__(self, scheduler: Any, store_uri: str, tenant: str = "default") -> None:
+        self.scheduler = scheduler
+        self.store_uri = store_uri
+        self.tenant = tenant
+
+    def _call(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
+        try:
+            return ray.get(getattr(self.scheduler, method).remote(*args), timeout=timeout_s)
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, LumaError):
+                raise cause from None
+            raise
+
+    def submit(
+        self,
+        prompt: str,
+        *,
+        model: str = "luma-tiny",
+        tier: str = "free",
+        tenant: str | None = None,
+        frames: int = 16,
+        size: str | tuple[int, int] = "64x64",
+        seed: int | None = None,
+        steps: int | None = None,
+        negative_prompt: str = "",
+        fps: int | None = None,
+    ) -> str:
+        """Queue one generation; returns its id. Bad parameters raise ``InvalidRequest``."""
+        width, height = _parse_size(size)
+        request = SubmitRequest(
+            prompt=prompt,
+            model=model,
+            tier=tier,
+            tenant=tenant or self.tenant,
+            negative_prompt=negative_prompt,
+            frames=frames,
+            width=width,
+            height=height,
+            fps=fps,
+            seed=seed,
+            steps=steps,
+        )
+        view: dict[str, Any] = self._call("submit", request)
+        return str(view["id"])
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("get", job_id, self.tenant)
+        return view
+
+    def list(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        views: list[dict[str, Any]] = self._call("list", self.tenant, state, limit)
+        return views
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._call("cancel", job_id, self.tenant)
+        return view
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self._call("stats")
+        return stats
+
+    def wait(
+        self, job_id: str, timeout: float | None = None, progress: bool | None = None
+    ) -> dict[str, Any]:
+        """Poll until the job is final; returns its view. ``TimeoutError`` after ``timeout``.
+
+        ``progress`` shows a one-line progress bar on stderr; by default only where a
+        terminal shows one.
+        """
+        show = sys.stderr.isatty() if progress is None else progress
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            view = self.get(job_id)
+            if show:
+                _draw(view)
+            if view["state"] in TERMINAL:
+                if show:
+                    sys.stderr.write("\n")
+                return view
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {view['state']} after {timeout} s")
+            time.sleep(delay)  # polling interval, backing off to 0.5 s
+            delay = min(0.5, delay * 1.5)
+
+    def download(self, job_id: str, path: str | Path, variant: str = "video") -> Path:
+        """Copy the job's video (or ``variant='thumbnail'``) to ``path``."""
+        view = self.get(job_id)
+        if view["state"] != "succeeded":
+            raise InvalidRequest(f"job {job_id} is {view['state']}; download needs 'succeeded'")
+        uri = view["result_uris"].get(variant)
+        if uri is None:
+            known = ", ".join(sorted(view["result_uris"]))
+            raise NotFound(f"job {job_id} has no {variant!r} result; it has: {known}")
+        store = open_store(self.store_uri)
+        if not uri.startswith(store.uri.rstrip("/") + "/"):
+            raise NotFound(f"result {uri} is not in this cluster's store {store.uri}")
+        key = uri[len(store.uri.rstrip("/")) + 1 :]
+        return store.get_file(key, Path(path))
+
+
+def _draw(view: dict[str, Any]) -> None:
+    p = view["progress"]
+    total = max(1, p["total"])
+    done = int(30 * p["step"] / total) if p["total"] else 0
+    sys.stderr.write(
+        f"\r{view['id']} {view['state']:<9} [{'#' * done}{'.' * (30 - done)}] "
+        f"{p['step']}/{p['total']} "
+    )
+    sys.stderr.flush()
+
+
+def connect(
+    address: str | None = None,
+    *,
+    runtime: RuntimeConfig | None = None,
+    tenant: str = "default",
+    start: bool = True,
+    quiet: bool = False,
+) -> Client:
+    """A client of the luma_ray system on ``address`` (a running local one if None).
+
+    With no running cluster it starts a local one (``ray.init``) and, with ``start``, the
+    scheduler and worker pools described by ``runtime`` (default: one ``luma-tiny`` replica,
+    state under the user's data directory). To join a cluster started by ``luma-ray up``,
+    set ``RAY_AUTH_MODE=token`` in the environment before Python imports Ray.
+    """
+    runtime = runtime or RuntimeConfig(data_dir=str(default_data_dir(dict(os.environ))))
+    if not ray.is_initialized():
+        options: dict[str, Any] = {"namespace": NAMESPACE}
+        if quiet:
+            options.update(log_to_driver=False, logging_level="ERROR")
+        if address is not None:
+            ray.init(address=address, **options)
+        else:
+            try:
+                ray.init(address="auto", **options)
+            except (ConnectionError, RuntimeError):
+                ray.init(**options)
+    try:
+        handle = get_scheduler()
+    except ValueError:
+        if not start:
+            raise NotFound("no luma_ray scheduler is running on this cluster") from None
+        from luma_ray import launch
+
+        handle = launch.start(runtime)
+    return Client(handle, runtime.store, tenant=tenant)

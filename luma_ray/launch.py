@@ -1,0 +1,78 @@
+"""Bring a luma_ray system up on a Ray cluster: the scheduler actor and the worker pools.
+
+Called by ``luma-ray up``, by :func:`luma_ray.connect` when nothing is running yet, and by the
+integration tests. Idempotent: a running scheduler is reused (``get_if_exists``) and Serve
+updates pools in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+from ray import serve
+
+from luma_ray.config import PoolConfig, RuntimeConfig
+from luma_ray.models.interface import ModelLimits
+from luma_ray.models.registry import MODELS, get_model_class
+from luma_ray.scheduler.actor import NAMESPACE, start_scheduler
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 300.0
+
+
+def model_limits() -> dict[str, ModelLimits]:
+    """Limits of every registered model, for request validation in the scheduler."""
+    return {name: get_model_class(name).limits for name in MODELS}
+
+
+def pool_app_name(pool: PoolConfig) -> str:
+    return f"{pool.model}-workers"
+
+
+def start(runtime: RuntimeConfig) -> Any:
+    """Start (or reuse) the scheduler and deploy every pool; return the scheduler handle.
+
+    Blocks until the scheduler answers and every pool's replicas are running.
+    """
+    if not ray.is_initialized():
+        raise RuntimeError("call ray.init() (or luma_ray.connect()) before launch.start()")
+    handle = start_scheduler(runtime.scheduler.model_dump(), runtime.journal, model_limits())
+    ray.get(handle.ping.remote(), timeout=READY_TIMEOUT_S)
+    if runtime.pools:
+        serve.start(proxy_location="Disabled")
+    for pool in runtime.pools:
+        deploy_pool(runtime, pool)
+    log.info("luma_ray is up: journal %s, results %s", runtime.journal, runtime.store)
+    return handle
+
+
+def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
+    """Deploy (or update) one pool as a Serve application without an HTTP route."""
+    from luma_ray.workers.deployment import ModelWorker
+
+    deployment: Any = serve.deployment(
+        ModelWorker,
+        name=pool_app_name(pool),
+        num_replicas=pool.replicas,
+        ray_actor_options={"num_cpus": pool.num_cpus},
+        health_check_period_s=5,
+        health_check_timeout_s=30,
+        graceful_shutdown_timeout_s=5,
+    )
+    app = deployment.bind(
+        pool.model,
+        runtime.store,
+        runtime.checkpoint_root,
+        pool.cluster,
+        pool.prefetch,
+        pool.torch_threads,
+    )
+    serve.run(app, name=pool_app_name(pool), route_prefix=None, blocking=False)
+    log.info("pool %s: %d replica(s) on cluster %s", pool.model, pool.replicas, pool.cluster)
+
+
+def namespace() -> str:
+    return NAMESPACE

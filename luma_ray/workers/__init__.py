@@ -1,0 +1,1 @@
+"""Model workers: the pull loop over injected ports, and its Ray Serve deployment."""

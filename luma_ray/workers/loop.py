@@ -1,0 +1,187 @@
+"""The pull loop of one model worker: lease, generate, hand off, repeat.
+
+Called from the worker's own thread (the Serve replica starts it). The accelerator should
+never wait: while a job generates, a helper thread already leases the next one (prefetch), and
+encoding and upload run on a CPU thread after ``generate`` returns. Every sampler step sends a
+heartbeat, which renews the lease, reports progress and brings back the cancel flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from luma_ray.errors import InvalidRequest, StaleLease
+from luma_ray.models.interface import GenerationCancelled, VideoModel
+from luma_ray.scheduler.service import Assignment
+from luma_ray.workers.ports import ResultSink, SchedulerPort
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopStats:
+    """What the loop measured; the idle-gap benchmark reads ``gaps_s``."""
+
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    stale: int = 0
+    gaps_s: list[float] = field(default_factory=list)
+    """Idle time of the model between the end of one generate and the start of the next."""
+    generated: dict[str, int] = field(default_factory=dict)
+    """How many times the model ran each job to its last step (1 unless a lease was lost)."""
+    stopped_at: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Cancelled jobs and the (step, total) at which the model stopped."""
+
+
+class WorkerLoop:
+    """Runs jobs one after another on one model; stop it with :meth:`stop`."""
+
+    def __init__(
+        self,
+        scheduler: SchedulerPort,
+        model: VideoModel,
+        sink: ResultSink,
+        *,
+        prefetch: bool = True,
+        pull_wait_s: float = 1.0,
+        prefetch_heartbeat_s: float = 5.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.scheduler = scheduler
+        self.model = model
+        self.sink = sink
+        self.prefetch = prefetch
+        self.pull_wait_s = pull_wait_s
+        self.prefetch_heartbeat_s = prefetch_heartbeat_s
+        self.clock = clock
+        self.stats = LoopStats()
+        self._stop = threading.Event()
+        self._puller = ThreadPoolExecutor(1, thread_name_prefix="luma-prefetch")
+        self._uploader = ThreadPoolExecutor(1, thread_name_prefix="luma-upload")
+        self._next: Future[Assignment | None] | None = None
+        self._next_beat = 0.0
+        self._last_end: float | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, max_jobs: int | None = None) -> LoopStats:
+        """Loop until stopped (or ``max_jobs`` jobs ran); then finish uploads and return."""
+        try:
+            while not self._stop.is_set():
+                if max_jobs is not None and self.stats.started >= max_jobs:
+                    break
+                job = self._take_next()
+                if job is None:
+                    self._last_end = None  # idle for lack of work is not a scheduling gap
+                    continue
+                self._run_one(job)
+        finally:
+            self._release_prefetched()
+            self._puller.shutdown(wait=True)
+            self._uploader.shutdown(wait=True)
+        return self.stats
+
+    # ---- one job -----------------------------------------------------------------------
+
+    def _take_next(self) -> Assignment | None:
+        if self._next is not None:
+            job, self._next = self._next.result(), None
+            if job is not None:
+                return job
+        return self.scheduler.pull(self.pull_wait_s)
+
+    def _run_one(self, job: Assignment) -> None:
+        self.stats.started += 1
+        if self.prefetch and self._next is None:
+            self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
+            self._next_beat = self.clock() + self.prefetch_heartbeat_s
+        start = self.clock()
+        if self._last_end is not None:
+            self.stats.gaps_s.append(start - self._last_end)
+        try:
+            frames = self.model.generate(job.request, lambda s, t: self._on_step(job, s, t))
+        except GenerationCancelled as stop:
+            self._last_end = self.clock()
+            self.stats.cancelled += 1
+            self.stats.stopped_at[job.job_id] = (stop.step, stop.total)
+            log.info("job %s cancelled at step %d of %d", job.job_id, stop.step, stop.total)
+            return
+        except InvalidRequest as err:
+            self._last_end = self.clock()
+            self._report_failure(job, "invalid_request", str(err), retryable=False)
+            return
+        except Exception as err:  # a model crash: let another attempt try
+            self._last_end = self.clock()
+            log.exception("job %s: generate failed", job.job_id)
+            self._report_failure(job, "model_error", f"{type(err).__name__}: {err}", True)
+            return
+        self._last_end = self.clock()
+        self.stats.generated[job.job_id] = self.stats.generated.get(job.job_id, 0) + 1
+        self._uploader.submit(self._finish, job, frames)
+
+    def _on_step(self, job: Assignment, step: int, total: int) -> bool:
+        """Heartbeat with progress; False stops the model at this step (cancellation)."""
+        try:
+            cancelled = self.scheduler.heartbeat(job, step, total, "running")
+        except StaleLease:
+            log.warning("job %s: lease lost during step %d; stopping", job.job_id, step)
+            return False
+        except Exception:  # scheduler restarting: keep computing, the lease survives
+            log.warning("job %s: heartbeat failed; continuing", job.job_id, exc_info=True)
+            cancelled = False
+        self._keep_prefetched_alive()
+        return not cancelled and not self._stop.is_set()
+
+    def _keep_prefetched_alive(self) -> None:
+        nxt = self._next
+        if nxt is None or not nxt.done() or self.clock() < self._next_beat:
+            return
+        held = nxt.result()
+        self._next_beat = self.clock() + self.prefetch_heartbeat_s
+        if held is None:
+            return
+        try:
+            if self.scheduler.heartbeat(held, 0, 0, "prefetched"):
+                self._next = None  # cancelled while waiting: drop it
+        except Exception:
+            log.warning("job %s: prefetched lease heartbeat failed", held.job_id)
+
+    def _finish(self, job: Assignment, frames: object) -> None:
+        """Encode, upload and commit on the CPU thread, off the model's critical path."""
+        try:
+            uris = self.sink.store(job, frames)  # type: ignore[arg-type]
+            self.scheduler.complete(job, uris)
+            self.stats.succeeded += 1
+        except StaleLease:
+            self.stats.stale += 1
+            log.warning("job %s: result refused, the lease moved on", job.job_id)
+        except Exception as err:
+            log.exception("job %s: storing the result failed", job.job_id)
+            self._report_failure(job, "store_error", f"{type(err).__name__}: {err}", True)
+
+    def _report_failure(self, job: Assignment, code: str, message: str, retryable: bool) -> None:
+        self.stats.failed += 1
+        try:
+            self.scheduler.fail(job, code, message, retryable)
+        except StaleLease:
+            self.stats.stale += 1
+        except Exception:
+            log.exception("job %s: could not report failure; the lease will expire", job.job_id)
+
+    def _release_prefetched(self) -> None:
+        """On stop, give a prefetched lease back so another worker takes it at once."""
+        nxt, self._next = self._next, None
+        if nxt is None:
+            return
+        held = nxt.result()
+        if held is not None:
+            self._report_failure(held, "worker_stopping", "worker stopped before starting", True)
+            self.stats.failed -= 1

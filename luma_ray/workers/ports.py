@@ -1,0 +1,36 @@
+"""What the pull loop needs from the outside world, as small protocols.
+
+The Serve deployment passes real adapters (the scheduler actor, the blob store); unit tests pass
+in-memory fakes. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from luma_ray.scheduler.service import Assignment
+
+if TYPE_CHECKING:
+    import numpy
+
+
+class SchedulerPort(Protocol):
+    """The scheduler as a worker sees it."""
+
+    def pull(self, wait_s: float) -> Assignment | None:
+        """Lease the next job for this worker, waiting up to ``wait_s`` for one."""
+
+    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
+        """Renew the lease and report progress; True means the job was cancelled: stop."""
+
+    def complete(self, a: Assignment, result_uris: dict[str, str]) -> None:
+        """Commit the result; raises StaleLease if this lease lost the job meanwhile."""
+
+    def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
+        """Report a failure; retryable ones go back to the queue."""
+
+
+class ResultSink(Protocol):
+    """Encodes frames and stores them; returns the URIs to commit (video, thumbnail)."""
+
+    def store(self, a: Assignment, frames: numpy.ndarray) -> dict[str, str]: ...

@@ -1,0 +1,78 @@
+"""One Ray session for every integration test: a local cluster in its own RAY_TMPDIR.
+
+The session starts the scheduler actor and one ``luma-tiny`` worker replica with a short
+lease period, and shuts everything down at the end. Tests poll with deadlines; none sleeps to
+synchronise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LEASE_TTL_S = 4.0
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float = 120.0, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(delay)  # polling interval
+        delay = min(0.25, delay * 1.5)
+
+
+@pytest.fixture(scope="session")
+def system() -> Iterator[dict[str, Any]]:
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    import luma_ray
+    from luma_ray.config import PoolConfig, RuntimeConfig, SchedulerConfig
+    from luma_ray.scheduler.actor import NAMESPACE
+
+    root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
+    os.environ["RAY_TMPDIR"] = str(root / "ray")
+    (root / "ray").mkdir()
+    runtime = RuntimeConfig(
+        data_dir=str(root / "data"),
+        scheduler=SchedulerConfig(
+            lease_ttl_s=LEASE_TTL_S, clusters={"local": {"dispatch_limit": 2}}
+        ),
+        pools=[PoolConfig(model="luma-tiny", replicas=1, num_cpus=1, torch_threads=1)],
+    )
+    ray.init(
+        address="local",
+        namespace=NAMESPACE,
+        num_cpus=4,
+        include_dashboard=False,
+        _temp_dir=str(root / "ray"),
+    )
+    try:
+        client = luma_ray.connect(runtime=runtime)  # starts the scheduler and the pool
+        yield {
+            "client": client,
+            "runtime": runtime,
+            "scheduler": client.scheduler,
+            "root": root,
+        }
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,167 @@
+"""End to end on a real local Ray cluster: submit through luma_ray's client, real Serve
+replicas run the real reference model, results are real MP4 files; crash and cancel paths."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from luma_ray.errors import InvalidRequest, StaleLease
+from tests.integration.conftest import LEASE_TTL_S, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def journal_record(system: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """The job as the durable journal has it (a real SQLite file, read independently)."""
+    db = sqlite3.connect(system["runtime"].journal)
+    try:
+        (record,) = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(record)
+
+
+def test_jobs_of_several_tiers_yield_mp4s(system, tmp_path: Path) -> None:
+    from luma_ray.models.encode import probe_mp4
+
+    client = system["client"]
+    asks = [("api", 16, "64x64"), ("enterprise", 8, "48x32"), ("free", 12, "32x64")]
+    ids = [
+        client.submit(
+            f"a {tier} fox in the snow", tier=tier, frames=frames, size=size, steps=3, seed=7
+        )
+        for tier, frames, size in asks
+    ]
+    for job_id, (tier, frames, size) in zip(ids, asks, strict=True):
+        view = client.wait(job_id, timeout=300)
+        assert view["state"] == "succeeded", view
+        assert view["tier"] == tier and view["attempts"] == 1
+        video = client.download(job_id, tmp_path / f"{job_id}.mp4")
+        probe = probe_mp4(video)
+        width, height = (int(v) for v in size.split("x"))
+        assert (probe.frames, probe.width, probe.height) == (frames, width, height)
+        assert probe.codec in ("h264", "libx264", "libopenh264")
+        thumb = client.download(job_id, tmp_path / f"{job_id}.png", variant="thumbnail")
+        assert thumb.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_parameters_are_refused_at_submit(system) -> None:
+    client = system["client"]
+    before = len(client.list(limit=1000))
+    for kwargs, message in [
+        ({"model": "nope"}, "unknown model 'nope'"),
+        ({"frames": 0}, "frames is 0"),
+        ({"frames": 10_000}, "frames is 10000"),
+        ({"size": "4096x4096"}, "height is 4096"),
+        ({"size": "60x64"}, "width 60 is not a multiple"),
+        ({"size": "big"}, "must look like '64x64'"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            client.submit("a cat", **kwargs)
+    with pytest.raises(InvalidRequest, match="prompt is empty"):
+        client.submit("   ")
+    assert len(client.list(limit=1000)) == before
+
+
+def test_cancel_queued_never_starts_and_running_stops_within_a_step(system) -> None:
+    client = system["client"]
+    # The local cluster may hold 2 leases (one running, one prefetched): a third job queues.
+    long_id = client.submit("a very long take", steps=40, seed=1, tier="api")
+    held_id = client.submit("the next take", steps=2, seed=2, tier="api")
+    wait_for(lambda: client.get(long_id)["state"] == "running", what="the long job to run")
+    wait_for(lambda: client.get(held_id)["state"] == "leased", what="a prefetched lease")
+    queued_id = client.submit("never to be made", steps=2, seed=3, tier="api")
+    assert client.get(queued_id)["state"] == "queued"
+    assert client.cancel(queued_id)["state"] == "cancelled"
+
+    step = wait_for(lambda: client.get(long_id)["progress"]["step"], what="progress")
+    assert client.cancel(long_id)["state"] == "cancelled"
+    assert client.wait(held_id, timeout=300)["state"] == "succeeded"
+    # The queued job was passed over for good: it never got a lease.
+    record = journal_record(system, queued_id)
+    assert record["state"] == "cancelled"
+    assert [h[1] for h in record["history"]] == ["cancelled"]
+    # The running job stopped at the step after the cancel at the latest.
+    stopped = wait_for(
+        lambda: next(
+            (
+                s["stopped_at"][long_id]
+                for s in worker_stats_via_serve()
+                if long_id in s["stopped_at"]
+            ),
+            None,
+        ),
+        what="the worker to report the stop",
+    )
+    assert stopped[0] <= step + 2 and stopped[1] == 40
+
+
+def worker_stats_via_serve() -> list[dict[str, Any]]:
+    from ray import serve
+
+    handle = serve.get_deployment_handle("luma-tiny-workers", app_name="luma-tiny-workers")
+    return [handle.stats.remote().result(timeout_s=30)]
+
+
+def test_killed_worker_job_is_requeued_and_completes_once(system) -> None:
+    import ray
+
+    client = system["client"]
+    job_id = client.submit("a job whose worker dies", steps=40, seed=5, tier="api")
+    wait_for(lambda: client.get(job_id)["progress"]["step"] >= 1, what="the job to run")
+    old_token = journal_record(system, job_id)["lease"]["token"]
+    replicas = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("SERVE_REPLICA::luma-tiny-workers")
+    ]
+    assert len(replicas) == 1
+    ray.kill(
+        ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True
+    )
+
+    wait_for(
+        lambda: client.get(job_id)["attempts"] == 2,
+        timeout_s=LEASE_TTL_S * 10,
+        what="the lost lease to expire and requeue",
+    )
+    view = client.wait(job_id, timeout=300)
+    assert view["state"] == "succeeded" and view["attempts"] == 2
+    with pytest.raises(StaleLease):
+        client._call("complete", job_id, old_token, {"video": "file:///stale.mp4"})
+    record = journal_record(system, job_id)
+    assert [h[2] for h in record["history"]].count("result committed") == 1
+    assert record["result_uris"] == view["result_uris"]
+
+
+def test_scheduler_restart_loses_no_job(system) -> None:
+    import ray
+
+    client = system["client"]
+    ids = [client.submit(f"survivor {i}", steps=12, seed=i, tier="free") for i in range(5)]
+    wait_for(lambda: client.get(ids[0])["state"] == "running", what="the first job to start")
+    states = {client.get(i)["state"] for i in ids}
+    assert "running" in states and "queued" in states
+    ray.kill(system["scheduler"], no_restart=False)  # Ray restarts it from the journal
+    wait_for(lambda: _ping(system["scheduler"]), what="the scheduler to restart")
+    for job_id in ids:
+        view = client.wait(job_id, timeout=300)
+        assert view["state"] == "succeeded", view
+        record = journal_record(system, job_id)
+        assert [h[2] for h in record["history"]].count("result committed") == 1
+    generated = worker_stats_via_serve()[0]["generated"]
+    assert [generated.get(job_id) for job_id in ids] == [1] * len(ids)  # none ran twice
+
+
+def _ping(handle: Any) -> bool:
+    import ray
+
+    try:
+        return ray.get(handle.ping.remote(), timeout=5) == "ok"
+    except Exception:
+        return False

@@ -1,0 +1,155 @@
+"""The worker's pull loop against the real scheduler service (fake clock, temp journal) and
+a fake model: prefetch, cancellation at the next step, failures, fencing. No Ray."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from luma_ray.config import parse_config
+from luma_ray.errors import StaleLease
+from luma_ray.models.interface import GenerationCancelled, GenerationRequest, ModelLimits
+from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.service import Assignment, SchedulerService, SubmitRequest
+from luma_ray.workers.loop import WorkerLoop
+
+LIMITS = ModelLimits(64, 128, 128, 50, 4, 8, 8)
+
+
+class Clock:
+    now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ServicePort:
+    """The scheduler port straight onto a SchedulerService (what the actor adapter wraps)."""
+
+    def __init__(self, svc: SchedulerService, worker: str = "w1") -> None:
+        self.svc, self.worker = svc, worker
+        self.lock = threading.Lock()  # the actor serialises calls; so does this port
+
+    def pull(self, wait_s: float) -> Assignment | None:
+        with self.lock:
+            return self.svc.pull(self.worker, "local", ["luma-tiny"])
+
+    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
+        with self.lock:
+            return self.svc.heartbeat(a.job_id, a.token, step, total, phase).cancel
+
+    def complete(self, a: Assignment, result_uris: dict[str, str]) -> None:
+        with self.lock:
+            self.svc.complete(a.job_id, a.token, result_uris)
+
+    def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
+        with self.lock:
+            self.svc.fail(a.job_id, a.token, code, message, retryable)
+
+
+class FakeModel:
+    name = "luma-tiny"
+    limits = LIMITS
+
+    def __init__(self, during_step=None, crash_on: str | None = None) -> None:
+        self.during_step = during_step
+        self.crash_on = crash_on
+        self.seen: list[str] = []
+
+    def load(self, checkpoint_dir: Path, device: object, process_group: object = None) -> None:
+        pass
+
+    def generate(self, request: GenerationRequest, on_step) -> np.ndarray:
+        self.seen.append(request.prompt)
+        if request.prompt == self.crash_on:
+            raise RuntimeError("CUDA out of memory (pretend)")
+        for step in range(1, request.steps + 1):
+            if self.during_step:
+                self.during_step(request, step)
+            if on_step(step, request.steps) is False:
+                raise GenerationCancelled(step, request.steps)
+        return np.zeros((request.frames, request.height, request.width, 3), np.uint8)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    def store(self, a: Assignment, frames: np.ndarray) -> dict[str, str]:
+        self.stored.append(a.job_id)
+        return {"video": f"memory://results/{a.job_id}/{a.token}/video.mp4"}
+
+
+def make(tmp_path: Path, **cfg: object) -> SchedulerService:
+    return SchedulerService(
+        parse_config(cfg), Journal(tmp_path / "j.sqlite"), {"luma-tiny": LIMITS}, Clock()
+    )
+
+
+def test_runs_every_job_once_and_prefetches_the_next(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    ids = [svc.submit(SubmitRequest(prompt=f"p{i}", tier="api"))["id"] for i in range(4)]
+    states_seen: list[str] = []
+
+    def during(request: GenerationRequest, step: int) -> None:
+        if request.prompt == "p0" and step == 3:
+            states_seen.append(svc.get(ids[1])["state"])
+
+    sink = Sink()
+    loop = WorkerLoop(ServicePort(svc), FakeModel(during), sink, pull_wait_s=0.0)
+    stats = loop.run(max_jobs=4)
+    assert stats.succeeded == 4 and sorted(sink.stored) == sorted(ids)
+    assert states_seen == ["leased"]  # job 2 was already leased while job 1 computed
+    assert all(svc.get(i)["state"] == "succeeded" for i in ids)
+    assert len(stats.gaps_s) == 3 and stats.generated == {i: 1 for i in ids}
+
+
+def test_cancel_stops_at_the_next_step(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="long", steps=20))["id"]
+
+    def during(request: GenerationRequest, step: int) -> None:
+        if step == 5:
+            svc.cancel(job)
+
+    loop = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
+    stats = loop.run(max_jobs=1)
+    assert stats.stopped_at == {job: (5, 20)}
+    assert svc.get(job)["state"] == "cancelled" and stats.succeeded == 0
+
+
+def test_model_crash_is_retried_and_bad_input_is_not(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    crash = svc.submit(SubmitRequest(prompt="boom"))["id"]
+    loop = WorkerLoop(ServicePort(svc), FakeModel(crash_on="boom"), Sink(), prefetch=False)
+    loop.run(max_jobs=1)
+    view = svc.get(crash)
+    assert view["state"] == "queued" and view["attempts"] == 2
+    assert view["error"] is None or view["error"]["code"] == "model_error"
+
+
+def test_a_fenced_off_result_is_dropped(tmp_path: Path) -> None:
+    svc = make(tmp_path, lease_ttl_s=10)
+    job = svc.submit(SubmitRequest(prompt="slow"))["id"]
+    clock: Clock = svc.clock  # type: ignore[assignment]
+
+    def during(request: GenerationRequest, step: int) -> None:
+        if step == 2:  # the lease lapses and another worker takes the job meanwhile
+            clock.now += 60
+            svc.tick()
+            other = svc.pull("w2", "local", ["luma-tiny"])
+            assert other is not None and other.job_id == job
+
+    loop = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
+    stats = loop.run(max_jobs=1)
+    # The first worker's next heartbeat was refused: it stopped instead of finishing.
+    assert stats.succeeded == 0 and job in stats.stopped_at
+    assert svc.get(job)["state"] == "leased" and svc.get(job)["attempts"] == 2
+    try:
+        svc.complete(job, 1, {"video": "x"})
+    except StaleLease:
+        pass
+    else:
+        raise AssertionError("a stale token must be refused")
