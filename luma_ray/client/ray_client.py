@@ -110,7 +110,7 @@ class Client:
         ``progress`` shows a one-line progress bar on stderr; by default only where a
         terminal shows one.
         """
-        show = sys.stderr.isatty() if progress is None else progress
+        show = _can_show_progress() if progress is None else progress
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
@@ -140,6 +140,11 @@ class Client:
             raise NotFound(f"result {uri} is not in this cluster's store {store.uri}")
         key = uri[len(store.uri.rstrip("/")) + 1 :]
         return store.get_file(key, Path(path))
+
+
+def _can_show_progress() -> bool:
+    """A terminal, or a notebook kernel (whose stderr is no tty but shows ``\r`` lines)."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 def _draw(view: dict[str, Any]) -> None:

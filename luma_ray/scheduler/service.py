@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from luma_ray.config import SchedulerConfig
@@ -65,6 +65,8 @@ class Assignment:
     request: GenerationRequest
     attempts: int
     wait_s: float
+    lease_ttl_s: float = 60.0
+    """A lease lapses this long after its last heartbeat; workers beat well within it."""
 
 
 class SchedulerService:
@@ -154,17 +156,10 @@ class SchedulerService:
             return None
         self._commit()
         job = self.core.get(dispatch.job_id)
-        p = job.params
         limits = self.models.get(job.model)
+        default_steps = limits.default_steps if limits else 8
         request = GenerationRequest(
-            prompt=p.prompt,
-            negative_prompt=p.negative_prompt,
-            frames=p.frames,
-            height=p.height,
-            width=p.width,
-            fps=p.fps,
-            seed=p.seed,
-            steps=p.steps or (limits.default_steps if limits else 8),
+            **{**asdict(job.params), "steps": job.params.steps or default_steps}
         )
         log.info("job %s leased to %s after %.2f s", job.id, worker, dispatch.wait_s)
         return Assignment(
@@ -175,6 +170,7 @@ class SchedulerService:
             request,
             job.attempts,
             dispatch.wait_s,
+            self.config.lease_ttl_s,
         )
 
     def heartbeat(
@@ -264,16 +260,7 @@ class SchedulerService:
         )
         validate_request(gen, limits)
         now = self.clock()
-        params = GenerationParams(
-            prompt=gen.prompt,
-            negative_prompt=gen.negative_prompt,
-            frames=gen.frames,
-            width=gen.width,
-            height=gen.height,
-            fps=gen.fps,
-            seed=gen.seed,
-            steps=gen.steps,
-        )
+        params = GenerationParams(**asdict(gen))
         return Job(
             id=new_job_id(now),
             tenant=TenantId(request.tenant),

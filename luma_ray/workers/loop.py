@@ -102,7 +102,7 @@ class WorkerLoop:
         self.stats.started += 1
         if self.prefetch and self._next is None:
             self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
-            self._next_beat = self.clock() + self.prefetch_heartbeat_s
+            self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, job.lease_ttl_s / 3)
         start = self.clock()
         if self._last_end is not None:
             self.stats.gaps_s.append(start - self._last_end)
@@ -145,12 +145,15 @@ class WorkerLoop:
         if nxt is None or not nxt.done() or self.clock() < self._next_beat:
             return
         held = nxt.result()
-        self._next_beat = self.clock() + self.prefetch_heartbeat_s
         if held is None:
             return
+        # Beat three times per lease period at least, so a slow job never costs the lease.
+        self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, held.lease_ttl_s / 3)
         try:
             if self.scheduler.heartbeat(held, 0, 0, "prefetched"):
                 self._next = None  # cancelled while waiting: drop it
+        except StaleLease:
+            self._next = None  # lapsed and requeued meanwhile: another worker will run it
         except Exception:
             log.warning("job %s: prefetched lease heartbeat failed", held.job_id)
 

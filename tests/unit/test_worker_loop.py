@@ -153,3 +153,25 @@ def test_a_fenced_off_result_is_dropped(tmp_path: Path) -> None:
         pass
     else:
         raise AssertionError("a stale token must be refused")
+
+
+def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> None:
+    svc = make(tmp_path, lease_ttl_s=3)
+    clock: Clock = svc.clock  # type: ignore[assignment]
+    ids = [svc.submit(SubmitRequest(prompt=p, tier="api", steps=30))["id"] for p in "ab"]
+
+    def during(request: GenerationRequest, step: int) -> None:
+        clock.now += 1.0  # each step takes a second: the first job outlasts a lease period
+        svc.tick()
+
+    ticks = iter(range(10**6))
+    loop = WorkerLoop(
+        ServicePort(svc),
+        FakeModel(during),
+        Sink(),
+        pull_wait_s=0.0,
+        clock=lambda: float(next(ticks)),  # the loop's clock also advances a step per call
+    )
+    stats = loop.run(max_jobs=2)
+    assert stats.succeeded == 2
+    assert [svc.get(i)["attempts"] for i in ids] == [1, 1]  # no lease was lost
