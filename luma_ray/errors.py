@@ -1,6 +1,7 @@
 """The one error tree of luma_ray, grouped by what the caller can do about it.
 
-Callers map these to their medium: ``InvalidRequest`` → HTTP 400, ``NotFound`` → 404,
+Callers map these to their medium: ``InvalidRequest`` → HTTP 400, ``Unauthorized`` → 401,
+``Forbidden`` → 403, ``NotFound`` → 404,
 ``Conflict`` → 409, ``BackPressure`` → 429 with Retry-After, ``ConfigError`` and
 ``TraceError`` → a one-line message and exit code 2 on the command line. Every error passes its
 arguments to ``super().__init__`` so it survives pickling across Ray processes.
@@ -26,6 +27,18 @@ class InvalidRequest(LumaError):
     """The caller sent something we cannot accept; the message says what to fix."""
 
     code = "invalid_request"
+
+
+class Unauthorized(LumaError):
+    """No API key, or one that is wrong or revoked (HTTP 401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(LumaError):
+    """The key is valid but lacks the scope this needs, such as admin (HTTP 403)."""
+
+    code = "forbidden"
 
 
 class NotFound(LumaError):
