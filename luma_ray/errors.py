@@ -78,6 +78,18 @@ class BackPressure(LumaError):
         return (type(self), (self.message, self.retry_after_s))
 
 
+class TenantLimited(BackPressure):
+    """The tenant has as many jobs queued in this tier as its cap allows (HTTP 429)."""
+
+    code = "tenant_limit"
+
+
+class Overloaded(BackPressure):
+    """New jobs of this tier would wait far past its SLO; admission control sheds them."""
+
+    code = "tier_overloaded"
+
+
 class ConfigError(LumaError):
     """A configuration file or value is wrong; the message names the field and the fix."""
 

@@ -59,4 +59,8 @@ def job_from_dict(data: dict[str, Any]) -> Job:
         finished_at_s=data.get("finished_at_s"),
         cancel_requested=data.get("cancel_requested", False),
         history=[(t, JobState(s), why) for t, s, why in data.get("history", [])],
+        metadata=dict(data.get("metadata") or {}),
+        callback_url=data.get("callback_url"),
+        idempotency_key=data.get("idempotency_key"),
+        request_hash=data.get("request_hash"),
     )

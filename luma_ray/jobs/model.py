@@ -94,3 +94,10 @@ class Job:
     finished_at_s: float | None = None
     cancel_requested: bool = False
     history: list[tuple[float, JobState, str]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Caller's labels, returned as given (at most 16 keys; the ingress checks sizes)."""
+    callback_url: str | None = None
+    """Webhook target for state changes, validated at the ingress."""
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    """With ``idempotency_key``: a retried submit with the same body returns this job."""

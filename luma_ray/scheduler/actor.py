@@ -69,9 +69,21 @@ class SchedulerActor:
         return self.service.get(job_id, tenant)
 
     async def list(
-        self, tenant: str | None = None, state: str | None = None, limit: int = 100
+        self,
+        tenant: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        order: str = "desc",
     ) -> builtins.list[dict[str, Any]]:
-        return self.service.list(tenant, state, limit)
+        return self.service.list(tenant, state, limit, after, order)
+
+    async def delete(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+        return self.service.delete(job_id, tenant)
+
+    async def limits(self) -> dict[str, Any]:
+        """Tiers, SLOs and the models' request limits, for ``GET /v1/limits`` and models."""
+        return self.service.describe()
 
     async def stats(self) -> dict[str, Any]:
         return self.service.stats()

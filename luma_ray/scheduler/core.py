@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import BackPressure, InvalidRequest, NotFound, StaleLease
+from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
 from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, WorkerId, transition
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, HeartbeatReply, Requeue
 from luma_ray.scheduler.policies import Policy, make_policy
@@ -63,7 +63,7 @@ class Scheduler:
         key = (job.tier, job.tenant)
         cap = limits.max_queued if limits else None
         if cap is not None and self.queued_by_tenant[key] >= cap:
-            raise BackPressure(
+            raise TenantLimited(
                 f"tenant has {cap} jobs queued in tier {job.tier}, its limit; "
                 "wait for some to start",
                 retry_after_s=max(1.0, self.tiers[job.tier].max_wait_s / 10),
@@ -111,6 +111,42 @@ class Scheduler:
         job.cancel_requested = True
         self._move(job, JobState.CANCELLED, now_s, reason)
         return job
+
+    def forget(self, job_id: JobId, now_s: float) -> Job:
+        """Remove a job for good (the user deleted it); a live one is cancelled first."""
+        job = self.cancel(job_id, now_s, "deleted by user")
+        del self.jobs[job_id]
+        self._seq_of.pop(job_id, None)
+        self.dirty.pop(job_id, None)
+        return job
+
+    def position(self, job: Job) -> int | None:
+        """Queued jobs ahead of ``job`` in its own queue (tombstones may count: an upper
+        bound); None unless it is queued. Other tiers may still go first, per the policy."""
+        if job.state is not JobState.QUEUED:
+            return None
+        q = self.queues.queues.get((job.tier, job.model))
+        seq = self._seq_of.get(job.id)
+        if q is None or seq is None:
+            return None
+        i = q.find(job.enqueued_at_s, seq)
+        return None if i is None else max(0, min(i - q.head, q.live - 1))
+
+    def queued_ahead_of_new(self, tier: str, model: str) -> int:
+        """Jobs a new job of ``tier`` would likely wait behind: every queued job of the same
+        model in its tier and in the tiers above it."""
+        order = self.tiers[tier].order
+        return sum(
+            q.live
+            for (t, m), q in self.queues.queues.items()
+            if m == model and self.tiers[t].order <= order
+        )
+
+    def oldest_wait_s(self, tier: str, model: str, now_s: float) -> float:
+        q = self.queues.queues.get((tier, model))
+        if q is None or not q.live:
+            return 0.0
+        return now_s - q.times[q.first_live()]
 
     def get(self, job_id: JobId) -> Job:
         job = self.jobs.get(job_id)

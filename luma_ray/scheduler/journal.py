@@ -77,6 +77,16 @@ class Journal:
             db.execute("ROLLBACK")
             raise
 
+    def forget(self, job_ids: Iterable[str]) -> None:
+        """Delete jobs for good (the user deleted them)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def load(self) -> tuple[list[Job], int]:
         """Every job, oldest first, and the fencing-token high-water mark."""
         jobs = [

@@ -8,6 +8,8 @@ the service with a fake clock and a temporary journal file.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import InvalidRequest, LumaError, NotFound
+from luma_ray.errors import Conflict, InvalidRequest, LumaError, NotFound, Overloaded
 from luma_ray.jobs import (
     GenerationParams,
     Job,
@@ -29,6 +31,7 @@ from luma_ray.jobs import (
 from luma_ray.models.interface import MAX_SEED, GenerationRequest, ModelLimits, validate_request
 from luma_ray.scheduler.core import Scheduler
 from luma_ray.scheduler.decisions import HeartbeatReply
+from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.views import job_view
 
@@ -52,6 +55,16 @@ class SubmitRequest:
     fps: int | None = None
     seed: int | None = None
     steps: int | None = None
+    seconds: float | None = None
+    """Alternative to ``frames``: the clip length; frames = round(seconds x fps)."""
+    metadata: tuple[tuple[str, str], ...] = ()
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of everything but the idempotency key: what "the same request" means."""
+        body = {k: v for k, v in asdict(self).items() if k != "idempotency_key"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,8 @@ class SchedulerService:
         self.models = dict(models)
         self.clock = clock
         self.core = Scheduler(config)
+        self.estimates = Estimates()
+        self._idempotent: dict[tuple[str, str], JobId] = {}
         jobs, next_token = journal.load()
         now = clock()
         live = sorted(
@@ -91,57 +106,153 @@ class SchedulerService:
         )
         for job in [j for j in jobs if j.state.terminal] + live:
             self.core.restore(job, now, next_token)
+            if job.idempotency_key:
+                self._idempotent[(job.tenant, job.idempotency_key)] = job.id
         if live:
             log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
 
     # ---- clients -----------------------------------------------------------------------
 
     def submit(self, request: SubmitRequest) -> dict[str, Any]:
-        """Validate and queue one job; raises InvalidRequest or BackPressure, queues nothing."""
-        job = self._make_job(request)
-        self.core.submit(job, job.created_at_s)
+        """Validate and queue one job; raises InvalidRequest or BackPressure, queues nothing.
+
+        With an idempotency key, a retry of the same request returns the first job, and the
+        same key with a different request raises ``Conflict``.
+        """
+        job = self._accept(request)
         self._commit()
-        log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
-        return job_view(job, self.clock())
+        return self.view(job)
 
     def submit_many(self, requests: Iterable[SubmitRequest]) -> list[dict[str, Any]]:
         """Queue several jobs in one journal transaction; a bad one gets an error entry."""
         out: list[dict[str, Any]] = []
         for request in requests:
             try:
-                job = self._make_job(request)
-                self.core.submit(job, job.created_at_s)
-                out.append(job_view(job, job.created_at_s))
+                out.append(self.view(self._accept(request)))
             except LumaError as err:
                 out.append({"error": {"code": err.code, "message": str(err)}})
         self._commit()
         return out
 
+    def _accept(self, request: SubmitRequest) -> Job:
+        fingerprint = request.fingerprint()
+        if request.idempotency_key:
+            earlier = self._idempotent.get((request.tenant, request.idempotency_key))
+            if earlier is not None and earlier in self.core.jobs:
+                job = self.core.jobs[earlier]
+                if job.request_hash != fingerprint:
+                    raise Conflict(
+                        "this Idempotency-Key was already used with a different request; "
+                        "use a new key for a new request"
+                    )
+                return job
+        job = self._make_job(request)
+        job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
+        self._admit(job)
+        self.core.submit(job, job.created_at_s)
+        if job.idempotency_key:
+            self._idempotent[(job.tenant, job.idempotency_key)] = job.id
+        log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
+        return job
+
+    def view(self, job: Job) -> dict[str, Any]:
+        """The client's view, with queue position, ETA and the share of the SLO used."""
+        now = self.clock()
+        out = job_view(job, now)
+        slo = self.core.tiers[job.tier].max_wait_s
+        out["slo_used"] = round(out["wait_s"] / slo, 4)
+        position = self.core.position(job)
+        out["queue_position"] = position
+        out["eta_s"] = None
+        if position is not None:
+            out["eta_s"] = round(self.estimates.wait_for(job.model, position, now), 1)
+        elif job.state.value == "running" and job.progress.step:
+            started = out["started_at_s"] or now
+            per_step = (now - started) / job.progress.step
+            out["eta_s"] = round(per_step * (job.progress.total - job.progress.step), 1)
+        return out
+
+    def delete(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """Forget a job (cancelling it first if live); returns its last view."""
+        job = self._visible(job_id, tenant)
+        view = self.view(job)
+        self.core.forget(job.id, self.clock())
+        self.journal.forget([job.id])
+        if job.idempotency_key:
+            self._idempotent.pop((job.tenant, job.idempotency_key), None)
+        return view
+
+    def _admit(self, job: Job) -> None:
+        """Admission control: shed a tier whose predicted wait is far past its SLO."""
+        tier = self.core.tiers[job.tier]
+        if tier.shed_ratio is None:
+            return
+        now = self.clock()
+        ahead = self.core.queued_ahead_of_new(job.tier, job.model)
+        predicted = max(
+            self.core.oldest_wait_s(job.tier, job.model, now),
+            self.estimates.wait_for(job.model, ahead, now),
+        )
+        limit = tier.shed_ratio * tier.max_wait_s
+        if predicted > limit:
+            raise Overloaded(
+                f"tier {job.tier} is overloaded: a new job would wait about {predicted:.0f} s, "
+                f"past {tier.shed_ratio:g}x its {tier.max_wait_s:g} s SLO; retry later",
+                retry_after_s=round(min(3600.0, max(1.0, predicted - limit)), 1),
+            )
+
     def cancel(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         job = self._visible(job_id, tenant)
         self.core.cancel(job.id, self.clock())
         self._commit()
-        return job_view(job, self.clock())
+        return self.view(job)
 
     def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
-        return job_view(self._visible(job_id, tenant), self.clock())
+        return self.view(self._visible(job_id, tenant))
 
     def list(
-        self, tenant: str | None = None, state: str | None = None, limit: int = 100
+        self,
+        tenant: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        order: str = "desc",
     ) -> list[dict[str, Any]]:
-        """Newest first. ``tenant`` None lists every tenant (admin and tests only)."""
+        """Jobs by id (= creation time), newest first unless ``order='asc'``; ``after`` is
+        the cursor: the last id of the previous page. ``tenant`` None lists every tenant
+        (admin and tests only). Scans the job table: fine for now, indexed later."""
         if state is not None and state not in {s.value for s in JobState}:
             raise InvalidRequest(f"unknown state {state!r}; use one of the job states")
         if not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be between 1 and 1000")
-        now = self.clock()
-        out = []
-        for job in reversed(list(self.core.jobs.values())):
-            if (tenant is None or job.tenant == tenant) and (state is None or job.state == state):
-                out.append(job_view(job, now))
-                if len(out) >= limit:
-                    break
-        return out
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("order must be 'asc' or 'desc'")
+        jobs = sorted(
+            (
+                j
+                for j in self.core.jobs.values()
+                if (tenant is None or j.tenant == tenant) and (state is None or j.state == state)
+            ),
+            key=lambda j: j.id,
+            reverse=order == "desc",
+        )
+        if after is not None:
+            jobs = [j for j in jobs if (j.id < after if order == "desc" else j.id > after)]
+        return [self.view(j) for j in jobs[:limit]]
+
+    def describe(self) -> dict[str, Any]:
+        """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
+        return {
+            "tiers": [
+                {"name": t.name, "max_wait_s": t.max_wait_s, "weight": t.weight,
+                 "shed_ratio": t.shed_ratio}
+                for t in self.core.tiers.values()
+            ],
+            "models": {name: asdict(limits) for name, limits in self.models.items()},
+            "tenant_limits": {
+                tier: lim.model_dump() for tier, lim in self.config.tenant_limits.items()
+            },
+        }
 
     def stats(self) -> dict[str, Any]:
         return self.core.stats(self.clock())
@@ -151,7 +262,9 @@ class SchedulerService:
     def pull(self, worker: str, cluster: str, models: Iterable[str]) -> Assignment | None:
         """Lease the best job for this worker, or None when nothing fits now."""
         now = self.clock()
-        dispatch = self.core.pull(WorkerId(worker), cluster, list(models), now)
+        models = list(models)
+        self.estimates.observe_pull(worker, models, now)
+        dispatch = self.core.pull(WorkerId(worker), cluster, models, now)
         if dispatch is None:
             return None
         self._commit()
@@ -183,10 +296,13 @@ class SchedulerService:
         return reply
 
     def complete(self, job_id: str, token: int, result_uris: Mapping[str, str]) -> dict[str, Any]:
-        job = self.core.complete(JobId(job_id), token, self.clock(), result_uris)
+        now = self.clock()
+        job = self.core.complete(JobId(job_id), token, now, result_uris)
         self._commit()
+        leased_at = max((t for t, s, _ in job.history if s is JobState.LEASED), default=now)
+        self.estimates.observe_service(job.model, now - leased_at)
         log.info("job %s succeeded", job.id)
-        return job_view(job, self.clock())
+        return self.view(job)
 
     def fail(
         self, job_id: str, token: int, code: str, message: str, retryable: bool = False
@@ -196,7 +312,7 @@ class SchedulerService:
         )
         self._commit()
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
-        return job_view(self.core.get(JobId(job_id)), self.clock())
+        return self.view(self.core.get(JobId(job_id)))
 
     def acknowledge_cancel(self, job_id: str, token: int) -> None:
         """A worker stopped a cancelled job; nothing to change, the job is already final."""
@@ -241,20 +357,32 @@ class SchedulerService:
             or not set(request.tenant) <= (_TENANT_CHARS)
         ):
             raise InvalidRequest("tenant must be 1-128 characters of letters, digits, -_.@:")
-        limits = self.models.get(request.model)
+        model, _, version = request.model.partition("@")
+        limits = self.models.get(model)
         if limits is None:
             known = ", ".join(sorted(self.models)) or "none"
-            raise InvalidRequest(f"unknown model {request.model!r}; available: {known}")
+            raise InvalidRequest(f"unknown model {model!r}; available: {known}")
+        if version:
+            raise InvalidRequest(
+                f"model {model} has no published versions yet; drop '@{version}' to use the "
+                "built-in weights"
+            )
+        fps = request.fps or limits.default_fps
+        frames = request.frames
+        if request.seconds is not None:
+            if not 0 < request.seconds <= 600:
+                raise InvalidRequest("seconds must be greater than 0 and at most 600")
+            frames = max(1, round(request.seconds * fps))
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         if not 0 <= seed <= MAX_SEED:
             raise InvalidRequest(f"seed must be between 0 and {MAX_SEED}")
         gen = GenerationRequest(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
-            frames=request.frames,
+            frames=frames,
             height=request.height,
             width=request.width,
-            fps=request.fps or limits.default_fps,
+            fps=fps,
             seed=seed,
             steps=request.steps or limits.default_steps,
         )
@@ -265,10 +393,12 @@ class SchedulerService:
             id=new_job_id(now),
             tenant=TenantId(request.tenant),
             tier=request.tier,
-            model=request.model,
+            model=model,
             params=params,
             created_at_s=now,
             enqueued_at_s=now,
+            metadata=dict(request.metadata),
+            callback_url=request.callback_url,
         )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from luma_ray.config import parse_config
-from luma_ray.errors import BackPressure, InvalidRequest, NotFound, StaleLease
+from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.service import SchedulerService, SubmitRequest
@@ -127,7 +127,7 @@ def test_submit_many_keeps_good_ones_and_reports_bad_ones(tmp_path: Path) -> Non
         ]
     )
     assert [("id" in o) for o in out] == [True, False, True, False]
-    assert out[3]["error"]["code"] == BackPressure.code
+    assert out[3]["error"]["code"] == TenantLimited.code == "tenant_limit"
     assert len(svc.list()) == 2
 
 
@@ -137,3 +137,91 @@ def test_seed_and_steps_are_resolved_at_submit(tmp_path: Path) -> None:
     assert view["params"]["steps"] == 8 and isinstance(view["params"]["seed"], int)
     lease = svc.pull("w", "local", ["luma-tiny"])
     assert lease is not None and lease.request.seed == view["params"]["seed"]
+
+
+def test_idempotency_same_body_one_job_other_body_conflict(tmp_path: Path) -> None:
+    from luma_ray.errors import Conflict
+
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock)
+    first = svc.submit(SubmitRequest(prompt="p", idempotency_key="k1"))
+    again = svc.submit(SubmitRequest(prompt="p", idempotency_key="k1"))
+    assert again["id"] == first["id"] and len(svc.list()) == 1
+    with pytest.raises(Conflict, match="different request"):
+        svc.submit(SubmitRequest(prompt="another", idempotency_key="k1"))
+    other_tenant = svc.submit(SubmitRequest(prompt="p", tenant="t2", idempotency_key="k1"))
+    assert other_tenant["id"] != first["id"]  # keys are scoped per tenant
+    restarted = service(tmp_path / "j.sqlite", clock)  # survives a restart
+    assert restarted.submit(SubmitRequest(prompt="p", idempotency_key="k1"))["id"] == first["id"]
+
+
+def test_delete_forgets_the_job_everywhere(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock)
+    job = svc.submit(SubmitRequest(prompt="p", tenant="alice"))["id"]
+    with pytest.raises(NotFound):
+        svc.delete(job, tenant="bob")
+    assert svc.delete(job, tenant="alice")["id"] == job
+    with pytest.raises(NotFound):
+        svc.get(job)
+    assert svc.pull("w", "local", ["luma-tiny"]) is None  # it never starts
+    assert service(tmp_path / "j.sqlite", clock).list() == []
+
+
+def test_admission_sheds_an_overloaded_tier_but_never_api(tmp_path: Path) -> None:
+    from luma_ray.errors import Overloaded
+
+    clock = Clock()
+    tiers = [
+        {"name": "api", "max_wait_s": 60, "weight": 5},
+        {"name": "free", "max_wait_s": 30, "weight": 1, "shed_ratio": 2},
+    ]
+    svc = service(tmp_path / "j.sqlite", clock, tiers=tiers)
+    svc.pull("w1", "local", ["luma-tiny"])  # one worker is known
+    accepted = 0
+    with pytest.raises(Overloaded) as info:
+        for _ in range(100):
+            svc.submit(SubmitRequest(prompt="p", tier="free"))
+            accepted += 1
+    # 10 s per job until one finishes, one worker: job 7 would wait 70 s, past 2 x 30 s.
+    assert accepted == 6
+    assert 1 <= info.value.retry_after_s <= 3600
+    for _ in range(20):
+        svc.submit(SubmitRequest(prompt="p", tier="api"))  # never shed
+    lease = svc.pull("w1", "local", ["luma-tiny"])
+    assert lease is not None and svc.get(lease.job_id)["tier"] == "api"
+
+
+def test_view_shows_position_eta_and_slo_used(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock)
+    ids = [svc.submit(SubmitRequest(prompt="p", tier="free"))["id"] for _ in range(3)]
+    svc.pull("w1", "local", ["luma-tiny"])
+    clock.now += 72
+    views = [svc.get(i) for i in ids]
+    assert views[0]["queue_position"] is None  # leased
+    assert [v["queue_position"] for v in views[1:]] == [0, 1]
+    assert views[2]["eta_s"] > views[1]["eta_s"] > 0
+    assert views[1]["slo_used"] == pytest.approx(72 / 7200)
+
+
+def test_list_pages_with_a_cursor(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock)
+    ids = []
+    for _ in range(5):
+        clock.now += 1
+        ids.append(svc.submit(SubmitRequest(prompt="p"))["id"])
+    page1 = svc.list(limit=2)
+    page2 = svc.list(limit=2, after=page1[-1]["id"])
+    page3 = svc.list(limit=2, after=page2[-1]["id"])
+    assert [v["id"] for v in page1 + page2 + page3] == ids[::-1]
+    assert [v["id"] for v in svc.list(limit=10, order="asc")] == ids
+
+
+def test_seconds_and_model_version(tmp_path: Path) -> None:
+    svc = service(tmp_path / "j.sqlite", Clock())
+    view = svc.submit(SubmitRequest(prompt="p", seconds=2.0, fps=8))
+    assert view["params"]["frames"] == 16
+    with pytest.raises(InvalidRequest, match="no published versions"):
+        svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v3"))
