@@ -32,7 +32,7 @@ def main() -> None:
         from luma_ray.config import RuntimeConfig
         from luma_ray.scheduler.service import SubmitRequest
 
-        runtime = RuntimeConfig(data_dir=str(root / "data"), pools=[])
+        runtime = RuntimeConfig(data_dir=str(root / "data"), pools=[], http_host=None)
         actor = launch.start(runtime)
 
         def windowed(make_call, n: int) -> float:

@@ -27,6 +27,7 @@ def run(prefetch: bool, jobs: int, root) -> dict:
     from luma_ray.config import PoolConfig, RuntimeConfig
 
     runtime = RuntimeConfig(
+        http_host=None,
         data_dir=str(root / ("prefetch" if prefetch else "no-prefetch")),
         pools=[PoolConfig(replicas=1, prefetch=prefetch, num_cpus=1, torch_threads=1)],
     )

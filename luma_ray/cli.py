@@ -110,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (launch, gentd):
         p.set_defaults(func=_cmd_trace)
 
+    from luma_ray.api.keys_cli import add_commands as add_key_commands
     from luma_ray.serving_cli import add_commands
 
     add_commands(sub)
+    add_key_commands(sub)
     return parser
 
 

@@ -211,6 +211,11 @@ class RuntimeConfig(_Strict):
     """Result store: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     pools: list[PoolConfig] = Field(default_factory=lambda: [PoolConfig()])
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    http_host: str | None = "127.0.0.1"
+    """Serve the HTTP API here; None runs without HTTP (workers and Ray clients only)."""
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    allow_private_callbacks: bool = False
+    """Let webhook callback URLs point at loopback and private networks."""
 
     @property
     def journal(self) -> str:

@@ -41,10 +41,17 @@ def start(runtime: RuntimeConfig) -> Any:
         raise RuntimeError("call ray.init() (or luma_ray.connect()) before launch.start()")
     handle = start_scheduler(runtime.scheduler.model_dump(), runtime.journal, model_limits())
     ray.get(handle.ping.remote(), timeout=READY_TIMEOUT_S)
-    if runtime.pools:
+    if runtime.http_host is not None:
+        serve.start(http_options={"host": runtime.http_host, "port": runtime.http_port})
+    elif runtime.pools:
         serve.start(proxy_location="Disabled")
     for pool in runtime.pools:
         deploy_pool(runtime, pool)
+    if runtime.http_host is not None:
+        from luma_ray.api.ingress import APP_NAME, api_application
+
+        serve.run(api_application(runtime), name=APP_NAME, route_prefix="/", blocking=False)
+        log.info("HTTP API on http://%s:%d", runtime.http_host, runtime.http_port)
     log.info("luma_ray is up: journal %s, results %s", runtime.journal, runtime.store)
     return handle
 

@@ -22,11 +22,16 @@ from luma_ray.config import PoolConfig, RuntimeConfig, default_data_dir, load_co
 from luma_ray.errors import LumaError
 
 
-def _runtime(args: argparse.Namespace) -> RuntimeConfig:
+def _runtime(args: argparse.Namespace, http: bool = True) -> RuntimeConfig:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir(dict(os.environ))
     scheduler = load_config(args.config) if getattr(args, "config", None) else None
     pools = [PoolConfig(replicas=getattr(args, "replicas", 1))]
     fields: dict[str, Any] = {"data_dir": str(data_dir), "pools": pools}
+    if http:
+        fields["http_host"] = getattr(args, "host", None) or "127.0.0.1"
+        fields["http_port"] = getattr(args, "port", None) or 8000
+    else:
+        fields["http_host"] = None
     if scheduler is not None:
         fields["scheduler"] = scheduler
     if getattr(args, "store", None):
@@ -74,6 +79,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         ray.init(namespace=NAMESPACE, logging_level="WARNING")
     launch.start(runtime)
     print(f"luma_ray is up. journal: {runtime.journal}  results: {runtime.store}", flush=True)
+    if runtime.http_host is not None:
+        print(
+            f"HTTP API: http://{runtime.http_host}:{runtime.http_port}/v1  "
+            "(create a key: luma-ray keys create --tenant NAME --tier TIER)",
+            flush=True,
+        )
     if args.detach:
         print("detached; stop it with: luma-ray down")
         return 0
@@ -121,7 +132,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from luma_ray.client import connect
 
     joined = _join_running()
-    client = connect(runtime=_runtime(args), tenant=args.tenant, quiet=True)
+    client = connect(runtime=_runtime(args, http=False), tenant=args.tenant, quiet=True)
     try:
         job_id = client.submit(
             args.prompt,
@@ -160,6 +171,8 @@ def add_commands(sub: Any) -> None:
 
     up = sub.add_parser("up", parents=[common], help="start a local cluster and serve")
     up.add_argument("--detach", action="store_true", help="return once ready, leave running")
+    up.add_argument("--host", default="127.0.0.1", help="HTTP API address")
+    up.add_argument("--port", type=int, default=8000, help="HTTP API port")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop the cluster started by 'up --detach'")
     down.set_defaults(func=cmd_down)

@@ -34,8 +34,8 @@ class Estimates:
         if seconds <= 0:
             return
         old = self.service_s.get(model)
-        self.service_s[model] = seconds if old is None else (
-            (1 - EWMA_WEIGHT) * old + EWMA_WEIGHT * seconds
+        self.service_s[model] = (
+            seconds if old is None else ((1 - EWMA_WEIGHT) * old + EWMA_WEIGHT * seconds)
         )
 
     def workers(self, model: str, now_s: float) -> int:

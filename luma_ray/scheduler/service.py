@@ -244,8 +244,12 @@ class SchedulerService:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
         return {
             "tiers": [
-                {"name": t.name, "max_wait_s": t.max_wait_s, "weight": t.weight,
-                 "shed_ratio": t.shed_ratio}
+                {
+                    "name": t.name,
+                    "max_wait_s": t.max_wait_s,
+                    "weight": t.weight,
+                    "shed_ratio": t.shed_ratio,
+                }
                 for t in self.core.tiers.values()
             ],
             "models": {name: asdict(limits) for name, limits in self.models.items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -42,16 +43,34 @@ def system() -> Iterator[dict[str, Any]]:
     from ray import serve
 
     import luma_ray
-    from luma_ray.config import PoolConfig, RuntimeConfig, SchedulerConfig
+    from luma_ray.config import (
+        PoolConfig,
+        RuntimeConfig,
+        SchedulerConfig,
+        TierConfig,
+        default_tiers,
+    )
     from luma_ray.scheduler.actor import NAMESPACE
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "ray")
     (root / "ray").mkdir()
+    with socket.socket() as s:  # a free loopback port for the HTTP API
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     runtime = RuntimeConfig(
+        http_host="127.0.0.1",
+        http_port=port,
+        allow_private_callbacks=True,
         data_dir=str(root / "data"),
         scheduler=SchedulerConfig(
-            lease_ttl_s=LEASE_TTL_S, clusters={"local": {"dispatch_limit": 2}}
+            lease_ttl_s=LEASE_TTL_S,
+            clusters={"local": {"dispatch_limit": 2}},
+            # A tier only the admission-control test uses: 5 s SLO, shed past 10 SLOs.
+            tiers=[
+                *default_tiers(),
+                TierConfig(name="trial", max_wait_s=5, weight=0.5, shed_ratio=10),
+            ],
         ),
         pools=[PoolConfig(model="luma-tiny", replicas=1, num_cpus=1, torch_threads=1)],
     )
@@ -69,6 +88,7 @@ def system() -> Iterator[dict[str, Any]]:
             "runtime": runtime,
             "scheduler": client.scheduler,
             "root": root,
+            "base_url": f"http://127.0.0.1:{port}",
         }
     finally:
         try:

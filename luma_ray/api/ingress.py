@@ -1,0 +1,77 @@
+"""The HTTP API as a Ray Serve application (FastAPI ingress).
+
+Serve calls :func:`build_app` on each ingress replica; the replica is an entry point, so it
+reads its settings once from ``LUMA_RAY_API`` (JSON, set through the deployment's runtime
+environment by :func:`api_application`). ``deployments/api.yaml`` deploys the same app with
+``serve deploy``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+
+from luma_ray.api.app import ApiSettings, create_app
+from luma_ray.api.backend import ActorBackend
+from luma_ray.api.keys import KeyStore, keys_path
+from luma_ray.config import RuntimeConfig, default_data_dir, default_tiers
+from luma_ray.scheduler.actor import get_scheduler
+from luma_ray.storage import open_store
+
+APP_NAME = "luma-api"
+ENV = "LUMA_RAY_API"
+
+
+def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
+    """What an ingress replica needs to build the app, as JSON-able values."""
+    return {
+        "keys_path": str(keys_path(runtime.data_dir)),
+        "tiers": [t.name for t in runtime.scheduler.tiers],
+        "store": runtime.store,
+        "settings": {"allow_private_callbacks": runtime.allow_private_callbacks},
+    }
+
+
+def build_app() -> FastAPI:
+    """Called by Serve on every ingress replica."""
+    raw = os.environ.get(ENV)
+    if raw:
+        cfg = json.loads(raw)
+    else:  # `serve run luma_ray.api.ingress:app` with no settings: the user's data dir
+        data_dir = default_data_dir(dict(os.environ))
+        cfg = api_settings(RuntimeConfig(data_dir=str(data_dir)))
+        cfg["tiers"] = [t.name for t in default_tiers()]
+    keys = KeyStore(cfg["keys_path"], cfg["tiers"])
+    return create_app(
+        ActorBackend(get_scheduler()),
+        keys,
+        open_store(cfg["store"]),
+        ApiSettings(**cfg["settings"]),
+    )
+
+
+class ApiIngress:
+    """The ingress deployment; all routes come from :func:`build_app`."""
+
+
+def api_application(runtime: RuntimeConfig, replicas: int = 1) -> Any:
+    """The Serve application of the HTTP API, bound and ready for ``serve.run``."""
+    deployment: Any = serve.deployment(
+        serve.ingress(build_app)(ApiIngress),
+        name=APP_NAME,
+        num_replicas=replicas,
+        ray_actor_options={
+            "num_cpus": 0,
+            "runtime_env": {"env_vars": {ENV: json.dumps(api_settings(runtime))}},
+        },
+    )
+    return deployment.bind()
+
+
+_default: Any = serve.deployment(serve.ingress(build_app)(ApiIngress), name=APP_NAME)
+app = _default.bind()
+"""For ``serve run luma_ray.api.ingress:app`` and the config in ``deployments/``."""

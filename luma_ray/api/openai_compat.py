@@ -1,0 +1,153 @@
+"""OpenAI-compatible videos API (``/v1/videos``) over the same core.
+
+The official ``openai`` package's ``client.videos.create``, ``create_and_poll``, ``retrieve``,
+``list``, ``delete`` and ``download_content`` work against it unchanged. Sizes the OpenAI API
+knows (``1280x720``…) keep their aspect ratio and are scaled to what the model can make.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from luma_ray.api.app import (
+    Caller,
+    content_response,
+    delete_results,
+    ports,
+    submit,
+)
+from luma_ray.api.schemas import CreateGeneration
+from luma_ray.errors import InvalidRequest
+
+_STATUS = {
+    "queued": "queued",
+    "leased": "queued",
+    "running": "in_progress",
+    "succeeded": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+}
+
+
+def video_object(view: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler view as an OpenAI ``Video``."""
+    p = view["params"]
+    progress = view["progress"]
+    if view["state"] == "succeeded":
+        percent = 100
+    elif progress["total"]:
+        percent = min(99, int(100 * progress["step"] / progress["total"]))
+    else:
+        percent = 0
+    error = None
+    if view["state"] == "failed":
+        err = view["error"] or {"code": "failed", "message": "generation failed"}
+        error = {"code": err["code"], "message": err["message"]}
+    elif view["state"] == "cancelled":
+        error = {"code": "cancelled", "message": "the generation was cancelled"}
+    seconds = p["frames"] / p["fps"]
+    return {
+        "id": view["id"],
+        "object": "video",
+        "created_at": int(view["created_at_s"]),
+        "completed_at": int(view["finished_at_s"]) if view["finished_at_s"] else None,
+        "expires_at": None,
+        "status": _STATUS[view["state"]],
+        "model": view["model"],
+        "progress": percent,
+        "prompt": p["prompt"],
+        "seconds": f"{seconds:g}",
+        "size": f"{p['width']}x{p['height']}",
+        "error": error,
+        "remixed_from_video_id": None,
+    }
+
+
+async def _body(request: Request) -> CreateGeneration:
+    """The create body as multipart form (what the SDK sends) or JSON."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data") or ctype.startswith(
+        "application/x-www-form-urlencoded"
+    ):
+        form = await request.form()
+        if "input_reference" in form:
+            raise InvalidRequest("input_reference is not supported yet; send a prompt only")
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        try:
+            fields = await request.json()
+        except ValueError:
+            raise InvalidRequest("send the body as multipart/form-data or JSON") from None
+        if not isinstance(fields, dict):
+            raise InvalidRequest("the JSON body must be an object")
+    unknown = sorted(set(fields) - {"prompt", "model", "seconds", "size"})
+    if unknown:
+        raise InvalidRequest(
+            f"unsupported field(s) {', '.join(unknown)}; send prompt, model, seconds, size"
+        )
+    if "prompt" not in fields:
+        raise InvalidRequest("prompt is required")
+    try:
+        return CreateGeneration(
+            prompt=str(fields["prompt"]),
+            model=str(fields.get("model") or "luma-tiny"),
+            seconds=float(fields["seconds"]) if fields.get("seconds") not in (None, "") else 2.0,
+            size=str(fields["size"]) if fields.get("size") else None,
+        )
+    except (ValueError, ValidationError) as err:
+        first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+        raise InvalidRequest(f"invalid video request: {first}") from None
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.post("/v1/videos", tags=["openai"])
+    async def create_video(
+        request: Request, who: Caller, idempotency_key: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        body = await _body(request)
+        return video_object(await submit(ports(request), who, body, idempotency_key))
+
+    @app.get("/v1/videos/{video_id}", tags=["openai"])
+    async def retrieve_video(request: Request, video_id: str, who: Caller) -> dict[str, Any]:
+        return video_object(await ports(request).backend.get(video_id, who.tenant))
+
+    @app.get("/v1/videos", tags=["openai"])
+    async def list_videos(
+        request: Request,
+        who: Caller,
+        after: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    ) -> dict[str, Any]:
+        views = await ports(request).backend.list(who.tenant, None, limit + 1, after, order)
+        data = [video_object(v) for v in views[:limit]]
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": len(views) > limit,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    @app.delete("/v1/videos/{video_id}", tags=["openai"])
+    async def delete_video(request: Request, video_id: str, who: Caller) -> dict[str, Any]:
+        p = ports(request)
+        view = await p.backend.delete(video_id, who.tenant)
+        await delete_results(p, view["id"])
+        return {"id": view["id"], "object": "video.deleted", "deleted": True}
+
+    @app.get("/v1/videos/{video_id}/content", tags=["openai"])
+    async def video_content(
+        request: Request,
+        video_id: str,
+        who: Caller,
+        variant: Annotated[str, Query(pattern="^(video|thumbnail|spritesheet)$")] = "video",
+    ) -> Response:
+        if variant == "spritesheet":
+            raise InvalidRequest("spritesheet is not available; ask for video or thumbnail")
+        p = ports(request)
+        return await content_response(p, await p.backend.get(video_id, who.tenant), variant)

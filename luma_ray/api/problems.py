@@ -1,0 +1,103 @@
+"""Errors on the wire: ``application/problem+json`` with a stable machine code.
+
+Every luma_ray error maps to one status (400, 401, 403, 404, 409, 413, 422, 429); a request
+that fails validation gets 422 naming the field. Nothing unexpected leaks a traceback: it is
+logged with the request id and answered as a 500 problem without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from luma_ray.errors import (
+    BackPressure,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LumaError,
+    NotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+
+_STATUS: list[tuple[type[LumaError], int, str]] = [
+    (Unauthorized, 401, "Unauthorized"),
+    (Forbidden, 403, "Forbidden"),
+    (NotFound, 404, "Not Found"),
+    (Conflict, 409, "Conflict"),
+    (BackPressure, 429, "Too Many Requests"),
+    (InvalidRequest, 400, "Bad Request"),
+]
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"urn:luma-ray:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def luma_problem(err: LumaError) -> JSONResponse:
+    for cls, status, title in _STATUS:
+        if isinstance(err, cls):
+            headers: dict[str, str] = {}
+            if isinstance(err, BackPressure):
+                headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
+            if isinstance(err, Unauthorized):
+                headers["WWW-Authenticate"] = "Bearer"
+            return problem(status, err.code, title, str(err), headers)
+    return problem(400, err.code, "Bad Request", str(err))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(LumaError)
+    async def _luma(request: Request, err: LumaError) -> JSONResponse:
+        return luma_problem(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return problem(
+            422,
+            "validation_error",
+            "Unprocessable Content",
+            f"{where}: {first.get('msg', 'invalid value')}",
+            errors=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in err.errors()],
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            err.status_code, "http_error"
+        )
+        return problem(err.status_code, code, str(err.detail), str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "Internal Server Error", "the server failed; retry")

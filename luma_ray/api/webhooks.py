@@ -1,0 +1,562 @@
+"""Webhooks: a signed ``POST`` to a generation's ``callback_url`` each time its state changes.
+
+Who calls what: the HTTP layer checks ``callback_url`` with :func:`validate_callback_url` when a
+request arrives (``InvalidRequest`` → 400); whatever observes job transitions builds a
+:class:`WebhookEvent` and calls :meth:`WebhookSender.enqueue`; receivers check requests with
+:func:`verify` (or the snippet in ``docs/webhooks.md``).
+
+Delivery never affects the job: ``enqueue`` only appends to memory, one background thread does
+all network I/O, and every failure ends as a retry or a logged drop. Events of one job go out in
+order (the next waits until the one before is delivered or dropped), while a job that is backing
+off does not hold up other jobs. Delivery is at least once: receivers deduplicate on
+``X-Luma-Event-Id``. Logs name the job, the event and ``scheme://host`` only, never the secret,
+the path or the query string of a callback URL (they often carry tokens).
+
+Imports the standard library, httpx and :mod:`luma_ray.errors` only.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import hashlib
+import heapq
+import hmac
+import ipaddress
+import itertools
+import json
+import logging
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timezone
+from enum import Enum
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from luma_ray.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Luma-Signature"
+EVENT_ID_HEADER = "X-Luma-Event-Id"
+USER_AGENT = "luma-ray-webhooks/1"
+MAX_URL_CHARS = 2048
+
+_MAX_SIGNATURE_HEADER_CHARS = 1024
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+# Hosts that inet_aton reads as IPv4 although ipaddress does not: "127.1", "0x7f.1", "2130706433".
+_NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+"""``(host, port) -> addresses``: how the sender looks a host up at send time."""
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    """The ``X-Luma-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, body: bytes, header: str, now_s: float, tolerance_s: float = 300) -> bool:
+    """True when ``header`` signs ``body`` with ``secret`` and its time is within ``tolerance_s``.
+
+    For receivers and tests. Malformed headers and timestamps too far from ``now_s`` (either
+    way, which stops replays) give False, never an exception. Unknown keys are ignored and
+    several ``v1=`` entries may appear (any one may match), leaving room for secret rotation.
+    """
+    if len(header) > _MAX_SIGNATURE_HEADER_CHARS:
+        return False
+    timestamps: list[str] = []
+    digests: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            return False
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1":
+            digests.append(value)
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]) or not digests:
+        return False
+    timestamp = int(timestamps[0])
+    if abs(now_s - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, body, timestamp).partition(",v1=")[2].encode()
+    matched = False
+    for digest in digests:  # no early exit: the time taken does not depend on which one matched
+        if _HEX_DIGEST.fullmatch(digest):
+            matched |= hmac.compare_digest(digest.encode(), expected)
+    return matched
+
+
+def compute_backoff(
+    attempt: int,
+    base_s: float = 0.5,
+    cap_s: float = 60.0,
+    jitter: float = 0.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one.
+
+    ``base_s`` after the first, doubling each time, at most ``cap_s``; then moved by a uniform
+    random fraction in ``[-jitter, +jitter]`` (so it may pass ``cap_s`` by that fraction).
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, got {attempt}")
+    if base_s < 0 or cap_s < 0:
+        raise ValueError("base_s and cap_s must be >= 0")
+    if not 0.0 <= jitter <= 1.0:
+        raise ValueError(f"jitter is a fraction in [0, 1], got {jitter}")
+    delay_s = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
+    if jitter:
+        delay_s *= 1.0 + (rng or random.Random()).uniform(-jitter, jitter)
+    return delay_s
+
+
+def validate_callback_url(url: str, *, allow_private: bool = False) -> str:
+    """Return ``url`` if it may receive webhooks; raise ``InvalidRequest`` saying what to fix.
+
+    Only ``http``/``https`` with a host, no ``user:password@``, at most ``MAX_URL_CHARS``.
+    Unless ``allow_private``, refuses ``localhost`` and literal loopback, private, link-local and
+    reserved addresses (the SSRF guard). Hostnames are not resolved here: the sender resolves
+    them before each attempt and refuses private answers then.
+    """
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidRequest(f"callback_url has {len(url)} characters; at most {MAX_URL_CHARS}")
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InvalidRequest("callback_url must not contain spaces or control characters")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidRequest("callback_url must start with http:// or https://")
+    if "@" in parts.netloc:
+        raise InvalidRequest("callback_url must not contain user:password@; use a path token")
+    if not parts.hostname:
+        raise InvalidRequest("callback_url needs a host, as in https://example.com/hook")
+    try:
+        _ = parts.port
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        raise InvalidRequest("callback_url is not a valid URL (check the host and port)") from None
+    if not allow_private:
+        host = parts.hostname.rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
+            raise InvalidRequest("callback_url must not point at localhost; use a public host")
+        address = _literal_ip(host)
+        if address is not None and not _is_public(address):
+            raise InvalidRequest(
+                "callback_url points at a private, loopback, link-local or reserved address; "
+                "use a public host"
+            )
+    return url
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One state change of one job, to be POSTed to ``url``; built by whoever sees the change."""
+
+    event_id: str  # unique per event; the same on every retry, for receiver deduplication
+    url: str  # the request's callback_url
+    job_id: str  # events with the same job_id are delivered in enqueue order
+    state: str  # queued, running, succeeded, failed or cancelled -> type "generation.<state>"
+    payload: dict[str, Any]  # JSON-serialisable; sent as "data"
+    created_at_s: float  # unix seconds when the state changed; sent as "created_at"
+
+
+def event_body(event: WebhookEvent) -> bytes:
+    """The exact bytes POSTed (and signed): sorted keys, compact separators, ASCII."""
+    state = event.state.value if isinstance(event.state, Enum) else event.state
+    document = {
+        "id": event.event_id,
+        "type": f"generation.{state}",
+        "created_at": event.created_at_s,
+        "data": event.payload,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """The default :data:`Resolver`: every address the system resolver returns for ``host``."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _literal_ip(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def _is_public(address: IPAddress) -> bool:
+    """False for anything but a global unicast address, looking inside IPv6 wrappings of IPv4."""
+    if address.is_multicast or not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour]
+        if address.teredo is not None:
+            embedded.append(address.teredo[1])
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        return all(_is_public(inner) for inner in embedded if inner is not None)
+    return True
+
+
+def _redact(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: what logs may show of a callback URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{port}" if port else "")
+
+
+def _retry_after_s(value: str | None, now_s: float) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent/bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now_s)
+
+
+class _Refused(Exception):
+    """The host resolved to an address the SSRF guard refuses; the event is dropped."""
+
+
+@dataclass
+class _Delivery:
+    event: WebhookEvent
+    body: bytes
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one attempt decided; the worker loop carries it out."""
+
+    kind: Literal["delivered", "retry", "drop"]
+    reason: str  # for logs: "HTTP 503", "ConnectError", ... never the URL
+    retry_after_s: float | None = None  # from the receiver's Retry-After, when it sent one
+
+
+def _classify(status_code: int, retry_after_s: float | None) -> _Outcome:
+    reason = f"HTTP {status_code}"
+    if 200 <= status_code < 300:
+        return _Outcome("delivered", reason)
+    if status_code == 429 or status_code >= 500:
+        return _Outcome("retry", reason, retry_after_s)
+    return _Outcome("drop", reason)
+
+
+class WebhookSender:
+    """Delivers events on a background thread, in order per job, retrying with backoff.
+
+    One per process, built at start-up and closed at shutdown. ``sleep`` and ``clock`` are for
+    tests: a fake clock whose ``sleep`` advances its ``clock``. With ``sleep=None`` (the
+    default) the worker waits on a condition that ``close`` cuts short. ``resolver`` looks hosts
+    up at send time when ``allow_private`` is False; the request then goes to the address that
+    was checked (Host header and TLS name stay the hostname), so DNS rebinding cannot slip in
+    between check and connect. Redirects are not followed and proxy variables are ignored.
+    """
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        max_attempts: int = 6,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 60.0,
+        timeout_s: float = 5.0,
+        allow_private: bool = False,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        jitter: float = 0.0,
+        rng: random.Random | None = None,
+        resolver: Resolver = resolve_host,
+        max_pending: int = 10_000,
+    ) -> None:
+        if not secret:
+            raise ValueError("secret must not be empty")
+        if max_attempts < 1 or max_pending < 1 or timeout_s <= 0:
+            raise ValueError("max_attempts and max_pending must be >= 1, timeout_s > 0")
+        compute_backoff(1, base_delay_s, max_delay_s, jitter)  # validates the three
+        self._secret = secret
+        self._max_attempts = max_attempts
+        self._base_delay_s = base_delay_s
+        self._max_delay_s = max_delay_s
+        self._timeout_s = timeout_s
+        self._allow_private = allow_private
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._rng = rng or random.Random()
+        self._resolver = resolver
+        self._max_pending = max_pending
+        self._client = httpx.Client(
+            transport=transport,
+            timeout=timeout_s,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._cond = threading.Condition()
+        self._pending: dict[str, collections.deque[_Delivery]] = {}  # per job, head in flight
+        self._ready: list[tuple[float, int, str]] = []  # (due_s, seq, job_id), one per job
+        self._seq = itertools.count()
+        self._queued = 0  # events accepted and not yet delivered or dropped
+        self._closing = False  # no more enqueues
+        self._stopped = False  # worker exits at its next look at the queue
+        self._stats = {"delivered": 0, "retried": 0, "dropped": 0}
+        self._thread = threading.Thread(target=self._run, name="luma-webhooks", daemon=True)
+        self._thread.start()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """A copy of the counters: delivered, retried (attempts repeated), dropped (gave up)."""
+        with self._cond:
+            return dict(self._stats)
+
+    def enqueue(self, event: WebhookEvent) -> None:
+        """Queue ``event``; from any thread. Never waits on the network, never raises for
+        delivery problems (an unsendable event is logged and counted as dropped)."""
+        try:
+            validate_callback_url(event.url, allow_private=self._allow_private)
+            body = event_body(event)
+        except (InvalidRequest, TypeError, ValueError) as exc:
+            self._count_drop(event, f"unsendable ({type(exc).__name__}: {exc})")
+            return
+        with self._cond:
+            refusal = "sender closed" if self._closing else None
+            if refusal is None and self._queued >= self._max_pending:
+                refusal = f"queue full ({self._max_pending} events)"
+            if refusal is None:
+                queue = self._pending.get(event.job_id)
+                if queue is None:
+                    queue = self._pending[event.job_id] = collections.deque()
+                    self._push(self._clock(), event.job_id)
+                queue.append(_Delivery(event, body))
+                self._queued += 1
+                self._cond.notify_all()
+                return
+        self._count_drop(event, refusal)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` (real seconds) until every queued event is delivered or
+        dropped; True if it came to that. For tests and shutdown."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._queued:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    return False
+                self._cond.wait(remaining_s)
+            return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Refuse new events, give queued ones up to ``timeout_s`` to go out, stop the worker.
+
+        Events still queued after that are dropped with a warning each. The worker may need up
+        to one request timeout more to finish an attempt in progress; close waits for that.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._closing = True
+        self.flush(timeout_s)
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(max(0.0, deadline - time.monotonic()) + self._timeout_s)
+
+    def __enter__(self) -> WebhookSender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- worker thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while (delivery := self._next_due()) is not None:
+                try:
+                    outcome = self._attempt(delivery)
+                except Exception:  # a bug here must not kill the thread or loop on one event
+                    logger.exception(
+                        "webhook internal error job=%s event=%s",
+                        delivery.event.job_id,
+                        delivery.event.event_id,
+                    )
+                    outcome = _Outcome("drop", "internal error")
+                self._settle(delivery, outcome)
+        finally:
+            self._client.close()
+            self._abandon()
+
+    def _next_due(self) -> _Delivery | None:
+        """Block until some job's head event is due; None once the sender is stopped."""
+        while True:
+            with self._cond:
+                if self._stopped:
+                    return None
+                if not self._ready:
+                    self._cond.wait()
+                    continue
+                wait_s = self._ready[0][0] - self._clock()
+                if wait_s <= 0:
+                    job_id = heapq.heappop(self._ready)[2]
+                    return self._pending[job_id][0]
+                if self._sleep is None:
+                    self._cond.wait(wait_s)
+                    continue
+            self._sleep(wait_s)
+
+    def _attempt(self, delivery: _Delivery) -> _Outcome:
+        delivery.attempts += 1
+        try:
+            request = self._build_request(delivery)
+        except _Refused as exc:
+            return _Outcome("drop", str(exc))
+        except OSError as exc:  # resolver failure, often temporary
+            return _Outcome("retry", f"resolve failed ({type(exc).__name__})")
+        try:
+            response = self._client.send(request, stream=True)  # headers only, body never read
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            return _Outcome("retry", type(exc).__name__)
+        except httpx.HTTPError as exc:
+            return _Outcome("drop", type(exc).__name__)
+        try:
+            retry_after_s = _retry_after_s(response.headers.get("Retry-After"), self._clock())
+            return _classify(response.status_code, retry_after_s)
+        finally:
+            response.close()
+
+    def _build_request(self, delivery: _Delivery) -> httpx.Request:
+        event = delivery.event
+        url = httpx.URL(event.url)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self._secret, delivery.body, int(self._clock())),
+            EVENT_ID_HEADER: event.event_id,
+        }
+        extensions: dict[str, Any] = {}
+        if not self._allow_private:
+            host = url.raw_host.decode("ascii")
+            port = url.port or (443 if url.scheme == "https" else 80)
+            addresses = [ipaddress.ip_address(a) for a in self._resolver(host, port)]
+            if not addresses or not all(_is_public(a) for a in addresses):
+                raise _Refused("host resolves to a private or reserved address")
+            headers["Host"] = url.netloc.decode("ascii")
+            if url.scheme == "https":
+                extensions["sni_hostname"] = host
+            url = url.copy_with(host=str(addresses[0]))
+        return self._client.build_request(
+            "POST", url, content=delivery.body, headers=headers, extensions=extensions
+        )
+
+    def _settle(self, delivery: _Delivery, outcome: _Outcome) -> None:
+        event = delivery.event
+        if outcome.kind == "retry" and delivery.attempts < self._max_attempts:
+            if outcome.retry_after_s is not None:
+                delay_s = min(outcome.retry_after_s, self._max_delay_s)
+            else:
+                delay_s = compute_backoff(
+                    delivery.attempts,
+                    self._base_delay_s,
+                    self._max_delay_s,
+                    self._jitter,
+                    self._rng,
+                )
+            logger.info(
+                "webhook retry job=%s event=%s host=%s attempt=%d reason=%s in %.2fs",
+                event.job_id,
+                event.event_id,
+                _redact(event.url),
+                delivery.attempts,
+                outcome.reason,
+                delay_s,
+            )
+            with self._cond:
+                self._stats["retried"] += 1
+                self._push(self._clock() + delay_s, event.job_id)
+            return
+        # Log before the books are updated, so a flush() that returns has seen the log line.
+        if outcome.kind == "delivered":
+            logger.debug("webhook delivered job=%s event=%s", event.job_id, event.event_id)
+        elif outcome.kind == "retry":
+            reason = f"gave up after {delivery.attempts} attempts, last {outcome.reason}"
+            _log_drop(event, reason)
+        else:
+            _log_drop(event, outcome.reason)
+        with self._cond:
+            queue = self._pending[event.job_id]
+            queue.popleft()
+            if queue:
+                self._push(self._clock(), event.job_id)
+            else:
+                del self._pending[event.job_id]
+            self._queued -= 1
+            self._stats["delivered" if outcome.kind == "delivered" else "dropped"] += 1
+            self._cond.notify_all()
+
+    def _abandon(self) -> None:
+        """On worker exit: drop whatever is still queued, so nothing vanishes without a log."""
+        with self._cond:
+            left = [d.event for queue in self._pending.values() for d in queue]
+        for event in left:
+            _log_drop(event, "sender closed before delivery")
+        with self._cond:
+            self._pending.clear()
+            self._ready.clear()
+            self._queued = 0
+            self._stats["dropped"] += len(left)
+            self._cond.notify_all()
+
+    def _push(self, due_s: float, job_id: str) -> None:
+        heapq.heappush(self._ready, (due_s, next(self._seq), job_id))
+
+    def _count_drop(self, event: WebhookEvent, reason: str) -> None:
+        """Drop an event that never entered the queue (refused by ``enqueue``)."""
+        _log_drop(event, reason)
+        with self._cond:
+            self._stats["dropped"] += 1
+
+
+def _log_drop(event: WebhookEvent, reason: str) -> None:
+    logger.warning(
+        "webhook dropped job=%s event=%s host=%s reason=%s",
+        event.job_id,
+        event.event_id,
+        _redact(event.url),
+        reason,
+    )

@@ -1,0 +1,154 @@
+"""The HTTP API on the live Serve proxy: the official ``openai`` package end to end, SSE,
+and tenant isolation over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def make_key(system: dict[str, Any], tenant: str, tier: str, admin: bool = False) -> str:
+    from luma_ray.api.keys import KeyStore, keys_path
+
+    runtime = system["runtime"]
+    with KeyStore(keys_path(runtime.data_dir), [t.name for t in runtime.scheduler.tiers]) as ks:
+        key, _ = ks.create(tenant, tier, admin=admin, now_s=0.0)
+    return key
+
+
+def wait_http(system: dict[str, Any]) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(system["base_url"] + "/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, what="the HTTP API")
+
+
+def test_openai_package_end_to_end(system, tmp_path: Path) -> None:
+    openai = pytest.importorskip("openai")
+    from luma_ray.models.encode import probe_mp4
+
+    wait_http(system)
+    client = openai.OpenAI(
+        base_url=system["base_url"] + "/v1", api_key=make_key(system, "openai-user", "api")
+    )
+    video = client.videos.create_and_poll(
+        prompt="a paper boat on a river", seconds="2", size="1280x720", poll_interval_ms=200
+    )
+    assert video.status == "completed" and video.progress == 100, video
+    assert client.videos.retrieve(video.id).id == video.id
+    assert video.id in [v.id for v in client.videos.list()]
+    content = client.videos.download_content(video.id)
+    path = tmp_path / "boat.mp4"
+    content.write_to_file(path)
+    probe = probe_mp4(path)
+    width, height = (int(v) for v in video.size.split("x"))
+    assert (probe.frames, probe.width, probe.height) == (16, width, height) and width > height
+    deleted = client.videos.delete(video.id)
+    assert deleted.deleted and deleted.id == video.id
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(video.id)
+
+
+def test_sse_streams_increasing_progress_and_a_final_state(system) -> None:
+    wait_http(system)
+    headers = {"Authorization": f"Bearer {make_key(system, 'sse-user', 'api')}"}
+    base = system["base_url"]
+    gen = httpx.post(
+        f"{base}/v1/generations", json={"prompt": "waves", "steps": 12}, headers=headers, timeout=30
+    ).json()
+    events: list[tuple[str, dict[str, Any]]] = []
+    with httpx.stream(
+        "GET", f"{base}/v1/generations/{gen['id']}/events", headers=headers, timeout=120
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: ") and event:
+                events.append((event, json.loads(line[len("data: ") :])))
+    steps = [d["step"] for e, d in events if e == "progress"]
+    assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] == 12
+    states = [d["state"] for e, d in events if e == "state"]
+    assert states[-1] == "succeeded"
+    assert events[-1][0] == "done" and events[-1][1]["state"] == "succeeded"
+
+
+def test_tenants_are_isolated_over_http(system) -> None:
+    wait_http(system)
+    base = system["base_url"]
+    mine = {"Authorization": f"Bearer {make_key(system, 'tenant-a', 'free')}"}
+    theirs = {"Authorization": f"Bearer {make_key(system, 'tenant-b', 'free')}"}
+    gen = httpx.post(
+        f"{base}/v1/generations", json={"prompt": "secret", "steps": 1}, headers=mine, timeout=30
+    ).json()["id"]
+    for method, path in [
+        ("GET", f"/v1/generations/{gen}"),
+        ("GET", f"/v1/videos/{gen}"),
+        ("POST", f"/v1/generations/{gen}/cancel"),
+        ("DELETE", f"/v1/videos/{gen}"),
+    ]:
+        r = httpx.request(method, base + path, headers=theirs, timeout=30)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", (method, path)
+    assert httpx.get(f"{base}/v1/admin/queues", headers=mine, timeout=30).status_code == 403
+    assert httpx.get(f"{base}/v1/generations", timeout=30).status_code == 401
+
+
+def test_overloaded_tier_gets_429_while_api_is_accepted_and_served_first(system) -> None:
+    wait_http(system)
+    base = system["base_url"]
+    trial = {"Authorization": f"Bearer {make_key(system, 'crowd', 'trial')}"}
+    api = {"Authorization": f"Bearer {make_key(system, 'paying', 'api')}"}
+    accepted: list[str] = []
+    refused = None
+    for i in range(300):
+        r = httpx.post(
+            f"{base}/v1/generations",
+            json={"prompt": f"crowd {i}", "steps": 6},
+            headers=trial,
+            timeout=30,
+        )
+        if r.status_code == 429:
+            refused = r
+            break
+        assert r.status_code == 201, r.text
+        accepted.append(r.json()["id"])
+    assert refused is not None, "the trial tier was never shed"
+    assert refused.json()["code"] == "tier_overloaded"
+    assert int(refused.headers["Retry-After"]) >= 1
+    try:
+        r = httpx.post(
+            f"{base}/v1/generations",
+            json={"prompt": "paying customer", "steps": 2},
+            headers=api,
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        paid = r.json()["id"]
+
+        def view(job_id: str, who: dict[str, str]) -> dict[str, Any]:
+            return httpx.get(f"{base}/v1/generations/{job_id}", headers=who, timeout=30).json()
+
+        waiting = [j for j in accepted if view(j, trial)["state"] == "queued"]
+        assert waiting, "no trial job was left waiting behind the api job"
+        done = wait_for(
+            lambda: (v := view(paid, api))["state"] == "succeeded" and v, what="the api job"
+        )
+        # Served first: no trial job that was waiting when it arrived started before it.
+        for job_id in waiting:
+            started = view(job_id, trial)["timings"]["started_at"]
+            assert started is None or started >= done["timings"]["started_at"]
+    finally:
+        for job_id in accepted:  # free the worker for the tests that follow
+            httpx.post(f"{base}/v1/generations/{job_id}/cancel", headers=trial, timeout=30)

@@ -1,0 +1,167 @@
+"""The HTTP API in process: real FastAPI app, real key store, real scheduler service and
+journal, real file store; FastAPI's TestClient as the HTTP client. No Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from luma_ray.api.app import ApiSettings, create_app
+from luma_ray.api.backend import LocalBackend
+from luma_ray.api.keys import KeyStore
+from luma_ray.config import default_tiers, parse_config
+from luma_ray.models.interface import ModelLimits
+from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.service import SchedulerService
+from luma_ray.storage import LocalBlobStore
+
+LIMITS = {"luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8)}
+
+
+class Clock:
+    now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def api(tmp_path: Path):
+    svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, Clock())
+    keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
+    store = LocalBlobStore(tmp_path / "results")
+    app = create_app(LocalBackend(svc), keys, store, ApiSettings(allow_private_callbacks=True))
+    alice, _ = keys.create("alice", "api", now_s=0)
+    bob, _ = keys.create("bob", "free", now_s=0)
+    root, _ = keys.create("ops", "api", admin=True, now_s=0)
+    client = TestClient(app)
+    return {
+        "client": client,
+        "svc": svc,
+        "store": store,
+        "alice": {"Authorization": f"Bearer {alice}"},
+        "bob": {"Authorization": f"Bearer {bob}"},
+        "admin": {"Authorization": f"Bearer {root}"},
+    }
+
+
+def create(api, who: str = "alice", **body):
+    return api["client"].post("/v1/generations", json={"prompt": "a fox", **body}, headers=api[who])
+
+
+def test_create_get_list_cancel_delete(api) -> None:
+    c = api["client"]
+    r = create(api, seconds=2, aspect_ratio="16:9", metadata={"run": "7"})
+    assert r.status_code == 201, r.text
+    gen = r.json()
+    assert gen["state"] == "queued" and gen["tier"] == "api"  # the key decides the tier
+    assert gen["request"]["frames"] == 16 and gen["request"]["width"] > gen["request"]["height"]
+    assert gen["queue_position"] == 0 and gen["metadata"] == {"run": "7"}
+    assert c.get(f"/v1/generations/{gen['id']}", headers=api["alice"]).json()["id"] == gen["id"]
+    listed = c.get("/v1/generations", headers=api["alice"]).json()
+    assert [g["id"] for g in listed["data"]] == [gen["id"]]
+    assert (
+        c.post(f"/v1/generations/{gen['id']}/cancel", headers=api["alice"]).json()["state"]
+        == "cancelled"
+    )
+    assert c.delete(f"/v1/generations/{gen['id']}", headers=api["alice"]).json()["deleted"]
+    assert c.get(f"/v1/generations/{gen['id']}", headers=api["alice"]).status_code == 404
+
+
+def test_other_tenants_jobs_are_404_everywhere(api) -> None:
+    c = api["client"]
+    gen = create(api).json()["id"]
+    for method, path in [
+        ("GET", f"/v1/generations/{gen}"),
+        ("POST", f"/v1/generations/{gen}/cancel"),
+        ("DELETE", f"/v1/generations/{gen}"),
+        ("GET", f"/v1/generations/{gen}/content"),
+        ("GET", f"/v1/generations/{gen}/events"),
+        ("GET", f"/v1/videos/{gen}"),
+        ("DELETE", f"/v1/videos/{gen}"),
+        ("GET", f"/v1/videos/{gen}/content"),
+    ]:
+        r = c.request(method, path, headers=api["bob"])
+        assert r.status_code == 404, (method, path, r.status_code)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "not_found"
+    assert c.get("/v1/generations", headers=api["bob"]).json()["data"] == []
+    assert c.get("/v1/videos", headers=api["bob"]).json()["data"] == []
+    assert c.get(f"/v1/generations/{gen}", headers=api["alice"]).status_code == 200
+
+
+def test_keys_401_and_admin_403(api) -> None:
+    c = api["client"]
+    for headers in (
+        {},
+        {"Authorization": "Bearer lr_000000000000_wrong"},
+        {"Authorization": "Basic abc"},
+    ):
+        r = c.get("/v1/generations", headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert c.get("/v1/admin/queues", headers=api["alice"]).status_code == 403
+    stats = c.get("/v1/admin/queues", headers=api["admin"])
+    assert stats.status_code == 200 and "tiers" in stats.json()
+    assert c.post("/v1/admin/models/luma-tiny/promote", headers=api["alice"]).status_code == 403
+
+
+def test_idempotency_key(api) -> None:
+    headers = {**api["alice"], "Idempotency-Key": "abc"}
+    c = api["client"]
+    one = c.post("/v1/generations", json={"prompt": "x"}, headers=headers).json()["id"]
+    two = c.post("/v1/generations", json={"prompt": "x"}, headers=headers).json()["id"]
+    assert one == two
+    r = c.post("/v1/generations", json={"prompt": "y"}, headers=headers)
+    assert r.status_code == 409 and r.json()["code"] == "conflict"
+    assert len(c.get("/v1/generations", headers=api["alice"]).json()["data"]) == 1
+
+
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        ({"prompt": ""}, 400, "invalid_request"),
+        ({"prompt": "x", "model": "nope"}, 400, "invalid_request"),
+        ({"prompt": "x", "size": "60x64"}, 400, "invalid_request"),
+        ({"prompt": "x", "frames": 0}, 422, "validation_error"),
+        ({"prompt": "x", "colour": "red"}, 422, "validation_error"),
+        ({"prompt": "x", "callback_url": "ftp://x"}, 400, "invalid_request"),
+        ({"prompt": "x", "size": "64x64", "aspect_ratio": "1:1"}, 400, "invalid_request"),
+        ({"nope": 1}, 422, "validation_error"),
+    ],
+)
+def test_bad_input_is_a_problem_not_a_500(api, body, status, code) -> None:
+    r = api["client"].post("/v1/generations", json=body, headers=api["alice"])
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == code and r.json()["detail"]
+
+
+def test_too_large_body_is_413(api) -> None:
+    r = api["client"].post(
+        "/v1/generations",
+        content=b"x" * (2 << 20),
+        headers={**api["alice"], "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_openai_shapes(api) -> None:
+    c = api["client"]
+    r = c.post(
+        "/v1/videos",
+        data={"prompt": "a fox", "seconds": "4", "size": "1280x720"},
+        headers=api["alice"],
+    )
+    assert r.status_code == 200, r.text
+    video = r.json()
+    assert video["object"] == "video" and video["status"] == "queued"
+    assert video["seconds"] == "4"
+    w, h = (int(v) for v in video["size"].split("x"))
+    assert w > h and w <= 128 and w % 8 == 0 and h % 8 == 0
+    page = c.get("/v1/videos", headers=api["alice"]).json()
+    assert page["object"] == "list" and page["first_id"] == video["id"]
+    gone = c.delete(f"/v1/videos/{video['id']}", headers=api["alice"]).json()
+    assert gone == {"id": video["id"], "object": "video.deleted", "deleted": True}

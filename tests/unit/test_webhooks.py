@@ -1,0 +1,672 @@
+"""Webhooks (luma_ray/api/webhooks.py): signing, backoff, the SSRF guard, and delivery to a
+real HTTP server on 127.0.0.1. Time is a fake clock whose ``sleep`` records and advances."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from luma_ray.api.webhooks import (
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    WebhookEvent,
+    WebhookSender,
+    compute_backoff,
+    event_body,
+    sign,
+    validate_callback_url,
+    verify,
+)
+from luma_ray.errors import InvalidRequest
+
+SECRET = b"whsec_test_0123456789"
+T0 = 1_700_000_000.0
+FLUSH_S = 5.0
+
+
+# --- sign / verify -------------------------------------------------------------------------
+
+
+def test_sign_verify_round_trip() -> None:
+    body = b'{"id":"evt_1"}'
+    header = sign(SECRET, body, 1_700_000_000)
+    assert header.startswith("t=1700000000,v1=")
+    assert verify(SECRET, body, header, now_s=1_700_000_010)
+
+
+@pytest.mark.parametrize(
+    ("body", "secret", "now_s"),
+    [
+        (b'{"id":"evt_2"}', SECRET, T0),  # tampered body
+        (b'{"id":"evt_1"}', b"other secret", T0),  # wrong secret
+        (b'{"id":"evt_1"}', SECRET, T0 + 301),  # too old
+        (b'{"id":"evt_1"}', SECRET, T0 - 301),  # from the future
+    ],
+)
+def test_verify_refuses(body: bytes, secret: bytes, now_s: float) -> None:
+    header = sign(SECRET, b'{"id":"evt_1"}', int(T0))
+    assert not verify(secret, body, header, now_s=now_s)
+
+
+def test_verify_tolerance_is_adjustable() -> None:
+    header = sign(SECRET, b"x", int(T0))
+    assert verify(SECRET, b"x", header, now_s=T0 + 900, tolerance_s=1000)
+    assert not verify(SECRET, b"x", header, now_s=T0 + 11, tolerance_s=10)
+
+
+def test_verify_accepts_any_of_several_v1() -> None:
+    good = sign(SECRET, b"x", int(T0)).partition(",")[2]
+    assert verify(SECRET, b"x", f"t={int(T0)},v1={'0' * 64},{good}", now_s=T0)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "garbage",
+        "v1=" + "a" * 64,  # no timestamp
+        f"t={int(T0)}",  # no signature
+        f"t=abc,v1={'a' * 64}",
+        f"t=-5,v1={'a' * 64}",
+        f"t={int(T0)},t={int(T0)},v1={'a' * 64}",  # two timestamps
+        f"t={int(T0)},v1=zz",
+        f"t={int(T0)},v1=é",  # non-ASCII must not raise from compare_digest
+        "t=1," + "v1=x," * 500,  # oversized
+    ],
+)
+def test_verify_malformed_header_is_false_not_an_error(header: str) -> None:
+    assert verify(SECRET, b"x", header, now_s=T0) is False
+
+
+def test_verify_truncated_signature_of_the_right_body_fails() -> None:
+    header = sign(SECRET, b"x", int(T0))
+    assert not verify(SECRET, b"x", header[:-1], now_s=T0)
+
+
+# --- compute_backoff -----------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_base_then_caps() -> None:
+    delays = [compute_backoff(n) for n in range(1, 10)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert compute_backoff(10_000, base_s=0.1, cap_s=5.0) == 5.0  # no overflow
+
+
+def test_backoff_jitter_stays_within_fraction_and_is_seeded() -> None:
+    rng = random.Random(7)
+    for attempt in range(1, 12):
+        middle = min(60.0, 0.5 * 2 ** (attempt - 1))
+        for _ in range(50):
+            delay = compute_backoff(attempt, jitter=0.2, rng=rng)
+            assert middle * 0.8 <= delay <= middle * 1.2
+    first = [compute_backoff(3, jitter=0.5, rng=random.Random(1)) for _ in range(3)]
+    assert len(set(first)) == 1  # same seed, same delay
+    assert compute_backoff(3, jitter=0.5, rng=random.Random(2)) != first[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"attempt": 0}, {"attempt": 1, "base_s": -1}, {"attempt": 1, "jitter": 1.5}],
+)
+def test_backoff_rejects_nonsense(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        compute_backoff(**kwargs)
+
+
+# --- validate_callback_url -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hook",
+        "http://example.com:8080/a/b?token=x",
+        "https://8.8.8.8/hook",
+        "https://[2606:4700::1111]/hook",
+    ],
+)
+def test_public_urls_are_accepted(url: str) -> None:
+    assert validate_callback_url(url) == url
+
+
+# (url, words the message must contain so the caller knows what to fix)
+REFUSED_ALWAYS = [
+    ("ftp://example.com/hook", "http"),
+    ("javascript:alert(1)", "http"),
+    ("http://user:pw@h/", "user:password"),
+    ("http://user@example.com/", "user:password"),
+    ("https:///nohost", "host"),
+    ("http://example.com:99999/", "port"),
+    ("http://exa mple.com/", "spaces"),
+    ("https://example.com/" + "a" * 2100, "2048"),
+]
+REFUSED_UNLESS_PRIVATE = [
+    ("http://127.0.0.1/", "private"),
+    ("http://10.0.0.1/", "private"),
+    ("http://192.168.1.20:8080/x", "private"),
+    ("http://169.254.169.254/latest/meta-data", "private"),  # cloud metadata
+    ("http://0.0.0.0/", "private"),
+    ("http://[::1]/", "private"),
+    ("http://[fe80::1]/", "private"),
+    ("http://[::ffff:127.0.0.1]/", "private"),
+    ("http://[64:ff9b::a00:1]/", "private"),  # NAT64 of 10.0.0.1
+    ("http://127.1/", "private"),  # inet_aton shorthand
+    ("http://0x7f000001/", "private"),
+    ("http://2130706433/", "private"),
+    ("http://localhost/", "localhost"),
+    ("http://LOCALHOST./hook", "localhost"),
+    ("http://api.localhost/", "localhost"),
+]
+
+
+@pytest.mark.parametrize(("url", "hint"), REFUSED_ALWAYS + REFUSED_UNLESS_PRIVATE)
+def test_bad_urls_are_refused_with_a_fix(url: str, hint: str) -> None:
+    with pytest.raises(InvalidRequest, match=hint):
+        validate_callback_url(url)
+
+
+@pytest.mark.parametrize(("url", "hint"), REFUSED_ALWAYS)
+def test_allow_private_does_not_relax_syntax(url: str, hint: str) -> None:
+    with pytest.raises(InvalidRequest, match=hint):
+        validate_callback_url(url, allow_private=True)
+
+
+@pytest.mark.parametrize("url", [url for url, _ in REFUSED_UNLESS_PRIVATE])
+def test_allow_private_accepts_private_hosts(url: str) -> None:
+    assert validate_callback_url(url, allow_private=True) == url
+
+
+# --- delivery against a real server ------------------------------------------------------------
+
+
+class FakeClock:
+    """``time`` for the sender; ``sleep`` records the delay and moves time, without waiting."""
+
+    def __init__(self, start_s: float = T0) -> None:
+        self.now_s = start_s
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now_s
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now_s += seconds
+
+
+@dataclass
+class Hit:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def event_id(self) -> str:
+        return str(json.loads(self.body)["id"])
+
+
+Responder = Callable[[Hit, int], tuple[int, dict[str, str]]]  # (hit, index) -> status, headers
+
+
+@dataclass
+class Receiver:
+    """A ThreadingHTTPServer on 127.0.0.1 that records every POST and answers via ``respond``."""
+
+    respond: Responder
+    hits: list[Hit] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=hunter2"
+
+    def event_ids(self) -> list[str]:
+        return [hit.event_id for hit in self.hits]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out and hung up is expected in these tests
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Responder], Receiver]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(respond: Responder) -> Receiver:
+        receiver = Receiver(respond)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hit = Hit({k.lower(): v for k, v in self.headers.items()}, body)
+                with receiver.lock:
+                    receiver.hits.append(hit)
+                    index = len(receiver.hits) - 1
+                status, headers = receiver.respond(hit, index)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        receiver.server = server
+        return receiver
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def script(*statuses: int) -> Responder:
+    """Answer the n-th request with ``statuses[n]``, the last one repeating."""
+    return lambda hit, index: (statuses[min(index, len(statuses) - 1)], {})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_sender(clock: FakeClock) -> Iterator[Callable[..., WebhookSender]]:
+    senders: list[WebhookSender] = []
+
+    def make(**overrides: Any) -> WebhookSender:
+        options: dict[str, Any] = {
+            "allow_private": True,
+            "sleep": clock.sleep,
+            "clock": clock.time,
+            "timeout_s": 2.0,
+        }
+        options.update(overrides)
+        sender = WebhookSender(SECRET, **options)
+        senders.append(sender)
+        return sender
+
+    yield make
+    for sender in senders:
+        sender.close(timeout_s=1.0)
+
+
+def make_event(
+    url: str, job_id: str = "gen_a", n: int = 1, state: str = "succeeded"
+) -> WebhookEvent:
+    return WebhookEvent(
+        event_id=f"evt_{job_id}_{n}",
+        url=url,
+        job_id=job_id,
+        state=state,
+        payload={"id": job_id, "state": state, "n": n},
+        created_at_s=T0 + n,
+    )
+
+
+def test_event_body_is_canonical_json() -> None:
+    event = make_event("https://example.com/hook", state="queued")
+    assert event_body(event) == (
+        b'{"created_at":1700000001.0,"data":{"id":"gen_a","n":1,"state":"queued"},'
+        b'"id":"evt_gen_a_1","type":"generation.queued"}'
+    )
+
+
+def test_two_503s_then_200_delivers_the_same_signed_event_three_times(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+) -> None:
+    receiver = serve(script(503, 503, 200))
+    sender = make_sender()
+    event = make_event(receiver.url)
+    sender.enqueue(event)
+    assert sender.flush(FLUSH_S)
+
+    assert len(receiver.hits) == 3
+    for hit in receiver.hits:
+        assert hit.headers[EVENT_ID_HEADER.lower()] == event.event_id
+        assert hit.body == event_body(event)
+        assert verify(SECRET, hit.body, hit.headers[SIGNATURE_HEADER.lower()], now_s=clock.now_s)
+        assert hit.headers["content-type"] == "application/json"
+        assert hit.headers["user-agent"] == "luma-ray-webhooks/1"
+    assert clock.slept == [0.5, 1.0]
+    assert sender.stats == {"delivered": 1, "retried": 2, "dropped": 0}
+
+
+def test_400_is_not_retried_and_the_event_is_dropped(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = serve(script(400))
+    sender = make_sender()
+    with caplog.at_level(logging.WARNING, logger="luma_ray.api.webhooks"):
+        sender.enqueue(make_event(receiver.url))
+        assert sender.flush(FLUSH_S)
+
+    assert len(receiver.hits) == 1
+    assert clock.slept == []
+    assert sender.stats == {"delivered": 0, "retried": 0, "dropped": 1}
+    assert "gen_a" in caplog.text and "evt_gen_a_1" in caplog.text and "HTTP 400" in caplog.text
+    assert "hunter2" not in caplog.text and "/hook" not in caplog.text
+    assert SECRET.decode() not in caplog.text
+
+
+class CountingTransport(httpx.BaseTransport):
+    """The real network transport, counting the requests that go through it."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_closed_port_is_tried_max_attempts_times_then_dropped(
+    make_sender: Callable[..., WebhookSender], clock: FakeClock
+) -> None:
+    transport = CountingTransport()
+    sender = make_sender(max_attempts=4, transport=transport)
+    sender.enqueue(make_event(f"http://127.0.0.1:{closed_port()}/hook"))
+    assert sender.flush(FLUSH_S)
+
+    assert len(transport.requests) == 4
+    assert clock.slept == [0.5, 1.0, 2.0]
+    assert sender.stats == {"delivered": 0, "retried": 3, "dropped": 1}
+
+
+def test_order_per_job_and_a_backing_off_job_does_not_hold_up_others(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+) -> None:
+    gate = threading.Event()
+
+    def respond(hit: Hit, index: int) -> tuple[int, dict[str, str]]:
+        if index == 0:  # the first attempt of a/1 answers once b/1 and a/2..3 are queued
+            assert gate.wait(FLUSH_S)
+            return 503, {}
+        return 200, {}
+
+    receiver = serve(respond)
+    sender = make_sender()
+    sender.enqueue(make_event(receiver.url, "a", 1))
+    sender.enqueue(make_event(receiver.url, "a", 2))
+    sender.enqueue(make_event(receiver.url, "b", 1))
+    sender.enqueue(make_event(receiver.url, "a", 3))
+    gate.set()
+    assert sender.flush(FLUSH_S)
+
+    assert receiver.event_ids() == ["evt_a_1", "evt_b_1", "evt_a_1", "evt_a_2", "evt_a_3"]
+    assert clock.slept == [0.5]
+    assert sender.stats == {"delivered": 4, "retried": 1, "dropped": 0}
+
+
+def test_many_jobs_from_many_threads_keep_their_order(
+    serve: Callable[[Responder], Receiver], make_sender: Callable[..., WebhookSender]
+) -> None:
+    receiver = serve(script(200))
+    sender = make_sender()
+
+    def produce(job: str) -> None:
+        for n in range(10):
+            sender.enqueue(make_event(receiver.url, job, n))
+
+    threads = [threading.Thread(target=produce, args=(f"job{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sender.flush(FLUSH_S)
+
+    ids = receiver.event_ids()
+    assert len(ids) == 40
+    for i in range(4):
+        assert [x for x in ids if x.startswith(f"evt_job{i}_")] == [
+            f"evt_job{i}_{n}" for n in range(10)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "max_delay_s", "expected_s"),
+    [("7", 60.0, 7.0), ("1000", 30.0, 30.0), ("soon", 60.0, 0.5)],
+)
+def test_retry_after_seconds_is_honoured_and_capped(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+    retry_after: str,
+    max_delay_s: float,
+    expected_s: float,
+) -> None:
+    receiver = serve(
+        lambda hit, index: (429, {"Retry-After": retry_after}) if index == 0 else (200, {})
+    )
+    sender = make_sender(max_delay_s=max_delay_s)
+    sender.enqueue(make_event(receiver.url))
+    assert sender.flush(FLUSH_S)
+    assert clock.slept == [expected_s]
+    assert len(receiver.hits) == 2
+
+
+def test_retry_after_http_date(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+) -> None:
+    when = email.utils.formatdate(T0 + 12, usegmt=True)
+    receiver = serve(lambda hit, index: (503, {"Retry-After": when}) if index == 0 else (204, {}))
+    sender = make_sender()
+    sender.enqueue(make_event(receiver.url))
+    assert sender.flush(FLUSH_S)
+    assert clock.slept == [pytest.approx(12.0)]
+
+
+def test_slow_endpoint_times_out_and_is_retried(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+) -> None:
+    release = threading.Event()
+
+    def respond(hit: Hit, index: int) -> tuple[int, dict[str, str]]:
+        if index == 0:
+            release.wait(FLUSH_S)  # hangs past the sender's timeout
+        return 200, {}
+
+    receiver = serve(respond)
+    sender = make_sender(timeout_s=0.5)
+    try:
+        sender.enqueue(make_event(receiver.url))
+        assert sender.flush(FLUSH_S)
+    finally:
+        release.set()
+    assert len(receiver.hits) == 2
+    assert clock.slept == [0.5]
+    assert sender.stats == {"delivered": 1, "retried": 1, "dropped": 0}
+
+
+# --- SSRF guard at send time (no network: httpx.MockTransport, a fake resolver) ---------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(204)
+
+
+@pytest.mark.parametrize(
+    "addresses", [["10.0.0.5"], ["93.184.216.34", "127.0.0.1"], ["fe80::1"], []]
+)
+def test_hostname_resolving_to_private_address_is_dropped(
+    make_sender: Callable[..., WebhookSender], addresses: list[str]
+) -> None:
+    recorder = Recorder()
+    sender = make_sender(
+        allow_private=False,
+        transport=httpx.MockTransport(recorder),
+        resolver=lambda host, port: addresses,
+    )
+    sender.enqueue(make_event("https://hooks.example.com/x"))
+    assert sender.flush(FLUSH_S)
+    assert recorder.requests == []
+    assert sender.stats == {"delivered": 0, "retried": 0, "dropped": 1}
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "port", "host_header", "sni"),
+    [
+        (
+            "https://hooks.example.com/x",
+            "93.184.216.34",
+            443,
+            "hooks.example.com",
+            "hooks.example.com",
+        ),
+        ("http://hooks.example.com:8080/x", "2606:4700::1", 8080, "hooks.example.com:8080", None),
+    ],
+)
+def test_request_goes_to_the_checked_address(
+    make_sender: Callable[..., WebhookSender],
+    url: str,
+    address: str,
+    port: int,
+    host_header: str,
+    sni: str | None,
+) -> None:
+    recorder = Recorder()
+    looked_up: list[tuple[str, int]] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        looked_up.append((host, port))
+        return [address]
+
+    sender = make_sender(
+        allow_private=False, transport=httpx.MockTransport(recorder), resolver=resolver
+    )
+    sender.enqueue(make_event(url))
+    assert sender.flush(FLUSH_S)
+
+    (request,) = recorder.requests
+    assert request.url.host == address
+    assert request.headers["Host"] == host_header
+    assert request.extensions.get("sni_hostname") == sni
+    assert looked_up == [("hooks.example.com", port)]
+    assert sender.stats["delivered"] == 1
+
+
+def test_resolver_failure_is_retried(
+    make_sender: Callable[..., WebhookSender], clock: FakeClock
+) -> None:
+    recorder = Recorder()
+    answers: list[list[str] | None] = [None, ["93.184.216.34"]]
+
+    def resolver(host: str, port: int) -> list[str]:
+        answer = answers.pop(0)
+        if answer is None:
+            raise socket.gaierror("temporary failure in name resolution")
+        return answer
+
+    sender = make_sender(
+        allow_private=False, transport=httpx.MockTransport(recorder), resolver=resolver
+    )
+    sender.enqueue(make_event("https://hooks.example.com/x"))
+    assert sender.flush(FLUSH_S)
+    assert len(recorder.requests) == 1
+    assert clock.slept == [0.5]
+
+
+# --- enqueue never raises ----------------------------------------------------------------------
+
+
+def test_unsendable_events_are_dropped_without_raising(
+    make_sender: Callable[..., WebhookSender],
+) -> None:
+    recorder = Recorder()
+    sender = make_sender(allow_private=False, transport=httpx.MockTransport(recorder))
+    sender.enqueue(make_event("ftp://example.com/x"))
+    sender.enqueue(make_event("http://127.0.0.1/x"))
+    sender.enqueue(make_event("http://example.com:bad/x"))
+    unserialisable = make_event("https://example.com/x")
+    sender.enqueue(
+        WebhookEvent("evt_x", unserialisable.url, "gen_x", "failed", {"obj": object()}, T0)
+    )
+    assert sender.flush(FLUSH_S)
+    assert recorder.requests == []
+    assert sender.stats == {"delivered": 0, "retried": 0, "dropped": 4}
+
+
+def test_queue_limit_drops_instead_of_growing(make_sender: Callable[..., WebhookSender]) -> None:
+    gate = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        gate.wait(FLUSH_S)
+        return httpx.Response(200)
+
+    sender = make_sender(transport=httpx.MockTransport(handler), max_pending=2)
+    for n in range(4):
+        sender.enqueue(make_event("https://example.com/x", "gen_a", n))
+    gate.set()
+    assert sender.flush(FLUSH_S)
+    assert sender.stats == {"delivered": 2, "retried": 0, "dropped": 2}
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = FLUSH_S) -> None:
+    """Poll ``predicate`` (no fixed sleep decides the outcome); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        threading.Event().wait(0.01)
+
+
+def test_close_cuts_a_long_backoff_short_and_drops_what_is_left(
+    serve: Callable[[Responder], Receiver],
+) -> None:
+    receiver = serve(script(503))
+    sender = WebhookSender(SECRET, allow_private=True, base_delay_s=30.0)  # real clock and wait
+    sender.enqueue(make_event(receiver.url))
+    wait_until(lambda: sender.stats["retried"] == 1)  # now backing off for 30 s
+
+    started_s = time.monotonic()
+    sender.close(timeout_s=0.2)
+    assert time.monotonic() - started_s < 2.0  # did not sit out the 30 s backoff
+    assert len(receiver.hits) == 1
+    assert sender.stats == {"delivered": 0, "retried": 1, "dropped": 1}
+    sender.enqueue(make_event(receiver.url, n=2))  # after close: dropped, no exception
+    assert sender.stats["dropped"] == 2
