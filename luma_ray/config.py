@@ -226,6 +226,11 @@ class RuntimeConfig(_Strict):
         return self.store_uri or (Path(self.data_dir) / "results").resolve().as_uri()
 
     @property
+    def webhook_secret_path(self) -> str:
+        """The HMAC key that signs webhooks; made on first start, readable by its owner."""
+        return str(Path(self.data_dir) / "webhook.secret")
+
+    @property
     def checkpoint_root(self) -> str:
         return str(Path(self.data_dir) / "checkpoints")
 

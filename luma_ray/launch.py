@@ -8,6 +8,9 @@ updates pools in place.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -28,6 +31,16 @@ def model_limits() -> dict[str, ModelLimits]:
     return {name: get_model_class(name).limits for name in MODELS}
 
 
+def ensure_webhook_secret(path: Path) -> str:
+    """Create the webhook signing secret (0600) if it does not exist; return its path."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return str(path)
+
+
 def pool_app_name(pool: PoolConfig) -> str:
     return f"{pool.model}-workers"
 
@@ -39,7 +52,13 @@ def start(runtime: RuntimeConfig) -> Any:
     """
     if not ray.is_initialized():
         raise RuntimeError("call ray.init() (or luma_ray.connect()) before launch.start()")
-    handle = start_scheduler(runtime.scheduler.model_dump(), runtime.journal, model_limits())
+    handle = start_scheduler(
+        runtime.scheduler.model_dump(),
+        runtime.journal,
+        model_limits(),
+        ensure_webhook_secret(Path(runtime.webhook_secret_path)),
+        runtime.allow_private_callbacks,
+    )
     ray.get(handle.ping.remote(), timeout=READY_TIMEOUT_S)
     if runtime.http_host is not None:
         serve.start(http_options={"host": runtime.http_host, "port": runtime.http_port})

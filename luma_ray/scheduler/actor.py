@@ -13,11 +13,13 @@ import builtins
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from luma_ray.config import parse_config
+from luma_ray.jobs import Job
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.decisions import HeartbeatReply
 from luma_ray.scheduler.journal import Journal
@@ -34,7 +36,12 @@ class SchedulerActor:
     """Constructed by Ray from plain arguments, so a restart rebuilds the same scheduler."""
 
     def __init__(
-        self, config: Mapping[str, Any], journal_path: str, models: Mapping[str, ModelLimits]
+        self,
+        config: Mapping[str, Any],
+        journal_path: str,
+        models: Mapping[str, ModelLimits],
+        webhook_secret_path: str | None = None,
+        allow_private_callbacks: bool = False,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.service = SchedulerService(
@@ -43,6 +50,13 @@ class SchedulerActor:
             models,
             time.time,
         )
+        self.webhooks = None
+        if webhook_secret_path is not None:
+            from luma_ray.api.webhooks import WebhookSender
+
+            secret = Path(webhook_secret_path).read_bytes().strip()
+            self.webhooks = WebhookSender(secret, allow_private=allow_private_callbacks)
+            self.service.on_change = self._notify
         self._work = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -137,6 +151,24 @@ class SchedulerActor:
 
     # ---- internals ---------------------------------------------------------------------
 
+    def _notify(self, job: Job) -> None:
+        """Queue a webhook for a job's state change; delivery runs on the sender's thread."""
+        from luma_ray.api.webhooks import WebhookEvent
+
+        if self.webhooks is None or not job.callback_url or job.state.value == "leased":
+            return
+        changed_at = job.history[-1][0] if job.history else job.created_at_s
+        self.webhooks.enqueue(
+            WebhookEvent(
+                event_id=f"{job.id}.{len(job.history)}",
+                url=job.callback_url,
+                job_id=job.id,
+                state=job.state.value,
+                payload=self.service.view(job),
+                created_at_s=changed_at,
+            )
+        )
+
     def _wake(self) -> None:
         """Release every waiting pull; each tries again (new work, or a freed limit)."""
         event, self._work = self._work, asyncio.Event()
@@ -163,7 +195,11 @@ def scheduler_actor_class() -> Any:
 
 
 def start_scheduler(
-    config: Mapping[str, Any], journal_path: str, models: Mapping[str, ModelLimits]
+    config: Mapping[str, Any],
+    journal_path: str,
+    models: Mapping[str, ModelLimits],
+    webhook_secret_path: str | None = None,
+    allow_private_callbacks: bool = False,
 ) -> Any:
     """Get the running scheduler actor, or start it (detached, restarted on failure)."""
     return (
@@ -178,7 +214,13 @@ def start_scheduler(
             num_cpus=0,
             max_concurrency=1000,
         )
-        .remote(dict(config), journal_path, dict(models))
+        .remote(
+            dict(config),
+            journal_path,
+            dict(models),
+            webhook_secret_path,
+            allow_private_callbacks,
+        )
     )
 
 

@@ -98,6 +98,8 @@ class SchedulerService:
         self.clock = clock
         self.core = Scheduler(config)
         self.estimates = Estimates()
+        self.on_change: Callable[[Job], None] | None = None
+        """Called after each journaled change (the actor sends webhooks from it)."""
         self._idempotent: dict[tuple[str, str], JobId] = {}
         jobs, next_token = journal.load()
         now = clock()
@@ -339,7 +341,11 @@ class SchedulerService:
     # ---- internals ---------------------------------------------------------------------
 
     def _commit(self) -> None:
-        self.journal.record(self.core.take_dirty(), self.core.next_token)
+        changed = self.core.take_dirty()
+        self.journal.record(changed, self.core.next_token)
+        if self.on_change is not None:
+            for job in changed:
+                self.on_change(job)
 
     def _visible(self, job_id: str, tenant: str | None) -> Job:
         try:

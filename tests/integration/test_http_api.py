@@ -152,3 +152,49 @@ def test_overloaded_tier_gets_429_while_api_is_accepted_and_served_first(system)
     finally:
         for job_id in accepted:  # free the worker for the tests that follow
             httpx.post(f"{base}/v1/generations/{job_id}/cancel", headers=trial, timeout=30)
+
+
+def test_webhooks_are_signed_and_follow_the_job(system) -> None:
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from luma_ray.api.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+
+    received: list[tuple[dict[str, Any], str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), self.headers[SIGNATURE_HEADER], body))
+            assert self.headers[EVENT_ID_HEADER]
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wait_http(system)
+        headers = {"Authorization": f"Bearer {make_key(system, 'hooked', 'api')}"}
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        gen = httpx.post(
+            f"{system['base_url']}/v1/generations",
+            headers=headers,
+            timeout=30,
+            json={"prompt": "hooked", "steps": 2, "callback_url": url},
+        ).json()
+        wait_for(
+            lambda: any(e["type"] == "generation.succeeded" for e, _, _ in received),
+            what="the succeeded webhook",
+        )
+        secret = Path(system["runtime"].webhook_secret_path).read_bytes().strip()
+        types = [e["type"] for e, _, _ in received]
+        assert types == ["generation.queued", "generation.running", "generation.succeeded"]
+        assert all(e["data"]["id"] == gen["id"] for e, _, _ in received)
+        assert all(verify(secret, body, sig, time.time()) for _, sig, body in received)
+        assert not verify(b"wrong", received[0][2], received[0][1], time.time())
+    finally:
+        server.shutdown()

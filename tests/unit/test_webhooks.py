@@ -162,6 +162,7 @@ REFUSED_UNLESS_PRIVATE = [
     ("http://[fe80::1]/", "private"),
     ("http://[::ffff:127.0.0.1]/", "private"),
     ("http://[64:ff9b::a00:1]/", "private"),  # NAT64 of 10.0.0.1
+    ("http://[2002:7f00:1::]/", "private"),  # 6to4 of 127.0.0.1
     ("http://127.1/", "private"),  # inet_aton shorthand
     ("http://0x7f000001/", "private"),
     ("http://2130706433/", "private"),
