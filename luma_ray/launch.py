@@ -102,3 +102,35 @@ def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
 
 def namespace() -> str:
     return NAMESPACE
+
+
+def build_pool(args: dict[str, str]) -> Any:
+    """Serve app builder for config files (``import_path: luma_ray.launch:build_pool``).
+
+    ``args``: ``model`` (default luma-tiny), ``replicas``, ``cluster``, ``data_dir``. The
+    scheduler actor must already run (``luma-ray up --detach`` starts it).
+    """
+    from luma_ray.config import default_data_dir
+    from luma_ray.workers.deployment import ModelWorker
+
+    data_dir = args.get("data_dir") or str(default_data_dir(dict(os.environ)))
+    runtime = RuntimeConfig(data_dir=data_dir)
+    pool = PoolConfig(
+        model=args.get("model", "luma-tiny"),
+        replicas=int(args.get("replicas", 1)),
+        cluster=args.get("cluster", "local"),
+    )
+    deployment: Any = serve.deployment(
+        ModelWorker,
+        name=pool_app_name(pool),
+        num_replicas=pool.replicas,
+        ray_actor_options={"num_cpus": pool.num_cpus},
+    )
+    return deployment.bind(
+        pool.model,
+        runtime.store,
+        runtime.checkpoint_root,
+        pool.cluster,
+        pool.prefetch,
+        pool.torch_threads,
+    )

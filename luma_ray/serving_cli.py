@@ -66,7 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "start",
                 "--head",
                 "--disable-usage-stats",
-                "--include-dashboard=false",
+                "--dashboard-host=127.0.0.1",
                 f"--num-cpus={os.cpu_count() or 1}",
             ],
             capture_output=True,
@@ -126,8 +126,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_over_http(args: argparse.Namespace) -> int:
+    """``generate --tier-key KEY``: through the HTTP API, as the key's tenant and tier."""
+    from luma_ray.client.http import LumaClient
+
+    with LumaClient(args.url, args.tier_key, timeout_s=60.0) as client:
+        gen = client.create(
+            args.prompt, frames=args.frames, size=args.size, seed=args.seed, steps=args.steps
+        )
+        print(f"submitted {gen.id} ({gen.tier} tier)", flush=True)
+        final = client.wait(gen.id, timeout_s=args.timeout)
+        if final.state != "succeeded":
+            message = (final.error or {}).get("message", "")
+            print(f"job {gen.id} {final.state}: {message}", file=sys.stderr)
+            return 1
+        out = client.download(gen.id, Path(args.out))
+    print(f"video: {out.resolve()}")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import ray
+
+    if args.tier_key:
+        return _generate_over_http(args)
 
     from luma_ray.client import connect
 
@@ -180,7 +202,9 @@ def add_commands(sub: Any) -> None:
     status.set_defaults(func=cmd_status)
     gen = sub.add_parser("generate", parents=[common], help="make one video from a prompt")
     gen.add_argument("prompt")
-    gen.add_argument("--out", default="luma-video.mp4", help="where to save the MP4")
+    gen.add_argument("-o", "--out", default="luma-video.mp4", help="where to save the MP4")
+    gen.add_argument("--tier-key", help="API key: go through the HTTP API as its tenant/tier")
+    gen.add_argument("--url", default="http://127.0.0.1:8000", help="HTTP API base URL")
     gen.add_argument("--tier", default="api")
     gen.add_argument("--tenant", default="default")
     gen.add_argument("--frames", type=int, default=16)

@@ -64,6 +64,7 @@ def api_application(runtime: RuntimeConfig, replicas: int = 1) -> Any:
         serve.ingress(build_app)(ApiIngress),
         name=APP_NAME,
         num_replicas=replicas,
+        max_ongoing_requests=256,  # requests mostly wait on the scheduler actor, not the CPU
         ray_actor_options={
             "num_cpus": 0,
             "runtime_env": {"env_vars": {ENV: json.dumps(api_settings(runtime))}},
@@ -75,3 +76,12 @@ def api_application(runtime: RuntimeConfig, replicas: int = 1) -> Any:
 _default: Any = serve.deployment(serve.ingress(build_app)(ApiIngress), name=APP_NAME)
 app = _default.bind()
 """For ``serve run luma_ray.api.ingress:app`` and the config in ``deployments/``."""
+
+
+def build_api(args: dict[str, str]) -> Any:
+    """Serve app builder for config files (``import_path: luma_ray.api.ingress:build_api``).
+
+    ``args``: ``data_dir`` (default: the user's data directory), ``replicas``.
+    """
+    data_dir = args.get("data_dir") or str(default_data_dir(dict(os.environ)))
+    return api_application(RuntimeConfig(data_dir=data_dir), int(args.get("replicas", 1)))

@@ -198,3 +198,47 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
         assert not verify(b"wrong", received[0][2], received[0][1], time.time())
     finally:
         server.shutdown()
+
+
+def test_schema_fuzz_against_the_live_server_finds_no_5xx(system) -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    wait_http(system)
+    base = system["base_url"]
+    headers = {"Authorization": f"Bearer {make_key(system, 'fuzz-live', 'trial', admin=True)}"}
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    failures: list[str] = []
+    statuses: list[int] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 15
+    try:
+        for operation in operations:
+
+            @given(case=operation.as_strategy())
+            @settings(
+                max_examples=12,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def check(case: Any) -> None:
+                response = case.call(base_url=base, headers=headers, timeout=30)
+                statuses.append(response.status_code)
+                if response.status_code >= 500:
+                    failures.append(
+                        f"{case.method} {case.formatted_path}: "
+                        f"{response.status_code} {response.text[:200]}"
+                    )
+
+            check()
+    finally:  # cancel what the fuzzer queued, so later tests get the worker back
+        for job in (
+            httpx.get(f"{base}/v1/generations?limit=100", headers=headers, timeout=30)
+            .json()
+            .get("data", [])
+        ):
+            httpx.post(f"{base}/v1/generations/{job['id']}/cancel", headers=headers, timeout=30)
+    assert failures == []
+    assert len(statuses) >= 3 * len(operations)  # the fuzzer really ran
+    assert any(s < 300 for s in statuses) and any(400 <= s < 500 for s in statuses)
