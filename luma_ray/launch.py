@@ -77,6 +77,17 @@ def start(runtime: RuntimeConfig) -> Any:
 
 def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
     """Deploy (or update) one pool as a Serve application without an HTTP route."""
+    serve.run(
+        pool_application(runtime, pool),
+        name=pool_app_name(pool),
+        route_prefix=None,
+        blocking=False,
+    )
+    log.info("pool %s: %d replica(s) on cluster %s", pool.model, pool.replicas, pool.cluster)
+
+
+def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
+    """The bound Serve application of one worker pool."""
     from luma_ray.workers.deployment import ModelWorker
 
     deployment: Any = serve.deployment(
@@ -88,7 +99,7 @@ def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
         health_check_timeout_s=30,
         graceful_shutdown_timeout_s=5,
     )
-    app = deployment.bind(
+    return deployment.bind(
         pool.model,
         runtime.store,
         runtime.checkpoint_root,
@@ -96,8 +107,6 @@ def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
         pool.prefetch,
         pool.torch_threads,
     )
-    serve.run(app, name=pool_app_name(pool), route_prefix=None, blocking=False)
-    log.info("pool %s: %d replica(s) on cluster %s", pool.model, pool.replicas, pool.cluster)
 
 
 def namespace() -> str:
@@ -111,26 +120,11 @@ def build_pool(args: dict[str, str]) -> Any:
     scheduler actor must already run (``luma-ray up --detach`` starts it).
     """
     from luma_ray.config import default_data_dir
-    from luma_ray.workers.deployment import ModelWorker
 
     data_dir = args.get("data_dir") or str(default_data_dir(dict(os.environ)))
-    runtime = RuntimeConfig(data_dir=data_dir)
     pool = PoolConfig(
         model=args.get("model", "luma-tiny"),
         replicas=int(args.get("replicas", 1)),
         cluster=args.get("cluster", "local"),
     )
-    deployment: Any = serve.deployment(
-        ModelWorker,
-        name=pool_app_name(pool),
-        num_replicas=pool.replicas,
-        ray_actor_options={"num_cpus": pool.num_cpus},
-    )
-    return deployment.bind(
-        pool.model,
-        runtime.store,
-        runtime.checkpoint_root,
-        pool.cluster,
-        pool.prefetch,
-        pool.torch_threads,
-    )
+    return pool_application(RuntimeConfig(data_dir=data_dir), pool)
