@@ -21,10 +21,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from luma_ray.api import problems
 from luma_ray.api.backend import Backend
+from luma_ray.api.callbacks import validate_callback_url
 from luma_ray.api.keys import KeyStore, Principal
 from luma_ray.api.schemas import CreateGeneration, generation_view
 from luma_ray.api.sizes import resolve_size
-from luma_ray.api.webhooks import validate_callback_url
 from luma_ray.errors import Forbidden, InvalidRequest, NotFound
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.service import SubmitRequest

@@ -15,6 +15,10 @@ __all__ = [*_HTTP, *_RAY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "AsyncLumaClient":
+        from luma_ray.client.http_async import AsyncLumaClient
+
+        return AsyncLumaClient
     if name in _HTTP:
         from luma_ray.client import http
 

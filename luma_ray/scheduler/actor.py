@@ -153,7 +153,7 @@ class SchedulerActor:
 
     def _notify(self, job: Job) -> None:
         """Queue a webhook for a job's state change; delivery runs on the sender's thread."""
-        from luma_ray.api.webhooks import WebhookEvent
+        from luma_ray.api.callbacks import WebhookEvent
 
         if self.webhooks is None or not job.callback_url or job.state.value == "leased":
             return

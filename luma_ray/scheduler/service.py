@@ -8,10 +8,7 @@ the service with a fake clock and a temporary journal file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -19,52 +16,24 @@ from typing import Any
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import Conflict, InvalidRequest, LumaError, NotFound, Overloaded
 from luma_ray.jobs import (
-    GenerationParams,
     Job,
     JobError,
     JobId,
     JobState,
-    TenantId,
     WorkerId,
-    new_job_id,
 )
-from luma_ray.models.interface import MAX_SEED, GenerationRequest, ModelLimits, validate_request
+from luma_ray.models.interface import GenerationRequest, ModelLimits
 from luma_ray.scheduler.core import Scheduler
 from luma_ray.scheduler.decisions import HeartbeatReply
 from luma_ray.scheduler.estimates import Estimates
+from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.views import job_view
 
+__all__ = ["Assignment", "SchedulerService", "SubmitRequest"]
+
 log = logging.getLogger(__name__)
-
-_TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:")
-
-
-@dataclass(frozen=True)
-class SubmitRequest:
-    """One generation request as a client sends it (before validation)."""
-
-    prompt: str
-    model: str = "luma-tiny"
-    tier: str = "free"
-    tenant: str = "default"
-    negative_prompt: str = ""
-    frames: int = 16
-    width: int = 64
-    height: int = 64
-    fps: int | None = None
-    seed: int | None = None
-    steps: int | None = None
-    seconds: float | None = None
-    """Alternative to ``frames``: the clip length; frames = round(seconds x fps)."""
-    metadata: tuple[tuple[str, str], ...] = ()
-    callback_url: str | None = None
-    idempotency_key: str | None = None
-
-    def fingerprint(self) -> str:
-        """A hash of everything but the idempotency key: what "the same request" means."""
-        body = {k: v for k, v in asdict(self).items() if k != "idempotency_key"}
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -148,7 +117,7 @@ class SchedulerService:
                         "use a new key for a new request"
                     )
                 return job
-        job = self._make_job(request)
+        job = make_job(request, self.core.tiers, self.models, self.clock())
         job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
         self._admit(job)
         self.core.submit(job, job.created_at_s)
@@ -355,61 +324,6 @@ class SchedulerService:
         if tenant is not None and job.tenant != tenant:
             raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
         return job
-
-    def _make_job(self, request: SubmitRequest) -> Job:
-        if request.tier not in self.core.tiers:
-            raise InvalidRequest(
-                f"unknown tier {request.tier!r}; use one of {', '.join(self.core.tiers)}"
-            )
-        if (
-            not request.tenant
-            or len(request.tenant) > 128
-            or not set(request.tenant) <= (_TENANT_CHARS)
-        ):
-            raise InvalidRequest("tenant must be 1-128 characters of letters, digits, -_.@:")
-        model, _, version = request.model.partition("@")
-        limits = self.models.get(model)
-        if limits is None:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise InvalidRequest(f"unknown model {model!r}; available: {known}")
-        if version:
-            raise InvalidRequest(
-                f"model {model} has no published versions yet; drop '@{version}' to use the "
-                "built-in weights"
-            )
-        fps = request.fps or limits.default_fps
-        frames = request.frames
-        if request.seconds is not None:
-            if not 0 < request.seconds <= 600:
-                raise InvalidRequest("seconds must be greater than 0 and at most 600")
-            frames = max(1, round(request.seconds * fps))
-        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-        if not 0 <= seed <= MAX_SEED:
-            raise InvalidRequest(f"seed must be between 0 and {MAX_SEED}")
-        gen = GenerationRequest(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            frames=frames,
-            height=request.height,
-            width=request.width,
-            fps=fps,
-            seed=seed,
-            steps=request.steps or limits.default_steps,
-        )
-        validate_request(gen, limits)
-        now = self.clock()
-        params = GenerationParams(**asdict(gen))
-        return Job(
-            id=new_job_id(now),
-            tenant=TenantId(request.tenant),
-            tier=request.tier,
-            model=model,
-            params=params,
-            created_at_s=now,
-            enqueued_at_s=now,
-            metadata=dict(request.metadata),
-            callback_url=request.callback_url,
-        )
 
 
 def with_defaults(request: SubmitRequest, **changes: Any) -> SubmitRequest:

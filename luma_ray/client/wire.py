@@ -1,0 +1,341 @@
+"""The HTTP client's wire layer: typed results, errors by status, the SSE parser, the
+progress line and staged downloads; shared by the sync and async clients in ``http``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+
+from luma_ray.errors import (
+    BackPressure,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LumaError,
+    NotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+BUSY_RETRIES = 5
+"""How often ``create(..., retry_on_busy=True)`` retries a 429 before raising it."""
+MAX_BUSY_WAIT_S = 60.0
+"""Longest wait between those retries, whatever Retry-After says."""
+STREAM_IDLE_S = 60.0
+"""``wait()`` reopens an event stream silent this long: the server only writes on change."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job is: ``phase`` as its worker reports it, ``step`` of ``total``."""
+
+    phase: str
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generation as the API shows it; ``raw`` keeps the whole JSON, unknown fields too.
+
+    ``result_urls`` are API paths (``/v1/generations/<id>/content?variant=video``); fetch them
+    with :meth:`LumaClient.download`, which sends the key.
+    """
+
+    id: str
+    state: str
+    tier: str
+    model: str
+    prompt: str
+    queue_position: int | None
+    eta_s: float | None
+    slo_used: float | None
+    progress: Progress
+    result_urls: dict[str, str]
+    error: dict[str, Any] | None
+    raw: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        """True once the job is final: succeeded, failed or cancelled."""
+        return self.state in TERMINAL
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Generation:
+        """Parse the API's generation object (both clients call this on every response)."""
+        p = data.get("progress") or {}
+        return cls(
+            id=str(data["id"]),
+            state=str(data["state"]),
+            tier=str(data.get("tier", "")),
+            model=str(data.get("model", "")),
+            prompt=str(data.get("prompt", "")),
+            queue_position=data.get("queue_position"),
+            eta_s=data.get("eta_s"),
+            slo_used=data.get("slo_used"),
+            progress=Progress(
+                str(p.get("phase", "")), int(p.get("step", 0)), int(p.get("total", 0))
+            ),
+            result_urls=dict(data.get("result_urls") or {}),
+            error=data.get("error"),
+            raw=dict(data),
+        )
+
+
+class ApiError(LumaError):
+    """The API answered with an error (a problem+json body); ``str()`` is one line.
+
+    ``status`` is the HTTP status, ``code`` the stable machine code from the body (for example
+    ``not_found``, ``validation_error``, ``tenant_limit``), ``detail`` the server's message and
+    ``retry_after_s`` the Retry-After header in seconds, when there was one.
+    """
+
+    code = "api_error"
+
+    def __init__(
+        self, status: int, code: str, detail: str, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(f"HTTP {status} {code}: {' '.join(detail.split())}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type, tuple[int, str, str, float | None]]:
+        return (type(self), (self.status, self.code, self.detail, self.retry_after_s))
+
+
+class BadRequestError(ApiError, InvalidRequest):
+    """400, 413 or 422: the request is wrong; ``detail`` says what to fix."""
+
+
+class AuthError(ApiError, Unauthorized):
+    """401: no API key, or a wrong or revoked one."""
+
+
+class ForbiddenError(ApiError, Forbidden):
+    """403: the key lacks the scope this needs (admin)."""
+
+
+class NotFoundError(ApiError, NotFound):
+    """404: no such generation, or one of another tenant, or no content yet."""
+
+
+class ConflictError(ApiError, Conflict):
+    """409: for example an Idempotency-Key reused with a different body."""
+
+
+class BusyError(ApiError, BackPressure):  # type: ignore[misc]
+    """429: refused for load; retry after ``retry_after_s`` seconds."""
+
+
+class ServerError(ApiError):
+    """5xx or any status the API does not document; usually worth a retry later."""
+
+
+_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: BusyError,
+}
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The error for a failed, fully read response; the clients call this on status >= 400."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"detail": response.text[:200] or response.reason_phrase}
+    code = str(body.get("code") or f"http_{response.status_code}")
+    detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
+    cls = _ERRORS.get(response.status_code, ServerError)
+    return cls(response.status_code, code, detail, _retry_after_s(response))
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ServerError(
+            response.status_code, "bad_response", "the server did not answer JSON; check base_url"
+        ) from None
+
+
+def _create_body(prompt: str, **fields: Any) -> dict[str, Any]:
+    """The POST body: only the fields the caller set, so the server's defaults apply."""
+    return {"prompt": prompt, **{k: v for k, v in fields.items() if v is not None and v != ""}}
+
+
+def _list_params(state: str | None, limit: int, after: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": limit}
+    if state is not None:
+        params["state"] = state
+    if after is not None:
+        params["after"] = after
+    return params
+
+
+def _path(generation_id: str, suffix: str = "") -> str:
+    return f"/v1/generations/{quote(generation_id, safe='')}{suffix}"
+
+
+def _busy_delay_s(err: BusyError) -> float:
+    return min(MAX_BUSY_WAIT_S, err.retry_after_s if err.retry_after_s is not None else 1.0)
+
+
+def _remaining_s(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _stream_read_s(deadline: float | None) -> float:
+    remaining = _remaining_s(deadline)
+    return STREAM_IDLE_S if remaining is None else max(0.001, min(remaining, STREAM_IDLE_S))
+
+
+def _timed_out(generation_id: str, gen: Generation, timeout_s: float | None) -> TimeoutError:
+    return TimeoutError(f"generation {generation_id} is still {gen.state} after {timeout_s} s")
+
+
+class SseParser:
+    """Turns ``text/event-stream`` lines into ``(event, data)`` pairs; the clients feed it.
+
+    Data is JSON on this API; a data line that is not JSON comes back as ``{"data": text}``.
+    """
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, dict[str, Any]] | None:
+        """One line without its newline; returns an event when a blank line ends one."""
+        if not line:
+            if not self._data:
+                self._event = "message"
+                return None
+            event, text = self._event, "\n".join(self._data)
+            self._event, self._data = "message", []
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = {"data": text}
+            return event, data if isinstance(data, dict) else {"data": data}
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+class ProgressLine:
+    """The one-line progress display ``wait()`` redraws on stderr; a no-op when off.
+
+    ``progress=None`` means on when someone watches: stderr is a terminal, or a Jupyter kernel
+    runs (``ipykernel`` is imported).
+    """
+
+    WIDTH = 24
+
+    def __init__(self, generation_id: str, progress: bool | None) -> None:
+        stream = sys.stderr
+        if progress is None:
+            progress = bool(stream is not None and stream.isatty()) or "ipykernel" in sys.modules
+        self._out: IO[str] | None = stream if progress else None
+        self._id = generation_id
+        self._state = ""
+        self._progress = Progress("", 0, 0)
+        self._drawn = ""
+
+    def on_event(self, event: str, data: Mapping[str, Any]) -> None:
+        """Take a ``state`` or ``progress`` event from the stream."""
+        if event == "state":
+            self._state = str(data.get("state", ""))
+        elif event == "progress":
+            self._progress = Progress(
+                str(data.get("phase", "")), int(data.get("step", 0)), int(data.get("total", 0))
+            )
+        self._draw()
+
+    def on_generation(self, gen: Generation) -> None:
+        self._state, self._progress = gen.state, gen.progress
+        self._draw()
+
+    def close(self) -> None:
+        if self._out is not None and self._drawn:
+            self._out.write("\n")
+            self._out.flush()
+
+    def _draw(self) -> None:
+        if self._out is None:
+            return
+        step, total = self._progress.step, self._progress.total
+        line = f"{self._id} {self._state:<9}"
+        if total:
+            filled = min(self.WIDTH, self.WIDTH * step // total)
+            line += f" [{'#' * filled}{'.' * (self.WIDTH - filled)}] {step}/{total}"
+        if line != self._drawn:
+            self._out.write("\r" + line.ljust(len(self._drawn)))
+            self._out.flush()
+            self._drawn = line
+
+
+@contextmanager
+def _staged(target: Path) -> Iterator[IO[bytes]]:
+    """A temp file beside ``target``, renamed onto it only when the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _target(path: str | os.PathLike[str], generation_id: str, variant: str) -> Path:
+    target = Path(path)
+    if target.is_dir():
+        return target / f"{generation_id}.{'mp4' if variant == 'video' else 'png'}"
+    return target

@@ -1,0 +1,82 @@
+"""Turning a client's request into a job: validation against tiers and model limits.
+
+Called by the scheduler service for every submit, before anything is queued.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict
+
+from luma_ray.errors import InvalidRequest
+from luma_ray.jobs import GenerationParams, Job, TenantId, new_job_id
+from luma_ray.models.interface import MAX_SEED, GenerationRequest, ModelLimits, validate_request
+from luma_ray.scheduler.requests import SubmitRequest
+from luma_ray.scheduler.tiers import TierSpec
+
+_TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:")
+
+
+def make_job(
+    request: SubmitRequest,
+    tiers: Mapping[str, TierSpec],
+    models: Mapping[str, ModelLimits],
+    now: float,
+) -> Job:
+    """Validate a request against the tiers and the model's limits and build its job.
+
+    Raises ``InvalidRequest`` naming what to fix; fixes the seed (random if none was given,
+    so that retries generate the same video) and the step count.
+    """
+    if request.tier not in tiers:
+        raise InvalidRequest(f"unknown tier {request.tier!r}; use one of {', '.join(tiers)}")
+    if (
+        not request.tenant
+        or len(request.tenant) > 128
+        or not set(request.tenant) <= (_TENANT_CHARS)
+    ):
+        raise InvalidRequest("tenant must be 1-128 characters of letters, digits, -_.@:")
+    model, _, version = request.model.partition("@")
+    limits = models.get(model)
+    if limits is None:
+        known = ", ".join(sorted(models)) or "none"
+        raise InvalidRequest(f"unknown model {model!r}; available: {known}")
+    if version:
+        raise InvalidRequest(
+            f"model {model} has no published versions yet; drop '@{version}' to use the "
+            "built-in weights"
+        )
+    fps = request.fps or limits.default_fps
+    frames = request.frames
+    if request.seconds is not None:
+        if not 0 < request.seconds <= 600:
+            raise InvalidRequest("seconds must be greater than 0 and at most 600")
+        frames = max(1, round(request.seconds * fps))
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"seed must be between 0 and {MAX_SEED}")
+    gen = GenerationRequest(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        frames=frames,
+        height=request.height,
+        width=request.width,
+        fps=fps,
+        seed=seed,
+        steps=request.steps or limits.default_steps,
+    )
+    validate_request(gen, limits)
+
+    params = GenerationParams(**asdict(gen))
+    return Job(
+        id=new_job_id(now),
+        tenant=TenantId(request.tenant),
+        tier=request.tier,
+        model=model,
+        params=params,
+        created_at_s=now,
+        enqueued_at_s=now,
+        metadata=dict(request.metadata),
+        callback_url=request.callback_url,
+    )
