@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import uuid
+from dataclasses import replace
 from typing import Any, Protocol
 
 from luma_ray.errors import LumaError
@@ -69,17 +72,29 @@ class ActorBackend:
         self.handle = handle
 
     async def _call(self, method: str, *args: Any) -> Any:
+        """Call the actor; while Ray restarts it, retry for up to a minute (every call is
+        safe to repeat: submits carry an idempotency key, see :meth:`submit`)."""
         import ray
 
-        try:
-            return await asyncio.wait_for(getattr(self.handle, method).remote(*args), 60)
-        except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, LumaError):
-                raise cause from None
-            raise
+        deadline = time.monotonic() + 60.0
+        delay = 0.1
+        while True:
+            try:
+                return await asyncio.wait_for(getattr(self.handle, method).remote(*args), 60)
+            except ray.exceptions.RayTaskError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, LumaError):
+                    raise cause from None
+                raise
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay)  # back off while Ray restarts the actor
+                delay = min(2.0, delay * 2)
 
     async def submit(self, request: SubmitRequest) -> dict[str, Any]:
+        if request.idempotency_key is None:  # make a retried call safe
+            request = replace(request, idempotency_key=f"http-{uuid.uuid4().hex}")
         return await self._call("submit", request)  # type: ignore[no-any-return]
 
     async def get(self, job_id: str, tenant: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from luma_ray.storage import open_store
 log = logging.getLogger(__name__)
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+RESTART_WAIT_S = 120.0
+"""How long calls wait for a restarting scheduler before giving up."""
 
 
 def _parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
@@ -46,13 +49,27 @@ class Client:
         self.tenant = tenant
 
     def _call(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
-        try:
-            return ray.get(getattr(self.scheduler, method).remote(*args), timeout=timeout_s)
-        except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, LumaError):
-                raise cause from None
-            raise
+        """Call the scheduler; while Ray restarts it, retry for up to ``RESTART_WAIT_S``.
+
+        Every call is safe to repeat: reads and cancels are idempotent, and submits carry an
+        idempotency key, so a submit that did land before the crash is not made twice.
+        """
+        deadline = time.monotonic() + RESTART_WAIT_S
+        delay = 0.1
+        while True:
+            try:
+                return ray.get(getattr(self.scheduler, method).remote(*args), timeout=timeout_s)
+            except ray.exceptions.RayTaskError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, LumaError):
+                    raise cause from None
+                raise
+            except ray.exceptions.RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("scheduler restarting; retrying %s in %.1f s", method, delay)
+                time.sleep(delay)  # back off while Ray restarts the actor
+                delay = min(2.0, delay * 2)
 
     def submit(
         self,
@@ -82,6 +99,7 @@ class Client:
             fps=fps,
             seed=seed,
             steps=steps,
+            idempotency_key=f"ray-client-{uuid.uuid4().hex}",
         )
         view: dict[str, Any] = self._call("submit", request)
         return str(view["id"])

@@ -29,7 +29,9 @@ def test_no_server_errors_for_any_generated_input(tmp_path: Path) -> None:
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
     key, _ = keys.create("fuzzer", "api", admin=True, now_s=0)
     app = create_app(
-        LocalBackend(svc), keys, LocalBlobStore(tmp_path / "results"),
+        LocalBackend(svc),
+        keys,
+        LocalBlobStore(tmp_path / "results"),
         ApiSettings(sse_timeout_s=0.0),
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -40,8 +42,9 @@ def test_no_server_errors_for_any_generated_input(tmp_path: Path) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def check(case: Any) -> None:
             for headers in ({"Authorization": f"Bearer {key}"}, {}):
                 response = case.call(headers=headers)
@@ -51,8 +54,9 @@ def test_no_server_errors_for_any_generated_input(tmp_path: Path) -> None:
                 if response.status_code >= 500 or (
                     response.status_code >= 400 and not ctype.startswith("application/problem")
                 ):
-                    failures.append(f"{case.method} {case.formatted_path}: "
-                                    f"{response.status_code} {ctype}")
+                    failures.append(
+                        f"{case.method} {case.formatted_path}: {response.status_code} {ctype}"
+                    )
 
         check()
     assert failures == []
