@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ray reads its auth mode when it is imported; clusters started by `luma-ray up` use
     # token auth, so drivers that join them need it set before any Ray import.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray's own pydantic models warn on import; that is Ray's to fix, not the user's to read.
+    warnings.filterwarnings("ignore", message=".*extra keyword arguments on `Field`.*")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -150,6 +151,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.tier_key:
         return _generate_over_http(args)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # keep the quickstart readable
 
     from luma_ray.client import connect
 
