@@ -112,10 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_trace)
 
     from luma_ray.api.keys_cli import add_commands as add_key_commands
+    from luma_ray.models.repository_cli import add_commands as add_model_commands
     from luma_ray.serving_cli import add_commands
 
     add_commands(sub)
     add_key_commands(sub)
+    add_model_commands(sub)
     return parser
 
 
