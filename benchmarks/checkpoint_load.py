@@ -79,16 +79,24 @@ def main() -> None:
         warm_s = best(lambda: cache.fetch("bench", "v1"), args.repeat)
         cached = folder / "checkpoints" / "model.safetensors"
         warm_read = best(lambda: read_all(cached), args.repeat)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-              f"{platform.python_version()}; store {store.uri.split(':')[0]}://, "
-              f"checkpoint {mb:.0f} MB, best of {args.repeat}")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; store {store.uri.split(':')[0]}://, "
+            f"checkpoint {mb:.0f} MB, best of {args.repeat}"
+        )
         print(f"plain file read                 {mb / plain:8.0f} MB/s   (baseline)")
-        print(f"cold fetch (download + verify)  {mb / cold_s:8.0f} MB/s   "
-              f"{plain / cold_s:.2f}x of plain")
-        print(f"warm fetch (cache hit)          {warm_s * 1000:8.1f} ms     "
-              f"{plain / warm_s:.0f}x faster than reading the file")
-        print(f"warm fetch + read cached file   {mb / (warm_s + warm_read):8.0f} MB/s   "
-              f"{plain / (warm_s + warm_read):.2f}x of plain")
+        print(
+            f"cold fetch (download + verify)  {mb / cold_s:8.0f} MB/s   "
+            f"{plain / cold_s:.2f}x of plain"
+        )
+        print(
+            f"warm fetch (cache hit)          {warm_s * 1000:8.1f} ms     "
+            f"{plain / warm_s:.0f}x faster than reading the file"
+        )
+        print(
+            f"warm fetch + read cached file   {mb / (warm_s + warm_read):8.0f} MB/s   "
+            f"{plain / (warm_s + warm_read):.2f}x of plain"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -37,15 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from luma_ray.errors import ConfigError
-from luma_ray.models.repository import (
+from luma_ray.models.manifest import (
     FileEntry,
     Manifest,
-    ModelRepository,
     dump_manifest,
     load_manifest,
     sha256_file,
     validate_name,
 )
+from luma_ray.models.repository import ModelRepository
 from luma_ray.storage.keys import validate_key
 
 logger = logging.getLogger(__name__)

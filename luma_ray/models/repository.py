@@ -19,57 +19,34 @@ of the winner's files, which ``verify`` then reports. Publish each version from 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from luma_ray.errors import Conflict, InvalidRequest, NotFound
+from luma_ray.models.manifest import (  # noqa: F401  (re-exported)
+    _NAME,
+    NAME_RE,
+    FileEntry,
+    Manifest,
+    _safe_mapping,
+    dump_manifest,
+    load_manifest,
+    sha256_file,
+    validate_name,
+)
 from luma_ray.storage.base import BlobStore
 from luma_ray.storage.keys import join_key
 
-NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-"""Model and version names: lower case, digits, '.', '_', '-'; at most 63 characters."""
 DEFAULT_MAX_UNAVAILABLE = "25%"
 MAX_HISTORY = 200
 """``active.yaml`` keeps this many most recent promote/rollback entries."""
-_NAME = re.compile(NAME_RE)
 _MANIFEST = "manifest.yaml"
-_CHUNK_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a version: ``path`` relative to the version folder, e.g. ``checkpoints/a``."""
-
-    path: str
-    sha256: str
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What ``manifest.yaml`` says about one version; the cache verifies downloads against it."""
-
-    model: str
-    version: str
-    entrypoint: str  # "package.module:Class", loaded with registry.import_entrypoint
-    params: dict[str, Any]  # keyword arguments for the model, from model.yaml
-    files: tuple[FileEntry, ...]  # every file of the version except manifest.yaml, sorted
-    requirements: tuple[str, ...]  # pip requirement lines from requirements.txt
-    created_at_s: float  # clock() at publish
-    metadata: dict[str, Any] = field(default_factory=dict)  # free-form, from model.yaml
-
-    @property
-    def size_bytes(self) -> int:
-        """Total size of the version's files."""
-        return sum(entry.size_bytes for entry in self.files)
 
 
 @dataclass(frozen=True)
@@ -80,25 +57,6 @@ class ActivePointer:
     previous: str | None  # what rollback returns to
     history: tuple[dict[str, Any], ...]  # {"version", "at_s", "action"}, oldest first
     max_unavailable: str  # how much of a pool may swap at once, e.g. "25%" or "1"
-
-
-def validate_name(value: object, *, what: str = "model name") -> str:
-    """Return ``value`` if it matches :data:`NAME_RE`; ``InvalidRequest`` naming the rule if not."""
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidRequest(
-            f"{what} {value!r} is invalid: use 1-63 characters of a-z, 0-9, '.', '_' or '-', "
-            "starting with a letter or digit (no slashes, no upper case)"
-        )
-    return value
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a local file, read in chunks (checkpoints can be many GB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ModelRepository:
@@ -378,51 +336,3 @@ def _collect_files(root: Path) -> list[str]:
 def _read_requirements(path: Path) -> tuple[str, ...]:
     lines = (line.split("#", 1)[0].strip() for line in path.read_text("utf-8").splitlines())
     return tuple(line for line in lines if line)
-
-
-def dump_manifest(manifest: Manifest) -> bytes:
-    """The stored form of a manifest (YAML); the cache keeps a copy in its index."""
-    doc = {
-        "model": manifest.model,
-        "version": manifest.version,
-        "entrypoint": manifest.entrypoint,
-        "params": manifest.params,
-        "requirements": list(manifest.requirements),
-        "created_at_s": manifest.created_at_s,
-        "metadata": manifest.metadata,
-        "files": [
-            {"path": e.path, "sha256": e.sha256, "size_bytes": e.size_bytes} for e in manifest.files
-        ],
-    }
-    return yaml.safe_dump(doc, sort_keys=False).encode("utf-8")
-
-
-def _safe_mapping(data: bytes, key: str) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise Conflict(f"{key} in the repository is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise Conflict(f"{key} in the repository is not a YAML mapping")
-    return raw
-
-
-def load_manifest(data: bytes, key: str) -> Manifest:
-    """Parse stored manifest bytes (``key`` names them in errors); malformed: ``Conflict``."""
-    raw = _safe_mapping(data, key)
-    try:
-        files = tuple(
-            FileEntry(str(f["path"]), str(f["sha256"]), int(f["size_bytes"])) for f in raw["files"]
-        )
-        return Manifest(
-            model=str(raw["model"]),
-            version=str(raw["version"]),
-            entrypoint=str(raw["entrypoint"]),
-            params=dict(raw.get("params") or {}),
-            files=files,
-            requirements=tuple(str(r) for r in raw.get("requirements") or ()),
-            created_at_s=float(raw["created_at_s"]),
-            metadata=dict(raw.get("metadata") or {}),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Conflict(f"{key} in the repository is malformed ({exc!r})") from None
