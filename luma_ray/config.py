@@ -198,6 +198,8 @@ class PoolConfig(_Strict):
     """CPUs Ray reserves per replica."""
     torch_threads: int = Field(default=1, ge=1, le=256)
     """Intra-op threads per replica on CPU."""
+    watch_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
+    """How often each replica reads the model's ``active.yaml`` to notice a promotion."""
 
 
 class RuntimeConfig(_Strict):
@@ -216,6 +218,10 @@ class RuntimeConfig(_Strict):
     http_port: int = Field(default=8000, ge=1, le=65535)
     allow_private_callbacks: bool = False
     """Let webhook callback URLs point at loopback and private networks."""
+    repository_uri: str | None = None
+    """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
+    model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)
+    """Each node's cache of model versions keeps at most this much beyond the newest."""
 
     @property
     def journal(self) -> str:
@@ -233,6 +239,15 @@ class RuntimeConfig(_Strict):
     @property
     def checkpoint_root(self) -> str:
         return str(Path(self.data_dir) / "checkpoints")
+
+    @property
+    def repository(self) -> str:
+        return self.repository_uri or (Path(self.data_dir) / "repository").resolve().as_uri()
+
+    @property
+    def model_cache_dir(self) -> str:
+        """Per-node cache of verified model versions (every node uses this path locally)."""
+        return str(Path(self.data_dir) / "model-cache")
 
 
 def default_data_dir(environ: dict[str, str]) -> Path:

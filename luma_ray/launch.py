@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,66 @@ import ray
 from ray import serve
 
 from luma_ray.config import PoolConfig, RuntimeConfig
+from luma_ray.errors import ConfigError
 from luma_ray.models.interface import ModelLimits
+from luma_ray.models.manifest import Manifest
 from luma_ray.models.registry import MODELS, get_model_class
+from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.actor import NAMESPACE, start_scheduler
+from luma_ray.storage import open_store
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 300.0
 
 
-def model_limits() -> dict[str, ModelLimits]:
-    """Limits of every registered model, for request validation in the scheduler."""
-    return {name: get_model_class(name).limits for name in MODELS}
+def model_limits(runtime: RuntimeConfig | None = None) -> dict[str, ModelLimits]:
+    """Limits of every model the scheduler accepts jobs for: the built-in ones, and each
+    pool's model from its active repository version (publish and promote before starting)."""
+    limits = {name: get_model_class(name).limits for name in MODELS}
+    if runtime is None:
+        return limits
+    repository = open_repository(runtime)
+    for pool in runtime.pools:
+        if pool.model in MODELS:
+            continue
+        active = repository.active(pool.model).active
+        if active is None:
+            raise ConfigError(
+                f"pool model {pool.model!r} has no active version in {runtime.repository}; "
+                f"run luma-ray models publish and promote first"
+            )
+        limits[pool.model] = limits_of(repository.manifest(pool.model, active))
+    return limits
+
+
+def limits_of(manifest: Manifest) -> ModelLimits:
+    """A version's request limits: from its model.yaml, or its built-in class."""
+    if manifest.limits is not None:
+        return ModelLimits(**manifest.limits)
+    builtin = {entry: name for name, entry in MODELS.items()}.get(manifest.entrypoint)
+    if builtin is None:
+        raise ConfigError(
+            f"{manifest.model}@{manifest.version} does not declare 'limits' in its model.yaml "
+            "and is not a built-in model; publish a version that declares them"
+        )
+    return get_model_class(builtin).limits
+
+
+def open_repository(runtime: RuntimeConfig) -> ModelRepository:
+    return ModelRepository(open_store(runtime.repository), time.time)
+
+
+def ensure_versions(runtime: RuntimeConfig) -> None:
+    """Publish and promote the built-in reference model for pools that serve it and have no
+    active version yet (first start); other models must be published by their team."""
+    from luma_ray.models.reference.publish import ensure_reference  # imports torch
+
+    repository = open_repository(runtime)
+    for pool in runtime.pools:
+        if pool.model in MODELS and repository.active(pool.model).active is None:
+            version = ensure_reference(repository, pool.model)
+            log.info("published the reference model as %s@%s", pool.model, version)
 
 
 def ensure_webhook_secret(path: Path) -> str:
@@ -52,12 +101,14 @@ def start(runtime: RuntimeConfig) -> Any:
     """
     if not ray.is_initialized():
         raise RuntimeError("call ray.init() (or luma_ray.connect()) before launch.start()")
+    ensure_versions(runtime)
     handle = start_scheduler(
         runtime.scheduler.model_dump(),
         runtime.journal,
-        model_limits(),
+        model_limits(runtime),
         ensure_webhook_secret(Path(runtime.webhook_secret_path)),
         runtime.allow_private_callbacks,
+        runtime.repository,
     )
     ray.get(handle.ping.remote(), timeout=READY_TIMEOUT_S)
     if runtime.http_host is not None:
@@ -90,11 +141,17 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     """The bound Serve application of one worker pool."""
     from luma_ray.workers.deployment import ModelWorker
 
+    # The replica itself (a supervisor) needs no CPU; the model's host actor takes the
+    # replica's bundle, and the next version's host takes it over on a swap.
+    reserve: dict[str, Any] = {}
+    if pool.num_cpus > 0:
+        reserve["placement_group_bundles"] = [{"CPU": pool.num_cpus}]
     deployment: Any = serve.deployment(
         ModelWorker,
         name=pool_app_name(pool),
         num_replicas=pool.replicas,
-        ray_actor_options={"num_cpus": pool.num_cpus},
+        ray_actor_options={"num_cpus": 0},
+        **reserve,
         health_check_period_s=5,
         health_check_timeout_s=30,
         graceful_shutdown_timeout_s=5,
@@ -102,10 +159,15 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     return deployment.bind(
         pool.model,
         runtime.store,
-        runtime.checkpoint_root,
+        runtime.repository,
+        runtime.model_cache_dir,
+        runtime.model_cache_max_bytes,
         pool.cluster,
         pool.prefetch,
         pool.torch_threads,
+        pool.num_cpus,
+        pool.replicas,
+        pool.watch_interval_s,
     )
 
 

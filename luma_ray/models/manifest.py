@@ -43,6 +43,9 @@ class Manifest:
     requirements: tuple[str, ...]  # pip requirement lines from requirements.txt
     created_at_s: float  # clock() at publish
     metadata: dict[str, Any] = field(default_factory=dict)  # free-form, from model.yaml
+    limits: dict[str, int] | None = None
+    """``ModelLimits`` fields from model.yaml; None: the entrypoint is a built-in model whose
+    class says them. The scheduler validates requests against these without importing code."""
 
     @property
     def size_bytes(self) -> int:
@@ -79,6 +82,7 @@ def dump_manifest(manifest: Manifest) -> bytes:
         "requirements": list(manifest.requirements),
         "created_at_s": manifest.created_at_s,
         "metadata": manifest.metadata,
+        "limits": manifest.limits,
         "files": [
             {"path": e.path, "sha256": e.sha256, "size_bytes": e.size_bytes} for e in manifest.files
         ],
@@ -112,6 +116,7 @@ def load_manifest(data: bytes, key: str) -> Manifest:
             requirements=tuple(str(r) for r in raw.get("requirements") or ()),
             created_at_s=float(raw["created_at_s"]),
             metadata=dict(raw.get("metadata") or {}),
+            limits=dict(raw["limits"]) if raw.get("limits") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Conflict(f"{key} in the repository is malformed ({exc!r})") from None

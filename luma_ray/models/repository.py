@@ -22,13 +22,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from luma_ray.errors import Conflict, InvalidRequest, NotFound
+from luma_ray.models.interface import ModelLimits
 from luma_ray.models.manifest import (  # noqa: F401  (re-exported)
     _NAME,
     NAME_RE,
@@ -113,6 +114,7 @@ class ModelRepository:
             requirements=_read_requirements(requirements) if requirements.is_file() else (),
             created_at_s=float(self._clock()),
             metadata=model["metadata"],
+            limits=model["limits"],
         )
         data = dump_manifest(manifest)
         if not self.store.put_if_absent(manifest_key, data) and not self._is_ours(
@@ -217,6 +219,26 @@ class ModelRepository:
         )
         return pointer
 
+    # -- rollout status ------------------------------------------------------------------------
+
+    def write_rollout(self, name: str, status: dict[str, Any]) -> None:
+        """Store the scheduler's view of a rollout (``rollout.yaml``); the scheduler calls this
+        when a worker starts or finishes a swap, so ``models status`` shows it without Ray."""
+        doc = {**status, "updated_at_s": float(self._clock())}
+        self.store.put_bytes(
+            join_key("models", validate_name(name), "rollout.yaml"),
+            yaml.safe_dump(doc, sort_keys=False).encode(),
+            "text/yaml",
+        )
+
+    def rollout(self, name: str) -> dict[str, Any] | None:
+        """The last rollout status the scheduler stored, or None if there was none."""
+        key = join_key("models", validate_name(name), "rollout.yaml")
+        try:
+            return _safe_mapping(self.store.get_bytes(key), key)
+        except NotFound:
+            return None
+
     # -- verify / status -----------------------------------------------------------------------
 
     def verify(self, name: str, version: str) -> list[str]:
@@ -274,6 +296,7 @@ class ModelRepository:
                 for m in self.versions(name)
             ],
             "history": [dict(h) for h in pointer.history],
+            "rollout": self.rollout(name),
         }
 
 
@@ -302,7 +325,25 @@ def _read_model_yaml(root: Path) -> dict[str, Any]:
     metadata = raw.get("metadata") or {}
     if not isinstance(params, dict) or not isinstance(metadata, dict):
         raise InvalidRequest(f"{path}: 'params' and 'metadata' must be mappings")
-    return {"entrypoint": entrypoint, "params": params, "metadata": metadata}
+    return {
+        "entrypoint": entrypoint,
+        "params": params,
+        "metadata": metadata,
+        "limits": _read_limits(raw.get("limits"), path),
+    }
+
+
+def _read_limits(raw: object, path: Path) -> dict[str, int] | None:
+    """model.yaml's optional ``limits``: every ``ModelLimits`` field, each a positive integer."""
+    if raw is None:
+        return None
+    wanted = [f.name for f in fields(ModelLimits)]
+    if not isinstance(raw, dict) or sorted(raw) != sorted(wanted):
+        raise InvalidRequest(f"{path}: 'limits' must be a mapping with exactly {wanted}")
+    bad = [k for k, v in raw.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    if bad:
+        raise InvalidRequest(f"{path}: limits {sorted(bad)} must be positive integers")
+    return {k: int(raw[k]) for k in wanted}
 
 
 def _collect_files(root: Path) -> list[str]:

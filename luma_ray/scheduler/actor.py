@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_NAME = "luma-scheduler"
 NAMESPACE = "luma_ray"
 MAX_PULL_WAIT_S = 30.0
+ACTIVE_CACHE_S = 2.0
 
 
 class SchedulerActor:
@@ -42,13 +43,22 @@ class SchedulerActor:
         models: Mapping[str, ModelLimits],
         webhook_secret_path: str | None = None,
         allow_private_callbacks: bool = False,
+        repository_uri: str | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
+        self.repository = None
+        if repository_uri is not None:
+            from luma_ray.models.repository import ModelRepository
+            from luma_ray.storage import open_store
+
+            self.repository = ModelRepository(open_store(repository_uri), time.time)
+        self._active_cache: dict[str, tuple[float, str | None]] = {}
         self.service = SchedulerService(
             parse_config(dict(config), "scheduler config"),
             Journal(journal_path),
             models,
             time.time,
+            self._active_version if self.repository is not None else None,
         )
         self.webhooks = None
         if webhook_secret_path is not None:
@@ -131,9 +141,13 @@ class SchedulerActor:
         return self.service.heartbeat(job_id, token, step, total, phase)
 
     async def complete(
-        self, job_id: str, token: int, result_uris: Mapping[str, str]
+        self,
+        job_id: str,
+        token: int,
+        result_uris: Mapping[str, str],
+        version: str | None = None,
     ) -> dict[str, Any]:
-        view = self.service.complete(job_id, token, result_uris)
+        view = self.service.complete(job_id, token, result_uris, version)
         self._wake()  # a cluster at its dispatch limit may pull again
         return view
 
@@ -144,12 +158,60 @@ class SchedulerActor:
         self._wake()
         return view
 
+    async def release(self, job_id: str, token: int) -> dict[str, Any]:
+        view = self.service.release(job_id, token)
+        self._wake()
+        return view
+
+    async def request_swap(
+        self, worker: str, model: str, target: str, pool_size: int, max_unavailable: str
+    ) -> str:
+        verdict = self.service.request_swap(worker, model, target, pool_size, max_unavailable)
+        if verdict == "go":
+            await self._publish_rollout(model)
+        return verdict
+
+    async def finish_swap(self, worker: str, model: str, target: str, error: str | None) -> None:
+        self.service.finish_swap(worker, model, target, error)
+        await self._publish_rollout(model)
+
+    async def halted_versions(self, model: str) -> builtins.list[str]:
+        return self.service.halted_versions(model)
+
+    async def rollout_status(self, model: str) -> dict[str, Any]:
+        return self.service.rollout_status(model)
+
     async def worker_lost(self, worker: str) -> int:
         n = self.service.worker_lost(worker)
         self._wake()
         return n
 
     # ---- internals ---------------------------------------------------------------------
+
+    def _active_version(self, model: str) -> str | None:
+        """``active.yaml``'s version, read at most every ACTIVE_CACHE_S per model."""
+        now = time.monotonic()
+        cached = self._active_cache.get(model)
+        if cached is not None and now - cached[0] < ACTIVE_CACHE_S:
+            return cached[1]
+        assert self.repository is not None
+        try:
+            active = self.repository.active(model).active
+        except Exception:  # a store hiccup must not fail a submit that pins a served version
+            log.warning("could not read active.yaml of %s", model, exc_info=True)
+            active = cached[1] if cached else None
+        self._active_cache[model] = (now, active)
+        return active
+
+    async def _publish_rollout(self, model: str) -> None:
+        """Write the model's rollout status to the repository, for ``luma-ray models status``."""
+        if self.repository is None:
+            return
+        status = self.service.rollout_status(model)
+        try:
+            await asyncio.to_thread(self.repository.write_rollout, model, status)
+        except Exception:
+            log.warning("could not write rollout status of %s", model, exc_info=True)
 
     def _notify(self, job: Job) -> None:
         """Queue a webhook for a job's state change; delivery runs on the sender's thread."""
@@ -200,6 +262,7 @@ def start_scheduler(
     models: Mapping[str, ModelLimits],
     webhook_secret_path: str | None = None,
     allow_private_callbacks: bool = False,
+    repository_uri: str | None = None,
 ) -> Any:
     """Get the running scheduler actor, or start it (detached, restarted on failure)."""
     return (
@@ -220,6 +283,7 @@ def start_scheduler(
             dict(models),
             webhook_secret_path,
             allow_private_callbacks,
+            repository_uri,
         )
     )
 

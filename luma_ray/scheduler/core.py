@@ -204,13 +204,22 @@ class Scheduler:
         return HeartbeatReply(cancel=False, lease_expires_at_s=lease.expires_at_s)
 
     def complete(
-        self, job_id: JobId, token: int, now_s: float, result_uris: Mapping[str, str]
+        self,
+        job_id: JobId,
+        token: int,
+        now_s: float,
+        result_uris: Mapping[str, str],
+        version: str | None = None,
     ) -> Job:
-        """Commit a result, at most once: a stale token or a finished job is refused."""
+        """Commit a result, at most once: a stale token or a finished job is refused.
+
+        ``version`` is the model version that generated it, recorded on the job."""
         job = self.get(job_id)
         self._check_lease(job, token)
         self._release(job)
         job.result_uris = dict(result_uris)
+        if version is not None:
+            job.model_version = version
         job.progress.phase = "done"
         self._move(job, JobState.SUCCEEDED, now_s, "result committed")
         return job
@@ -225,6 +234,20 @@ class Scheduler:
         job.error = error
         self._move(job, JobState.FAILED, now_s, error.code)
         return GiveUp(job.id, job.attempts, error.code)
+
+    def release(self, job_id: JobId, token: int, now_s: float) -> Job:
+        """A worker hands back a lease it has not started (it is stopping or swapping its
+        model version): the job goes back to its queue with its place by age, and, as it never
+        ran, without counting an attempt. A started job counts one, as for any requeue."""
+        job = self.get(job_id)
+        self._check_lease(job, token)
+        started = job.state is JobState.RUNNING
+        self._release(job)
+        self._move(job, JobState.QUEUED, now_s, "handed back by its worker")
+        if not started:
+            job.attempts -= 1
+        self._enqueue(job)
+        return job
 
     def expire_leases(self, now_s: float) -> list[Requeue | GiveUp]:
         """Requeue every job whose lease has lapsed. The shell calls this on a timer."""

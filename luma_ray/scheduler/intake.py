@@ -6,12 +6,13 @@ Called by the scheduler service for every submit, before anything is queued.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import GenerationParams, Job, TenantId, new_job_id
 from luma_ray.models.interface import MAX_SEED, GenerationRequest, ModelLimits, validate_request
+from luma_ray.models.manifest import validate_name
 from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.tiers import TierSpec
 
@@ -23,11 +24,15 @@ def make_job(
     tiers: Mapping[str, TierSpec],
     models: Mapping[str, ModelLimits],
     now: float,
+    check_pin: Callable[[str, str], None] | None = None,
 ) -> Job:
     """Validate a request against the tiers and the model's limits and build its job.
 
     Raises ``InvalidRequest`` naming what to fix; fixes the seed (random if none was given,
-    so that retries generate the same video) and the step count.
+    so that retries generate the same video) and the step count. A request for
+    ``model@version`` is checked with ``check_pin`` (which raises if no worker can run that
+    version) and queued as its own model, ``name@version``: only workers running that version
+    pull it.
     """
     if request.tier not in tiers:
         raise InvalidRequest(f"unknown tier {request.tier!r}; use one of {', '.join(tiers)}")
@@ -43,10 +48,12 @@ def make_job(
         known = ", ".join(sorted(models)) or "none"
         raise InvalidRequest(f"unknown model {model!r}; available: {known}")
     if version:
-        raise InvalidRequest(
-            f"model {model} has no published versions yet; drop '@{version}' to use the "
-            "built-in weights"
-        )
+        validate_name(version, what="version")
+        if check_pin is None:
+            raise InvalidRequest(
+                f"model {model} is not served from the model repository; drop '@{version}'"
+            )
+        check_pin(model, version)
     fps = request.fps or limits.default_fps
     frames = request.frames
     if request.seconds is not None:
@@ -73,7 +80,8 @@ def make_job(
         id=new_job_id(now),
         tenant=TenantId(request.tenant),
         tier=request.tier,
-        model=model,
+        model=f"{model}@{version}" if version else model,
+        model_version=version or None,
         params=params,
         created_at_s=now,
         enqueued_at_s=now,

@@ -8,6 +8,7 @@ the service with a fake clock and a temporary journal file.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +30,7 @@ from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.requests import SubmitRequest
+from luma_ray.scheduler.rollouts import Rollouts
 from luma_ray.scheduler.views import job_view
 
 __all__ = ["Assignment", "SchedulerService", "SubmitRequest"]
@@ -60,13 +62,18 @@ class SchedulerService:
         journal: Journal,
         models: Mapping[str, ModelLimits],
         clock: Callable[[], float],
+        active_version: Callable[[str], str | None] | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.models = dict(models)
         self.clock = clock
+        self.active_version = active_version
+        """The repository's active version of a model (None: not from the repository);
+        without it, requests cannot pin ``model@version``."""
         self.core = Scheduler(config)
         self.estimates = Estimates()
+        self.rollouts = Rollouts()
         self.on_change: Callable[[Job], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
         self._idempotent: dict[tuple[str, str], JobId] = {}
@@ -117,7 +124,8 @@ class SchedulerService:
                         "use a new key for a new request"
                     )
                 return job
-        job = make_job(request, self.core.tiers, self.models, self.clock())
+        check_pin = self._check_pin if self.active_version is not None else None
+        job = make_job(request, self.core.tiers, self.models, self.clock(), check_pin)
         job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
         self._admit(job)
         self.core.submit(job, job.created_at_s)
@@ -125,6 +133,23 @@ class SchedulerService:
             self._idempotent[(job.tenant, job.idempotency_key)] = job.id
         log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
         return job
+
+    def _check_pin(self, model: str, version: str) -> None:
+        """Accept ``model@version`` only if a worker runs it now or it is the active version,
+        so a pinned job never waits for a worker that will not come."""
+        now = self.clock()
+        served = self.rollouts.served_versions(model, now)
+        if version in served:
+            return
+        assert self.active_version is not None
+        active = self.active_version(model)
+        if version == active:
+            return
+        running = ", ".join(sorted(served | ({active} if active else set()))) or "none"
+        raise InvalidRequest(
+            f"no worker runs version {version!r} of {model}; pin one of: {running} "
+            f"(or promote {version!r} first, or drop '@{version}')"
+        )
 
     def view(self, job: Job) -> dict[str, Any]:
         """The client's view, with queue position, ETA and the share of the SLO used."""
@@ -239,12 +264,13 @@ class SchedulerService:
         now = self.clock()
         models = list(models)
         self.estimates.observe_pull(worker, models, now)
+        self.rollouts.observe(worker, models, now)
         dispatch = self.core.pull(WorkerId(worker), cluster, models, now)
         if dispatch is None:
             return None
         self._commit()
         job = self.core.get(dispatch.job_id)
-        limits = self.models.get(job.model)
+        limits = self.models.get(job.model.partition("@")[0])
         default_steps = limits.default_steps if limits else 8
         request = GenerationRequest(
             **{**asdict(job.params), "steps": job.params.steps or default_steps}
@@ -270,9 +296,16 @@ class SchedulerService:
             self._commit()
         return reply
 
-    def complete(self, job_id: str, token: int, result_uris: Mapping[str, str]) -> dict[str, Any]:
+    def complete(
+        self,
+        job_id: str,
+        token: int,
+        result_uris: Mapping[str, str],
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """Commit a result; ``version`` is the model version that generated it."""
         now = self.clock()
-        job = self.core.complete(JobId(job_id), token, now, result_uris)
+        job = self.core.complete(JobId(job_id), token, now, result_uris, version)
         self._commit()
         leased_at = max((t for t, s, _ in job.history if s is JobState.LEASED), default=now)
         self.estimates.observe_service(job.model, now - leased_at)
@@ -288,6 +321,39 @@ class SchedulerService:
         self._commit()
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
         return self.view(self.core.get(JobId(job_id)))
+
+    def release(self, job_id: str, token: int) -> dict[str, Any]:
+        """A worker hands back an unstarted lease (stopping, or swapping versions)."""
+        job = self.core.release(JobId(job_id), token, self.clock())
+        self._commit()
+        log.info("job %s handed back by its worker (attempt %d)", job_id, job.attempts)
+        return self.view(job)
+
+    # ---- rollouts ----------------------------------------------------------------------
+
+    def request_swap(
+        self, worker: str, model: str, target: str, pool_size: int, max_unavailable: str
+    ) -> str:
+        """May ``worker`` stop serving to load ``target`` now? ``go``, ``wait`` or ``halted``."""
+        verdict = self.rollouts.request_swap(
+            worker, model, target, pool_size, max_unavailable, self.clock()
+        )
+        log.info("worker %s: swap %s to %s: %s", worker, model, target, verdict)
+        return verdict
+
+    def finish_swap(self, worker: str, model: str, target: str, error: str | None) -> None:
+        """A worker finished a swap; ``error`` (it stayed on its old version) halts it."""
+        self.rollouts.finish_swap(worker, model, target, error, self.clock())
+        if error is None:
+            log.info("worker %s now serves %s@%s", worker, model, target)
+        else:
+            log.warning("rollout of %s@%s halted: worker %s: %s", model, target, worker, error)
+
+    def halted_versions(self, model: str) -> builtins.list[str]:
+        return sorted(self.rollouts.status(model, self.clock())["halted"])
+
+    def rollout_status(self, model: str) -> dict[str, Any]:
+        return self.rollouts.status(model, self.clock())
 
     def acknowledge_cancel(self, job_id: str, token: int) -> None:
         """A worker stopped a cancelled job; nothing to change, the job is already final."""

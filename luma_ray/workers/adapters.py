@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,22 @@ def _unwrap(err: Exception) -> Exception:
 class ActorScheduler:
     """The scheduler port over the scheduler actor's handle."""
 
-    def __init__(self, handle: Any, worker: str, cluster: str, models: list[str]) -> None:
+    def __init__(
+        self,
+        handle: Any,
+        worker: str,
+        cluster: str,
+        models: list[str] | Callable[[], list[str]],
+    ) -> None:
         self.handle = handle
         self.worker = worker
         self.cluster = cluster
-        self.models = models
+        self._models = models
+
+    @property
+    def models(self) -> list[str]:
+        """What this worker pulls for: its model, and ``model@version`` for pinned jobs."""
+        return self._models() if callable(self._models) else list(self._models)
 
     def _call(self, method: str, *args: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         try:
@@ -66,11 +78,34 @@ class ActorScheduler:
         reply = self._call("heartbeat", a.job_id, a.token, step, total, phase)
         return bool(reply.cancel)
 
-    def complete(self, a: Assignment, result_uris: dict[str, str]) -> None:
-        self._retrying("complete", a.job_id, a.token, result_uris)
+    def complete(
+        self, a: Assignment, result_uris: dict[str, str], version: str | None = None
+    ) -> None:
+        self._retrying("complete", a.job_id, a.token, result_uris, version)
 
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
         self._retrying("fail", a.job_id, a.token, code, message, retryable)
+
+    def release(self, a: Assignment) -> None:
+        self._call("release", a.job_id, a.token)
+
+    # -- rollouts (versions.RolloutPort) -----------------------------------------------------
+
+    def request_swap(self, model: str, target: str, pool_size: int, max_unavailable: str) -> str:
+        try:
+            verdict: str = self._call(
+                "request_swap", self.worker, model, target, pool_size, max_unavailable
+            )
+            return verdict
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return "wait"  # scheduler restarting: keep serving, ask again
+
+    def finish_swap(self, model: str, target: str, error: str | None) -> None:
+        self._retrying("finish_swap", self.worker, model, target, error)
+
+    def halted_versions(self, model: str) -> list[str]:
+        halted: list[str] = self._call("halted_versions", model)
+        return halted
 
     def _retrying(self, method: str, *args: Any, attempts: int = 20) -> None:
         """Final reports must land: retry while the scheduler restarts (it keeps the lease)."""
@@ -82,7 +117,7 @@ class ActorScheduler:
                 raise
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 time.sleep(min(5.0, 0.2 * 2**attempt))
-        raise LumaError(f"scheduler unreachable; could not {method} job {args[0]}")
+        raise LumaError(f"scheduler unreachable; could not {method} ({args[0]})")
 
 
 class StoreSink:

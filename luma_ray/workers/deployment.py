@@ -1,8 +1,11 @@
-"""Model workers as a Ray Serve deployment: each replica loads the model and pulls jobs.
+"""Model workers as a Ray Serve deployment: each replica runs a model version and pulls jobs.
 
 The deployment has no HTTP route. Serve gives replica lifecycle, health checks and scaling;
-the pull loop gives the scheduler full control of order. A replica runs its loop on its own
-thread; ``check_health`` fails if that thread died, so Serve replaces the replica.
+the pull loop gives the scheduler full control of order. A replica is a supervisor: the model
+version itself runs in a host actor inside the replica's placement group (``host.py``), with
+that version's code and requirements, and a ``VersionManager`` swaps it between jobs when
+``active.yaml`` changes. The loop runs on its own thread; ``check_health`` fails if that thread
+died, so Serve replaces the replica.
 """
 
 from __future__ import annotations
@@ -10,16 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from luma_ray.models.registry import get_model_class
+from luma_ray.models.cache import ModelCache
+from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.actor import get_scheduler
 from luma_ray.storage import open_store
 from luma_ray.workers.adapters import ActorScheduler, StoreSink
-from luma_ray.workers.checkpoints import ensure_checkpoint
+from luma_ray.workers.host import HostLauncher
 from luma_ray.workers.loop import WorkerLoop
+from luma_ray.workers.versions import VersionManager
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +37,51 @@ class ModelWorker:
         self,
         model: str,
         store_uri: str,
-        checkpoint_root: str,
+        repository_uri: str,
+        cache_dir: str,
+        cache_max_bytes: int,
         cluster: str = "local",
         prefetch: bool = True,
         torch_threads: int = 1,
+        num_cpus: float = 1.0,
+        pool_size: int = 1,
+        watch_interval_s: float = 5.0,
     ) -> None:
-        import torch
-
         logging.basicConfig(level=logging.INFO)
-        torch.set_num_threads(max(1, torch_threads))
+        self.model = model
         self.worker_id = f"{cluster}/{model}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        instance = get_model_class(model)()
-        instance.load(ensure_checkpoint(model, Path(checkpoint_root)), torch.device("cpu"))
-        port = ActorScheduler(get_scheduler(), self.worker_id, cluster, [model])
-        self.loop = WorkerLoop(port, instance, StoreSink(open_store(store_uri)), prefetch=prefetch)
+        repository = ModelRepository(open_store(repository_uri), time.time)
+        port = ActorScheduler(get_scheduler(), self.worker_id, cluster, self._pulls_for)
+        self.versions = VersionManager(
+            model,
+            repository,
+            ModelCache(Path(cache_dir), repository, cache_max_bytes),
+            HostLauncher(num_cpus, 0, torch_threads),
+            port,
+            pool_size=pool_size,
+            watch_interval_s=watch_interval_s,
+        )
+        first = self.versions.start()
+        self.loop = WorkerLoop(
+            port, first, StoreSink(open_store(store_uri)), prefetch=prefetch, versions=self.versions
+        )
+        self._watcher = threading.Thread(
+            target=self.versions.watch, name="luma-version-watch", daemon=True
+        )
+        self._watcher.start()
         self._thread = threading.Thread(target=self._run, name="luma-worker", daemon=True)
         self._thread.start()
-        log.info("worker %s started (model %s, prefetch %s)", self.worker_id, model, prefetch)
+        log.info(
+            "worker %s started (model %s@%s, prefetch %s)",
+            self.worker_id,
+            model,
+            self.versions.version,
+            prefetch,
+        )
+
+    def _pulls_for(self) -> list[str]:
+        """The queues this worker serves: its model, and jobs pinned to its version."""
+        return [self.model, f"{self.model}@{self.versions.version}"]
 
     def _run(self) -> None:
         try:
@@ -58,11 +92,15 @@ class ModelWorker:
     def check_health(self) -> None:
         if not self._thread.is_alive():
             raise RuntimeError(f"worker {self.worker_id}: pull loop is not running")
+        if getattr(self.loop.model, "dead", False):
+            raise RuntimeError(f"worker {self.worker_id}: its model process died")
 
     def stats(self) -> dict[str, Any]:
         s = self.loop.stats
         return {
             "worker": self.worker_id,
+            "version": self.versions.version,
+            "failed_versions": dict(self.versions.failed),
             "started": s.started,
             "succeeded": s.succeeded,
             "failed": s.failed,
@@ -77,3 +115,6 @@ class ModelWorker:
         loop = getattr(self, "loop", None)
         if loop is not None:
             loop.stop()
+        versions = getattr(self, "versions", None)
+        if versions is not None:
+            versions.stop()

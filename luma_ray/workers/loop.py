@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from luma_ray.errors import InvalidRequest, StaleLease
 from luma_ray.models.interface import GenerationCancelled, VideoModel
@@ -40,6 +41,14 @@ class LoopStats:
     """Cancelled jobs and the (step, total) at which the model stopped."""
 
 
+class VersionSource(Protocol):
+    """Swaps the loop's model between jobs (``versions.VersionManager`` implements it)."""
+
+    def wants_swap(self) -> bool: ...
+
+    def swap(self) -> VideoModel: ...
+
+
 class WorkerLoop:
     """Runs jobs one after another on one model; stop it with :meth:`stop`."""
 
@@ -53,9 +62,12 @@ class WorkerLoop:
         pull_wait_s: float = 1.0,
         prefetch_heartbeat_s: float = 5.0,
         clock: Callable[[], float] = time.perf_counter,
+        versions: VersionSource | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.model = model
+        self.versions = versions
+        """Swaps the model between jobs when a new version is promoted (None: never)."""
         self.sink = sink
         self.prefetch = prefetch
         self.pull_wait_s = pull_wait_s
@@ -73,11 +85,18 @@ class WorkerLoop:
         self._stop.set()
 
     def run(self, max_jobs: int | None = None) -> LoopStats:
-        """Loop until stopped (or ``max_jobs`` jobs ran); then finish uploads and return."""
+        """Loop until stopped (or ``max_jobs`` jobs ran); then finish uploads and return.
+
+        May be called again after it returned (``max_jobs`` counts all jobs started)."""
+        self._puller = ThreadPoolExecutor(1, thread_name_prefix="luma-prefetch")
+        self._uploader = ThreadPoolExecutor(1, thread_name_prefix="luma-upload")
         try:
             while not self._stop.is_set():
                 if max_jobs is not None and self.stats.started >= max_jobs:
                     break
+                if self.versions is not None and self.versions.wants_swap():
+                    self._release_prefetched()  # it may be pinned to the old version
+                    self.model = self.versions.swap()
                 job = self._take_next()
                 if job is None:
                     self._last_end = None  # idle for lack of work is not a scheduling gap
@@ -104,6 +123,7 @@ class WorkerLoop:
             self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
             self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, job.lease_ttl_s / 3)
         start = self.clock()
+        version = getattr(self.model, "version", None)
         if self._last_end is not None:
             self.stats.gaps_s.append(start - self._last_end)
         try:
@@ -125,7 +145,7 @@ class WorkerLoop:
             return
         self._last_end = self.clock()
         self.stats.generated[job.job_id] = self.stats.generated.get(job.job_id, 0) + 1
-        self._uploader.submit(self._finish, job, frames)
+        self._uploader.submit(self._finish, job, frames, version)
 
     def _on_step(self, job: Assignment, step: int, total: int) -> bool:
         """Heartbeat with progress; False stops the model at this step (cancellation)."""
@@ -157,11 +177,11 @@ class WorkerLoop:
         except Exception:
             log.warning("job %s: prefetched lease heartbeat failed", held.job_id)
 
-    def _finish(self, job: Assignment, frames: object) -> None:
+    def _finish(self, job: Assignment, frames: object, version: str | None) -> None:
         """Encode, upload and commit on the CPU thread, off the model's critical path."""
         try:
             uris = self.sink.store(job, frames)  # type: ignore[arg-type]
-            self.scheduler.complete(job, uris)
+            self.scheduler.complete(job, uris, version)
             self.stats.succeeded += 1
         except StaleLease:
             self.stats.stale += 1
@@ -180,11 +200,17 @@ class WorkerLoop:
             log.exception("job %s: could not report failure; the lease will expire", job.job_id)
 
     def _release_prefetched(self) -> None:
-        """On stop, give a prefetched lease back so another worker takes it at once."""
+        """Give a prefetched lease back (stopping, or swapping versions) so another worker
+        takes it at once; the job keeps its place and its attempt count."""
         nxt, self._next = self._next, None
         if nxt is None:
             return
         held = nxt.result()
-        if held is not None:
-            self._report_failure(held, "worker_stopping", "worker stopped before starting", True)
-            self.stats.failed -= 1
+        if held is None:
+            return
+        try:
+            self.scheduler.release(held)
+        except StaleLease:
+            pass  # lapsed meanwhile: it is back in the queue already
+        except Exception:
+            log.exception("job %s: could not hand back; the lease will expire", held.job_id)

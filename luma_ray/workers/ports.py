@@ -23,11 +23,17 @@ class SchedulerPort(Protocol):
     def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
         """Renew the lease and report progress; True means the job was cancelled: stop."""
 
-    def complete(self, a: Assignment, result_uris: dict[str, str]) -> None:
-        """Commit the result; raises StaleLease if this lease lost the job meanwhile."""
+    def complete(
+        self, a: Assignment, result_uris: dict[str, str], version: str | None = None
+    ) -> None:
+        """Commit the result (``version``: the model version that made it); raises
+        StaleLease if this lease lost the job meanwhile."""
 
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
         """Report a failure; retryable ones go back to the queue."""
+
+    def release(self, a: Assignment) -> None:
+        """Hand back an unstarted lease; the job is queued again without counting an attempt."""
 
 
 class ResultSink(Protocol):

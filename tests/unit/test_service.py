@@ -223,5 +223,75 @@ def test_seconds_and_model_version(tmp_path: Path) -> None:
     svc = service(tmp_path / "j.sqlite", Clock())
     view = svc.submit(SubmitRequest(prompt="p", seconds=2.0, fps=8))
     assert view["params"]["frames"] == 16
-    with pytest.raises(InvalidRequest, match="no published versions"):
+    with pytest.raises(InvalidRequest, match="not served from the model repository"):
         svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v3"))
+
+
+def pinning_service(path: Path, clock: Clock, active: str | None = "v2") -> SchedulerService:
+    return SchedulerService(parse_config({}), Journal(path), LIMITS, clock, lambda m: active)
+
+
+def test_pinned_jobs_go_only_to_workers_on_that_version(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = pinning_service(tmp_path / "j.sqlite", clock)
+    svc.pull("old", "local", ["luma-tiny", "luma-tiny@v1"])  # a worker still on v1
+    on_v1 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v1", tier="free"))
+    on_v2 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v2", tier="free"))
+    assert (on_v1["model"], on_v1["model_version"]) == ("luma-tiny@v1", "v1")
+    got = svc.pull("new", "local", ["luma-tiny", "luma-tiny@v2"])
+    assert got is not None and got.job_id == on_v2["id"]
+    assert svc.pull("new", "local", ["luma-tiny", "luma-tiny@v2"]) is None  # v1 job stays
+    got = svc.pull("old", "local", ["luma-tiny", "luma-tiny@v1"])
+    assert got is not None and got.job_id == on_v1["id"]
+    assert got.request.steps == LIMITS["luma-tiny"].default_steps
+
+
+def test_pinning_a_version_nobody_runs_is_refused(tmp_path: Path) -> None:
+    svc = pinning_service(tmp_path / "j.sqlite", Clock())
+    with pytest.raises(InvalidRequest, match="no worker runs version 'v9'.*pin one of: v2"):
+        svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v9"))
+    with pytest.raises(InvalidRequest, match="version '../x' is invalid"):
+        svc.submit(SubmitRequest(prompt="p", model="luma-tiny@../x"))
+
+
+def test_complete_records_the_version_that_ran(tmp_path: Path) -> None:
+    svc = pinning_service(tmp_path / "j.sqlite", Clock())
+    job = svc.submit(SubmitRequest(prompt="p"))
+    a = svc.pull("w", "local", ["luma-tiny", "luma-tiny@v2"])
+    assert a is not None
+    assert svc.complete(a.job_id, a.token, {"video": "file:///v"}, "v2")["model_version"] == "v2"
+    assert svc.get(job["id"])["model_version"] == "v2"
+
+
+def test_release_requeues_without_counting_an_attempt(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock, max_attempts=1)
+    job = svc.submit(SubmitRequest(prompt="p"))
+    for _ in range(3):  # more releases than attempts: none counts
+        a = svc.pull("w", "local", ["luma-tiny"])
+        assert a is not None and a.job_id == job["id"]
+        view = svc.release(a.job_id, a.token)
+        assert (view["state"], view["attempts"]) == ("queued", 1)
+    a = svc.pull("w", "local", ["luma-tiny"])
+    assert a is not None
+    with pytest.raises(StaleLease):
+        svc.release(a.job_id, a.token + 1)
+
+
+def test_rollout_slots_and_halt(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = pinning_service(tmp_path / "j.sqlite", clock)
+    for w in ("a", "b", "c", "d"):
+        svc.pull(w, "local", ["luma-tiny", "luma-tiny@v1"])
+    # 50% of 4 workers: two swap at once, the third waits for a slot.
+    assert svc.request_swap("a", "luma-tiny", "v2", 4, "50%") == "go"
+    assert svc.request_swap("b", "luma-tiny", "v2", 4, "50%") == "go"
+    assert svc.request_swap("c", "luma-tiny", "v2", 4, "50%") == "wait"
+    svc.finish_swap("a", "luma-tiny", "v2", None)
+    assert svc.request_swap("c", "luma-tiny", "v2", 4, "50%") == "go"
+    svc.finish_swap("b", "luma-tiny", "v2", "RuntimeError: boom")
+    assert svc.request_swap("d", "luma-tiny", "v2", 4, "50%") == "halted"
+    status = svc.rollout_status("luma-tiny")
+    assert status["halted"]["v2"]["error"] == "RuntimeError: boom"
+    assert status["workers"] == {"a": "v2", "b": "v1", "c": "v1", "d": "v1"}
+    assert status["swapping"] == ["c"]

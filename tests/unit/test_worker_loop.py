@@ -28,25 +28,46 @@ class Clock:
 class ServicePort:
     """The scheduler port straight onto a SchedulerService (what the actor adapter wraps)."""
 
-    def __init__(self, svc: SchedulerService, worker: str = "w1") -> None:
-        self.svc, self.worker = svc, worker
+    def __init__(
+        self, svc: SchedulerService, worker: str = "w1", models: object = ("luma-tiny",)
+    ) -> None:
+        self.svc, self.worker, self.models = svc, worker, models
         self.lock = threading.Lock()  # the actor serialises calls; so does this port
 
     def pull(self, wait_s: float) -> Assignment | None:
+        models = self.models() if callable(self.models) else list(self.models)
         with self.lock:
-            return self.svc.pull(self.worker, "local", ["luma-tiny"])
+            return self.svc.pull(self.worker, "local", models)
 
     def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
         with self.lock:
             return self.svc.heartbeat(a.job_id, a.token, step, total, phase).cancel
 
-    def complete(self, a: Assignment, result_uris: dict[str, str]) -> None:
+    def complete(
+        self, a: Assignment, result_uris: dict[str, str], version: str | None = None
+    ) -> None:
         with self.lock:
-            self.svc.complete(a.job_id, a.token, result_uris)
+            self.svc.complete(a.job_id, a.token, result_uris, version)
 
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
         with self.lock:
             self.svc.fail(a.job_id, a.token, code, message, retryable)
+
+    def release(self, a: Assignment) -> None:
+        with self.lock:
+            self.svc.release(a.job_id, a.token)
+
+    def request_swap(self, model: str, target: str, pool_size: int, max_unavailable: str) -> str:
+        with self.lock:
+            return self.svc.request_swap(self.worker, model, target, pool_size, max_unavailable)
+
+    def finish_swap(self, model: str, target: str, error: str | None) -> None:
+        with self.lock:
+            self.svc.finish_swap(self.worker, model, target, error)
+
+    def halted_versions(self, model: str) -> list[str]:
+        with self.lock:
+            return self.svc.halted_versions(model)
 
 
 class FakeModel:

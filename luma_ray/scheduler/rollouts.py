@@ -1,0 +1,158 @@
+"""Rolling version swaps, coordinated by the scheduler: who runs which version, who may swap.
+
+Who calls this: the scheduler service. Workers name their version in every pull (``model@v``
+next to ``model``), which :meth:`Rollouts.observe` records. A worker that sees a new version in
+``active.yaml`` asks :meth:`request_swap` before it stops serving; at most ``max_unavailable``
+workers of a model swap at once. It reports the outcome with :meth:`finish_swap`; a failed
+load halts the rollout of that version, so the other workers do not try it (each try costs
+capacity) and ``status`` says why.
+
+Pure: no Ray, no I/O, the time is an argument. Not journaled: after a scheduler restart,
+swap slots in progress are forgotten (workers finish them and report; unknown reports are
+accepted) and so are halts (a worker that failed remembers it; a new worker may try once more
+and halts the rollout again).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from luma_ray.errors import InvalidRequest
+
+SWAP_TIMEOUT_S = 900.0
+"""A swap slot lapses this long after it was granted (its worker died mid-swap)."""
+WORKER_SEEN_S = 60.0
+"""A worker counts as serving its version for this long after its last pull."""
+MAX_EVENTS = 100
+"""Most recent swaps kept per model for status."""
+
+GO, WAIT, HALTED = "go", "wait", "halted"
+
+
+@dataclass
+class SwapEvent:
+    """One swap of one worker, for status (and the rollout tests)."""
+
+    worker: str
+    from_version: str | None
+    to_version: str
+    started_s: float
+    finished_s: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class _ModelRollout:
+    swapping: dict[str, SwapEvent] = field(default_factory=dict)  # worker → its open swap
+    halted: dict[str, dict[str, Any]] = field(default_factory=dict)  # version → why
+    events: deque[SwapEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    serving: dict[str, tuple[str, float]] = field(default_factory=dict)  # worker → (v, seen)
+
+
+def allowed_unavailable(max_unavailable: str, pool_size: int) -> int:
+    """How many of ``pool_size`` workers may swap at once: ``"25%"`` or ``"2"``; at least 1."""
+    text = str(max_unavailable).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return max(1, math.floor(pool_size * share / 100))
+        count = int(text)
+        if count < 1:
+            raise ValueError
+        return count
+    except ValueError:
+        raise InvalidRequest(
+            f"max_unavailable {max_unavailable!r} is invalid: use a percentage like '25%' "
+            "or a count of at least 1"
+        ) from None
+
+
+class Rollouts:
+    """Per model: which worker serves which version, open swap slots, halted versions."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, _ModelRollout] = {}
+
+    def _of(self, model: str) -> _ModelRollout:
+        return self._models.setdefault(model, _ModelRollout())
+
+    def observe(self, worker: str, pulled: list[str], now_s: float) -> None:
+        """Record the versions a worker named in a pull (``name@version`` entries)."""
+        for entry in pulled:
+            name, sep, version = entry.partition("@")
+            if sep and version:
+                self._of(name).serving[worker] = (version, now_s)
+
+    def serving(self, model: str, now_s: float) -> dict[str, str]:
+        """Worker → version, for workers of ``model`` that pulled recently."""
+        state = self._models.get(model)
+        if state is None:
+            return {}
+        return {w: v for w, (v, seen) in state.serving.items() if now_s - seen < WORKER_SEEN_S}
+
+    def served_versions(self, model: str, now_s: float) -> set[str]:
+        return set(self.serving(model, now_s).values())
+
+    def request_swap(
+        self,
+        worker: str,
+        model: str,
+        target: str,
+        pool_size: int,
+        max_unavailable: str,
+        now_s: float,
+    ) -> str:
+        """``go`` (the slot is this worker's until it reports), ``wait``, or ``halted``."""
+        state = self._of(model)
+        if target in state.halted:
+            return HALTED
+        for w, open_swap in list(state.swapping.items()):
+            if now_s - open_swap.started_s > SWAP_TIMEOUT_S:
+                open_swap.error = "swap slot lapsed (worker silent)"
+                open_swap.finished_s = now_s
+                del state.swapping[w]
+        mine = state.swapping.get(worker)
+        if mine is not None and mine.to_version == target:
+            return GO
+        if len(state.swapping) >= allowed_unavailable(max_unavailable, max(1, pool_size)):
+            return WAIT
+        current = state.serving.get(worker, (None, 0.0))[0]
+        event = SwapEvent(worker, current, target, now_s)
+        state.swapping[worker] = event
+        state.events.append(event)
+        return GO
+
+    def finish_swap(
+        self, worker: str, model: str, target: str, error: str | None, now_s: float
+    ) -> None:
+        """Close the worker's slot; an ``error`` halts the rollout of ``target``."""
+        state = self._of(model)
+        event = state.swapping.pop(worker, None)
+        if event is None or event.to_version != target:  # slot lapsed, or a restart forgot it
+            event = SwapEvent(worker, None, target, now_s)
+            state.events.append(event)
+        event.finished_s = now_s
+        event.error = error
+        if error is None:
+            state.serving[worker] = (target, now_s)
+        else:
+            state.halted.setdefault(target, {"worker": worker, "error": error[:500], "at_s": now_s})
+
+    def status(self, model: str, now_s: float) -> dict[str, Any]:
+        """Serving versions, open swaps, halted versions with the reason, recent swaps."""
+        state = self._models.get(model) or _ModelRollout()
+        return {
+            "model": model,
+            "workers": dict(sorted(self.serving(model, now_s).items())),
+            "swapping": sorted(state.swapping),
+            "halted": {v: dict(why) for v, why in state.halted.items()},
+            "events": [asdict(e) for e in state.events],
+        }
+
+    def models(self) -> list[str]:
+        return sorted(self._models)
