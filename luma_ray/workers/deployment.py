@@ -100,6 +100,7 @@ class ModelWorker:
         return {
             "worker": self.worker_id,
             "version": self.versions.version,
+            "model_source": getattr(self.loop.model, "source", None),
             "failed_versions": dict(self.versions.failed),
             "started": s.started,
             "succeeded": s.succeeded,

@@ -16,6 +16,7 @@ step, as an in-process model would, so a cancel stops the model within one step.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -46,6 +47,10 @@ ANSWER_WAIT_S = 60.0
 """A host waits this long for the worker's answer to a step before it carries on alone."""
 
 
+class VersionLoadError(Exception):
+    """A version's code or checkpoint failed to load; the message is the model's own error."""
+
+
 class ModelHost:
     """Runs in its own Ray worker process; constructed by Ray from plain arguments."""
 
@@ -65,10 +70,18 @@ class ModelHost:
         logging.basicConfig(level=logging.INFO)
         torch.set_num_threads(max(1, torch_threads))
         self.version = version
-        cls = import_entrypoint(entrypoint)
-        self.model = cls(**params)
-        self.model.load(Path(folder) / "checkpoints", torch.device("cpu"))
-        self.limits: ModelLimits = self.model.limits
+        self.load_error: str | None = None
+        """Why the version did not load (reported by ``describe``; Ray's own error for a failed
+        constructor buries the reason in a traceback)."""
+        try:
+            cls = import_entrypoint(entrypoint)
+            self.model = cls(**params)
+            self.model.load(Path(folder) / "checkpoints", torch.device("cpu"))
+            self.limits: ModelLimits = self.model.limits
+        except Exception as err:
+            log.exception("host: %s@%s failed to load", model, version)
+            self.load_error = f"{type(err).__name__}: {err}"[:500]
+            return
         self._cond = threading.Condition()
         self._step = (0, 0)
         self._answered = 0  # the last step whose callback answer arrived
@@ -78,7 +91,16 @@ class ModelHost:
         log.info("host: %s@%s loaded from %s (pid %d)", model, version, folder, os.getpid())
 
     def describe(self) -> dict[str, Any]:
-        return {"version": self.version, "limits": self.limits, "pid": os.getpid()}
+        """What runs here; ``source`` is the file the model class came from (which version's
+        code this process imported)."""
+        if self.load_error is not None:
+            return {"version": self.version, "error": self.load_error}
+        return {
+            "version": self.version,
+            "limits": self.limits,
+            "pid": os.getpid(),
+            "source": inspect.getsourcefile(type(self.model)),
+        }
 
     def warmup(self) -> None:
         """One smallest generation, so the first real job does not pay for lazy setup."""
@@ -129,11 +151,14 @@ class ModelHost:
 class HostedModel:
     """The ``VideoModel`` the pull loop runs; forwards to a :class:`ModelHost` actor."""
 
-    def __init__(self, handle: Any, name: str, version: str, limits: ModelLimits) -> None:
+    def __init__(
+        self, handle: Any, name: str, version: str, limits: ModelLimits, source: str | None
+    ) -> None:
         self.handle = handle
         self.name = name
         self.version = version
         self.limits = limits
+        self.source = source
         self._generations = itertools.count(1)
         self.dead = False
 
@@ -203,9 +228,13 @@ class HostLauncher:
         except Exception:
             ray.kill(handle)
             raise
-        return HostHandle(
-            handle, HostedModel(handle, manifest.model, manifest.version, info["limits"])
+        if "error" in info:
+            ray.kill(handle)
+            raise VersionLoadError(info["error"])
+        model = HostedModel(
+            handle, manifest.model, manifest.version, info["limits"], info["source"]
         )
+        return HostHandle(handle, model)
 
 
 class HostHandle:

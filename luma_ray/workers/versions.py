@@ -255,5 +255,7 @@ def _describe(err: BaseException) -> str:
     cause = getattr(err, "cause", None)  # Ray wraps a remote error; show the original
     if isinstance(cause, BaseException):
         err = cause
+    if type(err).__name__ == "VersionLoadError":  # already "Type: message" from the host
+        return str(err)[:300]
     first = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__}: {first}"[:300]

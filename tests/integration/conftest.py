@@ -1,7 +1,8 @@
 """One Ray session for every integration test: a local cluster in its own RAY_TMPDIR.
 
-The session starts the scheduler actor and one ``luma-tiny`` worker replica with a short
-lease period, and shuts everything down at the end. Tests poll with deadlines; none sleeps to
+The session starts the scheduler actor, one ``luma-tiny`` worker replica (a short lease
+period) and a two-replica pool of ``tiny-roll`` (published here as v1, for the rollout tests),
+and shuts everything down at the end. Tests poll with deadlines; none sleeps to
 synchronise.
 """
 
@@ -50,7 +51,12 @@ def system() -> Iterator[dict[str, Any]]:
         TierConfig,
         default_tiers,
     )
+    from luma_ray.models.repository import ModelRepository
     from luma_ray.scheduler.actor import NAMESPACE
+    from luma_ray.storage import open_store
+
+    from .versions import MODEL as ROLL_MODEL
+    from .versions import publish_version
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "ray")
@@ -72,8 +78,18 @@ def system() -> Iterator[dict[str, Any]]:
                 TierConfig(name="trial", max_wait_s=5, weight=0.5, shed_ratio=10),
             ],
         ),
-        pools=[PoolConfig(model="luma-tiny", replicas=1, num_cpus=1, torch_threads=1)],
+        pools=[
+            PoolConfig(model="luma-tiny", replicas=1, num_cpus=1, torch_threads=1),
+            # The rollout tests' pool: two replicas on their own cluster (no dispatch limit),
+            # watching active.yaml twice a second.
+            PoolConfig(
+                model=ROLL_MODEL, replicas=2, num_cpus=0.5, cluster="roll", watch_interval_s=0.5
+            ),
+        ],
     )
+    repo = ModelRepository(open_store(runtime.repository), time.time)
+    publish_version(repo, root / "versions", "v1")
+    repo.promote(ROLL_MODEL, "v1")
     ray.init(
         address="local",
         namespace=NAMESPACE,
@@ -89,6 +105,8 @@ def system() -> Iterator[dict[str, Any]]:
             "scheduler": client.scheduler,
             "root": root,
             "base_url": f"http://127.0.0.1:{port}",
+            "repository": repo,
+            "versions_dir": root / "versions",
         }
     finally:
         try:
