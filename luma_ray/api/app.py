@@ -23,10 +23,11 @@ from luma_ray.api import problems
 from luma_ray.api.backend import Backend
 from luma_ray.api.callbacks import validate_callback_url
 from luma_ray.api.keys import KeyStore, Principal
-from luma_ray.api.schemas import CreateGeneration, generation_view
+from luma_ray.api.schemas import CreateGeneration, ModelAction, generation_view
 from luma_ray.api.sizes import resolve_size
 from luma_ray.errors import Forbidden, InvalidRequest, NotFound
 from luma_ray.models.interface import ModelLimits
+from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.service import SubmitRequest
 from luma_ray.storage import BlobStore
 
@@ -53,10 +54,16 @@ class Ports:
     keys: KeyStore
     store: BlobStore
     settings: ApiSettings
+    repository: ModelRepository | None = None
+    """The model repository the admin model endpoints act on (None: no repository)."""
 
 
 def create_app(
-    backend: Backend, keys: KeyStore, store: BlobStore, settings: ApiSettings | None = None
+    backend: Backend,
+    keys: KeyStore,
+    store: BlobStore,
+    settings: ApiSettings | None = None,
+    repository: ModelRepository | None = None,
 ) -> FastAPI:
     """Build the app. The OpenAI-compatible routes live in ``openai_compat``."""
     from luma_ray.api import openai_compat
@@ -66,7 +73,7 @@ def create_app(
         version="1",
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",
     )
-    app.state.ports = Ports(backend, keys, store, settings or ApiSettings())
+    app.state.ports = Ports(backend, keys, store, settings or ApiSettings(), repository)
     problems.install(app)
 
     @app.middleware("http")
@@ -89,6 +96,13 @@ def create_app(
 
 def ports(request: Request) -> Ports:
     return request.app.state.ports  # type: ignore[no-any-return]
+
+
+def repository(request: Request) -> ModelRepository:
+    repo = ports(request).repository
+    if repo is None:
+        raise NotFound("this deployment has no model repository")
+    return repo
 
 
 async def principal(
@@ -274,12 +288,31 @@ def add_native_routes(app: FastAPI) -> None:
     async def queues(request: Request, who: Admin) -> dict[str, Any]:
         return await ports(request).backend.stats()
 
+    @app.get("/v1/admin/models/{name}")
+    async def model_status(request: Request, name: str, who: Admin) -> dict[str, Any]:
+        """Versions, the active pointer, history and the rollout: what ``models status``
+        prints, with the scheduler's live view of the rollout."""
+        status = await asyncio.to_thread(repository(request).status, name)
+        status["rollout"] = await ports(request).backend.rollout_status(name)
+        return status
+
     @app.post("/v1/admin/models/{name}/{action}")
-    async def promote_or_rollback(request: Request, name: str, action: str, who: Admin) -> Any:
-        if action not in ("promote", "rollback"):
+    async def promote_or_rollback(
+        request: Request, name: str, action: str, who: Admin, body: ModelAction | None = None
+    ) -> dict[str, Any]:
+        """The same code as ``luma-ray models promote|rollback``; workers follow within their
+        watch interval."""
+        repo = repository(request)
+        if action == "promote":
+            if body is None or body.version is None:
+                raise InvalidRequest('promote needs a JSON body {"version": "<version>"}')
+            pointer = await asyncio.to_thread(repo.promote, name, body.version)
+        elif action == "rollback":
+            pointer = await asyncio.to_thread(repo.rollback, name)
+        else:
             raise NotFound(f"no admin action {action!r}; use promote or rollback")
-        await model_limits(ports(request), name)
-        raise NotFound(f"model {name} has no published versions to {action} yet")
+        log.info("admin %s: %s %s -> %s", who.tenant, action, name, pointer.active)
+        return {"model": name, "active": pointer.active, "previous": pointer.previous}
 
 
 async def _events(

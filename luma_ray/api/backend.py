@@ -28,6 +28,7 @@ class Backend(Protocol):
     async def delete(self, job_id: str, tenant: str | None) -> dict[str, Any]: ...
     async def stats(self) -> dict[str, Any]: ...
     async def limits(self) -> dict[str, Any]: ...
+    async def rollout_status(self, model: str) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -63,6 +64,9 @@ class LocalBackend:
 
     async def limits(self) -> dict[str, Any]:
         return await self._run("describe")  # type: ignore[no-any-return]
+
+    async def rollout_status(self, model: str) -> dict[str, Any]:
+        return await self._run("rollout_status", model)  # type: ignore[no-any-return]
 
 
 class ActorBackend:
@@ -116,3 +120,6 @@ class ActorBackend:
 
     async def limits(self) -> dict[str, Any]:
         return await self._call("limits")  # type: ignore[no-any-return]
+
+    async def rollout_status(self, model: str) -> dict[str, Any]:
+        return await self._call("rollout_status", model)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ environment by :func:`api_application`). ``deployments/api.yaml`` deploys the sa
 from __future__ import annotations
 
 import json
+import time
 import os
 from typing import Any
 
@@ -20,6 +21,7 @@ from luma_ray.api.backend import ActorBackend
 from luma_ray.api.keys import KeyStore, keys_path
 from luma_ray.config import RuntimeConfig, default_data_dir, default_tiers
 from luma_ray.scheduler.actor import get_scheduler
+from luma_ray.models.repository import ModelRepository
 from luma_ray.storage import open_store
 
 APP_NAME = "luma-api"
@@ -32,6 +34,7 @@ def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
         "keys_path": str(keys_path(runtime.data_dir)),
         "tiers": [t.name for t in runtime.scheduler.tiers],
         "store": runtime.store,
+        "repository": runtime.repository,
         "settings": {"allow_private_callbacks": runtime.allow_private_callbacks},
     }
 
@@ -51,6 +54,7 @@ def build_app() -> FastAPI:
         keys,
         open_store(cfg["store"]),
         ApiSettings(**cfg["settings"]),
+        ModelRepository(open_store(cfg["repository"]), time.time),
     )
 
 

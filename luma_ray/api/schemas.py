@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_METADATA_KEYS = 16
 
 
+class ModelAction(BaseModel):
+    """Body of ``POST /v1/admin/models/{name}/promote``."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = Field(default=None, max_length=63, description="version to promote")
+
+
 class CreateGeneration(BaseModel):
     """``POST /v1/generations`` body."""
 

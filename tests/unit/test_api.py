@@ -13,9 +13,11 @@ from luma_ray.api.backend import LocalBackend
 from luma_ray.api.keys import KeyStore
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.models.interface import ModelLimits
+from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
+from luma_ray.storage.memory import InMemoryBlobStore
 
 LIMITS = {"luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8)}
 
@@ -32,7 +34,10 @@ def api(tmp_path: Path):
     svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, Clock())
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
     store = LocalBlobStore(tmp_path / "results")
-    app = create_app(LocalBackend(svc), keys, store, ApiSettings(allow_private_callbacks=True))
+    repo = ModelRepository(InMemoryBlobStore(), Clock())
+    app = create_app(
+        LocalBackend(svc), keys, store, ApiSettings(allow_private_callbacks=True), repo
+    )
     alice, _ = keys.create("alice", "api", now_s=0)
     bob, _ = keys.create("bob", "free", now_s=0)
     root, _ = keys.create("ops", "api", admin=True, now_s=0)
@@ -41,6 +46,8 @@ def api(tmp_path: Path):
         "client": client,
         "svc": svc,
         "store": store,
+        "repo": repo,
+        "tmp": tmp_path,
         "alice": {"Authorization": f"Bearer {alice}"},
         "bob": {"Authorization": f"Bearer {bob}"},
         "admin": {"Authorization": f"Bearer {root}"},
@@ -165,3 +172,36 @@ def test_openai_shapes(api) -> None:
     assert page["object"] == "list" and page["first_id"] == video["id"]
     gone = c.delete(f"/v1/videos/{video['id']}", headers=api["alice"]).json()
     assert gone == {"id": video["id"], "object": "video.deleted", "deleted": True}
+
+
+def test_admin_promote_rollback_and_status(api) -> None:
+    c, repo = api["client"], api["repo"]
+    for version in ("v1", "v2"):
+        folder = api["tmp"] / "src" / version
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "model.yaml").write_text("entrypoint: pkg.mod:Model\n")
+        (folder / "checkpoints" / "w.bin").write_bytes(version.encode() * 10)
+        repo.publish("luma-tiny", version, folder)
+    url = "/v1/admin/models/luma-tiny"
+    promote = c.post(f"{url}/promote", json={"version": "v1"}, headers=api["admin"])
+    assert promote.status_code == 200 and promote.json()["active"] == "v1"
+    promote = c.post(f"{url}/promote", json={"version": "v2"}, headers=api["admin"])
+    assert promote.json() == {"model": "luma-tiny", "active": "v2", "previous": "v1"}
+    rolled = c.post(f"{url}/rollback", headers=api["admin"])
+    assert rolled.json()["active"] == "v1" and repo.active("luma-tiny").active == "v1"
+    status = c.get(url, headers=api["admin"]).json()
+    assert [v["version"] for v in status["versions"]] == ["v1", "v2"]
+    assert [h["action"] for h in status["history"]] == ["promote", "promote", "rollback"]
+    assert status["rollout"]["model"] == "luma-tiny"
+    # Refusals: each a clear 4xx, nothing changed.
+    for path, body, code, text in [
+        (f"{url}/promote", {"version": "v9"}, 404, "no version 'v9'"),
+        (f"{url}/promote", None, 400, "needs a JSON body"),
+        (f"{url}/promote", {"version": "../x"}, 400, "version '../x' is invalid"),
+        (f"{url}/explode", None, 404, "use promote or rollback"),
+        ("/v1/admin/models/Bad..Name/rollback", None, 400, "is invalid"),
+    ]:
+        r = c.post(path, json=body, headers=api["admin"])
+        assert r.status_code == code and text in r.json()["detail"], (path, r.text)
+    assert c.get(url, headers=api["alice"]).status_code == 403
+    assert repo.active("luma-tiny").active == "v1"
