@@ -306,13 +306,20 @@ def add_native_routes(app: FastAPI) -> None:
         if action == "promote":
             if body is None or body.version is None:
                 raise InvalidRequest('promote needs a JSON body {"version": "<version>"}')
-            pointer = await asyncio.to_thread(repo.promote, name, body.version)
+            pointer = await asyncio.to_thread(
+                repo.promote, name, body.version, body.max_unavailable
+            )
         elif action == "rollback":
             pointer = await asyncio.to_thread(repo.rollback, name)
         else:
             raise NotFound(f"no admin action {action!r}; use promote or rollback")
         log.info("admin %s: %s %s -> %s", who.tenant, action, name, pointer.active)
-        return {"model": name, "active": pointer.active, "previous": pointer.previous}
+        return {
+            "model": name,
+            "active": pointer.active,
+            "previous": pointer.previous,
+            "max_unavailable": pointer.max_unavailable,
+        }
 
 
 async def _events(

@@ -9,8 +9,8 @@ environment by :func:`api_application`). ``deployments/api.yaml`` deploys the sa
 from __future__ import annotations
 
 import json
-import time
 import os
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,8 +20,8 @@ from luma_ray.api.app import ApiSettings, create_app
 from luma_ray.api.backend import ActorBackend
 from luma_ray.api.keys import KeyStore, keys_path
 from luma_ray.config import RuntimeConfig, default_data_dir, default_tiers
-from luma_ray.scheduler.actor import get_scheduler
 from luma_ray.models.repository import ModelRepository
+from luma_ray.scheduler.actor import get_scheduler
 from luma_ray.storage import open_store
 
 APP_NAME = "luma-api"

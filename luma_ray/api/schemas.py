@@ -14,6 +14,9 @@ class ModelAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: str | None = Field(default=None, max_length=63, description="version to promote")
+    max_unavailable: str | None = Field(
+        default=None, max_length=8, description="share of each pool swapping at once: 25% or 1"
+    )
 
 
 class CreateGeneration(BaseModel):

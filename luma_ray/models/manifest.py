@@ -120,3 +120,15 @@ def load_manifest(data: bytes, key: str) -> Manifest:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Conflict(f"{key} in the repository is malformed ({exc!r})") from None
+
+
+def validate_max_unavailable(value: str) -> str:
+    """``"25%"`` (1-100 %) or a whole count of at least 1; ``InvalidRequest`` otherwise."""
+    match = re.fullmatch(r"(\d{1,3})%|(\d{1,6})", str(value).strip())
+    share, count = (int(g) if g else None for g in match.groups()) if match else (None, None)
+    if (share is None or not 1 <= share <= 100) and (count is None or count < 1):
+        raise InvalidRequest(
+            f"max_unavailable {value!r} is invalid: use a percentage like '25%' or a count "
+            "of at least 1"
+        )
+    return str(value).strip()

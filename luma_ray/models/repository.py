@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from luma_ray.models.manifest import (  # noqa: F401  (re-exported)
     dump_manifest,
     load_manifest,
     sha256_file,
+    validate_max_unavailable,
     validate_name,
 )
 from luma_ray.storage.base import BlobStore
@@ -177,14 +178,20 @@ class ModelRepository:
 
     # -- promote / rollback --------------------------------------------------------------------
 
-    def promote(self, name: str, version: str) -> ActivePointer:
+    def promote(self, name: str, version: str, max_unavailable: str | None = None) -> ActivePointer:
         """Make ``version`` active; the old active becomes ``previous``. Called by an operator.
 
-        Promoting the active version again changes nothing. ``active.yaml`` is rewritten with
-        one ``put_bytes`` (atomic per object); concurrent promotes: the last one wins.
+        ``max_unavailable`` (``"25%"`` or a count such as ``"2"``) sets how much of each pool
+        may swap at once, from this rollout on. Promoting the active version again changes
+        nothing. ``active.yaml`` is rewritten with one ``put_bytes`` (atomic per object);
+        concurrent promotes: the last one wins.
         """
+        if max_unavailable is not None:
+            validate_max_unavailable(max_unavailable)
         self.manifest(name, version)  # NotFound if it does not exist
         current = self.active(name)
+        if max_unavailable is not None:
+            current = replace(current, max_unavailable=max_unavailable)
         if current.active == version:
             return current
         return self._write_active(name, version, current.active, current, "promote")

@@ -49,6 +49,10 @@ def add_commands(sub: Any) -> None:
     promote = cmds.add_parser("promote", parents=[common], help="make a version active")
     promote.add_argument("name")
     promote.add_argument("version")
+    promote.add_argument(
+        "--max-unavailable",
+        help="how much of each pool may swap at once, e.g. 25%% or 1 (default: keep)",
+    )
     promote.set_defaults(func=cmd_promote)
 
     rollback = cmds.add_parser("rollback", parents=[common], help="return to the previous one")
@@ -98,8 +102,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """``models promote NAME VERSION``: make a version active."""
-    pointer = open_repository(args).promote(args.name, args.version)
-    print(f"{args.name}: active {pointer.active} (previous {pointer.previous})")
+    pointer = open_repository(args).promote(args.name, args.version, args.max_unavailable)
+    print(
+        f"{args.name}: active {pointer.active} (previous {pointer.previous}); workers swap "
+        f"{pointer.max_unavailable} of a pool at a time"
+    )
     return 0
 
 

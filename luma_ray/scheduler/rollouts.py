@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from luma_ray.errors import InvalidRequest
+from luma_ray.models.manifest import validate_max_unavailable
 
 SWAP_TIMEOUT_S = 900.0
 """A swap slot lapses this long after it was granted (its worker died mid-swap)."""
@@ -54,22 +54,10 @@ class _ModelRollout:
 
 def allowed_unavailable(max_unavailable: str, pool_size: int) -> int:
     """How many of ``pool_size`` workers may swap at once: ``"25%"`` or ``"2"``; at least 1."""
-    text = str(max_unavailable).strip()
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1])
-            if not 0 < share <= 100:
-                raise ValueError
-            return max(1, math.floor(pool_size * share / 100))
-        count = int(text)
-        if count < 1:
-            raise ValueError
-        return count
-    except ValueError:
-        raise InvalidRequest(
-            f"max_unavailable {max_unavailable!r} is invalid: use a percentage like '25%' "
-            "or a count of at least 1"
-        ) from None
+    text = validate_max_unavailable(max_unavailable)
+    if text.endswith("%"):
+        return max(1, math.floor(pool_size * int(text[:-1]) / 100))
+    return int(text)
 
 
 class Rollouts:

@@ -136,6 +136,13 @@ def test_promote_rollback_and_history(repo: ModelRepository, tmp_path: Path) -> 
     assert [v["version"] for v in status["versions"]] == ["v1", "v2", "v3"]
     with pytest.raises(NotFound, match="no version 'v9'"):
         repo.promote("tiny", "v9")
+    # The rollout pace set at a promote stays for later promotes and rollbacks.
+    assert repo.promote("tiny", "v3", max_unavailable="2").max_unavailable == "2"
+    assert repo.rollback("tiny").max_unavailable == "2"
+    for bad in ("0", "0%", "150%", "a lot", "-1"):
+        with pytest.raises(InvalidRequest, match="max_unavailable"):
+            repo.promote("tiny", "v2", max_unavailable=bad)
+    assert repo.active("tiny").active == "v1"
 
 
 def test_rollback_without_previous_is_a_clear_error(repo: ModelRepository, tmp_path: Path) -> None:

@@ -185,8 +185,14 @@ def test_admin_promote_rollback_and_status(api) -> None:
     url = "/v1/admin/models/luma-tiny"
     promote = c.post(f"{url}/promote", json={"version": "v1"}, headers=api["admin"])
     assert promote.status_code == 200 and promote.json()["active"] == "v1"
-    promote = c.post(f"{url}/promote", json={"version": "v2"}, headers=api["admin"])
-    assert promote.json() == {"model": "luma-tiny", "active": "v2", "previous": "v1"}
+    body = {"version": "v2", "max_unavailable": "50%"}
+    promote = c.post(f"{url}/promote", json=body, headers=api["admin"])
+    assert promote.json() == {
+        "model": "luma-tiny",
+        "active": "v2",
+        "previous": "v1",
+        "max_unavailable": "50%",
+    }
     rolled = c.post(f"{url}/rollback", headers=api["admin"])
     assert rolled.json()["active"] == "v1" and repo.active("luma-tiny").active == "v1"
     status = c.get(url, headers=api["admin"]).json()
@@ -199,6 +205,7 @@ def test_admin_promote_rollback_and_status(api) -> None:
         (f"{url}/promote", None, 400, "needs a JSON body"),
         (f"{url}/promote", {"version": "../x"}, 400, "version '../x' is invalid"),
         (f"{url}/explode", None, 404, "use promote or rollback"),
+        (f"{url}/promote", {"version": "v2", "max_unavailable": "0%"}, 400, "percentage"),
         ("/v1/admin/models/Bad..Name/rollback", None, 400, "is invalid"),
     ]:
         r = c.post(path, json=body, headers=api["admin"])
