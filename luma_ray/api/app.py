@@ -275,12 +275,20 @@ def add_native_routes(app: FastAPI) -> None:
 
     @app.get("/v1/models")
     async def models(request: Request, who: Caller) -> dict[str, Any]:
+        """Models with their request limits and active version (pin one as ``name@version``)."""
         described = await ports(request).backend.limits()
+        names = sorted(described["models"])
+        versions = await asyncio.to_thread(_active_versions, ports(request).repository, names)
         return {
             "object": "list",
             "data": [
-                {"id": name, "object": "model", "limits": lim}
-                for name, lim in sorted(described["models"].items())
+                {
+                    "id": name,
+                    "object": "model",
+                    "limits": described["models"][name],
+                    "version": versions.get(name),
+                }
+                for name in names
             ],
         }
 
@@ -320,6 +328,19 @@ def add_native_routes(app: FastAPI) -> None:
             "previous": pointer.previous,
             "max_unavailable": pointer.max_unavailable,
         }
+
+
+def _active_versions(repo: ModelRepository | None, names: list[str]) -> dict[str, str | None]:
+    """Each model's active version; missing where the repository cannot be read just now."""
+    if repo is None:
+        return {}
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = repo.active(name).active
+        except Exception:
+            log.warning("cannot read the active version of %s", name, exc_info=True)
+    return found
 
 
 async def _events(

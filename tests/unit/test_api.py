@@ -212,3 +212,5 @@ def test_admin_promote_rollback_and_status(api) -> None:
         assert r.status_code == code and text in r.json()["detail"], (path, r.text)
     assert c.get(url, headers=api["alice"]).status_code == 403
     assert repo.active("luma-tiny").active == "v1"
+    listed = c.get("/v1/models", headers=api["alice"]).json()["data"]
+    assert [(m["id"], m["version"]) for m in listed] == [("luma-tiny", "v1")]
