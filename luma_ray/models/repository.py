@@ -183,17 +183,20 @@ class ModelRepository:
 
         ``max_unavailable`` (``"25%"`` or a count such as ``"2"``) sets how much of each pool
         may swap at once, from this rollout on. Promoting the active version again changes
-        nothing. ``active.yaml`` is rewritten with one ``put_bytes`` (atomic per object);
-        concurrent promotes: the last one wins.
+        only the pace, if given. ``active.yaml`` is rewritten with one ``put_bytes`` (atomic
+        per object); concurrent promotes: the last one wins.
         """
         if max_unavailable is not None:
             validate_max_unavailable(max_unavailable)
         self.manifest(name, version)  # NotFound if it does not exist
-        current = self.active(name)
+        stored = self.active(name)
+        current = stored
         if max_unavailable is not None:
-            current = replace(current, max_unavailable=max_unavailable)
+            current = replace(stored, max_unavailable=max_unavailable)
         if current.active == version:
-            return current
+            if current.max_unavailable == stored.max_unavailable:
+                return current
+            return self._write_active(name, version, current.previous, current, "pace")
         return self._write_active(name, version, current.active, current, "promote")
 
     def rollback(self, name: str) -> ActivePointer:

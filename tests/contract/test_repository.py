@@ -139,6 +139,8 @@ def test_promote_rollback_and_history(repo: ModelRepository, tmp_path: Path) -> 
     # The rollout pace set at a promote stays for later promotes and rollbacks.
     assert repo.promote("tiny", "v3", max_unavailable="2").max_unavailable == "2"
     assert repo.rollback("tiny").max_unavailable == "2"
+    assert repo.promote("tiny", "v1", max_unavailable="50%").max_unavailable == "50%"  # active
+    assert repo.active("tiny").max_unavailable == "50%"
     for bad in ("0", "0%", "150%", "a lot", "-1"):
         with pytest.raises(InvalidRequest, match="max_unavailable"):
             repo.promote("tiny", "v2", max_unavailable=bad)
