@@ -33,9 +33,11 @@ from luma_ray.models.interface import (
     validate_request,
 )
 from luma_ray.models.reference.network import (
+    FrameGather,
     LumaTinyNet,
     NetworkConfig,
     init_weights,
+    local_token_slice,
     parameter_count,
 )
 from luma_ray.models.reference.text import token_batch
@@ -103,6 +105,7 @@ class LumaTiny:
         self._device = torch.device("cpu")
         self._guidance_scale = DEFAULT_GUIDANCE_SCALE
         self._rank, self._world = 0, 1
+        self._group: object | None = None
 
     @property
     def network(self) -> LumaTinyNet:
@@ -121,7 +124,7 @@ class LumaTiny:
 
         Raises ``ConfigError`` naming the file and the fix when the folder is not a luma-tiny
         checkpoint. ``process_group`` is the gang's group: every rank loads the full weights
-        (the model is small) and, until sequence parallelism lands, computes every token.
+        (the model is small) and computes its own frames (sequence parallelism, network.py).
         """
         checkpoint_dir = Path(checkpoint_dir)
         config = _read_config(checkpoint_dir / CONFIG_FILE)
@@ -138,6 +141,7 @@ class LumaTiny:
         self._net = net.to(self._device).eval().requires_grad_(False)
         self._guidance_scale = float(config.get("guidance_scale", DEFAULT_GUIDANCE_SCALE))
         self._rank, self._world = _rank_and_world(process_group)
+        self._group = process_group
         logger.info(
             "loaded %s from %s on %s: %d parameters, rank %d of %d",
             MODEL_NAME,
@@ -173,17 +177,48 @@ class LumaTiny:
         text, pooled = net.text(ids, mask)
         shape = (1, request.frames, cfg.channels, request.height, request.width)
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        x = torch.randn(shape, generator=generator).to(self._device)
+        x = torch.randn(shape, generator=generator).to(self._device)  # same noise on every rank
+        first, gather = 0, None
+        if self._world > 1 and request.frames >= self._world:
+            mine = local_token_slice(self._rank, self._world, request.frames, 1)  # frames
+            first, gather = mine.start, self._frame_gatherer(request.frames)
+            x = x[:, mine]
+            shape = (1, x.shape[1], *shape[2:])
         times = torch.linspace(1.0, 0.0, request.steps + 1, device=self._device)
         for i in range(request.steps):
             t, t_next = times[i], times[i + 1]
-            both = net(x.expand(2, *shape[1:]), t.expand(2), text, mask, pooled)
+            both = net(x.expand(2, *shape[1:]), t.expand(2), text, mask, pooled, first, gather)
             x0_cond, x0_uncond = both.chunk(2)
             x0 = x0_uncond + self._guidance_scale * (x0_cond - x0_uncond)
             x = x + (t_next - t) * (x - x0) / t  # Euler step on the velocity (x - x0) / t
             if not _keep_going(on_step(i + 1, request.steps)):
                 raise GenerationCancelled(i + 1, request.steps)
+        if gather is not None:
+            x = gather(x)  # every rank ends with the whole video; rank 0's is stored
         return x[0]
+
+    def _frame_gatherer(self, frames: int) -> FrameGather:
+        """All-gather along the frame dimension (dim 1). Ranks hold uneven frame counts
+        (``local_token_slice``), and all_gather needs equal shapes: pad, gather, trim."""
+        import torch.distributed as dist
+
+        counts = [
+            len(range(frames)[local_token_slice(r, self._world, frames, 1)])
+            for r in range(self._world)
+        ]
+        most = max(counts)
+
+        def gather(local: torch.Tensor) -> torch.Tensor:
+            pad = most - local.shape[1]
+            padded = local
+            if pad:
+                filler = local.new_zeros((local.shape[0], pad, *local.shape[2:]))
+                padded = torch.cat([local, filler], dim=1)
+            parts = [torch.empty_like(padded) for _ in range(self._world)]
+            dist.all_gather(parts, padded.contiguous(), group=self._group)  # type: ignore[arg-type]
+            return torch.cat([part[:, :n] for part, n in zip(parts, counts, strict=True)], dim=1)
+
+        return gather
 
 
 def _keep_going(answer: object) -> bool:

@@ -14,19 +14,26 @@ unpatchified and turned into a 3-channel prediction of the clean frames by a sma
 ``LumaTiny`` (model.py) builds it from ``NetworkConfig``, loads its weights, and runs the
 sampler around it.
 
-Sequence parallelism (later): tokens are frame-major, so a rank holds whole frames
-(``local_token_slice``); spatial attention, cross-attention and the MLP need only local tokens,
-and temporal attention needs one all-to-all each way to regroup by patch position.
+Sequence parallelism: tokens are frame-major, so a rank holds whole frames
+(``local_token_slice``); spatial attention, cross-attention, the MLP and the conv head need
+only local tokens. Temporal attention attends over every frame: each rank gathers the
+(normalised, modulated) tokens of all frames once per block (``gather_frames``) and computes
+keys and values from them, queries from its own frames, so the result is the same attention
+over the whole sequence as on one rank.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 from torch import nn
+
+FrameGather = Callable[[torch.Tensor], torch.Tensor]
+"""``[B, F_local, ...]`` on each rank → ``[B, F_total, ...]``, frames in rank order."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,12 @@ class Block(nn.Module):
         self.ada = nn.Linear(d, 9 * d)
 
     def forward(
-        self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        gather_frames: FrameGather | None = None,
     ) -> torch.Tensor:
         b, f, n, d = x.shape
         ada: torch.Tensor = self.ada(F.silu(c))
@@ -112,8 +124,13 @@ class Block(nn.Module):
         s_shift, s_scale, s_gate, t_shift, t_scale, t_gate, m_shift, m_scale, m_gate = mods
         h = _modulate(self.norm_s(x), s_shift, s_scale).reshape(b * f, n, d)
         x = x + s_gate * self.spatial(h).view(b, f, n, d)
-        h = _modulate(self.norm_t(x), t_shift, t_scale).transpose(1, 2).reshape(b * n, f, d)
-        x = x + t_gate * self.temporal(h).view(b, n, f, d).transpose(1, 2)
+        local = _modulate(self.norm_t(x), t_shift, t_scale)
+        h = local.transpose(1, 2).reshape(b * n, f, d)
+        context = None
+        if gather_frames is not None:  # queries from our frames, keys/values from all frames
+            every = gather_frames(local)
+            context = every.transpose(1, 2).reshape(b * n, every.shape[1], d)
+        x = x + t_gate * self.temporal(h, context).view(b, n, f, d).transpose(1, 2)
         h = self.norm_x(x).reshape(b, f * n, d)
         x = x + self.cross(h, text, text_mask[:, None, None, :]).view(b, f, n, d)
         mlp: torch.Tensor = self.mlp(_modulate(self.norm_m(x), m_shift, m_scale))
@@ -173,18 +190,23 @@ class LumaTinyNet(nn.Module):
         text: torch.Tensor,
         text_mask: torch.Tensor,
         pooled: torch.Tensor,
+        first_frame: int = 0,
+        gather_frames: FrameGather | None = None,
     ) -> torch.Tensor:
         """Clean frames ``[B, F, C, H, W]`` predicted from ``x`` at times ``t`` ``[B]`` in [0, 1].
 
         ``text``, ``text_mask`` and ``pooled`` come from ``self.text`` (computed once per request
-        by the sampler, not once per step).
+        by the sampler, not once per step). Under sequence parallelism ``x`` holds this rank's
+        frames, starting at frame ``first_frame``, and ``gather_frames`` collects a tensor's
+        frames from every rank in order (see ``Block``).
         """
         b, f, _, height, width = x.shape
         p = self.cfg.patch
-        h = self.patch_embed(_patchify(x, p)) + self._positions(f, height // p, width // p)
+        positions = self._positions(first_frame + f, height // p, width // p)[first_frame:]
+        h = self.patch_embed(_patchify(x, p)) + positions
         c = self.time(sincos(t * 1000.0, self.cfg.dim)) + self.text_to_cond(pooled)
         for block in self.blocks:
-            h = block(h, c, text, text_mask)
+            h = block(h, c, text, text_mask, gather_frames)
         shift, scale = self.final_ada(F.silu(c))[:, None, None, :].chunk(2, dim=-1)
         h = self.final(_modulate(self.final_norm(h), shift, scale))
         features = _unpatchify(h, p, height // p, width // p)
