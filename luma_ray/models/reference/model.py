@@ -215,7 +215,7 @@ class LumaTiny:
                 filler = local.new_zeros((local.shape[0], pad, *local.shape[2:]))
                 padded = torch.cat([local, filler], dim=1)
             parts = [torch.empty_like(padded) for _ in range(self._world)]
-            dist.all_gather(parts, padded.contiguous(), group=self._group)  # type: ignore[arg-type]
+            dist.all_gather(parts, padded.contiguous(), group=self._group)
             return torch.cat([part[:, :n] for part, n in zip(parts, counts, strict=True)], dim=1)
 
         return gather
