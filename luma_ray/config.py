@@ -184,22 +184,38 @@ def load_tiers(path: str | Path) -> list[TierConfig]:
 
 
 class PoolConfig(_Strict):
-    """A pool of model workers: one Serve deployment whose replicas serve one model."""
+    """A pool of model workers: one Serve deployment whose replicas serve one model.
+
+    A model may have several pools (different hardware, clusters); give each a ``name``."""
 
     model: str = Field(default="luma-tiny", min_length=1, max_length=64)
     """Model name the replicas load (see ``luma_ray.models.registry``)."""
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    """Serve application name of the pool; default ``<model>-workers``."""
     replicas: int = Field(default=1, ge=0, le=10_000)
     """Number of replicas (each one worker, one gang)."""
     cluster: str = Field(default="local", min_length=1, max_length=64)
     """Cluster the replicas count against for dispatch limits."""
     prefetch: bool = True
     """Hold one extra lease while computing, so the model never waits for the scheduler."""
+    accelerators: int = Field(default=1, ge=1, le=64)
+    """Ranks per replica: one process per accelerator, one torch.distributed group, all on
+    one node (a placement group bundle per rank)."""
+    accelerator: str = Field(default="cpu", pattern=r"^(cpu|nvidia|amd)$")
+    """``cpu`` (gloo), ``nvidia`` or ``amd`` (NCCL / RCCL; one GPU per rank)."""
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    """Ray node labels a replica's node must carry, e.g. ``{"luma.io/cluster": "aws-east",
+    "luma.io/accelerator": "nvidia-h100"}`` (cluster_configs/ set them on every node)."""
     num_cpus: float = Field(default=1.0, ge=0, le=1024)
-    """CPUs Ray reserves per replica."""
+    """CPUs Ray reserves per rank."""
     torch_threads: int = Field(default=1, ge=1, le=256)
     """Intra-op threads per replica on CPU."""
     watch_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
     """How often each replica reads the model's ``active.yaml`` to notice a promotion."""
+
+    @property
+    def app_name(self) -> str:
+        return self.name or f"{self.model}-workers"
 
 
 class RuntimeConfig(_Strict):
@@ -222,6 +238,16 @@ class RuntimeConfig(_Strict):
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)
     """Each node's cache of model versions keeps at most this much beyond the newest."""
+
+    @model_validator(mode="after")
+    def _pool_names_unique(self) -> RuntimeConfig:
+        names = [pool.app_name for pool in self.pools]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"pools {twice} share a name: give each pool of one model its own 'name'"
+            )
+        return self
 
     @property
     def journal(self) -> str:

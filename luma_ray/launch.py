@@ -91,7 +91,7 @@ def ensure_webhook_secret(path: Path) -> str:
 
 
 def pool_app_name(pool: PoolConfig) -> str:
-    return f"{pool.model}-workers"
+    return pool.app_name
 
 
 def start(runtime: RuntimeConfig) -> Any:
@@ -141,11 +141,21 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     """The bound Serve application of one worker pool."""
     from luma_ray.workers.deployment import ModelWorker
 
-    # The replica itself (a supervisor) needs no CPU; the model's host actor takes the
-    # replica's bundle, and the next version's host takes it over on a swap.
-    reserve: dict[str, Any] = {}
+    # The replica itself (a supervisor) needs no CPU. Each rank of its gang takes one bundle,
+    # packed on one node; the next version's ranks take them over on a swap.
+    bundle: dict[str, float] = {}
     if pool.num_cpus > 0:
-        reserve["placement_group_bundles"] = [{"CPU": pool.num_cpus}]
+        bundle["CPU"] = pool.num_cpus
+    if pool.accelerator != "cpu":
+        bundle["GPU"] = 1
+    reserve: dict[str, Any] = {}
+    if bundle:
+        reserve["placement_group_bundles"] = [dict(bundle) for _ in range(pool.accelerators)]
+        reserve["placement_group_strategy"] = "STRICT_PACK"
+        if pool.node_labels:
+            reserve["placement_group_bundle_label_selector"] = [
+                dict(pool.node_labels) for _ in range(pool.accelerators)
+            ]
     deployment: Any = serve.deployment(
         ModelWorker,
         name=pool_app_name(pool),
@@ -168,6 +178,8 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         pool.num_cpus,
         pool.replicas,
         pool.watch_interval_s,
+        pool.accelerators,
+        pool.accelerator,
     )
 
 

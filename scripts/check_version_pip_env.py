@@ -23,7 +23,7 @@ from luma_ray.models.reference.model import LIMITS  # noqa: E402
 from luma_ray.models.reference.publish import write_reference_folder  # noqa: E402
 from luma_ray.models.repository import ModelRepository  # noqa: E402
 from luma_ray.storage import open_store  # noqa: E402
-from luma_ray.workers.host import HostLauncher  # noqa: E402
+from luma_ray.workers.gang import GangLauncher  # noqa: E402
 
 root = WORK
 folder = write_reference_folder(
@@ -40,7 +40,8 @@ manifest = repo.publish("pip-model", "v1", folder)
 path = ModelCache(root / "cache", repo, 10**9).fetch("pip-model", "v1")
 ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(WORK / "ray"))
 t = time.time()
-loaded = HostLauncher(1, 0, 1)(manifest, path)
+launch = GangLauncher(ranks=1, accelerator="cpu", num_cpus=1, torch_threads=1, name_prefix="chk")
+loaded = launch(manifest, path)
 loaded.warmup()
 print("loaded in", round(time.time() - t, 1), "s; source", loaded.model.source)
 loaded.close()

@@ -23,7 +23,7 @@ from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.actor import get_scheduler
 from luma_ray.storage import open_store
 from luma_ray.workers.adapters import ActorScheduler, StoreSink
-from luma_ray.workers.host import HostLauncher
+from luma_ray.workers.gang import GangLauncher
 from luma_ray.workers.loop import WorkerLoop
 from luma_ray.workers.versions import VersionManager
 
@@ -46,6 +46,8 @@ class ModelWorker:
         num_cpus: float = 1.0,
         pool_size: int = 1,
         watch_interval_s: float = 5.0,
+        ranks: int = 1,
+        accelerator: str = "cpu",
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.model = model
@@ -56,7 +58,13 @@ class ModelWorker:
             model,
             repository,
             ModelCache(Path(cache_dir), repository, cache_max_bytes),
-            HostLauncher(num_cpus, 0, torch_threads),
+            GangLauncher(
+                ranks=ranks,
+                accelerator=accelerator,
+                num_cpus=num_cpus,
+                torch_threads=torch_threads,
+                name_prefix=f"luma-rank/{self.worker_id}",
+            ),
             port,
             pool_size=pool_size,
             watch_interval_s=watch_interval_s,
@@ -93,7 +101,7 @@ class ModelWorker:
         if not self._thread.is_alive():
             raise RuntimeError(f"worker {self.worker_id}: pull loop is not running")
         if getattr(self.loop.model, "dead", False):
-            raise RuntimeError(f"worker {self.worker_id}: its model process died")
+            raise RuntimeError(f"worker {self.worker_id}: a rank of its gang died")
 
     def stats(self) -> dict[str, Any]:
         s = self.loop.stats

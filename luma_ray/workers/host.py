@@ -1,50 +1,40 @@
-"""One model version in its own process: the version's code and requirements, nobody else's.
+"""One rank of a model version, in its own process: the version's code and nobody else's.
 
-Who calls this: ``VersionManager`` (through :class:`HostLauncher`) starts a :class:`ModelHost`
-actor per loaded version; the pull loop calls ``generate`` on a :class:`HostedModel`, which
-forwards it. The actor's runtime_env puts the version's ``code/`` folder (from the node's
-verified cache) first on ``PYTHONPATH`` and installs its ``requirements.txt`` with pip, so two
-versions whose code shares module names run side by side on one node, and a swap starts a fresh
-process. Replicas reserve their resources in a placement group (``launch.pool_application``);
-the host is created inside it, so an old host's CPUs or GPUs pass to the new one.
+Who calls this: ``gang.GangLauncher`` starts one :class:`ModelHost` actor per rank of a replica
+(N accelerators → N ranks) inside the replica's placement group, with the version's code first
+on ``PYTHONPATH`` and its pip requirements in the actor's runtime_env, so two versions whose
+code shares module names run side by side and a swap starts fresh processes.
 
-Progress crosses the process boundary in one call per step: the proxy's ``wait_step`` returns
-when the host finished a step, the proxy runs the loop's step callback (the heartbeat), and the
-next ``wait_step`` carries its answer back. The host waits for that answer before the next
-step, as an in-process model would, so a cancel stops the model within one step.
+A gang of N > 1 ranks forms one ``torch.distributed`` group (gloo on CPU, NCCL on NVIDIA and
+AMD/ROCm). Rank 0 is driven by the worker: ``generate`` broadcasts the job to the other ranks,
+which wait in ``follow``; every rank runs the model on its share of the sequence. After every
+sampler step rank 0 waits for the worker's answer (the heartbeat: go on, or stop) and
+broadcasts it, so all ranks stop at the same step and no collective is left waiting.
+
+Progress crosses to the worker in one call per step: the worker's ``wait_step`` returns when
+rank 0 finished a step, the worker heartbeats, and its next ``wait_step`` carries the answer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import inspect
-import itertools
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import ray
-
-from luma_ray.errors import LumaError
-from luma_ray.models.interface import (
-    GenerationCancelled,
-    GenerationRequest,
-    ModelLimits,
-    StepCallback,
-)
-from luma_ray.models.manifest import Manifest
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from luma_ray.models.interface import GenerationCancelled, GenerationRequest, ModelLimits
 
 log = logging.getLogger(__name__)
 
-LOAD_TIMEOUT_S = 600.0
-"""Longest a version may take to start, load and warm up before the swap is abandoned."""
-STEP_POLL_S = 0.5
 ANSWER_WAIT_S = 60.0
-"""A host waits this long for the worker's answer to a step before it carries on alone."""
+"""Rank 0 waits this long for the worker's answer to a step before it carries on alone."""
+GROUP_TIMEOUT_S = 120.0
+"""A collective that waits longer than this (a rank died) fails instead of hanging."""
 
 
 class VersionLoadError(Exception):
@@ -62,53 +52,97 @@ class ModelHost:
         entrypoint: str,
         params: dict[str, Any],
         torch_threads: int,
+        rank: int = 0,
+        world: int = 1,
+        backend: str = "gloo",
     ) -> None:
+        import torch
+
+        logging.basicConfig(level=logging.INFO)
+        torch.set_num_threads(max(1, torch_threads))
+        self.name, self.version, self.folder = model, version, folder
+        self.entrypoint, self.params = entrypoint, params
+        self.rank, self.world, self.backend = rank, world, backend
+        self.group: Any = None
+        self.model: Any = None
+        self.load_error: str | None = None
+        """Why the version did not load (``describe`` reports it: Ray's own error for a failed
+        actor buries the reason in a traceback)."""
+        self._cond = threading.Condition()
+        self._step = (0, 0)
+        self._answered = 0  # the last step whose answer arrived from the worker
+        self._generation = 0  # which generate call the step state belongs to
+        self._running = False
+        self._cancel = False
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def address(self) -> tuple[str, int]:
+        """Where the group meets (called on rank 0): this node's address and a free port."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        return address, port
+
+    def setup(self, master: tuple[str, int] | None) -> dict[str, Any]:
+        """Join the gang's group (all ranks call this at once) and load the version."""
         import torch
 
         from luma_ray.models.registry import import_entrypoint
 
-        logging.basicConfig(level=logging.INFO)
-        torch.set_num_threads(max(1, torch_threads))
-        self.version = version
-        self.load_error: str | None = None
-        """Why the version did not load (reported by ``describe``; Ray's own error for a failed
-        constructor buries the reason in a traceback)."""
         try:
-            cls = import_entrypoint(entrypoint)
-            self.model = cls(**params)
-            self.model.load(Path(folder) / "checkpoints", torch.device("cpu"))
-            self.limits: ModelLimits = self.model.limits
+            if self.world > 1:
+                import torch.distributed as dist
+
+                assert master is not None
+                dist.init_process_group(
+                    self.backend,
+                    init_method=f"tcp://{master[0]}:{master[1]}",
+                    rank=self.rank,
+                    world_size=self.world,
+                    timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S),
+                )
+                self.group = dist.group.WORLD
+            cls = import_entrypoint(self.entrypoint)
+            self.model = cls(**self.params)
+            device = self._device(torch)
+            self.model.load(Path(self.folder) / "checkpoints", device, self.group)
         except Exception as err:
-            log.exception("host: %s@%s failed to load", model, version)
+            log.exception("host: %s@%s rank %d failed to load", self.name, self.version, self.rank)
             self.load_error = f"{type(err).__name__}: {err}"[:500]
-            return
-        self._cond = threading.Condition()
-        self._step = (0, 0)
-        self._answered = 0  # the last step whose callback answer arrived
-        self._generation = 0  # which generate call the step state belongs to
-        self._running = False
-        self._cancel = False
-        log.info("host: %s@%s loaded from %s (pid %d)", model, version, folder, os.getpid())
+        return self.describe()
+
+    def _device(self, torch: Any) -> Any:
+        if self.backend == "nccl" and torch.cuda.is_available():
+            return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to this rank's GPU
+        return torch.device("cpu")
 
     def describe(self) -> dict[str, Any]:
         """What runs here; ``source`` is the file the model class came from (which version's
         code this process imported)."""
         if self.load_error is not None:
-            return {"version": self.version, "error": self.load_error}
+            return {"version": self.version, "rank": self.rank, "error": self.load_error}
         return {
             "version": self.version,
-            "limits": self.limits,
+            "rank": self.rank,
+            "limits": self.model.limits,
             "pid": os.getpid(),
             "source": inspect.getsourcefile(type(self.model)),
         }
 
+    # -- rank 0: driven by the worker --------------------------------------------------------
+
     def warmup(self) -> None:
-        """One smallest generation, so the first real job does not pay for lazy setup."""
-        lim = self.limits
+        """One smallest generation on every rank, so the first job pays no lazy setup."""
+        lim: ModelLimits = self.model.limits
         tiny = GenerationRequest(
             "warm-up", frames=1, height=lim.size_multiple, width=lim.size_multiple, steps=1
         )
-        self.model.generate(tiny, lambda step, total: True)
+        self._broadcast_job(tiny)
+        self.model.generate(tiny, lambda step, total: self._share_answer(True))
 
     def generate(self, request: GenerationRequest, generation: int) -> Any:
         with self._cond:
@@ -116,6 +150,7 @@ class ModelHost:
             self._generation = generation
             self._cond.notify_all()
         try:
+            self._broadcast_job(request)
             return self.model.generate(request, self._on_step)
         finally:
             with self._cond:
@@ -128,7 +163,8 @@ class ModelHost:
             self._cond.notify_all()
             # Wait for the worker's answer; if it never comes (worker gone), carry on.
             self._cond.wait_for(lambda: self._answered >= step or self._cancel, ANSWER_WAIT_S)
-            return not self._cancel
+            go = not self._cancel
+        return self._share_answer(go)
 
     def wait_step(
         self, generation: int, answered: int, go: bool, timeout_s: float
@@ -147,120 +183,32 @@ class ModelHost:
             self._cond.wait_for(lambda: self._step[0] > answered or not self._running, timeout_s)
             return self._step[0], self._step[1], not self._running
 
+    # -- the gang ----------------------------------------------------------------------------
 
-class HostedModel:
-    """The ``VideoModel`` the pull loop runs; forwards to a :class:`ModelHost` actor."""
+    def _broadcast_job(self, request: GenerationRequest) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
 
-    def __init__(
-        self, handle: Any, name: str, version: str, limits: ModelLimits, source: str | None
-    ) -> None:
-        self.handle = handle
-        self.name = name
-        self.version = version
-        self.limits = limits
-        self.source = source
-        self._generations = itertools.count(1)
-        self.dead = False
+            dist.broadcast_object_list([request], src=0, group=self.group)
 
-    def load(
-        self, checkpoint_dir: Path, device: torch.device, process_group: object | None = None
-    ) -> None:
-        raise RuntimeError("a hosted model is loaded by its host; start a new host instead")
+    def _share_answer(self, go: bool) -> bool:
+        """Rank 0's answer for this step, on every rank (a collective: all ranks call it)."""
+        if self.world == 1:
+            return go
+        import torch
+        import torch.distributed as dist
 
-    def generate(self, request: GenerationRequest, on_step: StepCallback) -> Any:
-        generation = next(self._generations)
-        ref = self.handle.generate.remote(request, generation)
-        seen, go = 0, True
+        flag = torch.tensor([1 if go else 0], dtype=torch.int32)
+        dist.broadcast(flag, src=0, group=self.group)
+        return bool(flag.item())
+
+    def follow(self) -> None:
+        """Ranks above 0: run every job rank 0 broadcasts, until the process is killed."""
+        import torch.distributed as dist
+
         while True:
-            try:
-                step, total, done = ray.get(
-                    self.handle.wait_step.remote(generation, seen, go, STEP_POLL_S)
-                )
-            except ray.exceptions.RayActorError:
-                self.dead = True
-                raise
-            if step > seen:
-                go = on_step(step, total) and go  # a stop is final
-                seen = step
-            elif done:
-                break
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayActorError:
-            self.dead = True  # the replica's health check fails; Serve replaces it
-            raise
-        except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, (GenerationCancelled, LumaError)):
-                raise cause from None
-            raise
-
-
-class HostLauncher:
-    """Starts a version's host actor (``versions.Launcher``); the only Ray calls for it."""
-
-    def __init__(self, num_cpus: float, num_gpus: float, torch_threads: int) -> None:
-        self.num_cpus = num_cpus
-        self.num_gpus = num_gpus
-        self.torch_threads = torch_threads
-
-    def __call__(self, manifest: Manifest, folder: Path) -> HostHandle:
-        options: dict[str, Any] = {
-            "num_cpus": self.num_cpus,
-            "num_gpus": self.num_gpus,
-            "max_concurrency": 4,  # generate and wait_step at once
-            "runtime_env": runtime_env(manifest, folder, os.environ.get("PYTHONPATH")),
-        }
-        handle: Any = (
-            ray.remote(ModelHost)
-            .options(**options)
-            .remote(
-                manifest.model,
-                manifest.version,
-                str(folder),
-                manifest.entrypoint,
-                dict(manifest.params),
-                self.torch_threads,
-            )
-        )
-        try:
-            info = ray.get(handle.describe.remote(), timeout=LOAD_TIMEOUT_S)
-        except Exception:
-            ray.kill(handle)
-            raise
-        if "error" in info:
-            ray.kill(handle)
-            raise VersionLoadError(info["error"])
-        model = HostedModel(
-            handle, manifest.model, manifest.version, info["limits"], info["source"]
-        )
-        return HostHandle(handle, model)
-
-
-class HostHandle:
-    """A started host (``versions.Loaded``): its model, warm-up and shutdown."""
-
-    def __init__(self, handle: Any, model: HostedModel) -> None:
-        self.handle = handle
-        self.model = model
-
-    def warmup(self) -> None:
-        ray.get(self.handle.warmup.remote(), timeout=LOAD_TIMEOUT_S)
-
-    def close(self) -> None:
-        ray.kill(self.handle, no_restart=True)
-
-
-def runtime_env(manifest: Manifest, folder: Path, pythonpath: str | None) -> dict[str, Any]:
-    """The version's process environment: its code first on the import path, its pip
-    requirements installed (Ray builds and caches one virtualenv per requirement set)."""
-    env: dict[str, Any] = {
-        "env_vars": {"LUMA_MODEL_VERSION": f"{manifest.model}@{manifest.version}"}
-    }
-    code = folder / "code"
-    if code.is_dir():
-        paths = [str(code)] + ([pythonpath] if pythonpath else [])
-        env["env_vars"]["PYTHONPATH"] = os.pathsep.join(paths)
-    if manifest.requirements:
-        env["pip"] = list(manifest.requirements)
-    return env
+            box: list[Any] = [None]
+            dist.broadcast_object_list(box, src=0, group=self.group)
+            # A stop is rank 0's decision, and rank 0 reports the job.
+            with contextlib.suppress(GenerationCancelled):
+                self.model.generate(box[0], lambda step, total: self._share_answer(True))

@@ -94,6 +94,9 @@ class WorkerLoop:
             while not self._stop.is_set():
                 if max_jobs is not None and self.stats.started >= max_jobs:
                     break
+                if getattr(self.model, "dead", False):
+                    log.error("the model's gang died; this worker stops pulling")
+                    break
                 if self.versions is not None and self.versions.wants_swap():
                     self._release_prefetched()  # it may be pinned to the old version
                     self.model = self.versions.swap()

@@ -1,9 +1,9 @@
 """One Ray session for every integration test: a local cluster in its own RAY_TMPDIR.
 
 The session starts the scheduler actor, one ``luma-tiny`` worker replica (a short lease
-period) and a two-replica pool of ``tiny-roll`` (published here as v1, for the rollout tests),
-and shuts everything down at the end. Tests poll with deadlines; none sleeps to
-synchronise.
+period), a two-replica pool of ``tiny-roll`` (published here as v1, for the rollout tests)
+and one two-rank gang of ``tiny-gang`` (the gang tests), and shuts everything down at the
+end. Tests poll with deadlines; none sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def system() -> Iterator[dict[str, Any]]:
     from luma_ray.scheduler.actor import NAMESPACE
     from luma_ray.storage import open_store
 
+    from .versions import GANG_MODEL, publish_version
     from .versions import MODEL as ROLL_MODEL
-    from .versions import publish_version
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "ray")
@@ -85,11 +85,14 @@ def system() -> Iterator[dict[str, Any]]:
             PoolConfig(
                 model=ROLL_MODEL, replicas=2, num_cpus=0.5, cluster="roll", watch_interval_s=0.5
             ),
+            # The gang tests' pool: one replica of two ranks (a gloo group).
+            PoolConfig(model=GANG_MODEL, replicas=1, accelerators=2, num_cpus=0.5, cluster="gang"),
         ],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
-    publish_version(repo, root / "versions", "v1")
-    repo.promote(ROLL_MODEL, "v1")
+    for model in (ROLL_MODEL, GANG_MODEL):
+        publish_version(repo, root / "versions", "v1", model)
+        repo.promote(model, "v1")
     ray.init(
         address="local",
         namespace=NAMESPACE,

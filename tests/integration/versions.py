@@ -11,6 +11,7 @@ from luma_ray.models.reference.publish import write_reference_folder
 from luma_ray.models.repository import ModelRepository
 
 MODEL = "tiny-roll"
+GANG_MODEL = "tiny-gang"
 
 _CODE = '''"""tiny-roll {version}: the reference model under its own name."""
 from luma_ray.models.reference.model import LumaTiny
@@ -28,9 +29,10 @@ _BROKEN = """
 """
 
 
-def publish_version(repo: ModelRepository, root: Path, version: str) -> None:
+def publish_version(repo: ModelRepository, root: Path, version: str, model: str = MODEL) -> None:
+    """Publish ``model@version``: the reference weights behind ``rollmodel:Model``."""
     folder = write_reference_folder(
-        root / version,
+        root / model / version,
         entrypoint="rollmodel:Model",
         limits=asdict(LIMITS),
         metadata={"purpose": "rollout tests"},
@@ -39,4 +41,4 @@ def publish_version(repo: ModelRepository, root: Path, version: str) -> None:
     package.mkdir(parents=True)
     extra = _BROKEN if version == "v3" else ""
     (package / "__init__.py").write_text(_CODE.format(version=version, extra=extra))
-    repo.publish(MODEL, version, folder)
+    repo.publish(model, version, folder)

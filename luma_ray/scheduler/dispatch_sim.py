@@ -1,0 +1,416 @@
+"""Several clusters pulling from one scheduler core: what a dispatch limit costs and buys.
+
+Called by ``benchmarks/dispatch_limits.py`` and by ``tests/sim``. Unlike
+:mod:`luma_ray.scheduler.simulate` (one pool, dispatch straight from the queues), this replay
+drives the real :class:`~luma_ray.scheduler.core.Scheduler` (submit, pull, heartbeat,
+complete), so the limit check, the lease counter and the policy are the production ones.
+Pure: no Ray, no clock; time is data.
+
+The model of a worker follows ``WorkerLoop``: one job computes at a time; when a job starts,
+the worker pulls its next one (prefetch), and that pull waits at the scheduler for up to
+``prefetch_poll_s`` (the long poll) before the worker gives up until its job ends. A worker
+with nothing to compute pulls until it gets a job. Waiting pulls are served, oldest first,
+whenever the scheduler's state changes (an arrival or a completion), as the actor wakes its
+long polls. A leased job is ready on the worker ``pull_latency_s`` after the scheduler leased
+it; a completion reaches the scheduler at once (upload time is not modelled).
+
+Measured per run (see :class:`DispatchSimResult`): priority inversions, idle
+accelerator-seconds split by cause, and SLO attainment and waits per tier, where wait =
+start on the accelerator - arrival (a job held as a prefetch is still waiting).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from luma_ray.config import (
+    ClusterConfig,
+    PolicyConfig,
+    SchedulerConfig,
+    TierConfig,
+    default_tiers,
+)
+from luma_ray.jobs import GenerationParams, Job, JobId, TenantId, WorkerId
+from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.tiers import tier_specs
+from luma_ray.traces.reader import Trace
+
+_INF = math.inf
+_FINISH, _READY = 0, 1  # event kinds; at equal times a finish is handled before a ready
+_BUSY, _TRANSIT, _EMPTY = 0, 1, 2  # slot states: computing, a leased job on its way, nothing
+
+Observer = Callable[[float, Scheduler], None]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One cluster of identical worker slots (gangs), each able to run any model."""
+
+    name: str
+    slots: int
+    dispatch_limit: int | None
+    """Most leased-but-unfinished jobs; 0 receives nothing, None is unlimited."""
+    pull_latency_s: float
+    """From the scheduler leasing a job to the job being ready on the worker."""
+
+
+@dataclass(frozen=True)
+class TierOutcome:
+    n: int
+    served: int
+    attainment: float
+    """Share of the tier's jobs that started within its SLO (unserved ones miss)."""
+    wait_p50_s: float
+    wait_p99_s: float
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    jobs_run: int
+    max_in_flight: int
+    """Most leased-but-unfinished jobs seen after any event (the core's counter)."""
+    idle_limit_s: float
+    idle_latency_s: float
+
+
+@dataclass(frozen=True)
+class DispatchSimResult:
+    """What one run measured. Slot-seconds are summed over every slot of every cluster."""
+
+    jobs: int
+    served: int
+    end_s: float
+    """Time of the last event (the last finish, or the last arrival if work never ran)."""
+    inversions: int
+    """Starts of a job while a job of a higher tier (api > enterprise > ...) sat in the
+    scheduler's queue, having waited longer than the starting slot's pull latency."""
+    passed_over: int
+    """Jobs that were waiting (longer than the latency) during at least one such start."""
+    inversion_wait_s: float
+    """Time those jobs waited from the first start that passed them over to their own start
+    (a job held as a prefetch behind a lower tier's job keeps counting)."""
+    idle_limit_s: float
+    """Slot idle, nothing leased to it, jobs queued, and its cluster at its dispatch limit."""
+    idle_latency_s: float
+    """Slot idle while the job leased to it was on its way (the pull latency)."""
+    idle_no_work_s: float
+    """Slot idle with nothing leased to it and an empty queue (not the limit's fault)."""
+    idle_unexplained_s: float
+    """Slot idle with jobs queued and its cluster under its limit: should stay 0."""
+    busy_s: float
+    weighted_attainment: float
+    tiers: dict[str, TierOutcome]
+    clusters: dict[str, ClusterOutcome]
+    start_s: list[float]
+    """Per trace row: when it started computing (NaN if never)."""
+
+
+def scheduler_config(
+    clusters: Sequence[ClusterSpec],
+    policy: str = "slo_guard",
+    params: dict[str, float] | None = None,
+    tiers: list[TierConfig] | None = None,
+) -> SchedulerConfig:
+    """The core's config for ``clusters``. A limit of 0 is built without validation, since
+    ``ClusterConfig`` accepts only limits >= 1; the core itself refuses every pull at 0."""
+    listed = {
+        c.name: ClusterConfig.model_construct(dispatch_limit=c.dispatch_limit)
+        for c in clusters
+        if c.dispatch_limit is not None
+    }
+    return SchedulerConfig(
+        tiers=tiers or default_tiers(),
+        policy=PolicyConfig(name=policy, params=dict(params or {})),
+        clusters=listed,
+        default_dispatch_limit=None,
+        lease_ttl_s=3600.0,  # leases never lapse here: workers in the model never die
+    )
+
+
+def run_dispatch_sim(
+    trace: Trace,
+    clusters: Sequence[ClusterSpec],
+    config: SchedulerConfig | None = None,
+    prefetch_poll_s: float = 1.0,
+    observer: Observer | None = None,
+) -> DispatchSimResult:
+    """Replay ``trace`` on ``clusters`` through one scheduler core; run until nothing moves.
+
+    ``config`` defaults to :func:`scheduler_config` (policy ``slo_guard``); its cluster
+    limits must name the clusters. ``observer(now_s, scheduler)`` is called after each
+    event time is fully handled (tests check invariants there).
+    """
+    replay = _Replay(trace, clusters, config or scheduler_config(clusters), prefetch_poll_s)
+    replay.run(observer)
+    return replay.result()
+
+
+class _Replay:
+    """The event loop's state: one instance per run."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        clusters: Sequence[ClusterSpec],
+        config: SchedulerConfig,
+        prefetch_poll_s: float,
+    ) -> None:
+        self.trace, self.clusters, self.poll_s = trace, list(clusters), prefetch_poll_s
+        self.sched = Scheduler(config)
+        self.models = sorted(set(trace.model))
+        n = len(trace)
+        self.lease_step: list[float] = [_INF] * n
+        self.start_step: list[float] = [_INF] * n
+        self.step = 0  # counts leases and starts, to order those that share a time
+        self.start_s = [math.nan] * n
+        self.ran_on = [-1] * n
+        self.token = [0] * n
+        self.cluster_of = [c for c, spec in enumerate(clusters) for _ in range(spec.slots)]
+        self.worker_id = [
+            WorkerId(f"{clusters[c].name}-{w}") for w, c in enumerate(self.cluster_of)
+        ]
+        slots = len(self.cluster_of)
+        self.running = [-1] * slots
+        self.held = [-1] * slots
+        self.held_ready = [_INF] * slots
+        self.poll_until = [_INF] * slots
+        self.state = [_EMPTY] * slots
+        self.count = [[0, 0, spec.slots] for spec in clusters]  # per cluster, per state
+        self.pullers: dict[int, None] = dict.fromkeys(range(slots))  # oldest pull first
+        self.events: list[tuple[float, int, int, int]] = []
+        self.queued = 0
+        self.now = 0.0
+        self.idle_limit_s = [0.0] * len(clusters)
+        self.idle_latency_s = [0.0] * len(clusters)
+        self.idle_no_work_s = 0.0
+        self.idle_odd_s = 0.0
+        self.busy_s = 0.0
+        self.max_in_flight = [0] * len(clusters)
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def run(self, observer: Observer | None) -> None:
+        arrival, n, i, events = self.trace.arrival_s, len(self.trace), 0, self.events
+        while True:
+            now = min(events[0][0] if events else _INF, arrival[i] if i < n else _INF)
+            if now == _INF:
+                return
+            self._account(now)
+            while events and events[0][0] <= now:
+                _, kind, w, j = heapq.heappop(events)
+                if kind == _FINISH:
+                    self._finish(w, j)
+                elif self.running[w] < 0 and self.held[w] == j:
+                    self._start(w)  # the leased job arrived on an idle slot
+            while i < n and arrival[i] <= now:
+                self._submit(i)
+                i += 1
+            self._serve_pulls()
+            for c, spec in enumerate(self.clusters):
+                self.max_in_flight[c] = max(self.max_in_flight[c], self.sched.in_flight[spec.name])
+            if observer is not None:
+                observer(now, self.sched)
+
+    def _account(self, now: float) -> None:
+        """Add the slot-seconds since the last event to their buckets."""
+        dt, self.now = now - self.now, now
+        if dt <= 0:
+            return
+        for c, spec in enumerate(self.clusters):
+            busy, transit, empty = self.count[c]
+            self.busy_s += busy * dt
+            self.idle_latency_s[c] += transit * dt
+            if not empty:
+                continue
+            if not self.queued:
+                self.idle_no_work_s += empty * dt
+            elif self._at_limit(spec):
+                self.idle_limit_s[c] += empty * dt
+            else:
+                self.idle_odd_s += empty * dt
+
+    def _at_limit(self, spec: ClusterSpec) -> bool:
+        limit = self.sched.dispatch_limit(spec.name)
+        return limit is not None and self.sched.in_flight[spec.name] >= limit
+
+    # ---- what happens to a job ---------------------------------------------------------
+
+    def _submit(self, i: int) -> None:
+        t, now = self.trace, self.now
+        tenant, params = TenantId(t.tenant[i]), GenerationParams(prompt="")
+        job = Job(JobId(str(i)), tenant, t.tier[i], t.model[i], params, now, t.arrival_s[i])
+        self.sched.submit(job, now)
+        self.queued += 1
+
+    def _serve_pulls(self) -> None:
+        """Answer waiting pulls, oldest first, until the queue empties. After one refusal a
+        cluster is at its limit, so its other pulls are refused too and are not asked."""
+        refused: set[int] = set()
+        for w in list(self.pullers):
+            if not self.queued:
+                return
+            c = self.cluster_of[w]
+            if c in refused:
+                continue
+            if self.running[w] >= 0 and self.poll_until[w] < self.now:
+                del self.pullers[w]  # the prefetch's long poll ran out; retry at job end
+                continue
+            spec = self.clusters[c]
+            d = self.sched.pull(self.worker_id[w], spec.name, self.models, self.now)
+            if d is None:
+                refused.add(c)
+                continue
+            j = int(d.job_id)
+            del self.pullers[w]
+            self.queued -= 1
+            self.lease_step[j], self.token[j], self.step = self.step, d.token, self.step + 1
+            self.held[w], self.held_ready[w] = j, self.now + spec.pull_latency_s
+            heapq.heappush(self.events, (self.held_ready[w], _READY, w, j))
+            if self.running[w] < 0:
+                self._set_state(w, _TRANSIT)
+
+    def _start(self, w: int) -> None:
+        """Start the held job on slot ``w`` and send the prefetch pull."""
+        j, self.held[w], self.held_ready[w] = self.held[w], -1, _INF
+        self.running[w], self.start_s[j], self.ran_on[j] = j, self.now, self.cluster_of[w]
+        self.start_step[j], self.step = self.step, self.step + 1
+        self.sched.heartbeat(JobId(str(j)), self.token[j], self.now)
+        heapq.heappush(self.events, (self.now + self.trace.service_s[j], _FINISH, w, j))
+        self._set_state(w, _BUSY)
+        self.poll_until[w] = self.now + self.poll_s
+        self.pullers[w] = None
+
+    def _finish(self, w: int, j: int) -> None:
+        self.sched.complete(JobId(str(j)), self.token[j], self.now, {})
+        self.running[w] = -1
+        if self.held[w] >= 0 and self.held_ready[w] <= self.now:
+            self._start(w)
+        elif self.held[w] >= 0:
+            self._set_state(w, _TRANSIT)
+        else:
+            self._set_state(w, _EMPTY)
+            self.poll_until[w] = _INF  # an idle worker pulls until it gets a job; an open
+            self.pullers.setdefault(w, None)  # prefetch poll keeps its place in line
+
+    def _set_state(self, w: int, state: int) -> None:
+        counts = self.count[self.cluster_of[w]]
+        counts[self.state[w]] -= 1
+        counts[state] += 1
+        self.state[w] = state
+
+    # ---- results -----------------------------------------------------------------------
+
+    def result(self) -> DispatchSimResult:
+        t = self.trace
+        specs = tier_specs(self.sched.config.tiers)
+        arrival = np.asarray(t.arrival_s, dtype=np.float64)
+        start = np.asarray(self.start_s, dtype=np.float64)
+        order = np.array([specs[x].order for x in t.tier], dtype=np.int64)
+        step = (
+            np.asarray(self.lease_step, dtype=np.float64),
+            np.asarray(self.start_step, dtype=np.float64),
+        )
+        ran_on = np.asarray(self.ran_on, dtype=np.int64)
+        latency = np.array([c.pull_latency_s for c in self.clusters], dtype=np.float64)
+        inv = inversions(arrival, order, start, ran_on, step, latency, self.now)
+        wait = start - arrival
+        slo = np.array([specs[x].max_wait_s for x in t.tier], dtype=np.float64)
+        weight = np.array([specs[x].weight for x in t.tier], dtype=np.float64)
+        met = np.nan_to_num(wait, nan=_INF) <= slo
+        tiers = {
+            name: _tier_outcome(wait[order == s.order], met[order == s.order])
+            for name, s in specs.items()
+            if (order == s.order).any()
+        }
+        clusters = {
+            spec.name: ClusterOutcome(
+                jobs_run=int((ran_on == c).sum()),
+                max_in_flight=self.max_in_flight[c],
+                idle_limit_s=self.idle_limit_s[c],
+                idle_latency_s=self.idle_latency_s[c],
+            )
+            for c, spec in enumerate(self.clusters)
+        }
+        return DispatchSimResult(
+            jobs=len(t),
+            served=int((~np.isnan(start)).sum()),
+            end_s=self.now,
+            inversions=inv[0],
+            passed_over=inv[1],
+            inversion_wait_s=inv[2],
+            idle_limit_s=sum(self.idle_limit_s),
+            idle_latency_s=sum(self.idle_latency_s),
+            idle_no_work_s=self.idle_no_work_s,
+            idle_unexplained_s=self.idle_odd_s,
+            busy_s=self.busy_s,
+            weighted_attainment=float((weight * met).sum() / weight.sum()) if len(t) else 1.0,
+            tiers=tiers,
+            clusters=clusters,
+            start_s=list(self.start_s),
+        )
+
+
+def _tier_outcome(wait: FloatArray, met: npt.NDArray[np.bool_]) -> TierOutcome:
+    served = wait[~np.isnan(wait)]
+    p50, p99 = np.quantile(served, [0.5, 0.99]) if len(served) else (math.nan, math.nan)
+    return TierOutcome(
+        n=len(wait),
+        served=len(served),
+        attainment=float(met.mean()),
+        wait_p50_s=float(p50),
+        wait_p99_s=float(p99),
+    )
+
+
+def inversions(
+    arrival: FloatArray,
+    order: npt.NDArray[np.int64],
+    start: FloatArray,
+    ran_on: npt.NDArray[np.int64],
+    step: tuple[FloatArray, FloatArray],
+    latency: FloatArray,
+    end_s: float,
+) -> tuple[int, int, float]:
+    """(inversions, jobs passed over, their wait from the first pass-over to their start).
+
+    ``step`` is (lease step, start step) per job: positions in the order the replay leased
+    and started jobs (inf if never), since a lease and a start can share a time. Job Y (tier
+    ``order``, 0 highest) is queued until its lease step. A start of X at ``s`` on cluster c
+    is an inversion if some Y of a higher tier has ``arrival < s - latency[c]`` and is still
+    queued. Per tier, a prefix maximum of lease steps over arrival order answers that with
+    one bisection per start. A passed-over Y counts its wait until it starts computing
+    (``end_s`` if never), which includes time held as a prefetch.
+    """
+    lease_step, start_step = step
+    started = np.nonzero(~np.isnan(start))[0]
+    started = started[np.argsort(start_step[started])]
+    s, x, cl, k_s = start[started], order[started], ran_on[started], start_step[started]
+    inverted = np.zeros(len(started), dtype=bool)
+    passed_step = np.full(len(arrival), _INF)
+    passed_at = np.full(len(arrival), _INF)
+    for r in np.unique(order):
+        mine = order == r  # arrival order is kept: the trace is sorted
+        below = x > r
+        prefix_max = np.maximum.accumulate(lease_step[mine])
+        k = np.searchsorted(arrival[mine], s[below] - latency[cl[below]], side="left")
+        inverted[below] |= (k > 0) & (prefix_max[np.maximum(k - 1, 0)] > k_s[below])
+        for c, lat in enumerate(latency):
+            on_c = below & (cl == c)
+            if not on_c.any():
+                continue
+            at = np.searchsorted(s[on_c], arrival[mine] + lat, side="right")
+            ok, at = at < on_c.sum(), np.minimum(at, on_c.sum() - 1)
+            first = np.where(ok, k_s[on_c][at], _INF)
+            sooner = first < passed_step[mine]
+            passed_step[mine] = np.where(sooner, first, passed_step[mine])
+            passed_at[mine] = np.where(sooner, s[on_c][at], passed_at[mine])
+    passed = passed_step < lease_step
+    suffered = np.nan_to_num(start, nan=end_s)[passed] - passed_at[passed]
+    return int(inverted.sum()), int(passed.sum()), float(suffered.sum())
