@@ -194,8 +194,9 @@ class PoolConfig(_Strict):
     """Serve application name of the pool; default ``<model>-workers``."""
     replicas: int = Field(default=1, ge=0, le=10_000)
     """Number of replicas (each one worker, one gang)."""
-    cluster: str = Field(default="local", min_length=1, max_length=64)
-    """Cluster the replicas count against for dispatch limits."""
+    cluster: str | None = Field(default=None, min_length=1, max_length=64)
+    """Cluster the replicas count against for dispatch limits; default: the node's
+    ``luma.io/cluster`` label (cluster_configs/ set it), else ``local``."""
     prefetch: bool = True
     """Hold one extra lease while computing, so the model never waits for the scheduler."""
     accelerators: int = Field(default=1, ge=1, le=64)
@@ -232,6 +233,9 @@ class RuntimeConfig(_Strict):
     http_host: str | None = "127.0.0.1"
     """Serve the HTTP API here; None runs without HTTP (workers and Ray clients only)."""
     http_port: int = Field(default=8000, ge=1, le=65535)
+    http_proxy_location: str = Field(default="HeadOnly", pattern="^(HeadOnly|EveryNode)$")
+    """Where Serve runs HTTP proxies: ``HeadOnly``, or ``EveryNode`` behind a load balancer
+    (each node binds ``http_host:http_port``)."""
     allow_private_callbacks: bool = False
     """Let webhook callback URLs point at loopback and private networks."""
     repository_uri: str | None = None
@@ -285,3 +289,28 @@ def default_data_dir(environ: dict[str, str]) -> Path:
         return Path(environ["LUMA_RAY_HOME"]).expanduser()
     base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base).expanduser() / "luma_ray"
+
+
+class _Pools(_Strict):
+    pools: list[PoolConfig] = Field(min_length=1)
+
+
+def load_pools(path: str | Path) -> list[PoolConfig]:
+    """Read a pools file (``luma-ray up --pools``): ``{pools: [...]}`` or a bare list."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(
+            f"{path}: cannot read pools file ({err.strerror}); check the path"
+        ) from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: is not valid YAML; fix the syntax") from None
+    if isinstance(data, list):
+        data = {"pools": data}
+    if not isinstance(data, dict) or "pools" not in data:
+        raise ConfigError(f"{path}: expected a list of pools or a mapping with a 'pools' field")
+    try:
+        return _Pools.model_validate(data).pools
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, str(path))) from None

@@ -112,7 +112,10 @@ def start(runtime: RuntimeConfig) -> Any:
     )
     ray.get(handle.ping.remote(), timeout=READY_TIMEOUT_S)
     if runtime.http_host is not None:
-        serve.start(http_options={"host": runtime.http_host, "port": runtime.http_port})
+        serve.start(
+            proxy_location=runtime.http_proxy_location,
+            http_options={"host": runtime.http_host, "port": runtime.http_port},
+        )
     elif runtime.pools:
         serve.start(proxy_location="Disabled")
     for pool in runtime.pools:
@@ -134,7 +137,8 @@ def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
         route_prefix=None,
         blocking=False,
     )
-    log.info("pool %s: %d replica(s) on cluster %s", pool.model, pool.replicas, pool.cluster)
+    where = pool.cluster or "the cluster named by each node's label"
+    log.info("pool %s: %d replica(s) on %s", pool.app_name, pool.replicas, where)
 
 
 def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:

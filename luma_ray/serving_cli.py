@@ -19,14 +19,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from luma_ray.config import PoolConfig, RuntimeConfig, default_data_dir, load_config
+from luma_ray.config import (
+    PoolConfig,
+    RuntimeConfig,
+    default_data_dir,
+    load_config,
+    load_pools,
+)
 from luma_ray.errors import LumaError
 
 
 def _runtime(args: argparse.Namespace, http: bool = True) -> RuntimeConfig:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir(dict(os.environ))
     scheduler = load_config(args.config) if getattr(args, "config", None) else None
-    pools = [PoolConfig(replicas=getattr(args, "replicas", 1))]
+    if getattr(args, "pools", None):
+        pools = load_pools(args.pools)
+    else:
+        pools = [PoolConfig(replicas=getattr(args, "replicas", 1))]
     fields: dict[str, Any] = {"data_dir": str(data_dir), "pools": pools}
     if http:
         fields["http_host"] = getattr(args, "host", None) or "127.0.0.1"
@@ -192,6 +201,9 @@ def add_commands(sub: Any) -> None:
     common.add_argument("--config", help="scheduler config YAML (tiers, policy, limits)")
     common.add_argument("--store", help="result store URI (file:///... or s3://bucket/prefix)")
     common.add_argument("--replicas", type=int, default=1, help="luma-tiny worker replicas")
+    common.add_argument(
+        "--pools", help="worker pools YAML (model, replicas, accelerators, node_labels, ...)"
+    )
 
     up = sub.add_parser("up", parents=[common], help="start a local cluster and serve")
     up.add_argument("--detach", action="store_true", help="return once ready, leave running")

@@ -45,6 +45,8 @@ class Scheduler:
         self.queued_by_tenant: Counter[tuple[str, str]] = Counter()
         self.leased_by_tenant: Counter[tuple[str, str]] = Counter()
         self.refused_pulls: Counter[str] = Counter()
+        self.peak_in_flight: Counter[str] = Counter()
+        """Most leased-but-unfinished jobs each cluster ever held (never above its limit)."""
         """Pulls refused because the cluster was at its dispatch limit."""
         self.dirty: dict[JobId, Job] = {}
         """Jobs changed since the shell last called :meth:`take_dirty` (to journal them)."""
@@ -280,6 +282,7 @@ class Scheduler:
             "states": dict(states),
             "in_flight": dict(self.in_flight),
             "refused_pulls": dict(self.refused_pulls),
+            "peak_in_flight": dict(self.peak_in_flight),
         }
 
     # ---- internals ---------------------------------------------------------------------
@@ -331,6 +334,8 @@ class Scheduler:
     def _count_lease(self, job: Job, delta: int) -> None:
         assert job.lease is not None
         self.in_flight[job.lease.cluster] += delta
+        cluster = job.lease.cluster
+        self.peak_in_flight[cluster] = max(self.peak_in_flight[cluster], self.in_flight[cluster])
         self.leased_by_tenant[(job.tier, job.tenant)] += delta
         if delta > 0:
             self._held[job.id] = job

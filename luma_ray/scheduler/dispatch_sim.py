@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -183,7 +184,13 @@ class _Replay:
         self.poll_until = [_INF] * slots
         self.state = [_EMPTY] * slots
         self.count = [[0, 0, spec.slots] for spec in clusters]  # per cluster, per state
-        self.pullers: dict[int, None] = dict.fromkeys(range(slots))  # oldest pull first
+        self.pullers: list[OrderedDict[int, int]] = [OrderedDict() for _ in clusters]
+        """Per cluster, the slots whose pull waits at the scheduler, oldest first, each with
+        a stamp that orders pulls across clusters."""
+        self.stamp = 0
+        self.blocked: set[int] = set()
+        for w in range(slots):
+            self._pull_from(w)
         self.events: list[tuple[float, int, int, int]] = []
         self.queued = 0
         self.now = 0.0
@@ -250,31 +257,44 @@ class _Replay:
         self.queued += 1
 
     def _serve_pulls(self) -> None:
-        """Answer waiting pulls, oldest first, until the queue empties. After one refusal a
-        cluster is at its limit, so its other pulls are refused too and are not asked."""
-        refused: set[int] = set()
-        for w in list(self.pullers):
-            if not self.queued:
+        """Answer waiting pulls, oldest first, until the queue empties. A pull refused with
+        jobs queued means the cluster is at its limit: its other pulls are not asked, in this
+        round nor later until one of its jobs completes (the only way its count drops here)."""
+        refused = set(self.blocked)
+        while self.queued:
+            heads = [
+                (next(iter(fifo.values())), c)
+                for c, fifo in enumerate(self.pullers)
+                if fifo and c not in refused
+            ]
+            if not heads:
                 return
-            c = self.cluster_of[w]
-            if c in refused:
-                continue
+            c = min(heads)[1]
+            fifo, spec = self.pullers[c], self.clusters[c]
+            w = next(iter(fifo))
             if self.running[w] >= 0 and self.poll_until[w] < self.now:
-                del self.pullers[w]  # the prefetch's long poll ran out; retry at job end
+                del fifo[w]  # the prefetch's long poll ran out; it pulls again at job end
                 continue
-            spec = self.clusters[c]
             d = self.sched.pull(self.worker_id[w], spec.name, self.models, self.now)
             if d is None:
                 refused.add(c)
+                if self._at_limit(spec):  # not a tenant cap, which any completion may lift
+                    self.blocked.add(c)
                 continue
             j = int(d.job_id)
-            del self.pullers[w]
+            del fifo[w]
             self.queued -= 1
             self.lease_step[j], self.token[j], self.step = self.step, d.token, self.step + 1
             self.held[w], self.held_ready[w] = j, self.now + spec.pull_latency_s
             heapq.heappush(self.events, (self.held_ready[w], _READY, w, j))
             if self.running[w] < 0:
                 self._set_state(w, _TRANSIT)
+
+    def _pull_from(self, w: int) -> None:
+        """Slot ``w`` starts pulling; a pull already waiting keeps its place in line."""
+        fifo = self.pullers[self.cluster_of[w]]
+        if w not in fifo:
+            fifo[w], self.stamp = self.stamp, self.stamp + 1
 
     def _start(self, w: int) -> None:
         """Start the held job on slot ``w`` and send the prefetch pull."""
@@ -285,10 +305,11 @@ class _Replay:
         heapq.heappush(self.events, (self.now + self.trace.service_s[j], _FINISH, w, j))
         self._set_state(w, _BUSY)
         self.poll_until[w] = self.now + self.poll_s
-        self.pullers[w] = None
+        self._pull_from(w)
 
     def _finish(self, w: int, j: int) -> None:
         self.sched.complete(JobId(str(j)), self.token[j], self.now, {})
+        self.blocked.discard(self.cluster_of[w])
         self.running[w] = -1
         if self.held[w] >= 0 and self.held_ready[w] <= self.now:
             self._start(w)
@@ -296,8 +317,10 @@ class _Replay:
             self._set_state(w, _TRANSIT)
         else:
             self._set_state(w, _EMPTY)
-            self.poll_until[w] = _INF  # an idle worker pulls until it gets a job; an open
-            self.pullers.setdefault(w, None)  # prefetch poll keeps its place in line
+            if self.poll_until[w] < self.now:  # the prefetch's poll ran out: a new pull
+                self.pullers[self.cluster_of[w]].pop(w, None)
+            self.poll_until[w] = _INF  # an idle worker pulls until it gets a job
+            self._pull_from(w)
 
     def _set_state(self, w: int, state: int) -> None:
         counts = self.count[self.cluster_of[w]]

@@ -30,6 +30,19 @@ from luma_ray.workers.versions import VersionManager
 log = logging.getLogger(__name__)
 
 
+CLUSTER_LABEL = "luma.io/cluster"
+"""The Ray node label that names a node's cluster (cluster_configs/ set it on every node)."""
+DEFAULT_CLUSTER = "local"
+
+
+def node_labels() -> dict[str, str]:
+    """This node's Ray labels (``luma.io/cluster``, ``luma.io/accelerator``, ...)."""
+    import ray
+
+    labels = ray.get_runtime_context().get_node_labels()
+    return {str(k): str(v) for k, v in labels.items()}
+
+
 class ModelWorker:
     """One replica of a model pool. Constructed by Serve with plain arguments."""
 
@@ -40,7 +53,7 @@ class ModelWorker:
         repository_uri: str,
         cache_dir: str,
         cache_max_bytes: int,
-        cluster: str = "local",
+        cluster: str | None = None,
         prefetch: bool = True,
         torch_threads: int = 1,
         num_cpus: float = 1.0,
@@ -51,6 +64,8 @@ class ModelWorker:
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.model = model
+        self.node_labels = node_labels()
+        cluster = cluster or self.node_labels.get(CLUSTER_LABEL, DEFAULT_CLUSTER)
         self.worker_id = f"{cluster}/{model}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
         repository = ModelRepository(open_store(repository_uri), time.time)
         port = ActorScheduler(get_scheduler(), self.worker_id, cluster, self._pulls_for)
@@ -108,6 +123,9 @@ class ModelWorker:
         return {
             "worker": self.worker_id,
             "version": self.versions.version,
+            "cluster": self.loop.scheduler.cluster,  # type: ignore[attr-defined]
+            "node_labels": dict(self.node_labels),
+            "rank_nodes": list(getattr(self.loop.model, "rank_nodes", [])),
             "model_source": getattr(self.loop.model, "source", None),
             "failed_versions": dict(self.versions.failed),
             "started": s.started,

@@ -59,8 +59,10 @@ class GangModel:
         version: str,
         limits: ModelLimits,
         source: str | None,
+        rank_nodes: list[dict[str, str]] | None = None,
     ) -> None:
         self.ranks = ranks
+        self.rank_nodes = rank_nodes or []  # each rank's node labels, for stats
         self.followers = followers  # refs of ranks 1.. ``follow`` calls; ready = that rank ended
         self.name = name
         self.version = version
@@ -198,7 +200,13 @@ class GangLauncher:
         followers = [r.follow.remote() for r in ranks[1:]]
         lead = infos[0]
         model = GangModel(
-            ranks, followers, manifest.model, manifest.version, lead["limits"], lead["source"]
+            ranks,
+            followers,
+            manifest.model,
+            manifest.version,
+            lead["limits"],
+            lead["source"],
+            [i["node_labels"] for i in infos],
         )
         return GangHandle(model)
 

@@ -125,9 +125,12 @@ class ModelHost:
         code this process imported)."""
         if self.load_error is not None:
             return {"version": self.version, "rank": self.rank, "error": self.load_error}
+        import ray
+
         return {
             "version": self.version,
             "rank": self.rank,
+            "node_labels": dict(ray.get_runtime_context().get_node_labels()),
             "limits": self.model.limits,
             "pid": os.getpid(),
             "source": inspect.getsourcefile(type(self.model)),

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 LEASE_TTL_S = 4.0
+CLUSTER, ACCEL = "luma.io/cluster", "luma.io/accelerator"
+ON_HEAD = {ACCEL: "cpu"}  # pools of the single-node tests stay on the head node
 
 
 def wait_for(
@@ -42,6 +44,7 @@ def wait_for(
 def system() -> Iterator[dict[str, Any]]:
     ray = pytest.importorskip("ray")
     from ray import serve
+    from ray.cluster_utils import Cluster
 
     import luma_ray
     from luma_ray.config import (
@@ -55,7 +58,7 @@ def system() -> Iterator[dict[str, Any]]:
     from luma_ray.scheduler.actor import NAMESPACE
     from luma_ray.storage import open_store
 
-    from .versions import GANG_MODEL, publish_version
+    from .versions import GANG_MODEL, MIXED_MODEL, publish_version
     from .versions import MODEL as ROLL_MODEL
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
@@ -71,7 +74,7 @@ def system() -> Iterator[dict[str, Any]]:
         data_dir=str(root / "data"),
         scheduler=SchedulerConfig(
             lease_ttl_s=LEASE_TTL_S,
-            clusters={"local": {"dispatch_limit": 2}},
+            clusters={"local": {"dispatch_limit": 2}, "east": {"dispatch_limit": 1}},
             # A tier only the admission-control test uses: 5 s SLO, shed past 10 SLOs.
             tiers=[
                 *default_tiers(),
@@ -79,27 +82,55 @@ def system() -> Iterator[dict[str, Any]]:
             ],
         ),
         pools=[
-            PoolConfig(model="luma-tiny", replicas=1, num_cpus=1, torch_threads=1),
+            PoolConfig(
+                model="luma-tiny", replicas=1, num_cpus=1, torch_threads=1, node_labels=ON_HEAD
+            ),
             # The rollout tests' pool: two replicas on their own cluster (no dispatch limit),
             # watching active.yaml twice a second.
             PoolConfig(
-                model=ROLL_MODEL, replicas=2, num_cpus=0.5, cluster="roll", watch_interval_s=0.5
+                model=ROLL_MODEL,
+                replicas=2,
+                num_cpus=0.5,
+                cluster="roll",
+                watch_interval_s=0.5,
+                node_labels=ON_HEAD,
             ),
             # The gang tests' pool: one replica of two ranks (a gloo group).
-            PoolConfig(model=GANG_MODEL, replicas=1, accelerators=2, num_cpus=0.5, cluster="gang"),
+            PoolConfig(
+                model=GANG_MODEL,
+                replicas=1,
+                accelerators=2,
+                num_cpus=0.5,
+                cluster="gang",
+                node_labels=ON_HEAD,
+            ),
+            # One model on two kinds of nodes (the heterogeneous-pool test); each pool's
+            # cluster comes from its node's luma.io/cluster label.
+            *(
+                PoolConfig(
+                    model=MIXED_MODEL, name=f"mixed-{kind}", num_cpus=0.5, node_labels=labels
+                )
+                for kind, labels in (("a", {ACCEL: "cpu-a"}), ("b", {ACCEL: "cpu-b"}))
+            ),
         ],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
-    for model in (ROLL_MODEL, GANG_MODEL):
+    for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL):
         publish_version(repo, root / "versions", "v1", model)
         repo.promote(model, "v1")
-    ray.init(
-        address="local",
-        namespace=NAMESPACE,
-        num_cpus=4,
-        include_dashboard=False,
-        _temp_dir=str(root / "ray"),
+    # Three Ray nodes on this machine: the head (cluster "local") and two labelled nodes of
+    # different kinds in clusters "east" and "west".
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 4,
+            "include_dashboard": False,
+            "labels": {CLUSTER: "local", ACCEL: "cpu"},
+        },
     )
+    cluster.add_node(num_cpus=1, labels={CLUSTER: "east", ACCEL: "cpu-a"})
+    cluster.add_node(num_cpus=1, labels={CLUSTER: "west", ACCEL: "cpu-b"})
+    ray.init(address=cluster.address, namespace=NAMESPACE)
     try:
         client = luma_ray.connect(runtime=runtime)  # starts the scheduler and the pool
         yield {
@@ -116,4 +147,5 @@ def system() -> Iterator[dict[str, Any]]:
             serve.shutdown()
         finally:
             ray.shutdown()
+            cluster.shutdown()
             shutil.rmtree(root, ignore_errors=True)

@@ -12,6 +12,7 @@ from luma_ray.models.repository import ModelRepository
 
 MODEL = "tiny-roll"
 GANG_MODEL = "tiny-gang"
+MIXED_MODEL = "tiny-mixed"
 
 _CODE = '''"""tiny-roll {version}: the reference model under its own name."""
 from luma_ray.models.reference.model import LumaTiny

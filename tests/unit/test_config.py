@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from luma_ray.config import load_config, load_tiers, parse_config
+from luma_ray.config import (
+    PoolConfig,
+    RuntimeConfig,
+    load_config,
+    load_pools,
+    load_tiers,
+    parse_config,
+)
 from luma_ray.errors import ConfigError
 
 
@@ -80,3 +87,26 @@ def test_tiers_file_as_list(tmp_path: Path) -> None:
     path = tmp_path / "tiers.yaml"
     path.write_text("- {name: gold, max_wait_s: 30, weight: 9}\n- {name: tin, max_wait_s: 600}\n")
     assert [t.name for t in load_tiers(path)] == ["gold", "tin"]
+
+
+def test_pools_file_and_its_errors(tmp_path: Path) -> None:
+    good = tmp_path / "pools.yaml"
+    good.write_text(
+        "pools:\n"
+        "  - {model: my-video, name: h100, accelerators: 8, accelerator: nvidia,\n"
+        "     node_labels: {luma.io/accelerator: nvidia-h100}}\n"
+        "  - {model: my-video, name: mi300x, accelerators: 8, accelerator: amd}\n"
+    )
+    pools = load_pools(good)
+    assert [(p.app_name, p.accelerators, p.accelerator) for p in pools] == [
+        ("h100", 8, "nvidia"),
+        ("mi300x", 8, "amd"),
+    ]
+    assert pools[0].node_labels == {"luma.io/accelerator": "nvidia-h100"}
+    assert pools[0].cluster is None  # taken from each node's luma.io/cluster label
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {model: m, accelerator: tpu}\n")
+    with pytest.raises(ConfigError, match="accelerator"):
+        load_pools(bad)
+    with pytest.raises(ValueError, match="share a name"):
+        RuntimeConfig(data_dir=str(tmp_path), pools=[PoolConfig(model="m"), PoolConfig(model="m")])
