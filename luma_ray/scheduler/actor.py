@@ -275,6 +275,8 @@ def start_scheduler(
             max_restarts=-1,
             max_task_retries=0,
             num_cpus=0,
+            # On the head node, where its journal file lives.
+            resources={"node:__internal_head__": 0.001},
             max_concurrency=1000,
         )
         .remote(

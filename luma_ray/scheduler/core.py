@@ -238,16 +238,15 @@ class Scheduler:
         return GiveUp(job.id, job.attempts, error.code)
 
     def release(self, job_id: JobId, token: int, now_s: float) -> Job:
-        """A worker hands back a lease it has not started (it is stopping or swapping its
-        model version): the job goes back to its queue with its place by age, and, as it never
-        ran, without counting an attempt. A started job counts one, as for any requeue."""
+        """A live worker hands back a lease in good order (it is stopping, swapping its model
+        version, or its node is leaving): the job goes back to its queue with its place by age
+        (``enqueued_at_s`` is kept) and without counting an attempt, as nothing failed.
+        Crashes do not come here: their leases expire and count an attempt."""
         job = self.get(job_id)
         self._check_lease(job, token)
-        started = job.state is JobState.RUNNING
         self._release(job)
         self._move(job, JobState.QUEUED, now_s, "handed back by its worker")
-        if not started:
-            job.attempts -= 1
+        job.attempts -= 1
         self._enqueue(job)
         return job
 

@@ -64,6 +64,8 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class TierOutcome:
+    """One tier's jobs in one run."""
+
     n: int
     served: int
     attainment: float
@@ -74,6 +76,8 @@ class TierOutcome:
 
 @dataclass(frozen=True)
 class ClusterOutcome:
+    """One cluster in one run."""
+
     jobs_run: int
     max_in_flight: int
     """Most leased-but-unfinished jobs seen after any event (the core's counter)."""
@@ -119,10 +123,13 @@ def scheduler_config(
     params: dict[str, float] | None = None,
     tiers: list[TierConfig] | None = None,
 ) -> SchedulerConfig:
-    """The core's config for ``clusters``. A limit of 0 is built without validation, since
-    ``ClusterConfig`` accepts only limits >= 1; the core itself refuses every pull at 0."""
+    """The core's config for ``clusters``: unlimited ones are left unlisted (a listed
+    cluster needs a number). ``ClusterConfig`` refuses a limit of 0, so that one is built
+    without validation; the core itself refuses every pull at 0, as the study needs."""
     listed = {
-        c.name: ClusterConfig.model_construct(dispatch_limit=c.dispatch_limit)
+        c.name: ClusterConfig(dispatch_limit=c.dispatch_limit)
+        if c.dispatch_limit
+        else ClusterConfig.model_construct(dispatch_limit=0)
         for c in clusters
         if c.dispatch_limit is not None
     }
@@ -144,9 +151,11 @@ def run_dispatch_sim(
 ) -> DispatchSimResult:
     """Replay ``trace`` on ``clusters`` through one scheduler core; run until nothing moves.
 
-    ``config`` defaults to :func:`scheduler_config` (policy ``slo_guard``); its cluster
-    limits must name the clusters. ``observer(now_s, scheduler)`` is called after each
-    event time is fully handled (tests check invariants there).
+    ``config`` carries the policy and the limits the core enforces; by default
+    :func:`scheduler_config` builds it from the clusters' ``dispatch_limit`` with policy
+    ``slo_guard``. The trace must be sorted by arrival (``read_trace`` checks that).
+    ``observer(now_s, scheduler)`` is called after each event time is fully handled (tests
+    check invariants there).
     """
     replay = _Replay(trace, clusters, config or scheduler_config(clusters), prefetch_poll_s)
     replay.run(observer)

@@ -25,22 +25,12 @@ from luma_ray.storage import open_store
 from luma_ray.workers.adapters import ActorScheduler, StoreSink
 from luma_ray.workers.gang import GangLauncher
 from luma_ray.workers.loop import WorkerLoop
+from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, leaving_at, node_labels
 from luma_ray.workers.versions import VersionManager
 
 log = logging.getLogger(__name__)
 
-
-CLUSTER_LABEL = "luma.io/cluster"
-"""The Ray node label that names a node's cluster (cluster_configs/ set it on every node)."""
-DEFAULT_CLUSTER = "local"
-
-
-def node_labels() -> dict[str, str]:
-    """This node's Ray labels (``luma.io/cluster``, ``luma.io/accelerator``, ...)."""
-    import ray
-
-    labels = ray.get_runtime_context().get_node_labels()
-    return {str(k): str(v) for k, v in labels.items()}
+NODE_POLL_S = 1.0
 
 
 class ModelWorker:
@@ -94,6 +84,10 @@ class ModelWorker:
         self._watcher.start()
         self._thread = threading.Thread(target=self._run, name="luma-worker", daemon=True)
         self._thread.start()
+        self._node_watch = threading.Thread(
+            target=self._watch_node, name="luma-node-watch", daemon=True
+        )
+        self._node_watch.start()
         log.info(
             "worker %s started (model %s@%s, prefetch %s)",
             self.worker_id,
@@ -106,6 +100,19 @@ class ModelWorker:
         """The queues this worker serves: its model, and jobs pinned to its version."""
         return [self.model, f"{self.model}@{self.versions.version}"]
 
+    def _watch_node(self) -> None:
+        """Once a second: is this node leaving? Then tell the loop, once."""
+        while not self.loop.leaving:
+            time.sleep(NODE_POLL_S)  # a poll interval, not synchronisation
+            leaving = leaving_at(self.node_labels)
+            if leaving is None:
+                continue
+            deadline = None
+            if leaving.deadline_s is not None:
+                deadline = self.loop.clock() + (leaving.deadline_s - time.time())
+            log.warning("worker %s is leaving: %s", self.worker_id, leaving.why)
+            self.loop.leave(deadline)
+
     def _run(self) -> None:
         try:
             self.loop.run()
@@ -113,7 +120,7 @@ class ModelWorker:
             log.exception("worker %s: pull loop crashed", self.worker_id)
 
     def check_health(self) -> None:
-        if not self._thread.is_alive():
+        if not self._thread.is_alive() and not self.loop.leaving:
             raise RuntimeError(f"worker {self.worker_id}: pull loop is not running")
         if getattr(self.loop.model, "dead", False):
             raise RuntimeError(f"worker {self.worker_id}: a rank of its gang died")
@@ -135,6 +142,9 @@ class ModelWorker:
             "stale": s.stale,
             "gaps_s": list(s.gaps_s),
             "stopped_at": dict(s.stopped_at),
+            "leaving": self.loop.leaving,
+            "handed_back": list(s.handed_back),
+            "current": s.current,
             "generated": dict(s.generated),
         }
 

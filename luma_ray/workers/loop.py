@@ -23,6 +23,9 @@ from luma_ray.workers.ports import ResultSink, SchedulerPort
 
 log = logging.getLogger(__name__)
 
+FINISH_MARGIN_S = 2.0
+"""Time a leaving worker keeps for encoding and upload after the model's last step."""
+
 
 @dataclass
 class LoopStats:
@@ -39,6 +42,10 @@ class LoopStats:
     """How many times the model ran each job to its last step (1 unless a lease was lost)."""
     stopped_at: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Cancelled jobs and the (step, total) at which the model stopped."""
+    handed_back: list[str] = field(default_factory=list)
+    """Jobs stopped and returned to the queue because this worker had to leave in time."""
+    current: str | None = None
+    """The job the model is running now."""
 
 
 class VersionSource(Protocol):
@@ -80,9 +87,25 @@ class WorkerLoop:
         self._next: Future[Assignment | None] | None = None
         self._next_beat = 0.0
         self._last_end: float | None = None
+        self._leave_by: float | None = None  # set by leave(): stop pulling, go by then
+        self._leaving = threading.Event()
+        self._job_started = 0.0
+        self._hand_back = False
 
     def stop(self) -> None:
         self._stop.set()
+
+    def leave(self, deadline: float | None) -> None:
+        """This worker's node is going away (drain, end of a burst allocation): pull no more
+        jobs, hand back a prefetched one, and finish the running job only if it can be done
+        by ``deadline`` (on ``clock``; None: no deadline); otherwise stop it at its next step
+        and hand it back. A handed-back job keeps its place by age and its attempt count."""
+        self._leave_by = deadline
+        self._leaving.set()
+
+    @property
+    def leaving(self) -> bool:
+        return self._leaving.is_set()
 
     def run(self, max_jobs: int | None = None) -> LoopStats:
         """Loop until stopped (or ``max_jobs`` jobs ran); then finish uploads and return.
@@ -96,6 +119,9 @@ class WorkerLoop:
                     break
                 if getattr(self.model, "dead", False):
                     log.error("the model's gang died; this worker stops pulling")
+                    break
+                if self._leaving.is_set():
+                    log.info("leaving: this worker pulls no more jobs")
                     break
                 if self.versions is not None and self.versions.wants_swap():
                     self._release_prefetched()  # it may be pinned to the old version
@@ -125,14 +151,18 @@ class WorkerLoop:
         if self.prefetch and self._next is None:
             self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
             self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, job.lease_ttl_s / 3)
-        start = self.clock()
+        start = self._job_started = self.clock()
+        self.stats.current, self._hand_back = job.job_id, False
         version = getattr(self.model, "version", None)
         if self._last_end is not None:
             self.stats.gaps_s.append(start - self._last_end)
         try:
-            frames = self.model.generate(job.request, lambda s, t: self._on_step(job, s, t))
+            frames = self._generate(job)
         except GenerationCancelled as stop:
             self._last_end = self.clock()
+            if self._hand_back:
+                self._give_back(job, stop.step, stop.total)
+                return
             self.stats.cancelled += 1
             self.stats.stopped_at[job.job_id] = (stop.step, stop.total)
             log.info("job %s cancelled at step %d of %d", job.job_id, stop.step, stop.total)
@@ -150,8 +180,37 @@ class WorkerLoop:
         self.stats.generated[job.job_id] = self.stats.generated.get(job.job_id, 0) + 1
         self._uploader.submit(self._finish, job, frames, version)
 
+    def _generate(self, job: Assignment) -> object:
+        try:
+            return self.model.generate(job.request, lambda s, t: self._on_step(job, s, t))
+        finally:
+            self.stats.current = None
+
+    def _give_back(self, job: Assignment, step: int, total: int) -> None:
+        self.stats.handed_back.append(job.job_id)
+        log.info(
+            "job %s handed back at step %d of %d: this worker is leaving", job.job_id, step, total
+        )
+        try:
+            self.scheduler.release(job)
+        except StaleLease:
+            pass  # lapsed meanwhile: it is queued already
+        except Exception:
+            log.exception("job %s: could not hand back; the lease will expire", job.job_id)
+
+    def _must_stop_to_leave(self, step: int, total: int) -> bool:
+        """Leaving with a deadline, and the rest of this job would not be done by then."""
+        if not self._leaving.is_set() or self._leave_by is None:
+            return False
+        now = self.clock()
+        per_step = (now - self._job_started) / max(step, 1)
+        return now + per_step * (total - step) + FINISH_MARGIN_S > self._leave_by
+
     def _on_step(self, job: Assignment, step: int, total: int) -> bool:
         """Heartbeat with progress; False stops the model at this step (cancellation)."""
+        if self._must_stop_to_leave(step, total):
+            self._hand_back = True
+            return False
         try:
             cancelled = self.scheduler.heartbeat(job, step, total, "running")
         except StaleLease:

@@ -171,3 +171,49 @@ def _ping(handle: Any) -> bool:
         return ray.get(handle.ping.remote(), timeout=5) == "ok"
     except Exception:
         return False
+
+
+def test_a_draining_node_hands_its_job_back_with_its_place(system) -> None:
+    """Burst capacity leaving: Ray drains the node (as the Slurm script does when the
+    allocation ends) with too little time left for the running job; the worker stops it,
+    hands it back, and it runs elsewhere with its original enqueue time and attempt count.
+    Last in the session: the drained node stays drained."""
+    import subprocess
+    import sys
+
+    import ray
+
+    from .test_hetero import pool_stats
+    from .versions import MIXED_MODEL
+
+    client = system["client"]
+    job = client.submit("a long burst take", model=MIXED_MODEL, frames=16, steps=50, seed=9)
+
+    def runner() -> dict[str, Any] | None:
+        for app in ("mixed-a", "mixed-b"):
+            stats = pool_stats(app)
+            if stats["current"] == job and client.get(job)["progress"]["step"] >= 2:
+                return stats
+        return None
+
+    stats = wait_for(runner, what="the job to run on a mixed pool")
+    node_id = stats["node_labels"]["ray.io/node-id"]
+    drain = [
+        sys.executable, "-m", "ray.scripts.scripts", "drain-node",
+        "--address", ray.get_runtime_context().gcs_address,
+        "--node-id", node_id,
+        "--reason", "DRAIN_NODE_REASON_PREEMPTION",
+        "--reason-message", "burst allocation ends",
+        "--deadline-remaining-seconds", "3",
+    ]  # fmt: skip
+    subprocess.run(drain, check=True, capture_output=True, timeout=60)
+    # Serve stops the drained node's replica at the deadline, so the journal is the witness:
+    # a lease that merely expired would have counted an attempt and said so.
+    view = client.wait(job, timeout=300)
+    assert (view["state"], view["attempts"]) == ("succeeded", 1), view
+    record = journal_record(system, job)
+    assert record["enqueued_at_s"] == record["created_at_s"]
+    reasons = [h[2] for h in record["history"]]
+    assert "handed back by its worker" in reasons and "lease expired" not in reasons
+    leased = [h[2] for h in record["history"] if h[1] == "leased"]
+    assert len(leased) == 2 and leased[0] != leased[1]  # it ran on the other pool

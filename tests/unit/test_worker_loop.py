@@ -196,3 +196,40 @@ def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> No
     stats = loop.run(max_jobs=2)
     assert stats.succeeded == 2
     assert [svc.get(i)["attempts"] for i in ids] == [1, 1]  # no lease was lost
+
+
+def test_leaving_with_no_time_hands_the_job_back_with_its_place(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="long", steps=20, tier="free"))["id"]
+    other = svc.submit(SubmitRequest(prompt="next", steps=2, tier="free"))["id"]
+    box: dict[str, WorkerLoop] = {}
+
+    def during(request: GenerationRequest, step: int) -> None:
+        if request.prompt == "long" and step == 3:
+            box["loop"].leave(deadline=box["loop"].clock())  # the node goes now
+
+    loop = box["loop"] = WorkerLoop(ServicePort(svc), FakeModel(during), Sink())
+    stats = loop.run(max_jobs=5)
+    assert stats.handed_back == [job] and stats.succeeded == 0 and stats.started == 1
+    for job_id in (job, other):  # the running job and the prefetched one are both back
+        view = svc.get(job_id)
+        assert (view["state"], view["attempts"]) == ("queued", 1)
+    record = svc.core.get(job)
+    assert record.enqueued_at_s == record.created_at_s  # keeps its place by age
+    assert svc.pull("w2", "local", ["luma-tiny"]).job_id == job
+
+
+def test_leaving_with_time_to_spare_finishes_the_job_and_pulls_no_more(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="short", steps=4))["id"]
+    later = svc.submit(SubmitRequest(prompt="later", steps=4))["id"]
+    box: dict[str, WorkerLoop] = {}
+
+    def during(request: GenerationRequest, step: int) -> None:
+        if request.prompt == "short" and step == 1:
+            box["loop"].leave(deadline=box["loop"].clock() + 3600)
+
+    loop = box["loop"] = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
+    stats = loop.run(max_jobs=5)
+    assert stats.succeeded == 1 and not stats.handed_back
+    assert svc.get(job)["state"] == "succeeded" and svc.get(later)["state"] == "queued"
