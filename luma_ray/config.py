@@ -183,6 +183,29 @@ def load_tiers(path: str | Path) -> list[TierConfig]:
     return parse_config({"tiers": data["tiers"]}, str(path)).tiers
 
 
+class AutoscalingConfig(_Strict):
+    """Queue-driven autoscaling of one pool (``luma_ray.workers.autoscale``)."""
+
+    min_replicas: int = Field(default=1, ge=1, le=10_000)
+    """The warm pool: never fewer replicas (at least 1: a pool at 0 reports no backlog)."""
+    max_replicas: int = Field(default=8, ge=1, le=10_000)
+    target_drain_s: float = Field(default=120.0, gt=0, le=86_400)
+    """Ask for enough replicas to run the backlog within this long."""
+    idle_window_s: float = Field(default=300.0, ge=0, le=86_400)
+    """Scale down only after demand stayed lower for this long."""
+    upscale_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    metrics_interval_s: float = Field(default=5.0, gt=0, le=600)
+    """How often replicas report the backlog to Serve's controller."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas {self.max_replicas} is below min_replicas {self.min_replicas}"
+            )
+        return self
+
+
 class PoolConfig(_Strict):
     """A pool of model workers: one Serve deployment whose replicas serve one model.
 
@@ -213,6 +236,8 @@ class PoolConfig(_Strict):
     """Intra-op threads per replica on CPU."""
     watch_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
     """How often each replica reads the model's ``active.yaml`` to notice a promotion."""
+    autoscaling: AutoscalingConfig | None = None
+    """Scale replicas with the queue between min and max; ``replicas`` is then ignored."""
 
     @property
     def app_name(self) -> str:

@@ -160,10 +160,24 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
             reserve["placement_group_bundle_label_selector"] = [
                 dict(pool.node_labels) for _ in range(pool.accelerators)
             ]
+    scaling: dict[str, Any] = {"num_replicas": pool.replicas}
+    if pool.autoscaling is not None:
+        auto = pool.autoscaling
+        scaling = {
+            "autoscaling_config": {
+                "min_replicas": auto.min_replicas,
+                "max_replicas": auto.max_replicas,
+                "upscale_delay_s": auto.upscale_delay_s,
+                "downscale_delay_s": auto.idle_window_s,
+                "metrics_interval_s": auto.metrics_interval_s,
+                "look_back_period_s": 2 * auto.metrics_interval_s,
+                "policy": {"policy_function": "luma_ray.workers.autoscale:queue_policy"},
+            }
+        }
     deployment: Any = serve.deployment(
         ModelWorker,
         name=pool_app_name(pool),
-        num_replicas=pool.replicas,
+        **scaling,
         ray_actor_options={"num_cpus": 0},
         **reserve,
         health_check_period_s=5,
@@ -184,6 +198,7 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         pool.watch_interval_s,
         pool.accelerators,
         pool.accelerator,
+        pool.autoscaling.target_drain_s if pool.autoscaling else None,
     )
 
 

@@ -175,6 +175,9 @@ class SchedulerActor:
         self.service.finish_swap(worker, model, target, error)
         await self._publish_rollout(model)
 
+    async def backlog(self, model: str) -> dict[str, float]:
+        return self.service.backlog(model)
+
     async def halted_versions(self, model: str) -> builtins.list[str]:
         return self.service.halted_versions(model)
 

@@ -349,6 +349,16 @@ class SchedulerService:
         else:
             log.warning("rollout of %s@%s halted: worker %s: %s", model, target, worker, error)
 
+    def backlog(self, model: str) -> dict[str, float]:
+        """Queued jobs of ``model`` (any version) and its mean service time: what the pools'
+        autoscaling policy scales on."""
+        queued = sum(
+            q.live
+            for (_, queue_model), q in self.core.queues.queues.items()
+            if queue_model.partition("@")[0] == model
+        )
+        return {"queued": float(queued), "service_s": self.estimates.mean_service_s(model)}
+
     def halted_versions(self, model: str) -> builtins.list[str]:
         return sorted(self.rollouts.status(model, self.clock())["halted"])
 

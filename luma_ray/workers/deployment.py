@@ -18,10 +18,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from luma_ray.models.cache import ModelCache
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.actor import get_scheduler
 from luma_ray.storage import open_store
+from luma_ray.workers import autoscale
 from luma_ray.workers.adapters import ActorScheduler, StoreSink
 from luma_ray.workers.gang import GangLauncher
 from luma_ray.workers.loop import WorkerLoop
@@ -51,9 +54,11 @@ class ModelWorker:
         watch_interval_s: float = 5.0,
         ranks: int = 1,
         accelerator: str = "cpu",
+        target_drain_s: float | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.model = model
+        self.target_drain_s = target_drain_s
         self.node_labels = node_labels()
         cluster = cluster or self.node_labels.get(CLUSTER_LABEL, DEFAULT_CLUSTER)
         self.worker_id = f"{cluster}/{model}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -95,6 +100,17 @@ class ModelWorker:
             self.versions.version,
             prefetch,
         )
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom autoscaling metrics for ``autoscale.queue_policy``: the scheduler's
+        backlog of this model, its service time, and whether this replica is busy."""
+        backlog = ray.get(get_scheduler().backlog.remote(self.model), timeout=5)
+        return {
+            autoscale.BACKLOG: backlog["queued"],
+            autoscale.SERVICE_S: backlog["service_s"],
+            autoscale.BUSY: 1.0 if self.loop.stats.current is not None else 0.0,
+            autoscale.TARGET_S: self.target_drain_s or 120.0,
+        }
 
     def _pulls_for(self) -> list[str]:
         """The queues this worker serves: its model, and jobs pinned to its version."""

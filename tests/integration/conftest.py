@@ -48,6 +48,7 @@ def system() -> Iterator[dict[str, Any]]:
 
     import luma_ray
     from luma_ray.config import (
+        AutoscalingConfig,
         PoolConfig,
         RuntimeConfig,
         SchedulerConfig,
@@ -58,7 +59,7 @@ def system() -> Iterator[dict[str, Any]]:
     from luma_ray.scheduler.actor import NAMESPACE
     from luma_ray.storage import open_store
 
-    from .versions import GANG_MODEL, MIXED_MODEL, publish_version
+    from .versions import AUTO_MODEL, GANG_MODEL, MIXED_MODEL, publish_version
     from .versions import MODEL as ROLL_MODEL
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
@@ -104,6 +105,21 @@ def system() -> Iterator[dict[str, Any]]:
                 cluster="gang",
                 node_labels=ON_HEAD,
             ),
+            # The autoscaling test's pool: 1 to 2 replicas, a short idle window.
+            PoolConfig(
+                model=AUTO_MODEL,
+                num_cpus=0.5,
+                cluster="auto",
+                node_labels=ON_HEAD,
+                autoscaling=AutoscalingConfig(
+                    min_replicas=1,
+                    max_replicas=2,
+                    target_drain_s=1.0,
+                    idle_window_s=4.0,
+                    upscale_delay_s=0.0,
+                    metrics_interval_s=0.5,
+                ),
+            ),
             # One model on two kinds of nodes (the heterogeneous-pool test); each pool's
             # cluster comes from its node's luma.io/cluster label.
             *(
@@ -115,7 +131,7 @@ def system() -> Iterator[dict[str, Any]]:
         ],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
-    for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL):
+    for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL, AUTO_MODEL):
         publish_version(repo, root / "versions", "v1", model)
         repo.promote(model, "v1")
     # Three Ray nodes on this machine: the head (cluster "local") and two labelled nodes of

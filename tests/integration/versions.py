@@ -13,6 +13,7 @@ from luma_ray.models.repository import ModelRepository
 MODEL = "tiny-roll"
 GANG_MODEL = "tiny-gang"
 MIXED_MODEL = "tiny-mixed"
+AUTO_MODEL = "tiny-auto"
 
 _CODE = '''"""tiny-roll {version}: the reference model under its own name."""
 from luma_ray.models.reference.model import LumaTiny
