@@ -57,8 +57,10 @@ class TenantLimits(_Strict):
 class ClusterConfig(_Strict):
     """A cluster that workers pull from, and its back-pressure limit."""
 
-    dispatch_limit: int = Field(ge=1)
-    """Most leased-but-unfinished jobs the cluster may hold; pulls past it get nothing."""
+    dispatch_limit: int | None = Field(ge=0)
+    """Most leased-but-unfinished jobs the cluster may hold (running, prefetched and being
+    uploaded); pulls past it get nothing. 0 sends the cluster nothing (to empty it); None is
+    no limit. docs/dispatch_limits.md: about the cluster's slot count works best."""
 
 
 def default_tiers() -> list[TierConfig]:

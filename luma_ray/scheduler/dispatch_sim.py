@@ -123,16 +123,8 @@ def scheduler_config(
     params: dict[str, float] | None = None,
     tiers: list[TierConfig] | None = None,
 ) -> SchedulerConfig:
-    """The core's config for ``clusters``: unlimited ones are left unlisted (a listed
-    cluster needs a number). ``ClusterConfig`` refuses a limit of 0, so that one is built
-    without validation; the core itself refuses every pull at 0, as the study needs."""
-    listed = {
-        c.name: ClusterConfig(dispatch_limit=c.dispatch_limit)
-        if c.dispatch_limit
-        else ClusterConfig.model_construct(dispatch_limit=0)
-        for c in clusters
-        if c.dispatch_limit is not None
-    }
+    """The core's config for ``clusters`` (limit None: unlimited; 0: nothing)."""
+    listed = {c.name: ClusterConfig(dispatch_limit=c.dispatch_limit) for c in clusters}
     return SchedulerConfig(
         tiers=tiers or default_tiers(),
         policy=PolicyConfig(name=policy, params=dict(params or {})),

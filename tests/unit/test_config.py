@@ -53,7 +53,7 @@ def test_full_file_loads(tmp_path: Path) -> None:
         ("tiers: [{name: api, max_wait_s: -5}]", "field 'tiers.0.max_wait_s'"),
         ("tiers: [{name: api}]", "field 'tiers.0.max_wait_s': required field is missing"),
         ("polcy: {name: fifo}", "field 'polcy': unknown field"),
-        ("clusters: {a: {dispatch_limit: 0}}", "field 'clusters.a.dispatch_limit'"),
+        ("clusters: {a: {dispatch_limit: -1}}", "field 'clusters.a.dispatch_limit'"),
         ("tenant_limits: {gold: {max_queued: 3}}", "unknown tier(s) gold"),
         ("tiers: [{name: api, max_wait_s: 1, shed_ratio: 3}]", "'api' is never shed"),
         (
