@@ -149,40 +149,43 @@ def parse_config(data: Any, source: str = "config") -> SchedulerConfig:
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def load_config(path: str | Path) -> SchedulerConfig:
-    """Read a YAML config file (safe loader only). Called once by entry points."""
-    path = Path(path)
+def _read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's data (safe loader only); one-line ``ConfigError`` if unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(
-            f"{path}: cannot read config file ({err.strerror}); check the path"
+            f"{path}: cannot read {what} file ({err.strerror}); check the path"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{line} is not valid YAML; fix the syntax there") from None
-    return parse_config(data, str(path))
+
+
+def _read_list_file(path: Path, field: str) -> list[Any]:
+    """A file holding ``{<field>: [...]}`` or a bare list; the list."""
+    data = _read_yaml(path, field[:-1] if field.endswith("s") else field)
+    if isinstance(data, list):
+        data = {field: data}
+    if not isinstance(data, dict) or field not in data:
+        raise ConfigError(f"{path}: expected a list of {field} or a mapping with a '{field}' field")
+    items: list[Any] = data[field]
+    return items
+
+
+def load_config(path: str | Path) -> SchedulerConfig:
+    """Read a YAML config file (safe loader only). Called once by entry points."""
+    path = Path(path)
+    return parse_config(_read_yaml(path, "config"), str(path))
 
 
 def load_tiers(path: str | Path) -> list[TierConfig]:
     """Read a tiers file: either ``{tiers: [...]}`` or a bare list of tiers."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(
-            f"{path}: cannot read tiers file ({err.strerror}); check the path"
-        ) from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: is not valid YAML; fix the syntax") from None
-    if isinstance(data, list):
-        data = {"tiers": data}
-    if not isinstance(data, dict) or "tiers" not in data:
-        raise ConfigError(f"{path}: expected a list of tiers or a mapping with a 'tiers' field")
-    return parse_config({"tiers": data["tiers"]}, str(path)).tiers
+    return parse_config({"tiers": _read_list_file(path, "tiers")}, str(path)).tiers
 
 
 class AutoscalingConfig(_Strict):
@@ -326,18 +329,6 @@ def load_pools(path: str | Path) -> list[PoolConfig]:
     """Read a pools file (``luma-ray up --pools``): ``{pools: [...]}`` or a bare list."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(
-            f"{path}: cannot read pools file ({err.strerror}); check the path"
-        ) from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: is not valid YAML; fix the syntax") from None
-    if isinstance(data, list):
-        data = {"pools": data}
-    if not isinstance(data, dict) or "pools" not in data:
-        raise ConfigError(f"{path}: expected a list of pools or a mapping with a 'pools' field")
-    try:
-        return _Pools.model_validate(data).pools
+        return _Pools.model_validate({"pools": _read_list_file(path, "pools")}).pools
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, str(path))) from None
