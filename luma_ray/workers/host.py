@@ -94,6 +94,7 @@ class ModelHost:
         from luma_ray.models.registry import import_entrypoint
 
         try:
+            device = self._device(torch)  # before the group: NCCL binds the current GPU
             if self.world > 1:
                 import torch.distributed as dist
 
@@ -108,7 +109,6 @@ class ModelHost:
                 self.group = dist.group.WORLD
             cls = import_entrypoint(self.entrypoint)
             self.model = cls(**self.params)
-            device = self._device(torch)
             self.model.load(Path(self.folder) / "checkpoints", device, self.group)
         except Exception as err:
             log.exception("host: %s@%s rank %d failed to load", self.name, self.version, self.rank)
@@ -117,7 +117,10 @@ class ModelHost:
 
     def _device(self, torch: Any) -> Any:
         if self.backend == "nccl" and torch.cuda.is_available():
-            return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to this rank's GPU
+            # Ray makes this rank's one GPU device 0; NCCL collectives (and the objects
+            # broadcast_object_list moves) use the current device.
+            torch.cuda.set_device(0)
+            return torch.device("cuda", 0)
         return torch.device("cpu")
 
     def describe(self) -> dict[str, Any]:
@@ -201,7 +204,8 @@ class ModelHost:
         import torch
         import torch.distributed as dist
 
-        flag = torch.tensor([1 if go else 0], dtype=torch.int32)
+        device = "cuda" if self.backend == "nccl" else "cpu"  # NCCL moves GPU tensors only
+        flag = torch.tensor([1 if go else 0], dtype=torch.int32, device=device)
         dist.broadcast(flag, src=0, group=self.group)
         return bool(flag.item())
 
