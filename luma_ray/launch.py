@@ -199,6 +199,7 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         pool.accelerators,
         pool.accelerator,
         pool.autoscaling.target_drain_s if pool.autoscaling else None,
+        pool.app_name,
     )
 
 

@@ -69,6 +69,7 @@ class SchedulerActor:
             self.service.on_change = self._notify
         self._work = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
 
     # ---- clients -----------------------------------------------------------------------
 
@@ -242,6 +243,20 @@ class SchedulerActor:
     def _start_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_forever())
+
+    async def _publish_forever(self) -> None:
+        """Metrics every few seconds (Ray exports them; docs/operations.md lists them)."""
+        from luma_ray.scheduler.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
+
+        metrics = SchedulerMetrics()
+        while True:
+            try:
+                metrics.publish(self.service)
+            except Exception:  # metrics must never take the scheduler down
+                log.exception("publishing metrics failed")
+            await asyncio.sleep(PUBLISH_PERIOD_S)  # a timer, not synchronisation
 
     async def _tick_forever(self) -> None:
         period = max(0.05, min(5.0, self.service.config.lease_ttl_s / 4))

@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import Conflict, InvalidRequest, LumaError, NotFound, Overloaded
+from luma_ray.errors import (
+    BackPressure,
+    Conflict,
+    InvalidRequest,
+    LumaError,
+    NotFound,
+    Overloaded,
+)
 from luma_ray.jobs import (
     Job,
     JobError,
@@ -25,6 +32,7 @@ from luma_ray.jobs import (
 )
 from luma_ray.models.interface import GenerationRequest, ModelLimits
 from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.decisions import HeartbeatReply
 from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.intake import make_job
@@ -74,6 +82,7 @@ class SchedulerService:
         self.core = Scheduler(config)
         self.estimates = Estimates()
         self.rollouts = Rollouts()
+        self.counters = SchedulerCounters()
         self.on_change: Callable[[Job], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
         self._idempotent: dict[tuple[str, str], JobId] = {}
@@ -127,8 +136,12 @@ class SchedulerService:
         check_pin = self._check_pin if self.active_version is not None else None
         job = make_job(request, self.core.tiers, self.models, self.clock(), check_pin)
         job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
-        self._admit(job)
-        self.core.submit(job, job.created_at_s)
+        try:
+            self._admit(job)
+            self.core.submit(job, job.created_at_s)
+        except BackPressure as err:
+            self.counters.refused[(job.tier, err.code)] += 1
+            raise
         if job.idempotency_key:
             self._idempotent[(job.tenant, job.idempotency_key)] = job.id
         log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
@@ -270,6 +283,8 @@ class SchedulerService:
             return None
         self._commit()
         job = self.core.get(dispatch.job_id)
+        slo_s = self.core.tiers[job.tier].max_wait_s
+        self.counters.lease(job.tier, job.model.partition("@")[0], dispatch.wait_s, slo_s)
         limits = self.models.get(job.model.partition("@")[0])
         default_steps = limits.default_steps if limits else 8
         request = GenerationRequest(
@@ -318,6 +333,7 @@ class SchedulerService:
         decision = self.core.fail(
             JobId(job_id), token, self.clock(), JobError(code, message[:500], retryable)
         )
+        self.counters.lost([decision], "failure")
         self._commit()
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
         return self.view(self.core.get(JobId(job_id)))
@@ -325,6 +341,7 @@ class SchedulerService:
     def release(self, job_id: str, token: int) -> dict[str, Any]:
         """A worker hands back an unstarted lease (stopping, or swapping versions)."""
         job = self.core.release(JobId(job_id), token, self.clock())
+        self.counters.requeued["handed_back"] += 1
         self._commit()
         log.info("job %s handed back by its worker (attempt %d)", job_id, job.attempts)
         return self.view(job)
@@ -372,6 +389,7 @@ class SchedulerService:
     def tick(self) -> int:
         """Requeue lapsed leases; returns how many. The actor calls this on a timer."""
         decisions = self.core.expire_leases(self.clock())
+        self.counters.lost(decisions, "lease_expired")
         if decisions:
             self._commit()
             for d in decisions:
@@ -380,6 +398,7 @@ class SchedulerService:
 
     def worker_lost(self, worker: str) -> int:
         decisions = self.core.worker_lost(WorkerId(worker), self.clock())
+        self.counters.lost(decisions, "worker_lost")
         self._commit()
         return len(decisions)
 
@@ -387,6 +406,9 @@ class SchedulerService:
 
     def _commit(self) -> None:
         changed = self.core.take_dirty()
+        for job in changed:
+            if job.state.terminal:
+                self.counters.finished[(job.tier, job.state.value)] += 1
         self.journal.record(changed, self.core.next_token)
         if self.on_change is not None:
             for job in changed:

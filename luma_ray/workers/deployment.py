@@ -55,9 +55,11 @@ class ModelWorker:
         ranks: int = 1,
         accelerator: str = "cpu",
         target_drain_s: float | None = None,
+        pool_name: str | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.model = model
+        self.pool = pool_name or f"{model}-workers"
         self.target_drain_s = target_drain_s
         self.node_labels = node_labels()
         cluster = cluster or self.node_labels.get(CLUSTER_LABEL, DEFAULT_CLUSTER)
@@ -117,9 +119,16 @@ class ModelWorker:
         return [self.model, f"{self.model}@{self.versions.version}"]
 
     def _watch_node(self) -> None:
-        """Once a second: is this node leaving? Then tell the loop, once."""
+        """Once a second: publish metrics; is this node leaving? Then tell the loop, once."""
+        from luma_ray.workers.metrics import WorkerMetrics
+
+        metrics = WorkerMetrics(self.pool, self.model)
         while not self.loop.leaving:
             time.sleep(NODE_POLL_S)  # a poll interval, not synchronisation
+            try:
+                metrics.publish(self.loop.stats, list(self.versions.loads))
+            except Exception:
+                log.warning("worker %s: publishing metrics failed", self.worker_id, exc_info=True)
             leaving = leaving_at(self.node_labels)
             if leaving is None:
                 continue

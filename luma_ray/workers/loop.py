@@ -46,6 +46,8 @@ class LoopStats:
     """Jobs stopped and returned to the queue because this worker had to leave in time."""
     current: str | None = None
     """The job the model is running now."""
+    busy_s: float = 0.0
+    """Time the model spent generating, in total."""
 
 
 class VersionSource(Protocol):
@@ -181,10 +183,12 @@ class WorkerLoop:
         self._uploader.submit(self._finish, job, frames, version)
 
     def _generate(self, job: Assignment) -> object:
+        began = self.clock()
         try:
             return self.model.generate(job.request, lambda s, t: self._on_step(job, s, t))
         finally:
             self.stats.current = None
+            self.stats.busy_s += self.clock() - began
 
     def _give_back(self, job: Assignment, step: int, total: int) -> None:
         self.stats.handed_back.append(job.job_id)

@@ -102,6 +102,8 @@ class VersionManager:
         self.current: Current | None = None
         self.failed: dict[str, str] = {}
         """Versions this worker will not try again, with the reason."""
+        self.loads: list[tuple[str, str]] = []
+        """(version, "ok" | "failed") for every load this worker tried, oldest first."""
         self._target: str | None = None
         self._max_unavailable = "25%"
         self._prepared: set[str] = set()  # versions downloaded and verified on this node
@@ -239,14 +241,19 @@ class VersionManager:
 
     def _launch(self, version: str) -> Loaded:
         """Fetch (verified), start and warm up one version; closes it again if warm-up fails."""
-        folder = self.cache.fetch(self.model, version)
-        manifest = self.repository.manifest(self.model, version)
-        loaded = self.launcher(manifest, folder)
         try:
-            loaded.warmup()
+            folder = self.cache.fetch(self.model, version)
+            manifest = self.repository.manifest(self.model, version)
+            loaded = self.launcher(manifest, folder)
+            try:
+                loaded.warmup()
+            except Exception:
+                loaded.close()
+                raise
         except Exception:
-            loaded.close()
+            self.loads.append((version, "failed"))
             raise
+        self.loads.append((version, "ok"))
         return loaded
 
 

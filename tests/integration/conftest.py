@@ -40,6 +40,12 @@ def wait_for(
         delay = min(0.25, delay * 1.5)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def system() -> Iterator[dict[str, Any]]:
     ray = pytest.importorskip("ray")
@@ -65,9 +71,7 @@ def system() -> Iterator[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "ray")
     (root / "ray").mkdir()
-    with socket.socket() as s:  # a free loopback port for the HTTP API
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, metrics_port = free_port(), free_port()  # the HTTP API; Ray's metrics export
     runtime = RuntimeConfig(
         http_host="127.0.0.1",
         http_port=port,
@@ -142,6 +146,7 @@ def system() -> Iterator[dict[str, Any]]:
             "num_cpus": 4,
             "include_dashboard": False,
             "labels": {CLUSTER: "local", ACCEL: "cpu"},
+            "metrics_export_port": metrics_port,
         },
     )
     cluster.add_node(num_cpus=1, labels={CLUSTER: "east", ACCEL: "cpu-a"})
@@ -155,6 +160,7 @@ def system() -> Iterator[dict[str, Any]]:
             "scheduler": client.scheduler,
             "root": root,
             "base_url": f"http://127.0.0.1:{port}",
+            "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "repository": repo,
             "versions_dir": root / "versions",
         }
