@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from luma_ray.api import problems
+from luma_ray.api import problems, queue_page
 from luma_ray.api.backend import Backend
 from luma_ray.api.callbacks import validate_callback_url
 from luma_ray.api.keys import KeyStore, Principal
@@ -291,6 +291,8 @@ def add_native_routes(app: FastAPI) -> None:
                 for name in names
             ],
         }
+
+    queue_page.add_routes(app, admin, ports)
 
     @app.get("/v1/admin/queues")
     async def queues(request: Request, who: Admin) -> dict[str, Any]:

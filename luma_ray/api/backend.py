@@ -29,6 +29,7 @@ class Backend(Protocol):
     async def stats(self) -> dict[str, Any]: ...
     async def limits(self) -> dict[str, Any]: ...
     async def rollout_status(self, model: str) -> dict[str, Any]: ...
+    async def queue_view(self) -> dict[str, Any]: ...
 
 
 class LocalBackend:
@@ -67,6 +68,9 @@ class LocalBackend:
 
     async def rollout_status(self, model: str) -> dict[str, Any]:
         return await self._run("rollout_status", model)  # type: ignore[no-any-return]
+
+    async def queue_view(self) -> dict[str, Any]:
+        return await self._run("queue_view")  # type: ignore[no-any-return]
 
 
 class ActorBackend:
@@ -123,3 +127,6 @@ class ActorBackend:
 
     async def rollout_status(self, model: str) -> dict[str, Any]:
         return await self._call("rollout_status", model)  # type: ignore[no-any-return]
+
+    async def queue_view(self) -> dict[str, Any]:
+        return await self._call("queue_view")  # type: ignore[no-any-return]

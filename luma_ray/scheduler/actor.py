@@ -176,6 +176,9 @@ class SchedulerActor:
         self.service.finish_swap(worker, model, target, error)
         await self._publish_rollout(model)
 
+    async def queue_view(self) -> dict[str, Any]:
+        return self.service.queue_view()
+
     async def backlog(self, model: str) -> dict[str, float]:
         return self.service.backlog(model)
 

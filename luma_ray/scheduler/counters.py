@@ -8,7 +8,7 @@ into Ray metrics (Prometheus). Totals only grow, so the publisher sends deltas.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from luma_ray.scheduler.decisions import GiveUp, Requeue
@@ -29,8 +29,11 @@ class SchedulerCounters:
     """(tier, final state) → jobs that reached it."""
     waits: list[tuple[str, float]] = field(default_factory=list)
     """(tier, wait_s) of each lease since the publisher last drained them."""
+    recent: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    """(time, tier, model) of recent leases, for dispatch rates."""
 
-    def lease(self, tier: str, model: str, wait_s: float, slo_s: float) -> None:
+    def lease(self, tier: str, model: str, wait_s: float, slo_s: float, now_s: float) -> None:
+        self.recent.append((now_s, tier, model))
         self.started[(tier, model)] += 1
         if wait_s <= slo_s:
             self.within_slo[tier] += 1
@@ -46,6 +49,16 @@ class SchedulerCounters:
         """Share of this tier's leases that started within the SLO (None before any)."""
         started = sum(n for (t, _), n in self.started.items() if t == tier)
         return self.within_slo[tier] / started if started else None
+
+    def dispatch_per_min(self, now_s: float, window_s: float = 60.0) -> Counter[tuple[str, str]]:
+        """(tier, model) → leases per minute over the last ``window_s``."""
+        while self.recent and self.recent[0][0] < now_s - window_s:
+            self.recent.popleft()
+        rates: Counter[tuple[str, str]] = Counter()
+        for _, tier, model in self.recent:
+            rates[(tier, model)] += 1
+        scale = 60.0 / window_s
+        return Counter({key: n * scale for key, n in rates.items()})
 
     def drain_waits(self) -> list[tuple[str, float]]:
         waits, self.waits = self.waits, []

@@ -284,7 +284,8 @@ class SchedulerService:
         self._commit()
         job = self.core.get(dispatch.job_id)
         slo_s = self.core.tiers[job.tier].max_wait_s
-        self.counters.lease(job.tier, job.model.partition("@")[0], dispatch.wait_s, slo_s)
+        model = job.model.partition("@")[0]
+        self.counters.lease(job.tier, model, dispatch.wait_s, slo_s, now)
         limits = self.models.get(job.model.partition("@")[0])
         default_steps = limits.default_steps if limits else 8
         request = GenerationRequest(
@@ -375,6 +376,40 @@ class SchedulerService:
             if queue_model.partition("@")[0] == model
         )
         return {"queued": float(queued), "service_s": self.estimates.mean_service_s(model)}
+
+    def queue_view(self) -> dict[str, Any]:
+        """The live queue page's data: per tier and model the depth, the oldest wait against
+        the SLO and the dispatch rate; per model the workers and the versions they run."""
+        now = self.clock()
+        rates = self.counters.dispatch_per_min(now)
+        keys = {(t, m) for (t, m), q in self.core.queues.queues.items() if q.live}
+        keys |= {(t, m.partition("@")[0]) for t, m in rates}
+        order = {name: i for i, name in enumerate(self.core.tiers)}
+        queues = []
+        for tier, model in sorted(keys, key=lambda k: (order.get(k[0], 99), k[1])):
+            q = self.core.queues.queues.get((tier, model))
+            depth = q.live if q is not None else 0
+            oldest = self.core.oldest_wait_s(tier, model, now) if depth else 0.0
+            slo = self.core.tiers[tier].max_wait_s
+            queues.append(
+                {
+                    "tier": tier,
+                    "model": model,
+                    "depth": depth,
+                    "oldest_wait_s": round(oldest, 1),
+                    "slo_s": slo,
+                    "slo_used": round(oldest / slo, 3),
+                    "dispatch_per_min": round(rates.get((tier, model), 0.0), 1),
+                }
+            )
+        pools = []
+        for model in self.rollouts.models():
+            serving = self.rollouts.serving(model, now)
+            versions: dict[str, int] = {}
+            for version in serving.values():
+                versions[version] = versions.get(version, 0) + 1
+            pools.append({"model": model, "workers": len(serving), "versions": versions})
+        return {"at_s": now, "queues": queues, "pools": pools}
 
     def halted_versions(self, model: str) -> builtins.list[str]:
         return sorted(self.rollouts.status(model, self.clock())["halted"])

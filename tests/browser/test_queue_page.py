@@ -1,0 +1,109 @@
+"""The live queue page in a real headless Chromium, served over real HTTP (uvicorn on
+loopback) from the app over an in-process scheduler service in a known state: the page's own
+script fetches the data with the admin key and renders it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from luma_ray.api.app import ApiSettings, create_app
+from luma_ray.api.backend import LocalBackend
+from luma_ray.api.keys import KeyStore
+from luma_ray.config import default_tiers, parse_config
+from luma_ray.models.interface import ModelLimits
+from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.service import SchedulerService, SubmitRequest
+from luma_ray.storage import LocalBlobStore
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMITS = {"luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8)}
+
+
+def _chromium():
+    spec = importlib.util.spec_from_file_location("chromium", ROOT / "scripts" / "chromium.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Clock:
+    now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    clock = Clock()
+    svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, clock)
+    # Known state, t in seconds from the first submit: three free jobs at t=0, api jobs at 60,
+    # 90 and 250. w1 pulls at 90 (the api job of t=60), w2 at 240: the api job of t=90 is past
+    # its 120 s SLO by then, so slo_guard serves a savable free job first. The page is read at
+    # t=288: api has 2 queued, the oldest 198 s (165% of its SLO); free has 2, the oldest 288 s
+    # (4% of 2 h) and 1 dispatch in the last minute; only w2 pulled in the last minute.
+    for i in range(3):
+        svc.submit(SubmitRequest(prompt=f"free {i}", tier="free"))
+    clock.now += 60
+    svc.submit(SubmitRequest(prompt="api 1", tier="api"))
+    clock.now += 30
+    assert svc.pull("w1", "local", ["luma-tiny", "luma-tiny@v1"]).request.prompt == "api 1"
+    svc.submit(SubmitRequest(prompt="api 2", tier="api"))
+    clock.now += 150
+    assert svc.pull("w2", "local", ["luma-tiny", "luma-tiny@v2"]).request.prompt == "free 0"
+    clock.now += 10
+    svc.submit(SubmitRequest(prompt="api 3", tier="api"))
+    clock.now += 38
+    keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
+    admin, _ = keys.create("ops", "api", admin=True, now_s=0)
+    app = create_app(LocalBackend(svc), keys, LocalBlobStore(tmp_path / "r"), ApiSettings())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)  # polling the server's start flag
+    yield f"http://127.0.0.1:{port}", admin
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def rows(html: str, table: str) -> list[list[str]]:
+    body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S)
+    assert body, html[:2000]
+    return [
+        [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)
+    ]
+
+
+def test_queue_page_shows_the_known_state(served) -> None:
+    base, key = served
+    html = _chromium().dump_dom(f"{base}/admin/queues#key={key}")
+    assert "updated 2027-01-15T08:04:48.000Z" in html  # the script ran: the clock at t=288
+    assert rows(html, "queues") == [
+        # tier, model, queued, oldest wait, SLO, SLO used, dispatched / min
+        ["api", "luma-tiny", "2", "198.0", "120", "165.0%", "0.0"],
+        ["free", "luma-tiny", "2", "288.0", "7200", "4.0%", "1.0"],
+    ]
+    assert rows(html, "pools") == [["luma-tiny", "1", "v2 x1"]]
+    assert html.count('class="late"') == 2  # the api row's wait and share: past its SLO
+
+
+def test_queue_page_without_an_admin_key_shows_the_error(served) -> None:
+    base, _ = served
+    html = _chromium().dump_dom(f"{base}/admin/queues#key=wrong")
+    assert "error:" in html and rows(html, "queues") == []
