@@ -83,7 +83,7 @@ def add_routes(app: FastAPI, admin: Any, ports: Any) -> None:
     async def queue_page() -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/admin/queue-view")
-    async def queue_view(request: Request, who: Any = Depends(admin)) -> dict[str, Any]:
+    @app.get("/v1/admin/queue-view", dependencies=[Depends(admin)])
+    async def queue_view(request: Request) -> dict[str, Any]:
         view: dict[str, Any] = await ports(request).backend.queue_view()
         return view
