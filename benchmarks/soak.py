@@ -123,7 +123,7 @@ class Faults:
         names = [
             a["name"]
             for a in ray.util.list_named_actors(all_namespaces=True)
-            if "/tiny-gang/" in a["name"] and a["name"].endswith("rank1")
+            if "/tiny-gang-workers/" in a["name"] and a["name"].endswith("rank1")
         ]
         if names:
             namespace = next(

@@ -34,7 +34,8 @@ th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: l
 <th>oldest wait (s)</th><th>SLO (s)</th><th>SLO used</th><th>dispatched / min</th></tr></thead>
 <tbody></tbody></table>
 <h2>Pools</h2>
-<table id="pools"><thead><tr><th>model</th><th>workers</th><th>versions</th></tr></thead>
+<table id="pools"><thead><tr><th>pool</th><th>model</th><th>replicas</th><th>versions</th>
+</tr></thead>
 <tbody></tbody></table>
 <script>
 const key = new URLSearchParams(location.hash.slice(1)).get("key") || "";
@@ -62,7 +63,7 @@ async function refresh() {
       cell(q.oldest_wait_s.toFixed(1), q.slo_used > 1 ? "late" : ""), cell(q.slo_s),
       cell((100 * q.slo_used).toFixed(1) + "%", q.slo_used > 1 ? "late" : ""),
       cell(q.dispatch_per_min.toFixed(1))]));
-    fill("pools", v.pools.map(p => [cell(p.model), cell(p.workers),
+    fill("pools", v.pools.map(p => [cell(p.pool), cell(p.model), cell(p.workers),
       cell(Object.entries(p.versions).map(([ver, n]) => ver + " x" + n).join(", "))]));
     status.textContent = "updated " + new Date(v.at_s * 1000).toISOString();
   } catch (e) {

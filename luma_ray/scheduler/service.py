@@ -402,13 +402,15 @@ class SchedulerService:
                     "dispatch_per_min": round(rates.get((tier, model), 0.0), 1),
                 }
             )
-        pools = []
+        by_pool: dict[tuple[str, str], dict[str, int]] = {}
         for model in self.rollouts.models():
-            serving = self.rollouts.serving(model, now)
-            versions: dict[str, int] = {}
-            for version in serving.values():
+            for worker, version in self.rollouts.serving(model, now).items():
+                versions = by_pool.setdefault((pool_of(worker, model), model), {})
                 versions[version] = versions.get(version, 0) + 1
-            pools.append({"model": model, "workers": len(serving), "versions": versions})
+        pools = [
+            {"pool": pool, "model": model, "workers": sum(v.values()), "versions": v}
+            for (pool, model), v in sorted(by_pool.items())
+        ]
         return {"at_s": now, "queues": queues, "pools": pools}
 
     def halted_versions(self, model: str) -> builtins.list[str]:
@@ -457,6 +459,12 @@ class SchedulerService:
         if tenant is not None and job.tenant != tenant:
             raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
         return job
+
+
+def pool_of(worker: str, model: str) -> str:
+    """The pool in a worker id ``cluster/pool/process``; other ids: the model's pool."""
+    parts = worker.split("/")
+    return parts[1] if len(parts) >= 3 else f"{model}-workers"
 
 
 def with_defaults(request: SubmitRequest, **changes: Any) -> SubmitRequest:

@@ -63,7 +63,8 @@ class ModelWorker:
         self.target_drain_s = target_drain_s
         self.node_labels = node_labels()
         cluster = cluster or self.node_labels.get(CLUSTER_LABEL, DEFAULT_CLUSTER)
-        self.worker_id = f"{cluster}/{model}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # cluster/pool/process: the queue page groups workers by the pool named here.
+        self.worker_id = f"{cluster}/{self.pool}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
         repository = ModelRepository(open_store(repository_uri), time.time)
         port = ActorScheduler(get_scheduler(), self.worker_id, cluster, self._pulls_for)
         self.versions = VersionManager(

@@ -56,10 +56,11 @@ def served(tmp_path: Path):
     clock.now += 60
     svc.submit(SubmitRequest(prompt="api 1", tier="api"))
     clock.now += 30
-    assert svc.pull("w1", "local", ["luma-tiny", "luma-tiny@v1"]).request.prompt == "api 1"
+    w1, w2 = "local/tiny-a/1-aa", "local/tiny-b/2-bb"  # workers of two pools
+    assert svc.pull(w1, "local", ["luma-tiny", "luma-tiny@v1"]).request.prompt == "api 1"
     svc.submit(SubmitRequest(prompt="api 2", tier="api"))
     clock.now += 150
-    assert svc.pull("w2", "local", ["luma-tiny", "luma-tiny@v2"]).request.prompt == "free 0"
+    assert svc.pull(w2, "local", ["luma-tiny", "luma-tiny@v2"]).request.prompt == "free 0"
     clock.now += 10
     svc.submit(SubmitRequest(prompt="api 3", tier="api"))
     clock.now += 38
@@ -99,7 +100,7 @@ def test_queue_page_shows_the_known_state(served) -> None:
         ["api", "luma-tiny", "2", "198.0", "120", "165.0%", "0.0"],
         ["free", "luma-tiny", "2", "288.0", "7200", "4.0%", "1.0"],
     ]
-    assert rows(html, "pools") == [["luma-tiny", "1", "v2 x1"]]
+    assert rows(html, "pools") == [["tiny-b", "luma-tiny", "1", "v2 x1"]]  # w1 went quiet
     assert html.count('class="late"') == 2  # the api row's wait and share: past its SLO
 
 

@@ -23,7 +23,7 @@ def rank_actors() -> list[str]:
     return sorted(
         a["name"]
         for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"luma-rank/gang/{GANG_MODEL}/")
+        if a["name"].startswith(f"luma-rank/gang/{GANG_MODEL}-workers/")
     )
 
 
