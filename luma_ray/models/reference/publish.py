@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from luma_ray.errors import Conflict
+from luma_ray.errors import ConfigError, Conflict
 from luma_ray.models.manifest import Manifest
 from luma_ray.models.reference.model import MODEL_NAME, make_checkpoint
 from luma_ray.models.repository import ModelRepository
@@ -40,17 +40,23 @@ def write_reference_folder(folder: Path, **model_yaml: object) -> Path:
 
 
 def ensure_reference(repository: ModelRepository, name: str = MODEL_NAME) -> str:
-    """Publish ``v1`` of the reference model if ``name`` has no version, and promote a version
-    if none is active; return the active version. Leaves an existing rollout alone."""
+    """On first start: publish ``v1`` of the reference model and promote it; return the
+    active version. An active version is left alone. Versions published by hand but none
+    promoted: ``ConfigError`` (which one to serve is the operator's call, not a guess)."""
     pointer = repository.active(name)
     if pointer.active is not None:
         return pointer.active
     versions: list[Manifest] = repository.versions(name)
+    if versions and FIRST_VERSION not in {m.version for m in versions}:
+        listed = ", ".join(m.version for m in versions)
+        raise ConfigError(
+            f"model {name} has versions ({listed}) but none is active; promote one first: "
+            f"luma-ray models promote {name} {versions[-1].version}"
+        )
     if not versions:
         with (
             tempfile.TemporaryDirectory(prefix="luma-reference-") as tmp,
             contextlib.suppress(Conflict),  # another start published it just now
         ):
             repository.publish(name, FIRST_VERSION, write_reference_folder(Path(tmp)))
-        versions = repository.versions(name)
-    return repository.promote(name, versions[0].version).active or versions[0].version
+    return repository.promote(name, FIRST_VERSION).active or FIRST_VERSION
