@@ -297,10 +297,6 @@ class RuntimeConfig(_Strict):
         return str(Path(self.data_dir) / "webhook.secret")
 
     @property
-    def checkpoint_root(self) -> str:
-        return str(Path(self.data_dir) / "checkpoints")
-
-    @property
     def repository(self) -> str:
         return self.repository_uri or (Path(self.data_dir) / "repository").resolve().as_uri()
 

@@ -251,7 +251,7 @@ class SchedulerActor:
 
     async def _publish_forever(self) -> None:
         """Metrics every few seconds (Ray exports them; docs/operations.md lists them)."""
-        from luma_ray.scheduler.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
+        from luma_ray.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
 
         metrics = SchedulerMetrics()
         while True:

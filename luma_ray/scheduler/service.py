@@ -39,7 +39,7 @@ from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.rollouts import Rollouts
-from luma_ray.scheduler.views import job_view
+from luma_ray.scheduler.views import job_view, page, queue_view
 
 __all__ = ["Assignment", "SchedulerService", "SubmitRequest"]
 
@@ -230,24 +230,8 @@ class SchedulerService:
         """Jobs by id (= creation time), newest first unless ``order='asc'``; ``after`` is
         the cursor: the last id of the previous page. ``tenant`` None lists every tenant
         (admin and tests only). Scans the job table: fine for now, indexed later."""
-        if state is not None and state not in {s.value for s in JobState}:
-            raise InvalidRequest(f"unknown state {state!r}; use one of the job states")
-        if not 1 <= limit <= 1000:
-            raise InvalidRequest("limit must be between 1 and 1000")
-        if order not in ("asc", "desc"):
-            raise InvalidRequest("order must be 'asc' or 'desc'")
-        jobs = sorted(
-            (
-                j
-                for j in self.core.jobs.values()
-                if (tenant is None or j.tenant == tenant) and (state is None or j.state == state)
-            ),
-            key=lambda j: j.id,
-            reverse=order == "desc",
-        )
-        if after is not None:
-            jobs = [j for j in jobs if (j.id < after if order == "desc" else j.id > after)]
-        return [self.view(j) for j in jobs[:limit]]
+        jobs = page(self.core.jobs.values(), tenant, state, limit, after, order)
+        return [self.view(j) for j in jobs]
 
     def describe(self) -> dict[str, Any]:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
@@ -378,40 +362,8 @@ class SchedulerService:
         return {"queued": float(queued), "service_s": self.estimates.mean_service_s(model)}
 
     def queue_view(self) -> dict[str, Any]:
-        """The live queue page's data: per tier and model the depth, the oldest wait against
-        the SLO and the dispatch rate; per model the workers and the versions they run."""
-        now = self.clock()
-        rates = self.counters.dispatch_per_min(now)
-        keys = {(t, m) for (t, m), q in self.core.queues.queues.items() if q.live}
-        keys |= {(t, m.partition("@")[0]) for t, m in rates}
-        order = {name: i for i, name in enumerate(self.core.tiers)}
-        queues = []
-        for tier, model in sorted(keys, key=lambda k: (order.get(k[0], 99), k[1])):
-            q = self.core.queues.queues.get((tier, model))
-            depth = q.live if q is not None else 0
-            oldest = self.core.oldest_wait_s(tier, model, now) if depth else 0.0
-            slo = self.core.tiers[tier].max_wait_s
-            queues.append(
-                {
-                    "tier": tier,
-                    "model": model,
-                    "depth": depth,
-                    "oldest_wait_s": round(oldest, 1),
-                    "slo_s": slo,
-                    "slo_used": round(oldest / slo, 3),
-                    "dispatch_per_min": round(rates.get((tier, model), 0.0), 1),
-                }
-            )
-        by_pool: dict[tuple[str, str], dict[str, int]] = {}
-        for model in self.rollouts.models():
-            for worker, version in self.rollouts.serving(model, now).items():
-                versions = by_pool.setdefault((pool_of(worker, model), model), {})
-                versions[version] = versions.get(version, 0) + 1
-        pools = [
-            {"pool": pool, "model": model, "workers": sum(v.values()), "versions": v}
-            for (pool, model), v in sorted(by_pool.items())
-        ]
-        return {"at_s": now, "queues": queues, "pools": pools}
+        """The live queue page's data (``views.queue_view``)."""
+        return queue_view(self.core, self.counters, self.rollouts, self.clock())
 
     def halted_versions(self, model: str) -> builtins.list[str]:
         return sorted(self.rollouts.status(model, self.clock())["halted"])
@@ -459,12 +411,6 @@ class SchedulerService:
         if tenant is not None and job.tenant != tenant:
             raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
         return job
-
-
-def pool_of(worker: str, model: str) -> str:
-    """The pool in a worker id ``cluster/pool/process``; other ids: the model's pool."""
-    parts = worker.split("/")
-    return parts[1] if len(parts) >= 3 else f"{model}-workers"
 
 
 def with_defaults(request: SubmitRequest, **changes: Any) -> SubmitRequest:

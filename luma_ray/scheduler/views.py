@@ -1,4 +1,4 @@
-"""What callers see of a job: a plain dict, safe to send over Ray or HTTP.
+"""What callers see of a job, and the queue page's data: plain dicts, safe over Ray or HTTP.
 
 Leases' fencing tokens and worker ids stay inside the scheduler; clients see state, progress,
 timings, results and errors.
@@ -6,10 +6,15 @@ timings, results and errors.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
+from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState
+from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.counters import SchedulerCounters
+from luma_ray.scheduler.rollouts import Rollouts
 
 
 def job_view(job: Job, now_s: float) -> dict[str, Any]:
@@ -34,3 +39,76 @@ def job_view(job: Job, now_s: float) -> dict[str, Any]:
         "wait_s": round(max(0.0, waited_until - job.enqueued_at_s), 3),
         "metadata": dict(job.metadata),
     }
+
+
+def queue_view(
+    core: Scheduler, counters: SchedulerCounters, rollouts: Rollouts, now: float
+) -> dict[str, Any]:
+    """The live queue page's data: per tier and model the depth, the oldest wait against the
+    SLO and the dispatch rate; per pool the workers and the versions they run."""
+    rates = counters.dispatch_per_min(now)
+    keys = {(t, m) for (t, m), q in core.queues.queues.items() if q.live} | set(rates)
+    order = {name: i for i, name in enumerate(core.tiers)}
+    queues = []
+    for tier, model in sorted(keys, key=lambda k: (order.get(k[0], 99), k[1])):
+        q = core.queues.queues.get((tier, model))
+        depth = q.live if q is not None else 0
+        oldest = core.oldest_wait_s(tier, model, now)
+        slo = core.tiers[tier].max_wait_s
+        queues.append(
+            {
+                "tier": tier,
+                "model": model,
+                "depth": depth,
+                "oldest_wait_s": round(oldest, 1),
+                "slo_s": slo,
+                "slo_used": round(oldest / slo, 3),
+                "dispatch_per_min": round(rates.get((tier, model), 0.0), 1),
+            }
+        )
+    by_pool: dict[tuple[str, str], dict[str, int]] = {}
+    for model in rollouts.models():
+        for worker, version in rollouts.serving(model, now).items():
+            versions = by_pool.setdefault((pool_of(worker, model), model), {})
+            versions[version] = versions.get(version, 0) + 1
+    pools = [
+        {"pool": pool, "model": model, "workers": sum(v.values()), "versions": v}
+        for (pool, model), v in sorted(by_pool.items())
+    ]
+    return {"at_s": now, "queues": queues, "pools": pools}
+
+
+def pool_of(worker: str, model: str) -> str:
+    """The pool in a worker id ``cluster/pool/process``; other ids: the model's pool."""
+    parts = worker.split("/")
+    return parts[1] if len(parts) >= 3 else f"{model}-workers"
+
+
+def page(
+    jobs: Iterable[Job],
+    tenant: str | None,
+    state: str | None,
+    limit: int,
+    after: str | None,
+    order: str,
+) -> list[Job]:
+    """One page of ``jobs`` by id (= creation time), ``InvalidRequest`` for a bad argument;
+    ``after`` is the cursor: the last id of the previous page."""
+    if state is not None and state not in {s.value for s in JobState}:
+        raise InvalidRequest(f"unknown state {state!r}; use one of the job states")
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be between 1 and 1000")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be 'asc' or 'desc'")
+    chosen = sorted(
+        (
+            j
+            for j in jobs
+            if (tenant is None or j.tenant == tenant) and (state is None or j.state == state)
+        ),
+        key=lambda j: j.id,
+        reverse=order == "desc",
+    )
+    if after is not None:
+        chosen = [j for j in chosen if (j.id < after if order == "desc" else j.id > after)]
+    return chosen[:limit]

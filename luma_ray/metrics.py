@@ -1,8 +1,10 @@
-"""The scheduler's Prometheus series, through Ray's metrics (the Ray shell; not pure).
+"""The scheduler's Prometheus series, through Ray's metrics (a Ray shell, like the actor).
 
 Who calls this: the scheduler actor calls :meth:`SchedulerMetrics.publish` every
-``PUBLISH_PERIOD_S``. Ray exports the series on each node's metrics port with the ``ray_``
-prefix (``ray_luma_queue_depth`` ...); ``deployments/grafana-luma.json`` charts them.
+``PUBLISH_PERIOD_S``. It reads the live queues and counters only, never the job table, so
+its cost does not grow with the jobs kept in memory. Ray exports the series on each node's
+metrics port with the ``ray_`` prefix (``ray_luma_queue_depth`` ...);
+``deployments/grafana-luma.json`` charts them.
 """
 
 from __future__ import annotations
@@ -51,21 +53,18 @@ class SchedulerMetrics:
         self._seen_queues: set[tuple[str, str]] = set()
 
     def publish(self, service: SchedulerService) -> None:
-        stats = service.stats()
+        core, now = service.core, service.clock()
         queues: set[tuple[str, str]] = set()
-        for tier, entry in stats["tiers"].items():
-            for model, depth in entry["models"].items():
-                queues.add((tier, model))
-                tags = {"tier": tier, "model": model}
-                self.depth.set(depth, tags)
-        for tier, model in self._seen_queues - queues:  # emptied and dropped queues read 0
+        for (tier, model), queue in core.queues.queues.items():
+            queues.add((tier, model))
+            tags = {"tier": tier, "model": model}
+            self.depth.set(queue.live, tags)
+            self.oldest.set(core.oldest_wait_s(tier, model, now), tags)
+        for tier, model in self._seen_queues - queues:  # dropped queues read 0
             self.depth.set(0, {"tier": tier, "model": model})
+            self.oldest.set(0, {"tier": tier, "model": model})
         self._seen_queues |= queues
-        now = service.clock()
-        for (tier, model), _ in service.core.queues.queues.items():
-            wait = service.core.oldest_wait_s(tier, model, now)
-            self.oldest.set(wait, {"tier": tier, "model": model})
-        for cluster, n in stats["in_flight"].items():
+        for cluster, n in core.in_flight.items():
             self.in_flight.set(n, {"cluster": cluster})
         c = service.counters
         for tier, wait in c.drain_waits():
