@@ -25,6 +25,7 @@ from typing import Protocol
 
 from luma_ray.models.interface import VideoModel
 from luma_ray.models.manifest import Manifest
+from luma_ray.workers.host import VersionLoadError  # host.py imports no Ray at load time
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def _describe(err: BaseException) -> str:
     cause = getattr(err, "cause", None)  # Ray wraps a remote error; show the original
     if isinstance(cause, BaseException):
         err = cause
-    if type(err).__name__ == "VersionLoadError":  # already "Type: message" from the host
+    if isinstance(err, VersionLoadError):  # already "Type: message" from the host
         return str(err)[:300]
     first = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__}: {first}"[:300]
