@@ -47,21 +47,30 @@ BEGIN, END = "<!-- dispatch_limits: begin -->", "<!-- dispatch_limits: end -->"
 Limits = tuple[int | None, ...]
 
 
-def rows() -> dict[str, tuple[Limits, float]]:
-    """Row label → (limit per cluster in CLUSTERS order, None unlimited; prefetch poll s).
+Row = tuple[Limits, float, float | None]
+
+
+def rows() -> dict[str, Row]:
+    """Row label → (limit per cluster in CLUSTERS order, None unlimited; prefetch poll s;
+    prefetch lead s, None: at the start of each job).
 
     The prefetch poll is how long a busy worker's prefetch pull waits at the scheduler
-    (``WorkerLoop.pull_wait_s``, 1 s); the one row at 0 s asks once and does not wait."""
+    (``WorkerLoop.pull_wait_s``, 1 s); the one row at 0 s asks once and does not wait. The
+    lead is how long before its job ends a worker sends that pull
+    (``WorkerLoop.prefetch_lead_s``); the rows without one prefetch at the start of a job."""
     slots = [c.slots for c in CLUSTERS]
     n_c = len(CLUSTERS)
-    out: dict[str, tuple[Limits, float]] = {str(n): ((n,) * n_c, POLL_S) for n in (0, 1, 4, 16)}
+    out: dict[str, Row] = {str(n): ((n,) * n_c, POLL_S, None) for n in (0, 1, 4, 16)}
     for factor, label in ((1.0, "= slots"), (1.25, "1.25 x slots"), (2.0, "2 x slots")):
         limits = tuple(round(s * factor) for s in slots)
-        out[f"{label} ({'/'.join(map(str, limits))})"] = (limits, POLL_S)
-    out["= slots, prefetch poll 0 s"] = (tuple(slots), 0.0)
-    out["unlimited"] = ((None,) * n_c, POLL_S)
+        out[f"{label} ({'/'.join(map(str, limits))})"] = (limits, POLL_S, None)
+    out["= slots, prefetch poll 0 s"] = (tuple(slots), 0.0, None)
+    out["unlimited"] = ((None,) * n_c, POLL_S, None)
     for n in (0, 4):
-        out[f"far only: {n}"] = ((None,) * (n_c - 1) + (n,), POLL_S)
+        out[f"far only: {n}"] = ((None,) * (n_c - 1) + (n,), POLL_S, None)
+    for lead in (2.0, 5.0):
+        out[f"unlimited, prefetch lead {lead:g} s"] = ((None,) * n_c, POLL_S, lead)
+    out["= slots, prefetch lead 5 s"] = (tuple(slots), POLL_S, 5.0)
     return out
 
 
@@ -84,13 +93,15 @@ def load(folder: str) -> Trace:
     return window(trace, WINDOW_H[0] * 3600, WINDOW_H[1] * 3600)
 
 
-def run_one(task: tuple[str, str, str, tuple[Limits, float]]) -> dict:
-    folder, policy, label, (limits, poll_s) = task
+def run_one(task: tuple[str, str, str, Row]) -> dict:
+    folder, policy, label, (limits, poll_s, lead_s) = task
     trace = load(folder)
     clusters = [replace(c, dispatch_limit=n) for c, n in zip(CLUSTERS, limits, strict=True)]
     config = scheduler_config(clusters, policy)
     started, cpu = time.perf_counter(), time.process_time()
-    result = asdict(run_dispatch_sim(trace, clusters, config, prefetch_poll_s=poll_s))
+    result = asdict(
+        run_dispatch_sim(trace, clusters, config, prefetch_poll_s=poll_s, prefetch_lead_s=lead_s)
+    )
     result.pop("start_s")
     result.update(elapsed_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
     result.update(policy=policy, row=label, seed_folder=folder)

@@ -226,7 +226,12 @@ class PoolConfig(_Strict):
     """Cluster the replicas count against for dispatch limits; default: the node's
     ``luma.io/cluster`` label (cluster_configs/ set it), else ``local``."""
     prefetch: bool = True
-    """Hold one extra lease while computing, so the model never waits for the scheduler."""
+    """Lease the next job near the end of the running one, so the model never waits for the
+    scheduler."""
+    prefetch_lead_s: float = Field(default=2.0, ge=0, le=3600)
+    """Prefetch when the running job should end within this (at the latest before its last
+    step). Keep it above a pull's round trip to the scheduler; larger values hold a lease
+    longer, so an api job that arrives meanwhile may wait behind a lower tier's job."""
     accelerators: int = Field(default=1, ge=1, le=64)
     """Ranks per replica: one process per accelerator, one torch.distributed group, all on
     one node (a placement group bundle per rank)."""

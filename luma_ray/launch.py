@@ -200,6 +200,7 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         pool.accelerator,
         pool.autoscaling.target_drain_s if pool.autoscaling else None,
         pool.app_name,
+        pool.prefetch_lead_s,
     )
 
 

@@ -6,9 +6,10 @@ drives the real :class:`~luma_ray.scheduler.core.Scheduler` (submit, pull, heart
 complete), so the limit check, the lease counter and the policy are the production ones.
 Pure: no Ray, no clock; time is data.
 
-The model of a worker follows ``WorkerLoop``: one job computes at a time; when a job starts,
-the worker pulls its next one (prefetch), and that pull waits at the scheduler for up to
-``prefetch_poll_s`` (the long poll) before the worker gives up until its job ends. A worker
+The model of a worker follows ``WorkerLoop``: one job computes at a time; ``prefetch_lead_s``
+before a job ends (at its start if that is None, or the job is shorter), the worker pulls its
+next one (prefetch), and that pull waits at the scheduler for up to ``prefetch_poll_s`` (the
+long poll) before the worker gives up until its job ends. A worker
 with nothing to compute pulls until it gets a job. Waiting pulls are served, oldest first,
 whenever the scheduler's state changes (an arrival or a completion), as the actor wakes its
 long polls. A leased job is ready on the worker ``pull_latency_s`` after the scheduler leased
@@ -43,7 +44,7 @@ from luma_ray.scheduler.tiers import tier_specs
 from luma_ray.traces.reader import Trace
 
 _INF = math.inf
-_FINISH, _READY = 0, 1  # event kinds; at equal times a finish is handled before a ready
+_FINISH, _READY, _PREFETCH = 0, 1, 2  # event kinds, handled in this order at equal times
 _BUSY, _TRANSIT, _EMPTY = 0, 1, 2  # slot states: computing, a leased job on its way, nothing
 
 Observer = Callable[[float, Scheduler], None]
@@ -140,6 +141,7 @@ def run_dispatch_sim(
     config: SchedulerConfig | None = None,
     prefetch_poll_s: float = 1.0,
     observer: Observer | None = None,
+    prefetch_lead_s: float | None = None,
 ) -> DispatchSimResult:
     """Replay ``trace`` on ``clusters`` through one scheduler core; run until nothing moves.
 
@@ -147,9 +149,11 @@ def run_dispatch_sim(
     :func:`scheduler_config` builds it from the clusters' ``dispatch_limit`` with policy
     ``slo_guard``. The trace must be sorted by arrival (``read_trace`` checks that).
     ``observer(now_s, scheduler)`` is called after each event time is fully handled (tests
-    check invariants there).
+    check invariants there). ``prefetch_lead_s``: a busy worker pulls this long before its job
+    ends (``WorkerLoop.prefetch_lead_s``); None pulls at the start of each job.
     """
-    replay = _Replay(trace, clusters, config or scheduler_config(clusters), prefetch_poll_s)
+    config = config or scheduler_config(clusters)
+    replay = _Replay(trace, clusters, config, prefetch_poll_s, prefetch_lead_s)
     replay.run(observer)
     return replay.result()
 
@@ -163,8 +167,10 @@ class _Replay:
         clusters: Sequence[ClusterSpec],
         config: SchedulerConfig,
         prefetch_poll_s: float,
+        prefetch_lead_s: float | None = None,
     ) -> None:
         self.trace, self.clusters, self.poll_s = trace, list(clusters), prefetch_poll_s
+        self.lead_s = prefetch_lead_s
         self.sched = Scheduler(config)
         self.models = sorted(set(trace.model))
         n = len(trace)
@@ -215,6 +221,9 @@ class _Replay:
                 _, kind, w, j = heapq.heappop(events)
                 if kind == _FINISH:
                     self._finish(w, j)
+                elif kind == _PREFETCH:
+                    if self.running[w] == j and self.held[w] < 0:
+                        self._prefetch(w)
                 elif self.running[w] < 0 and self.held[w] == j:
                     self._start(w)  # the leased job arrived on an idle slot
             while i < n and arrival[i] <= now:
@@ -298,13 +307,23 @@ class _Replay:
             fifo[w], self.stamp = self.stamp, self.stamp + 1
 
     def _start(self, w: int) -> None:
-        """Start the held job on slot ``w`` and send the prefetch pull."""
+        """Start the held job on slot ``w``; send the prefetch pull now or ``lead_s`` before
+        the job ends."""
         j, self.held[w], self.held_ready[w] = self.held[w], -1, _INF
         self.running[w], self.start_s[j], self.ran_on[j] = j, self.now, self.cluster_of[w]
         self.start_step[j], self.step = self.step, self.step + 1
         self.sched.heartbeat(JobId(str(j)), self.token[j], self.now)
-        heapq.heappush(self.events, (self.now + self.trace.service_s[j], _FINISH, w, j))
+        end = self.now + self.trace.service_s[j]
+        heapq.heappush(self.events, (end, _FINISH, w, j))
         self._set_state(w, _BUSY)
+        if self.lead_s is not None and end - self.lead_s > self.now:
+            heapq.heappush(self.events, (end - self.lead_s, _PREFETCH, w, j))
+            self.poll_until[w] = _INF
+        else:
+            self._prefetch(w)
+
+    def _prefetch(self, w: int) -> None:
+        """Busy slot ``w`` pulls its next job; the pull waits at most ``poll_s``."""
         self.poll_until[w] = self.now + self.poll_s
         self._pull_from(w)
 

@@ -27,7 +27,7 @@ from luma_ray.storage import open_store
 from luma_ray.workers import autoscale
 from luma_ray.workers.adapters import ActorScheduler, StoreSink
 from luma_ray.workers.gang import GangLauncher
-from luma_ray.workers.loop import WorkerLoop
+from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop
 from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, leaving_at, node_labels
 from luma_ray.workers.versions import VersionManager
 
@@ -56,6 +56,7 @@ class ModelWorker:
         accelerator: str = "cpu",
         target_drain_s: float | None = None,
         pool_name: str | None = None,
+        prefetch_lead_s: float = PREFETCH_LEAD_S,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.model = model
@@ -84,7 +85,12 @@ class ModelWorker:
         )
         first = self.versions.start()
         self.loop = WorkerLoop(
-            port, first, StoreSink(open_store(store_uri)), prefetch=prefetch, versions=self.versions
+            port,
+            first,
+            StoreSink(open_store(store_uri)),
+            prefetch=prefetch,
+            prefetch_lead_s=prefetch_lead_s,
+            versions=self.versions,
         )
         self._watcher = threading.Thread(
             target=self.versions.watch, name="luma-version-watch", daemon=True

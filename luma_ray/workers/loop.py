@@ -1,14 +1,21 @@
 """The pull loop of one model worker: lease, generate, hand off, repeat.
 
 Called from the worker's own thread (the Serve replica starts it). The accelerator should
-never wait: while a job generates, a helper thread already leases the next one (prefetch), and
-encoding and upload run on a CPU thread after ``generate`` returns. Every sampler step sends a
-heartbeat, which renews the lease, reports progress and brings back the cancel flag.
+never wait: near the end of a job (its last step, or when the steps left should take less than
+``prefetch_lead_s``) a helper thread leases the next one (prefetch), and encoding and upload run
+on a CPU thread after ``generate`` returns. Every sampler step sends a heartbeat, which renews
+the lease, reports progress and brings back the cancel flag.
+
+Why near the end and not at the start: a lease taken at the start of a job is held for the
+whole job, so an api job that arrives meanwhile waits behind the lower-tier job this worker
+already took (a priority inversion of up to one service time, on every busy worker at once).
+Pulled in the last seconds, the choice is made with almost everything that arrived in view.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +32,9 @@ log = logging.getLogger(__name__)
 
 FINISH_MARGIN_S = 2.0
 """Time a leaving worker keeps for encoding and upload after the model's last step."""
+PREFETCH_LEAD_S = 2.0
+"""Prefetch when the running job's steps left should take less than this (at the latest
+before its last step). Keep it above the round trip of a pull to the scheduler."""
 
 
 @dataclass
@@ -68,6 +78,7 @@ class WorkerLoop:
         sink: ResultSink,
         *,
         prefetch: bool = True,
+        prefetch_lead_s: float = PREFETCH_LEAD_S,
         pull_wait_s: float = 1.0,
         prefetch_heartbeat_s: float = 5.0,
         clock: Callable[[], float] = time.perf_counter,
@@ -79,6 +90,9 @@ class WorkerLoop:
         """Swaps the model between jobs when a new version is promoted (None: never)."""
         self.sink = sink
         self.prefetch = prefetch
+        self.prefetch_lead_s = prefetch_lead_s
+        """Lease the next job when the running one should end within this (inf: at its
+        start, which holds the lease for a whole job and inverts priorities)."""
         self.pull_wait_s = pull_wait_s
         self.prefetch_heartbeat_s = prefetch_heartbeat_s
         self.clock = clock
@@ -150,10 +164,9 @@ class WorkerLoop:
 
     def _run_one(self, job: Assignment) -> None:
         self.stats.started += 1
-        if self.prefetch and self._next is None:
-            self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
-            self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, job.lease_ttl_s / 3)
         start = self._job_started = self.clock()
+        if self.prefetch_lead_s == math.inf:
+            self._prefetch(job)
         self.stats.current, self._hand_back = job.job_id, False
         version = getattr(self.model, "version", None)
         if self._last_end is not None:
@@ -202,6 +215,18 @@ class WorkerLoop:
         except Exception:
             log.exception("job %s: could not hand back; the lease will expire", job.job_id)
 
+    def _prefetch(self, job: Assignment) -> None:
+        """Lease the next job on the helper thread while ``job`` computes."""
+        if not self.prefetch or self._next is not None or self._leaving.is_set():
+            return
+        self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
+        self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, job.lease_ttl_s / 3)
+
+    def _near_the_end(self, step: int, total: int) -> bool:
+        """One step left, or the steps left should take less than ``prefetch_lead_s``."""
+        per_step = (self.clock() - self._job_started) / max(step, 1)
+        return step >= total - 1 or per_step * (total - step) <= self.prefetch_lead_s
+
     def _must_stop_to_leave(self, step: int, total: int) -> bool:
         """Leaving with a deadline, and the rest of this job would not be done by then."""
         if not self._leaving.is_set() or self._leave_by is None:
@@ -223,6 +248,8 @@ class WorkerLoop:
         except Exception:  # scheduler restarting: keep computing, the lease survives
             log.warning("job %s: heartbeat failed; continuing", job.job_id, exc_info=True)
             cancelled = False
+        if self._next is None and self._near_the_end(step, total):
+            self._prefetch(job)
         self._keep_prefetched_alive()
         return not cancelled and not self._stop.is_set()
 

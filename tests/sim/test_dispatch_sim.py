@@ -126,8 +126,40 @@ def test_a_prefetched_job_inverts_a_later_api_job() -> None:
     assert limited.idle_latency_s == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("limits", [(None, None), (6, 4), (3, None)])
-def test_inversion_metrics_match_a_brute_force_count(limits: tuple[int | None, int | None]) -> None:
+def test_prefetching_near_the_end_lets_the_later_api_job_go_first() -> None:
+    """The trace above, but the worker prefetches 2 s before its job ends: at 9 s it leases
+    api C (queued since 2 s), which starts at 11 s; free B is leased at 14 s and starts at
+    16 s. Nothing inverts, and the slot never waits on a lease in transit after the first."""
+    trace = make_trace([(0.0, "free", 10.0), (0.5, "free", 10.0), (2.0, "api", 5.0)])
+    result = run_dispatch_sim(trace, [ClusterSpec("one", 1, None, 1.0)], prefetch_lead_s=2.0)
+    assert result.start_s == [1.0, 16.0, 11.0]
+    assert (result.inversions, result.passed_over) == (0, 0)
+    assert result.idle_latency_s == pytest.approx(1.0)
+    # A lead shorter than the pull latency leaves the slot waiting for the rest of it.
+    short = run_dispatch_sim(trace, [ClusterSpec("one", 1, None, 1.0)], prefetch_lead_s=0.5)
+    assert short.start_s == [1.0, 17.0, 11.5]
+    assert short.idle_latency_s == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("lead_s", [0.5, 5.0, 30.0])
+def test_every_job_runs_once_with_any_prefetch_lead(lead_s: float) -> None:
+    trace = overload(300, seed=5)
+    seen: list[Scheduler] = []
+    clusters = two_clusters(None, 4)
+    result = run_dispatch_sim(
+        trace, clusters, observer=lambda _, s: seen.append(s), prefetch_lead_s=lead_s
+    )
+    assert result.served == len(trace) and result.idle_unexplained_s == 0
+    assert all(job.state is JobState.SUCCEEDED for job in seen[-1].jobs.values())
+
+
+@pytest.mark.parametrize(
+    ("limits", "lead_s"),
+    [((None, None), None), ((6, 4), None), ((3, None), None), ((None, None), 3.0)],
+)
+def test_inversion_metrics_match_a_brute_force_count(
+    limits: tuple[int | None, int | None], lead_s: float | None
+) -> None:
     """Recount from the jobs' histories, O(n^2). Times are random floats, so a lease and a
     start share a time only when a finish starts a prefetched job and pulls the next one;
     the start then comes first, so a job leased at that very time still counts as queued."""
@@ -135,7 +167,9 @@ def test_inversion_metrics_match_a_brute_force_count(limits: tuple[int | None, i
     clusters = two_clusters(*limits, latency_s=0.7)
     latency = {c.name: c.pull_latency_s for c in clusters}
     seen: list[Scheduler] = []
-    result = run_dispatch_sim(trace, clusters, observer=lambda _, s: seen.append(s))
+    result = run_dispatch_sim(
+        trace, clusters, observer=lambda _, s: seen.append(s), prefetch_lead_s=lead_s
+    )
     order = {t: k for k, t in enumerate(TIERS)}
     leased_at, cluster_of = [], []
     for i in range(len(trace)):

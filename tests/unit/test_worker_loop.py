@@ -3,6 +3,7 @@ a fake model: prefetch, cancellation at the next step, failures, fencing. No Ray
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
@@ -34,10 +35,22 @@ class ServicePort:
         self.svc, self.worker, self.models = svc, worker, models
         self.lock = threading.Lock()  # the actor serialises calls; so does this port
 
+        self.pulls = 0
+        self.pulled = threading.Condition()
+
     def pull(self, wait_s: float) -> Assignment | None:
         models = self.models() if callable(self.models) else list(self.models)
         with self.lock:
-            return self.svc.pull(self.worker, "local", models)
+            got = self.svc.pull(self.worker, "local", models)
+        with self.pulled:
+            self.pulls += 1
+            self.pulled.notify_all()
+        return got
+
+    def wait_for_pulls(self, n: int) -> None:
+        """Block until ``n`` pulls returned (the prefetch runs on the loop's helper thread)."""
+        with self.pulled:
+            assert self.pulled.wait_for(lambda: self.pulls >= n, timeout=10), self.pulls
 
     def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
         with self.lock:
@@ -113,13 +126,15 @@ def test_runs_every_job_once_and_prefetches_the_next(tmp_path: Path) -> None:
     svc = make(tmp_path)
     ids = [svc.submit(SubmitRequest(prompt=f"p{i}", tier="api"))["id"] for i in range(4)]
     states_seen: list[str] = []
+    port = ServicePort(svc)
 
     def during(request: GenerationRequest, step: int) -> None:
-        if request.prompt == "p0" and step == 3:
+        if request.prompt == "p0" and step == 4:  # the last step: the prefetch was sent
+            port.wait_for_pulls(2)
             states_seen.append(svc.get(ids[1])["state"])
 
     sink = Sink()
-    loop = WorkerLoop(ServicePort(svc), FakeModel(during), sink, pull_wait_s=0.0)
+    loop = WorkerLoop(port, FakeModel(during), sink, pull_wait_s=0.0)
     stats = loop.run(max_jobs=4)
     assert stats.succeeded == 4 and sorted(sink.stored) == sorted(ids)
     assert states_seen == ["leased"]  # job 2 was already leased while job 1 computed
@@ -191,6 +206,7 @@ def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> No
         FakeModel(during),
         Sink(),
         pull_wait_s=0.0,
+        prefetch_lead_s=math.inf,  # lease the next job at the start: held through all 30 steps
         clock=lambda: float(next(ticks)),  # the loop's clock also advances a step per call
     )
     stats = loop.run(max_jobs=2)
@@ -233,3 +249,34 @@ def test_leaving_with_time_to_spare_finishes_the_job_and_pulls_no_more(tmp_path:
     stats = loop.run(max_jobs=5)
     assert stats.succeeded == 1 and not stats.handed_back
     assert svc.get(job)["state"] == "succeeded" and svc.get(later)["state"] == "queued"
+
+
+def test_prefetch_near_the_end_lets_a_later_api_job_go_first(tmp_path: Path) -> None:
+    """A free job runs ten 1 s steps and an api job arrives at its step 3. With a 2 s lead the
+    next lease is taken after step 8, so the api job runs before the free job queued earlier.
+    Leasing at the start (lead inf) holds the free job through the whole run: an inversion."""
+
+    def run_order(lead_s: float, folder: Path) -> tuple[list[str], int]:
+        folder.mkdir()
+        svc = make(folder)
+        clock: Clock = svc.clock  # type: ignore[assignment]
+        port = ServicePort(svc)
+        svc.submit(SubmitRequest(prompt="free-long", tier="free", steps=10))
+        svc.submit(SubmitRequest(prompt="free-next", tier="free", steps=2))
+        pulls_by_step_3: list[int] = []
+
+        def during(request: GenerationRequest, step: int) -> None:
+            clock.now += 1.0
+            if request.prompt == "free-long" and step == 3:
+                if lead_s == math.inf:
+                    port.wait_for_pulls(2)  # the prefetch went out at the start
+                pulls_by_step_3.append(port.pulls)
+                svc.submit(SubmitRequest(prompt="api", tier="api", steps=2))
+
+        model = FakeModel(during)
+        loop = WorkerLoop(port, model, Sink(), pull_wait_s=0.0, prefetch_lead_s=lead_s, clock=clock)
+        assert loop.run(max_jobs=3).succeeded == 3
+        return model.seen, pulls_by_step_3[0]
+
+    assert run_order(2.0, tmp_path / "near-the-end") == (["free-long", "api", "free-next"], 1)
+    assert run_order(math.inf, tmp_path / "at-start") == (["free-long", "free-next", "api"], 2)
