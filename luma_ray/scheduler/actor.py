@@ -59,6 +59,7 @@ class SchedulerActor:
             models,
             time.time,
             self._active_version if self.repository is not None else None,
+            self.repository.rollout if self.repository is not None else None,
         )
         self.webhooks = None
         if webhook_secret_path is not None:

@@ -7,16 +7,17 @@ workers of a model swap at once. It reports the outcome with :meth:`finish_swap`
 load halts the rollout of that version, so the other workers do not try it (each try costs
 capacity) and ``status`` says why.
 
-Pure: no Ray, no I/O, the time is an argument. Not journaled: after a scheduler restart,
-swap slots in progress are forgotten (workers finish them and report; unknown reports are
-accepted) and so are halts (a worker that failed remembers it; a new worker may try once more
-and halts the rollout again).
+Pure: no Ray, no I/O, the time is an argument. Not journaled: the scheduler stores each
+model's status in the repository (``rollout.yaml``) and, after a restart, :meth:`recall` takes
+its halts back, so no worker tries a halted version again. Swap slots in progress are
+forgotten (workers finish them and report; unknown reports are accepted).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -144,3 +145,14 @@ class Rollouts:
 
     def models(self) -> list[str]:
         return sorted(self._models)
+
+    def recall(self, model: str, stored: Mapping[str, Any] | None) -> None:
+        """Take back the halts of a status stored by an earlier run (``status`` output, as
+        ``rollout.yaml`` keeps it); halts this run already has win."""
+        halted = (stored or {}).get("halted")
+        if not isinstance(halted, Mapping):
+            return
+        state = self._of(model)
+        for version, why in halted.items():
+            if isinstance(why, Mapping):
+                state.halted.setdefault(str(version), dict(why))

@@ -71,6 +71,7 @@ class SchedulerService:
         models: Mapping[str, ModelLimits],
         clock: Callable[[], float],
         active_version: Callable[[str], str | None] | None = None,
+        stored_rollout: Callable[[str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -79,6 +80,10 @@ class SchedulerService:
         self.active_version = active_version
         """The repository's active version of a model (None: not from the repository);
         without it, requests cannot pin ``model@version``."""
+        self.stored_rollout = stored_rollout
+        """The rollout status last stored for a model (``rollout.yaml``), read once per model
+        after a start so halts survive a restart; None: nothing stored."""
+        self._recalled: set[str] = set()
         self.core = Scheduler(config)
         self.estimates = Estimates()
         self.rollouts = Rollouts()
@@ -337,6 +342,7 @@ class SchedulerService:
         self, worker: str, model: str, target: str, pool_size: int, max_unavailable: str
     ) -> str:
         """May ``worker`` stop serving to load ``target`` now? ``go``, ``wait`` or ``halted``."""
+        self._recall(model)
         verdict = self.rollouts.request_swap(
             worker, model, target, pool_size, max_unavailable, self.clock()
         )
@@ -345,6 +351,7 @@ class SchedulerService:
 
     def finish_swap(self, worker: str, model: str, target: str, error: str | None) -> None:
         """A worker finished a swap; ``error`` (it stayed on its old version) halts it."""
+        self._recall(model)
         self.rollouts.finish_swap(worker, model, target, error, self.clock())
         if error is None:
             log.info("worker %s now serves %s@%s", worker, model, target)
@@ -366,9 +373,11 @@ class SchedulerService:
         return queue_view(self.core, self.counters, self.rollouts, self.clock())
 
     def halted_versions(self, model: str) -> builtins.list[str]:
+        self._recall(model)
         return sorted(self.rollouts.status(model, self.clock())["halted"])
 
     def rollout_status(self, model: str) -> dict[str, Any]:
+        self._recall(model)
         return self.rollouts.status(model, self.clock())
 
     def acknowledge_cancel(self, job_id: str, token: int) -> None:
@@ -402,6 +411,20 @@ class SchedulerService:
         if self.on_change is not None:
             for job in changed:
                 self.on_change(job)
+
+    def _recall(self, model: str) -> None:
+        """Once per model per start: take back the halts stored before a restart."""
+        if self.stored_rollout is None or model in self._recalled:
+            return
+        try:
+            stored = self.stored_rollout(model)
+        except Exception:  # a store hiccup: try again on the next rollout call
+            log.warning("could not read the stored rollout of %s", model, exc_info=True)
+            return
+        self._recalled.add(model)
+        self.rollouts.recall(model, stored)
+        if self.rollouts.status(model, self.clock())["halted"]:
+            log.info("rollout of %s: halts recalled from the repository", model)
 
     def _visible(self, job_id: str, tenant: str | None) -> Job:
         try:

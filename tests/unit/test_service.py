@@ -295,3 +295,41 @@ def test_rollout_slots_and_halt(tmp_path: Path) -> None:
     assert status["halted"]["v2"]["error"] == "RuntimeError: boom"
     assert status["workers"] == {"a": "v2", "b": "v1", "c": "v1", "d": "v1"}
     assert status["swapping"] == ["c"]
+
+
+def test_halts_survive_a_restart_through_the_stored_rollout(tmp_path: Path) -> None:
+    """The scheduler stores each rollout status in the repository (rollout.yaml); a restarted
+    scheduler takes its halts back, so no worker tries the halted version again."""
+    from luma_ray.models.repository import ModelRepository
+    from luma_ray.storage import open_store
+
+    clock = Clock()
+    repo = ModelRepository(open_store((tmp_path / "repo").as_uri()), clock)
+    svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, clock)
+    assert svc.request_swap("a", "luma-tiny", "v2", 2, "50%") == "go"
+    svc.finish_swap("a", "luma-tiny", "v2", "RuntimeError: boom")
+    repo.write_rollout("luma-tiny", svc.rollout_status("luma-tiny"))  # what the actor does
+
+    reads: list[str] = []
+
+    def stored(model: str):
+        reads.append(model)
+        if len(reads) == 1:
+            raise OSError("store unreachable")  # read again on the next call
+        return repo.rollout(model)
+
+    again = SchedulerService(
+        parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, clock, None, stored
+    )
+    assert again.halted_versions("luma-tiny") == []  # the store failed: nothing recalled yet
+    assert again.request_swap("b", "luma-tiny", "v2", 2, "50%") == "halted"
+    assert again.rollout_status("luma-tiny")["halted"]["v2"]["error"] == "RuntimeError: boom"
+    assert again.halted_versions("luma-tiny") == ["v2"]
+    assert again.request_swap("b", "luma-tiny", "v3", 2, "50%") == "go"  # others roll out
+    assert reads == ["luma-tiny", "luma-tiny"]  # read once it succeeded, not on every call
+
+    # Without a stored status (a model never rolled out) nothing is halted.
+    fresh = SchedulerService(
+        parse_config({}), Journal(tmp_path / "k.sqlite"), LIMITS, clock, None, repo.rollout
+    )
+    assert fresh.halted_versions("other-model") == []
