@@ -122,6 +122,16 @@ class Scheduler:
         self.dirty.pop(job_id, None)
         return job
 
+    def evict(self, job_id: JobId) -> bool:
+        """Drop a finished, journaled job from memory (the shell reads it back from the
+        journal); False, and nothing changes, for a live or not yet journaled job."""
+        job = self.jobs.get(job_id)
+        if job is None or not job.state.terminal or job_id in self.dirty:
+            return False
+        del self.jobs[job_id]
+        self._seq_of.pop(job_id, None)
+        return True
+
     def position(self, job: Job) -> int | None:
         """Queued jobs ahead of ``job`` in its own queue (tombstones may count: an upper
         bound); None unless it is queued. Other tiers may still go first, per the policy."""

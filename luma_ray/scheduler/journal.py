@@ -1,10 +1,12 @@
 """The durable journal: every job change lands in SQLite before the scheduler answers.
 
-One row per job (its full record as JSON) plus a small ``meta`` table (the fencing-token
-high-water mark). The database runs in WAL mode with ``synchronous=FULL``: a commit that
-returned survives a crash of the process or the machine. The scheduler actor calls
-:meth:`Journal.record` after each call that changed jobs, and :meth:`Journal.load` once at
-start to rebuild its queues and leases.
+One row per job (its full record as JSON, with its state, tenant and finish time as columns)
+plus a small ``meta`` table (the fencing-token high-water mark). The database runs in WAL mode
+with ``synchronous=FULL``: a commit that returned survives a crash of the process or the
+machine. The scheduler actor calls :meth:`Journal.record` after each call that changed jobs,
+and :meth:`Journal.load` once at start to rebuild its queues and leases. Finished jobs that
+left the scheduler's memory are read back one at a time (:meth:`get`) or a page at a time
+(:meth:`page`), through the indexes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from luma_ray.errors import ConfigError
-from luma_ray.jobs import Job
+from luma_ray.jobs import Job, JobState
 from luma_ray.jobs.codec import job_from_dict, job_to_dict
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     tenant TEXT NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    finished_at_s REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_FINISH_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs(finished_at_s)"
+_TERMINAL = tuple(s.value for s in JobState if s.terminal)
 
 
 class Journal:
@@ -48,22 +53,47 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._add_finish_column()
+            self._db.execute(_FINISH_INDEX)
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(
                 f"journal {self.path}: cannot open ({err}); pick a writable journal path"
             ) from None
 
+    def _add_finish_column(self) -> None:
+        """Journals written before the finish-time column get it, filled from the records."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "finished_at_s" in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN finished_at_s REAL")
+            rows = self._db.execute("SELECT id, record FROM jobs").fetchall()
+            self._db.executemany(
+                "UPDATE jobs SET finished_at_s = ? WHERE id = ?",
+                [(json.loads(record).get("finished_at_s"), i) for i, record in rows],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        log.info("journal %s: added the finish-time column to %d jobs", self.path, len(rows))
+
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
         """Write changed jobs (and the token mark) in one transaction, durably."""
-        rows = [(j.id, j.state.value, j.tenant, json.dumps(job_to_dict(j))) for j in jobs]
+        rows = [
+            (j.id, j.state.value, j.tenant, json.dumps(job_to_dict(j)), j.finished_at_s)
+            for j in jobs
+        ]
         if not rows and next_token is None:
             return
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT INTO jobs (id, state, tenant, record) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record",
+                "INSERT INTO jobs (id, state, tenant, record, finished_at_s) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, "
+                "record = excluded.record, finished_at_s = excluded.finished_at_s",
                 rows,
             )
             if next_token is not None:
@@ -87,15 +117,48 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
 
-    def load(self) -> tuple[list[Job], int]:
-        """Every job, oldest first, and the fencing-token high-water mark."""
+    def load(self, finished_since_s: float | None = None) -> tuple[list[Job], int]:
+        """Every unfinished job and every job finished at or after ``finished_since_s``
+        (None: every job), oldest first, and the fencing-token high-water mark."""
+        query = "SELECT record FROM jobs"
+        args: tuple[object, ...] = ()
+        if finished_since_s is not None:
+            marks = ", ".join("?" * len(_TERMINAL))
+            query += f" WHERE state NOT IN ({marks}) OR finished_at_s >= ?"
+            query += " OR finished_at_s IS NULL"
+            args = (*_TERMINAL, finished_since_s)
         jobs = [
             job_from_dict(json.loads(record))
-            for (record,) in self._db.execute("SELECT record FROM jobs ORDER BY id")
+            for (record,) in self._db.execute(query + " ORDER BY id", args)
         ]
         row = self._db.execute("SELECT value FROM meta WHERE key = 'next_token'").fetchone()
         log.info("journal %s: loaded %d jobs", self.path, len(jobs))
         return jobs, int(row[0]) if row else 0
+
+    def get(self, job_id: str) -> Job | None:
+        """One job's last recorded state, or None if the journal has none."""
+        row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return job_from_dict(json.loads(row[0])) if row else None
+
+    def page(
+        self, tenant: str | None, state: str | None, limit: int, after: str | None, desc: bool
+    ) -> list[Job]:
+        """Up to ``limit`` jobs by id (newest first if ``desc``) after the cursor ``after``,
+        of one tenant and state where given (None: any)."""
+        where, args = [], []
+        for column, value in (("tenant", tenant), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if after is not None:
+            where.append("id < ?" if desc else "id > ?")
+            args.append(after)
+        query = "SELECT record FROM jobs"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += f" ORDER BY id {'DESC' if desc else 'ASC'} LIMIT ?"
+        rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [job_from_dict(json.loads(record)) for (record,) in rows]
 
     def close(self) -> None:
         self._db.close()

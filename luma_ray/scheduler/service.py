@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -39,7 +40,7 @@ from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.rollouts import Rollouts
-from luma_ray.scheduler.views import job_view, page, queue_view
+from luma_ray.scheduler.views import check_page, job_view, queue_view
 
 __all__ = ["Assignment", "SchedulerService", "SubmitRequest"]
 
@@ -91,15 +92,22 @@ class SchedulerService:
         self.on_change: Callable[[Job], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
         self._idempotent: dict[tuple[str, str], JobId] = {}
-        jobs, next_token = journal.load()
+        self._finished: deque[tuple[float, JobId]] = deque()
+        """Finished jobs in memory, by finish time: :meth:`tick` evicts them after
+        ``keep_finished_s`` (the journal keeps them)."""
         now = clock()
+        jobs, next_token = journal.load(finished_since_s=now - config.keep_finished_s)
+        finished = sorted(
+            (j for j in jobs if j.state.terminal), key=lambda j: (j.finished_at_s or now, j.id)
+        )
         live = sorted(
             (j for j in jobs if not j.state.terminal), key=lambda j: (j.enqueued_at_s, j.id)
         )
-        for job in [j for j in jobs if j.state.terminal] + live:
+        for job in finished + live:
             self.core.restore(job, now, next_token)
             if job.idempotency_key:
                 self._idempotent[(job.tenant, job.idempotency_key)] = job.id
+        self._finished.extend((j.finished_at_s or now, j.id) for j in finished)
         if live:
             log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
 
@@ -190,7 +198,8 @@ class SchedulerService:
         """Forget a job (cancelling it first if live); returns its last view."""
         job = self._visible(job_id, tenant)
         view = self.view(job)
-        self.core.forget(job.id, self.clock())
+        if job.id in self.core.jobs:
+            self.core.forget(job.id, self.clock())
         self.journal.forget([job.id])
         if job.idempotency_key:
             self._idempotent.pop((job.tenant, job.idempotency_key), None)
@@ -217,6 +226,8 @@ class SchedulerService:
 
     def cancel(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         job = self._visible(job_id, tenant)
+        if job.id not in self.core.jobs:  # finished long ago: nothing to cancel
+            return self.view(job)
         self.core.cancel(job.id, self.clock())
         self._commit()
         return self.view(job)
@@ -234,9 +245,11 @@ class SchedulerService:
     ) -> list[dict[str, Any]]:
         """Jobs by id (= creation time), newest first unless ``order='asc'``; ``after`` is
         the cursor: the last id of the previous page. ``tenant`` None lists every tenant
-        (admin and tests only). Scans the job table: fine for now, indexed later."""
-        jobs = page(self.core.jobs.values(), tenant, state, limit, after, order)
-        return [self.view(j) for j in jobs]
+        (admin and tests only). Read from the journal's indexes (every state change is
+        journaled before a call returns), with the live progress of jobs in memory."""
+        check_page(state, limit, order)
+        jobs = self.journal.page(tenant, state, limit, after, desc=order == "desc")
+        return [self.view(self.core.jobs.get(j.id, j)) for j in jobs]
 
     def describe(self) -> dict[str, Any]:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
@@ -385,7 +398,9 @@ class SchedulerService:
         log.info("job %s: worker stopped after cancel (token %d)", job_id, token)
 
     def tick(self) -> int:
-        """Requeue lapsed leases; returns how many. The actor calls this on a timer."""
+        """Requeue lapsed leases (returns how many) and evict finished jobs older than
+        ``keep_finished_s`` from memory. The actor calls this on a timer."""
+        self._evict_finished(self.clock())
         decisions = self.core.expire_leases(self.clock())
         self.counters.lost(decisions, "lease_expired")
         if decisions:
@@ -407,10 +422,24 @@ class SchedulerService:
         for job in changed:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
+                self._finished.append((job.finished_at_s or self.clock(), job.id))
         self.journal.record(changed, self.core.next_token)
         if self.on_change is not None:
             for job in changed:
                 self.on_change(job)
+
+    def _evict_finished(self, now: float) -> None:
+        """Drop finished jobs past ``keep_finished_s`` from memory, and their idempotency
+        keys; get, list and delete find them in the journal."""
+        horizon, finished = now - self.config.keep_finished_s, self._finished
+        while finished and finished[0][0] <= horizon:
+            _, job_id = finished.popleft()
+            job = self.core.jobs.get(job_id)
+            if job is None or not self.core.evict(job_id) or not job.idempotency_key:
+                continue
+            key = (job.tenant, job.idempotency_key)
+            if self._idempotent.get(key) == job_id:
+                del self._idempotent[key]
 
     def _recall(self, model: str) -> None:
         """Once per model per start: take back the halts stored before a restart."""
@@ -430,7 +459,10 @@ class SchedulerService:
         try:
             job = self.core.get(JobId(job_id))
         except NotFound:
-            raise NotFound(f"no generation {job_id!r}") from None
+            stored = self.journal.get(job_id)  # finished and evicted from memory
+            if stored is None:
+                raise NotFound(f"no generation {job_id!r}") from None
+            job = stored
         if tenant is not None and job.tenant != tenant:
             raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
         return job

@@ -6,7 +6,6 @@ timings, results and errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -84,31 +83,11 @@ def pool_of(worker: str, model: str) -> str:
     return parts[1] if len(parts) >= 3 else f"{model}-workers"
 
 
-def page(
-    jobs: Iterable[Job],
-    tenant: str | None,
-    state: str | None,
-    limit: int,
-    after: str | None,
-    order: str,
-) -> list[Job]:
-    """One page of ``jobs`` by id (= creation time), ``InvalidRequest`` for a bad argument;
-    ``after`` is the cursor: the last id of the previous page."""
+def check_page(state: str | None, limit: int, order: str) -> None:
+    """``InvalidRequest`` naming the bad argument of a job listing, if any."""
     if state is not None and state not in {s.value for s in JobState}:
         raise InvalidRequest(f"unknown state {state!r}; use one of the job states")
     if not 1 <= limit <= 1000:
         raise InvalidRequest("limit must be between 1 and 1000")
     if order not in ("asc", "desc"):
         raise InvalidRequest("order must be 'asc' or 'desc'")
-    chosen = sorted(
-        (
-            j
-            for j in jobs
-            if (tenant is None or j.tenant == tenant) and (state is None or j.state == state)
-        ),
-        key=lambda j: j.id,
-        reverse=order == "desc",
-    )
-    if after is not None:
-        chosen = [j for j in chosen if (j.id < after if order == "desc" else j.id > after)]
-    return chosen[:limit]

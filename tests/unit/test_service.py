@@ -333,3 +333,91 @@ def test_halts_survive_a_restart_through_the_stored_rollout(tmp_path: Path) -> N
         parse_config({}), Journal(tmp_path / "k.sqlite"), LIMITS, clock, None, repo.rollout
     )
     assert fresh.halted_versions("other-model") == []
+
+
+def finish(svc: SchedulerService, worker: str = "w") -> str:
+    a = svc.pull(worker, "local", ["luma-tiny"])
+    assert a is not None
+    svc.complete(a.job_id, a.token, {"video": f"memory://{a.job_id}.mp4"})
+    return a.job_id
+
+
+def test_finished_jobs_leave_memory_and_stay_readable_from_the_journal(tmp_path: Path) -> None:
+    clock = Clock()
+    db = tmp_path / "j.sqlite"
+    svc = service(db, clock, keep_finished_s=600)
+    old = svc.submit(SubmitRequest(prompt="old", tenant="acme", idempotency_key="k1"))["id"]
+    assert finish(svc) == old
+    clock.now += 300
+    recent = svc.submit(SubmitRequest(prompt="recent", tenant="acme"))["id"]
+    assert finish(svc) == recent
+    clock.now += 1  # ids sort by creation time, to the millisecond
+    queued = svc.submit(SubmitRequest(prompt="queued", tenant="acme"))["id"]
+    clock.now += 1
+    other = svc.submit(SubmitRequest(prompt="other", tenant="zeta"))["id"]
+    svc.tick()
+    assert old in svc.core.jobs  # 302 s after it finished: kept
+    clock.now += 300
+    svc.tick()
+    assert old not in svc.core.jobs  # 602 s: evicted; the others stay
+    assert {recent, queued, other} <= set(svc.core.jobs)
+
+    view = svc.get(old, tenant="acme")
+    assert (view["state"], view["result_uris"]) == ("succeeded", {"video": f"memory://{old}.mp4"})
+    with pytest.raises(NotFound):
+        svc.get(old, tenant="zeta")  # another tenant still cannot see it
+    assert svc.cancel(old, tenant="acme")["state"] == "succeeded"  # nothing to cancel
+    listed = [j["id"] for j in svc.list(tenant="acme")]
+    assert listed == [queued, recent, old]  # newest first, evicted ones included
+    assert [j["id"] for j in svc.list(tenant="acme", state="succeeded", limit=1)] == [recent]
+    assert [j["id"] for j in svc.list(tenant="acme", after=recent)] == [old]
+    assert [j["id"] for j in svc.list(order="asc", limit=2)] == [old, recent]
+    assert [j["id"] for j in svc.list(tenant="zeta")] == [other]
+    # Its Idempotency-Key was forgotten with it: the same key makes a new job.
+    again = svc.submit(SubmitRequest(prompt="old", tenant="acme", idempotency_key="k1"))
+    assert again["id"] != old
+    svc.delete(old, tenant="acme")
+    with pytest.raises(NotFound):
+        svc.get(old, tenant="acme")
+
+    # A restart loads only what memory would hold: live jobs and recent finished ones.
+    clock.now += 300
+    restarted = service(db, clock, keep_finished_s=600)
+    assert recent not in restarted.core.jobs  # finished 602 s ago
+    assert {queued, other, again["id"]} <= set(restarted.core.jobs)
+    assert restarted.get(recent)["state"] == "succeeded"
+    assert restarted.pull("w", "local", ["luma-tiny"]).job_id == queued
+
+
+def test_memory_holds_only_the_recent_finished_jobs(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock, keep_finished_s=60)
+    ids = []
+    for i in range(200):
+        ids.append(svc.submit(SubmitRequest(prompt=f"p{i}"))["id"])
+        finish(svc)
+        clock.now += 1
+        svc.tick()
+        assert len(svc.core.jobs) <= 61
+    assert len(svc.list(limit=1000)) == 200 and svc.get(ids[0])["state"] == "succeeded"
+
+
+def test_an_old_journal_gets_the_finish_column(tmp_path: Path) -> None:
+    """A journal file written before finished jobs could leave memory opens and works."""
+    clock = Clock()
+    db = tmp_path / "j.sqlite"
+    svc = service(db, clock)
+    done = svc.submit(SubmitRequest(prompt="done"))["id"]
+    finish(svc)
+    live = svc.submit(SubmitRequest(prompt="live"))["id"]
+    svc.journal.close()
+    con = sqlite3.connect(db)  # back to the old layout: no finish-time column
+    con.executescript("DROP INDEX jobs_by_finish; ALTER TABLE jobs DROP COLUMN finished_at_s;")
+    con.close()
+
+    clock.now += 7200
+    again = service(db, clock, keep_finished_s=3600)
+    assert done not in again.core.jobs and live in again.core.jobs
+    assert again.get(done)["state"] == "succeeded"
+    columns = [r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(jobs)")]
+    assert "finished_at_s" in columns
