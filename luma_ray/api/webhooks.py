@@ -5,8 +5,10 @@ request arrives (``InvalidRequest`` → 400); whatever observes job transitions 
 :class:`WebhookEvent` and calls :meth:`WebhookSender.enqueue`; receivers check requests with
 :func:`verify` (or the snippet in ``docs/webhooks.md``).
 
-Delivery never affects the job: ``enqueue`` only appends to memory, one background thread does
-all network I/O, and every failure ends as a retry or a logged drop. Events of one job go out in
+Delivery never affects the job: ``enqueue`` only appends to memory (and, with an outbox, to
+its file), one background thread does all network I/O, and every failure ends as a retry or a
+logged drop. With an outbox (``luma_ray.api.outbox``) events not yet delivered outlive the
+process: a new sender on the same outbox sends them first. Events of one job go out in
 order (the next waits until the one before is delivered or dropped), while a job that is backing
 off does not hold up other jobs. Delivery is at least once: receivers deduplicate on
 ``X-Luma-Event-Id``. Logs name the job, the event and ``scheme://host`` only, never the secret,
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -59,6 +61,16 @@ from luma_ray.api.callbacks import (  # noqa: F401  (public names re-exported)
 from luma_ray.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    """Where undelivered events wait across restarts (``outbox.WebhookOutbox``)."""
+
+    def put(self, event: WebhookEvent) -> None: ...
+
+    def done(self, event_id: str) -> None: ...
+
+    def pending(self) -> list[WebhookEvent]: ...
 
 
 class _Refused(Exception):
@@ -117,6 +129,7 @@ class WebhookSender:
         rng: random.Random | None = None,
         resolver: Resolver = resolve_host,
         max_pending: int = 10_000,
+        outbox: Outbox | None = None,
     ) -> None:
         if not secret:
             raise ValueError("secret must not be empty")
@@ -150,6 +163,12 @@ class WebhookSender:
         self._closing = False  # no more enqueues
         self._stopped = False  # worker exits at its next look at the queue
         self._stats = {"delivered": 0, "retried": 0, "dropped": 0}
+        self._outbox = outbox
+        left = outbox.pending() if outbox is not None else []
+        for event in left:  # what the last run did not deliver goes first
+            self.enqueue(event)
+        if left:
+            logger.info("webhooks: %d undelivered events from the last run queued again", len(left))
         self._thread = threading.Thread(target=self._run, name="luma-webhooks", daemon=True)
         self._thread.start()
 
@@ -166,6 +185,7 @@ class WebhookSender:
             validate_callback_url(event.url, allow_private=self._allow_private)
             body = event_body(event)
         except (InvalidRequest, TypeError, ValueError) as exc:
+            self._forget(event)  # kept by an earlier run, perhaps
             self._count_drop(event, f"unsendable ({type(exc).__name__}: {exc})")
             return
         with self._cond:
@@ -173,6 +193,8 @@ class WebhookSender:
             if refusal is None and self._queued >= self._max_pending:
                 refusal = f"queue full ({self._max_pending} events)"
             if refusal is None:
+                # Kept before the worker can see it, so its done() never comes first.
+                self._keep(event)
                 queue = self._pending.get(event.job_id)
                 if queue is None:
                     queue = self._pending[event.job_id] = collections.deque()
@@ -327,6 +349,7 @@ class WebhookSender:
                 self._stats["retried"] += 1
                 self._push(self._clock() + delay_s, event.job_id)
             return
+        self._forget(event)
         # Log before the books are updated, so a flush() that returns has seen the log line.
         if outcome.kind == "delivered":
             logger.debug("webhook delivered job=%s event=%s", event.job_id, event.event_id)
@@ -347,17 +370,38 @@ class WebhookSender:
             self._cond.notify_all()
 
     def _abandon(self) -> None:
-        """On worker exit: drop whatever is still queued, so nothing vanishes without a log."""
+        """On worker exit: drop whatever is still queued, so nothing vanishes without a log
+        (with an outbox, keep it there for the next sender instead)."""
         with self._cond:
             left = [d.event for queue in self._pending.values() for d in queue]
         for event in left:
-            _log_drop(event, "sender closed before delivery")
+            if self._outbox is None:
+                _log_drop(event, "sender closed before delivery")
+        if left and self._outbox is not None:
+            logger.info("webhooks: %d undelivered events kept for the next start", len(left))
         with self._cond:
             self._pending.clear()
             self._ready.clear()
             self._queued = 0
-            self._stats["dropped"] += len(left)
+            if self._outbox is None:
+                self._stats["dropped"] += len(left)
             self._cond.notify_all()
+
+    def _keep(self, event: WebhookEvent) -> None:
+        if self._outbox is None:
+            return
+        try:
+            self._outbox.put(event)
+        except Exception:  # the outbox is a safety net: sending goes on without it
+            logger.warning("webhook outbox: could not keep event %s", event.event_id)
+
+    def _forget(self, event: WebhookEvent) -> None:
+        if self._outbox is None:
+            return
+        try:
+            self._outbox.done(event.event_id)
+        except Exception:
+            logger.warning("webhook outbox: could not remove event %s", event.event_id)
 
     def _push(self, due_s: float, job_id: str) -> None:
         heapq.heappush(self._ready, (due_s, next(self._seq), job_id))

@@ -63,10 +63,15 @@ class SchedulerActor:
         )
         self.webhooks = None
         if webhook_secret_path is not None:
+            from luma_ray.api.outbox import WebhookOutbox
             from luma_ray.api.webhooks import WebhookSender
 
             secret = Path(webhook_secret_path).read_bytes().strip()
-            self.webhooks = WebhookSender(secret, allow_private=allow_private_callbacks)
+            # Next to the journal: events not yet delivered survive a restart, like the jobs.
+            outbox = WebhookOutbox(Path(journal_path).with_suffix(".webhooks.sqlite"))
+            self.webhooks = WebhookSender(
+                secret, allow_private=allow_private_callbacks, outbox=outbox
+            )
             self.service.on_change = self._notify
         self._work = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None

@@ -671,3 +671,62 @@ def test_close_cuts_a_long_backoff_short_and_drops_what_is_left(
     assert sender.stats == {"delivered": 0, "retried": 1, "dropped": 1}
     sender.enqueue(make_event(receiver.url, n=2))  # after close: dropped, no exception
     assert sender.stats["dropped"] == 2
+
+
+# --- the outbox: undelivered events outlive the sender -----------------------------------
+
+
+def test_undelivered_events_are_sent_by_the_next_sender(
+    serve: Callable[[Responder], Receiver], tmp_path: Any
+) -> None:
+    """A receiver that is down (503) while the first sender runs; the sender stops (a restart)
+    with three events undelivered. A new sender on the same outbox sends them, in order per
+    job, once the receiver is back; the outbox is then empty."""
+    from luma_ray.api.outbox import WebhookOutbox
+
+    down = {"flag": True}
+    receiver = serve(lambda hit, index: (503 if down["flag"] else 200, {}))
+    events = [
+        make_event(receiver.url, "gen_a", 1),
+        make_event(receiver.url, "gen_b", 1),
+        make_event(receiver.url, "gen_a", 2),
+    ]
+    first = WebhookSender(
+        SECRET, allow_private=True, base_delay_s=30.0, outbox=WebhookOutbox(tmp_path / "o.db")
+    )
+    for event in events:
+        first.enqueue(event)
+    wait_until(lambda: len(receiver.hits) >= 2)  # each job's first event tried once
+    first.close(timeout_s=0.1)
+    assert first.stats["delivered"] == 0 and first.stats["dropped"] == 0
+
+    outbox = WebhookOutbox(tmp_path / "o.db")
+    assert [e.event_id for e in outbox.pending()] == [e.event_id for e in events]
+    down["flag"] = False
+    tried = len(receiver.hits)
+    second = WebhookSender(SECRET, allow_private=True, outbox=outbox)
+    assert second.flush(FLUSH_S)
+    second.close()
+    assert second.stats == {"delivered": 3, "retried": 0, "dropped": 0}
+    sent = receiver.event_ids()[tried:]
+    assert sorted(sent) == sorted(e.event_id for e in events)
+    assert sent.index("evt_gen_a_1") < sent.index("evt_gen_a_2")  # order per job kept
+    assert outbox.pending() == []
+
+
+def test_delivered_and_dropped_events_leave_the_outbox(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    tmp_path: Any,
+) -> None:
+    from luma_ray.api.outbox import WebhookOutbox
+
+    ok, refused = serve(script(200)), serve(script(400))
+    outbox = WebhookOutbox(tmp_path / "o.db")
+    sender = make_sender(outbox=outbox)
+    sender.enqueue(make_event(ok.url, "gen_a"))
+    sender.enqueue(make_event(refused.url, "gen_b"))
+    sender.enqueue(make_event("ftp://example.com/x", "gen_c"))  # unsendable: never kept
+    assert sender.flush(FLUSH_S)
+    assert sender.stats == {"delivered": 1, "retried": 0, "dropped": 2}
+    assert outbox.pending() == []
