@@ -200,6 +200,70 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
         server.shutdown()
 
 
+def test_undelivered_webhooks_survive_a_scheduler_restart(system) -> None:
+    """The receiver is down (503, retry in 30 s) while a job runs to the end; the scheduler is
+    killed with its three events undelivered. Ray restarts it, and it sends them from its
+    outbox, in order, once the receiver is back."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import ray
+
+    from luma_ray.api.outbox import WebhookOutbox
+
+    from .test_serving import _ping
+
+    down = threading.Event()
+    down.set()
+    seen: list[tuple[str, int]] = []  # (event type, status answered)
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = 503 if down.is_set() else 204
+            seen.append((json.loads(body)["type"], status))
+            self.send_response(status)
+            self.send_header("Retry-After", "30")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wait_http(system)
+        headers = {"Authorization": f"Bearer {make_key(system, 'outboxed', 'api')}"}
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        gen = httpx.post(
+            f"{system['base_url']}/v1/generations",
+            headers=headers,
+            timeout=30,
+            json={"prompt": "outboxed", "steps": 2, "callback_url": url},
+        ).json()
+        job_url = f"{system['base_url']}/v1/generations/{gen['id']}"
+        wait_for(
+            lambda: httpx.get(job_url, headers=headers, timeout=30).json()["state"] == "succeeded",
+            what="the job to succeed",
+        )
+        assert seen == [("generation.queued", 503)]  # the rest wait behind it, in order
+        ray.kill(system["scheduler"], no_restart=False)
+        down.clear()
+        wait_for(lambda: _ping(system["scheduler"]), what="the scheduler to restart")
+        delivered = lambda: [t for t, status in seen if status == 204]  # noqa: E731
+        wait_for(lambda: len(delivered()) >= 3, what="the three events from the outbox")
+        assert delivered() == [
+            "generation.queued",
+            "generation.running",
+            "generation.succeeded",
+        ]
+        outbox = Path(system["runtime"].journal).with_suffix(".webhooks.sqlite")
+        wait_for(lambda: WebhookOutbox(outbox).pending() == [], what="an empty outbox")
+    finally:
+        server.shutdown()
+
+
 def test_schema_fuzz_against_the_live_server_finds_no_5xx(system) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
