@@ -43,6 +43,14 @@ Resolver = Callable[[str, int], list[str]]
 """``(host, port) -> addresses``: how the sender looks a host up at send time."""
 
 
+def tenant_secret(master: bytes, tenant: str) -> bytes:
+    """The secret that signs ``tenant``'s webhooks, derived from the deployment's master
+    secret: each tenant verifies its own events with it and cannot sign another tenant's.
+    ``luma-ray keys webhook-secret --tenant NAME`` prints it for the operator to hand over."""
+    digest = hmac.new(master, b"luma-webhook-tenant:" + tenant.encode(), hashlib.sha256)
+    return b"whsec_" + digest.hexdigest().encode()
+
+
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
     """The ``X-Luma-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
     digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -152,6 +160,7 @@ class WebhookEvent:
     state: str  # queued, running, succeeded, failed or cancelled -> type "generation.<state>"
     payload: dict[str, Any]  # JSON-serialisable; sent as "data"
     created_at_s: float  # unix seconds when the state changed; sent as "created_at"
+    tenant: str | None = None  # signs with tenant_secret(master, tenant); None: the master
 
 
 def event_body(event: WebhookEvent) -> bytes:

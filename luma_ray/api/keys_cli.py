@@ -1,4 +1,5 @@
-"""``luma-ray keys create | list | revoke``: manage the API keys of a deployment.
+"""``luma-ray keys create | list | revoke | webhook-secret``: manage the API keys of a
+deployment, and hand each tenant the secret that signs its webhooks.
 
 Entry-point code: it reads the environment once (the data directory) and the clock once per
 command, and passes values to :class:`~luma_ray.api.keys.KeyStore`. The main CLI
@@ -19,9 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from luma_ray.api.callbacks import tenant_secret
 from luma_ray.api.keys import KeyRecord, KeyStore, keys_path
 from luma_ray.config import default_data_dir, default_tiers, load_config
-from luma_ray.errors import NotFound
+from luma_ray.errors import InvalidRequest, NotFound
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -97,6 +99,17 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook_secret(args: argparse.Namespace) -> int:
+    """``keys webhook-secret --tenant T``: the secret that signs T's webhooks, on one line."""
+    if not args.tenant.strip():
+        raise InvalidRequest("--tenant must name a tenant")
+    path = _data_dir(args) / "webhook.secret"
+    if not path.exists():
+        raise NotFound(f"no webhook secret at {path}; `luma-ray up` makes it on first start")
+    print(tenant_secret(path.read_bytes().strip(), args.tenant).decode())
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register ``keys`` and its subcommands on the ``luma-ray`` subparsers object."""
     common = argparse.ArgumentParser(add_help=False)
@@ -119,3 +132,9 @@ def add_commands(sub: Any) -> None:
     revoke = actions.add_parser("revoke", parents=[common], help="stop a key from working")
     revoke.add_argument("key_id", metavar="KEY_ID", help="the 12 hex characters after lr_")
     revoke.set_defaults(func=cmd_revoke)
+
+    hook = actions.add_parser(
+        "webhook-secret", parents=[common], help="print the secret that signs a tenant's webhooks"
+    )
+    hook.add_argument("--tenant", required=True, help="the tenant whose webhooks it verifies")
+    hook.set_defaults(func=cmd_webhook_secret)

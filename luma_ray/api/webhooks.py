@@ -55,6 +55,7 @@ from luma_ray.api.callbacks import (  # noqa: F401  (public names re-exported)
     event_body,
     resolve_host,
     sign,
+    tenant_secret,
     validate_callback_url,
     verify,
 )
@@ -305,7 +306,7 @@ class WebhookSender:
         url = httpx.URL(event.url)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, delivery.body, int(self._clock())),
+            SIGNATURE_HEADER: sign(self._secret_for(event), delivery.body, int(self._clock())),
             EVENT_ID_HEADER: event.event_id,
         }
         extensions: dict[str, Any] = {}
@@ -386,6 +387,12 @@ class WebhookSender:
             if self._outbox is None:
                 self._stats["dropped"] += len(left)
             self._cond.notify_all()
+
+    def _secret_for(self, event: WebhookEvent) -> bytes:
+        """The tenant's own secret (derived from the master), or the master without one."""
+        if event.tenant is None:
+            return self._secret
+        return tenant_secret(self._secret, event.tenant)
 
     def _keep(self, event: WebhookEvent) -> None:
         if self._outbox is None:

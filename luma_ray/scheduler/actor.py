@@ -241,6 +241,7 @@ class SchedulerActor:
                 state=job.state.value,
                 payload=self.service.view(job),
                 created_at_s=changed_at,
+                tenant=job.tenant,
             )
         )
 

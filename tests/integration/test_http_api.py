@@ -159,7 +159,7 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from luma_ray.api.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+    from luma_ray.api.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, tenant_secret, verify
 
     received: list[tuple[dict[str, Any], str, bytes]] = []
 
@@ -190,12 +190,15 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
             lambda: any(e["type"] == "generation.succeeded" for e, _, _ in received),
             what="the succeeded webhook",
         )
-        secret = Path(system["runtime"].webhook_secret_path).read_bytes().strip()
+        master = Path(system["runtime"].webhook_secret_path).read_bytes().strip()
+        secret = tenant_secret(master, "hooked")  # the tenant's own, not the master
         types = [e["type"] for e, _, _ in received]
         assert types == ["generation.queued", "generation.running", "generation.succeeded"]
         assert all(e["data"]["id"] == gen["id"] for e, _, _ in received)
         assert all(verify(secret, body, sig, time.time()) for _, sig, body in received)
-        assert not verify(b"wrong", received[0][2], received[0][1], time.time())
+        assert not verify(master, received[0][2], received[0][1], time.time())
+        other = tenant_secret(master, "someone-else")
+        assert not verify(other, received[0][2], received[0][1], time.time())
     finally:
         server.shutdown()
 

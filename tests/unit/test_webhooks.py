@@ -730,3 +730,27 @@ def test_delivered_and_dropped_events_leave_the_outbox(
     assert sender.flush(FLUSH_S)
     assert sender.stats == {"delivered": 1, "retried": 0, "dropped": 2}
     assert outbox.pending() == []
+
+
+def test_events_are_signed_with_their_tenants_secret(
+    serve: Callable[[Responder], Receiver],
+    make_sender: Callable[..., WebhookSender],
+    clock: FakeClock,
+) -> None:
+    from dataclasses import replace
+
+    from luma_ray.api.webhooks import tenant_secret
+
+    receiver = serve(script(200))
+    sender = make_sender()
+    sender.enqueue(replace(make_event(receiver.url, "gen_a"), tenant="acme"))
+    sender.enqueue(make_event(receiver.url, "gen_b"))  # no tenant: the master secret
+    assert sender.flush(FLUSH_S)
+    by_job = {json.loads(hit.body)["data"]["id"]: hit for hit in receiver.hits}
+    acme, header = tenant_secret(SECRET, "acme"), by_job["gen_a"].headers
+    signature = header[SIGNATURE_HEADER.lower()]
+    assert verify(acme, by_job["gen_a"].body, signature, now_s=clock.now_s)
+    assert not verify(SECRET, by_job["gen_a"].body, signature, now_s=clock.now_s)
+    assert not verify(tenant_secret(SECRET, "zeta"), by_job["gen_a"].body, signature, clock.now_s)
+    plain = by_job["gen_b"].headers[SIGNATURE_HEADER.lower()]
+    assert verify(SECRET, by_job["gen_b"].body, plain, now_s=clock.now_s)
