@@ -91,6 +91,10 @@ class SchedulerConfig(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=100)
     """Most attempts a job gets: a lease lost on the last one fails the job instead of
     requeueing it."""
+    pinned_grace_s: float = Field(default=600.0, ge=0, le=30 * 86400)
+    """A job pinned to ``model@version`` fails, still queued, once no worker has run that
+    version for this long and it is not the active version (after a promotion moved every
+    worker on, and no rollback brought it back)."""
     keep_finished_s: float = Field(default=86400.0, ge=0, le=365 * 86400)
     """A finished job leaves the scheduler's memory this long after it finished; the journal
     keeps it, and get, list and delete read it from there. Its Idempotency-Key is

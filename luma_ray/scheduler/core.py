@@ -122,6 +122,16 @@ class Scheduler:
         self.dirty.pop(job_id, None)
         return job
 
+    def fail_queued(self, job_id: JobId, now_s: float, error: JobError) -> bool:
+        """Fail a job that is still queued and can never run; False if it is not queued."""
+        job = self.get(job_id)
+        if job.state is not JobState.QUEUED:
+            return False
+        self._dequeue(job)
+        job.error = error
+        self._move(job, JobState.FAILED, now_s, error.code)
+        return True
+
     def evict(self, job_id: JobId) -> bool:
         """Drop a finished, journaled job from memory (the shell reads it back from the
         journal); False, and nothing changes, for a live or not yet journaled job."""

@@ -51,6 +51,7 @@ class _ModelRollout:
     halted: dict[str, dict[str, Any]] = field(default_factory=dict)  # version → why
     events: deque[SwapEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     serving: dict[str, tuple[str, float]] = field(default_factory=dict)  # worker → (v, seen)
+    last_seen: dict[str, float] = field(default_factory=dict)  # version → last pull naming it
 
 
 def allowed_unavailable(max_unavailable: str, pool_size: int) -> int:
@@ -75,7 +76,9 @@ class Rollouts:
         for entry in pulled:
             name, sep, version = entry.partition("@")
             if sep and version:
-                self._of(name).serving[worker] = (version, now_s)
+                state = self._of(name)
+                state.serving[worker] = (version, now_s)
+                state.last_seen[version] = now_s
 
     def serving(self, model: str, now_s: float) -> dict[str, str]:
         """Worker → version, for workers of ``model`` that pulled recently."""
@@ -86,6 +89,11 @@ class Rollouts:
 
     def served_versions(self, model: str, now_s: float) -> set[str]:
         return set(self.serving(model, now_s).values())
+
+    def last_seen(self, model: str, version: str) -> float | None:
+        """When a worker last named ``model@version`` in a pull (None: not since start)."""
+        state = self._models.get(model)
+        return state.last_seen.get(version) if state is not None else None
 
     def request_swap(
         self,

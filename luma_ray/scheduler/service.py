@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -19,10 +18,8 @@ from luma_ray.config import SchedulerConfig
 from luma_ray.errors import (
     BackPressure,
     Conflict,
-    InvalidRequest,
     LumaError,
     NotFound,
-    Overloaded,
 )
 from luma_ray.jobs import (
     Job,
@@ -32,15 +29,17 @@ from luma_ray.jobs import (
     WorkerId,
 )
 from luma_ray.models.interface import GenerationRequest, ModelLimits
+from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.core import Scheduler
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.decisions import HeartbeatReply
 from luma_ray.scheduler.estimates import Estimates
+from luma_ray.scheduler.housekeeping import Housekeeping
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.rollouts import Rollouts
-from luma_ray.scheduler.views import check_page, job_view, queue_view
+from luma_ray.scheduler.views import check_page, describe, job_view, queue_view
 
 __all__ = ["Assignment", "SchedulerService", "SubmitRequest"]
 
@@ -92,10 +91,9 @@ class SchedulerService:
         self.on_change: Callable[[Job], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
         self._idempotent: dict[tuple[str, str], JobId] = {}
-        self._finished: deque[tuple[float, JobId]] = deque()
-        """Finished jobs in memory, by finish time: :meth:`tick` evicts them after
-        ``keep_finished_s`` (the journal keeps them)."""
         now = clock()
+        self.housekeeping = Housekeeping(self.core, self.rollouts, config, now, active_version)
+        """Evicts finished jobs from memory, fails pinned jobs whose version is gone."""
         jobs, next_token = journal.load(finished_since_s=now - config.keep_finished_s)
         finished = sorted(
             (j for j in jobs if j.state.terminal), key=lambda j: (j.finished_at_s or now, j.id)
@@ -107,7 +105,7 @@ class SchedulerService:
             self.core.restore(job, now, next_token)
             if job.idempotency_key:
                 self._idempotent[(job.tenant, job.idempotency_key)] = job.id
-        self._finished.extend((j.finished_at_s or now, j.id) for j in finished)
+            self.housekeeping.track(job)
         if live:
             log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
 
@@ -150,32 +148,20 @@ class SchedulerService:
         job = make_job(request, self.core.tiers, self.models, self.clock(), check_pin)
         job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
         try:
-            self._admit(job)
+            shed(self.core, self.estimates, job, self.clock())
             self.core.submit(job, job.created_at_s)
         except BackPressure as err:
             self.counters.refused[(job.tier, err.code)] += 1
             raise
         if job.idempotency_key:
             self._idempotent[(job.tenant, job.idempotency_key)] = job.id
+        self.housekeeping.track(job)
         log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
         return job
 
     def _check_pin(self, model: str, version: str) -> None:
-        """Accept ``model@version`` only if a worker runs it now or it is the active version,
-        so a pinned job never waits for a worker that will not come."""
-        now = self.clock()
-        served = self.rollouts.served_versions(model, now)
-        if version in served:
-            return
         assert self.active_version is not None
-        active = self.active_version(model)
-        if version == active:
-            return
-        running = ", ".join(sorted(served | ({active} if active else set()))) or "none"
-        raise InvalidRequest(
-            f"no worker runs version {version!r} of {model}; pin one of: {running} "
-            f"(or promote {version!r} first, or drop '@{version}')"
-        )
+        check_pin(self.rollouts, self.active_version, model, version, self.clock())
 
     def view(self, job: Job) -> dict[str, Any]:
         """The client's view, with queue position, ETA and the share of the SLO used."""
@@ -204,25 +190,6 @@ class SchedulerService:
         if job.idempotency_key:
             self._idempotent.pop((job.tenant, job.idempotency_key), None)
         return view
-
-    def _admit(self, job: Job) -> None:
-        """Admission control: shed a tier whose predicted wait is far past its SLO."""
-        tier = self.core.tiers[job.tier]
-        if tier.shed_ratio is None:
-            return
-        now = self.clock()
-        ahead = self.core.queued_ahead_of_new(job.tier, job.model)
-        predicted = max(
-            self.core.oldest_wait_s(job.tier, job.model, now),
-            self.estimates.wait_for(job.model, ahead, now),
-        )
-        limit = tier.shed_ratio * tier.max_wait_s
-        if predicted > limit:
-            raise Overloaded(
-                f"tier {job.tier} is overloaded: a new job would wait about {predicted:.0f} s, "
-                f"past {tier.shed_ratio:g}x its {tier.max_wait_s:g} s SLO; retry later",
-                retry_after_s=round(min(3600.0, max(1.0, predicted - limit)), 1),
-            )
 
     def cancel(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         job = self._visible(job_id, tenant)
@@ -253,21 +220,7 @@ class SchedulerService:
 
     def describe(self) -> dict[str, Any]:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
-        return {
-            "tiers": [
-                {
-                    "name": t.name,
-                    "max_wait_s": t.max_wait_s,
-                    "weight": t.weight,
-                    "shed_ratio": t.shed_ratio,
-                }
-                for t in self.core.tiers.values()
-            ],
-            "models": {name: asdict(limits) for name, limits in self.models.items()},
-            "tenant_limits": {
-                tier: lim.model_dump() for tier, lim in self.config.tenant_limits.items()
-            },
-        }
+        return describe(self.core, self.models, self.config)
 
     def stats(self) -> dict[str, Any]:
         return self.core.stats(self.clock())
@@ -400,7 +353,13 @@ class SchedulerService:
     def tick(self) -> int:
         """Requeue lapsed leases (returns how many) and evict finished jobs older than
         ``keep_finished_s`` from memory. The actor calls this on a timer."""
-        self._evict_finished(self.clock())
+        swept = self.housekeeping.sweep(self.clock())
+        if swept.failed:
+            self._commit()
+        for job in swept.evicted:  # its Idempotency-Key goes with it
+            key = (job.tenant, job.idempotency_key or "")
+            if self._idempotent.get(key) == job.id:
+                del self._idempotent[key]
         decisions = self.core.expire_leases(self.clock())
         self.counters.lost(decisions, "lease_expired")
         if decisions:
@@ -422,24 +381,11 @@ class SchedulerService:
         for job in changed:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
-                self._finished.append((job.finished_at_s or self.clock(), job.id))
+                self.housekeeping.track(job)
         self.journal.record(changed, self.core.next_token)
         if self.on_change is not None:
             for job in changed:
                 self.on_change(job)
-
-    def _evict_finished(self, now: float) -> None:
-        """Drop finished jobs past ``keep_finished_s`` from memory, and their idempotency
-        keys; get, list and delete find them in the journal."""
-        horizon, finished = now - self.config.keep_finished_s, self._finished
-        while finished and finished[0][0] <= horizon:
-            _, job_id = finished.popleft()
-            job = self.core.jobs.get(job_id)
-            if job is None or not self.core.evict(job_id) or not job.idempotency_key:
-                continue
-            key = (job.tenant, job.idempotency_key)
-            if self._idempotent.get(key) == job_id:
-                del self._idempotent[key]
 
     def _recall(self, model: str) -> None:
         """Once per model per start: take back the halts stored before a restart."""

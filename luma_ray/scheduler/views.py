@@ -6,11 +6,14 @@ timings, results and errors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState
+from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.core import Scheduler
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.rollouts import Rollouts
@@ -81,6 +84,25 @@ def pool_of(worker: str, model: str) -> str:
     """The pool in a worker id ``cluster/pool/process``; other ids: the model's pool."""
     parts = worker.split("/")
     return parts[1] if len(parts) >= 3 else f"{model}-workers"
+
+
+def describe(
+    core: Scheduler, models: Mapping[str, ModelLimits], config: SchedulerConfig
+) -> dict[str, Any]:
+    """Tiers with their SLOs and shedding, each model's limits, and the tenant caps."""
+    return {
+        "tiers": [
+            {
+                "name": t.name,
+                "max_wait_s": t.max_wait_s,
+                "weight": t.weight,
+                "shed_ratio": t.shed_ratio,
+            }
+            for t in core.tiers.values()
+        ],
+        "models": {name: asdict(limits) for name, limits in models.items()},
+        "tenant_limits": {tier: lim.model_dump() for tier, lim in config.tenant_limits.items()},
+    }
 
 
 def check_page(state: str | None, limit: int, order: str) -> None:

@@ -421,3 +421,41 @@ def test_an_old_journal_gets_the_finish_column(tmp_path: Path) -> None:
     assert again.get(done)["state"] == "succeeded"
     columns = [r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(jobs)")]
     assert "finished_at_s" in columns
+
+
+def test_pinned_jobs_fail_once_their_version_is_gone(tmp_path: Path) -> None:
+    """v1 is promoted away and every worker moves to v2: a job still pinned to v1 would wait
+    for ever, so it fails after the grace period. Jobs pinned to a served or the active
+    version wait on, and a restarted scheduler gives workers the grace period to report."""
+    clock, active = Clock(), {"version": "v1"}
+    db = tmp_path / "j.sqlite"
+
+    def make() -> SchedulerService:
+        config = parse_config({"pinned_grace_s": 600})
+        return SchedulerService(config, Journal(db), LIMITS, clock, lambda m: active["version"])
+
+    svc = make()
+    assert svc.pull("a", "local", ["luma-tiny", "luma-tiny@v1"]) is None  # a runs v1
+    old = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v1"))["id"]
+    active["version"] = "v2"  # promoted; the worker swaps and names v2 from now on
+    assert svc.pull("a", "local", ["luma-tiny", "luma-tiny@v2"]) is None
+    on_v2 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v2"))["id"]
+    clock.now += 599
+    svc.pull("a", "local", ["luma-tiny"])  # keeps serving, takes nothing pinned
+    svc.tick()
+    assert svc.get(old)["state"] == "queued"  # within the grace period: a rollback may come
+    clock.now += 2
+    svc.tick()
+    view = svc.get(old)
+    assert view["state"] == "failed" and view["error"]["code"] == "version_unavailable"
+    assert "'@v1'" in view["error"]["message"] and view["error"]["retryable"] is False
+    assert svc.get(on_v2)["state"] == "queued"  # v2 is the active version
+
+    active["version"] = "v3"  # promoted again, and no worker has reported since
+    restarted = make()
+    clock.now += 599
+    restarted.tick()
+    assert restarted.get(on_v2)["state"] == "queued"  # workers get the grace period
+    clock.now += 2
+    restarted.tick()
+    assert restarted.get(on_v2)["state"] == "failed"
