@@ -131,8 +131,10 @@ class SchedulerActor:
         """Lease a job; with ``wait_s`` > 0, wait up to that long for one to arrive."""
         self._start_ticker()
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_PULL_WAIT_S)
+        first_try = True
         while True:
-            assignment = self.service.pull(worker, cluster, models)
+            assignment = self.service.pull(worker, cluster, models, first_try)
+            first_try = False
             remaining = deadline - time.monotonic()
             if assignment is not None or remaining <= 0:
                 return assignment
@@ -140,7 +142,7 @@ class SchedulerActor:
             try:
                 await asyncio.wait_for(event.wait(), remaining)
             except asyncio.TimeoutError:
-                return self.service.pull(worker, cluster, models)
+                return self.service.pull(worker, cluster, models, first_try)
 
     async def heartbeat(
         self, job_id: str, token: int, step: int = 0, total: int = 0, phase: str = "running"

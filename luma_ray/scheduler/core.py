@@ -45,9 +45,10 @@ class Scheduler:
         self.queued_by_tenant: Counter[tuple[str, str]] = Counter()
         self.leased_by_tenant: Counter[tuple[str, str]] = Counter()
         self.refused_pulls: Counter[str] = Counter()
+        """Pulls refused because the cluster was at its dispatch limit (a pull that waits and
+        is asked again counts once)."""
         self.peak_in_flight: Counter[str] = Counter()
         """Most leased-but-unfinished jobs each cluster ever held (never above its limit)."""
-        """Pulls refused because the cluster was at its dispatch limit."""
         self.dirty: dict[JobId, Job] = {}
         """Jobs changed since the shell last called :meth:`take_dirty` (to journal them)."""
 
@@ -183,12 +184,18 @@ class Scheduler:
         return known.dispatch_limit if known else self.config.default_dispatch_limit
 
     def pull(
-        self, worker: WorkerId, cluster: str, models: Iterable[str], now_s: float
+        self,
+        worker: WorkerId,
+        cluster: str,
+        models: Iterable[str],
+        now_s: float,
+        first_try: bool = True,
     ) -> Dispatch | None:
-        """Lease the best job for a worker of ``cluster`` serving ``models``, or None."""
+        """Lease the best job for a worker of ``cluster`` serving ``models``, or None.
+        ``first_try`` False: the same pull asked again after waiting (not counted twice)."""
         limit = self.dispatch_limit(cluster)
         if limit is not None and self.in_flight[cluster] >= limit:
-            self.refused_pulls[cluster] += 1
+            self.refused_pulls[cluster] += first_try
             return None
         pick = self.queues.pick(self.policy, models, now_s, self._eligible_fn())
         if pick is None:

@@ -227,13 +227,16 @@ class SchedulerService:
 
     # ---- workers -----------------------------------------------------------------------
 
-    def pull(self, worker: str, cluster: str, models: Iterable[str]) -> Assignment | None:
-        """Lease the best job for this worker, or None when nothing fits now."""
+    def pull(
+        self, worker: str, cluster: str, models: Iterable[str], first_try: bool = True
+    ) -> Assignment | None:
+        """Lease the best job for this worker, or None when nothing fits now. ``first_try``
+        False: the actor asks again for a pull that waited (counted once if refused)."""
         now = self.clock()
         models = list(models)
         self.estimates.observe_pull(worker, models, now)
         self.rollouts.observe(worker, models, now)
-        dispatch = self.core.pull(WorkerId(worker), cluster, models, now)
+        dispatch = self.core.pull(WorkerId(worker), cluster, models, now, first_try)
         if dispatch is None:
             return None
         self._commit()

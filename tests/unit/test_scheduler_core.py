@@ -111,6 +111,8 @@ def test_cluster_dispatch_limit_is_back_pressure() -> None:
     assert a is not None
     assert s.pull(W2, "slurm", ["m"], 10.0) is None
     assert s.refused_pulls["slurm"] == 1
+    assert s.pull(W2, "slurm", ["m"], 11.0, first_try=False) is None  # the same pull, waiting
+    assert s.refused_pulls["slurm"] == 1
     assert s.pull(W1, "cloud", ["m"], 10.0) is not None
     assert s.pull(W1, "cloud", ["m"], 10.0) is not None
     assert s.pull(W1, "cloud", ["m"], 10.0) is None  # the default limit
