@@ -250,7 +250,8 @@ def test_undelivered_webhooks_survive_a_scheduler_restart(system) -> None:
             lambda: httpx.get(job_url, headers=headers, timeout=30).json()["state"] == "succeeded",
             what="the job to succeed",
         )
-        assert seen == [("generation.queued", 503)]  # the rest wait behind it, in order
+        # Only the first event was tried (again every 30 s): the rest wait behind it, in order.
+        assert seen and set(seen) == {("generation.queued", 503)}
         ray.kill(system["scheduler"], no_restart=False)
         down.clear()
         wait_for(lambda: _ping(system["scheduler"]), what="the scheduler to restart")
