@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from dataclasses import asdict
 from pathlib import Path
 
 from luma_ray.api.callbacks import WebhookEvent
-from luma_ray.errors import ConfigError
+from luma_ray.storage.sqlite import open_durable
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +37,7 @@ class WebhookOutbox:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as err:
-            raise ConfigError(
-                f"webhook outbox {self.path}: cannot open ({err}); pick a writable data_dir"
-            ) from None
+        self._db = open_durable(self.path, _SCHEMA, "webhook outbox", "pick a writable data_dir")
 
     def put(self, event: WebhookEvent) -> None:
         """Keep ``event`` until :meth:`done`; putting the same event id twice keeps one."""

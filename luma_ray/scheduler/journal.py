@@ -20,6 +20,7 @@ from pathlib import Path
 from luma_ray.errors import ConfigError
 from luma_ray.jobs import Job, JobState
 from luma_ray.jobs.codec import job_from_dict, job_to_dict
+from luma_ray.storage.sqlite import open_durable
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +45,15 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # One writer (the actor) at a time, but not always on the thread that opened it.
+        self._db = open_durable(self.path, _SCHEMA, "journal", "pick a writable journal path")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One writer (the actor) at a time, but not always on the thread that opened it.
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
             self._add_finish_column()
             self._db.execute(_FINISH_INDEX)
-        except (OSError, sqlite3.Error) as err:
+        except sqlite3.Error as err:
+            self._db.close()
             raise ConfigError(
-                f"journal {self.path}: cannot open ({err}); pick a writable journal path"
+                f"journal {self.path}: cannot upgrade ({err}); pick a writable journal path"
             ) from None
 
     def _add_finish_column(self) -> None:
