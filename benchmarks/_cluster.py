@@ -14,7 +14,7 @@ from pathlib import Path
 def local_ray(num_cpus: int = 4) -> Iterator[Path]:
     import ray
 
-    from luma_ray.scheduler.actor import NAMESPACE
+    from luma_ray.runtime.handle import NAMESPACE
 
     root = Path(tempfile.mkdtemp(prefix="luma-bench-", dir="/tmp"))
     (root / "ray").mkdir()

@@ -33,7 +33,8 @@ from luma_ray.config import parse_config
 from luma_ray.jobs import Job, JobId, JobState, TenantId
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import SchedulerService, SubmitRequest
+from luma_ray.scheduler.protocol import SubmitRequest
+from luma_ray.scheduler.service import SchedulerService
 
 LIMITS = {"luma-tiny": ModelLimits(64, 128, 128, 50, 8, 8, 8)}
 DAY_S = 86400.0

@@ -30,7 +30,7 @@ def main() -> None:
 
         from luma_ray import launch
         from luma_ray.config import RuntimeConfig
-        from luma_ray.scheduler.service import SubmitRequest
+        from luma_ray.scheduler.protocol import SubmitRequest
 
         runtime = RuntimeConfig(data_dir=str(root / "data"), pools=[], http_host=None)
         actor = launch.start(runtime)

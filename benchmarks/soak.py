@@ -114,7 +114,7 @@ class Faults:
             self._note("worker_killed", victim["name"].rsplit("#", 1)[-1])
 
     def _scheduler(self, ray: Any) -> None:
-        from luma_ray.scheduler.actor import get_scheduler
+        from luma_ray.runtime.handle import get_scheduler
 
         ray.kill(get_scheduler(), no_restart=False)  # Ray restarts it; it reloads the journal
         self._note("scheduler_killed", "luma-scheduler")

@@ -32,7 +32,7 @@ def run(prefetch: bool, jobs: int, root) -> dict:
         pools=[PoolConfig(replicas=1, prefetch=prefetch, num_cpus=1, torch_threads=1)],
     )
     if prefetch is False:  # a fresh scheduler and pool for the second run
-        from luma_ray.scheduler.actor import get_scheduler
+        from luma_ray.runtime.handle import get_scheduler
 
         serve.delete("luma-tiny-workers")
         ray.kill(get_scheduler(), no_restart=True)

@@ -2,7 +2,8 @@
 
 Callers map these to their medium: ``InvalidRequest`` → HTTP 400, ``Unauthorized`` → 401,
 ``Forbidden`` → 403, ``NotFound`` → 404,
-``Conflict`` → 409, ``BackPressure`` → 429 with Retry-After, ``ConfigError`` and
+``Conflict`` → 409, ``BackPressure`` → 429 with Retry-After, ``Unavailable`` → 503,
+``ConfigError`` and
 ``TraceError`` → a one-line message and exit code 2 on the command line. Every error passes its
 arguments to ``super().__init__`` so it survives pickling across Ray processes.
 """
@@ -88,6 +89,20 @@ class Overloaded(BackPressure):
     """New jobs of this tier would wait far past its SLO; admission control sheds them."""
 
     code = "tier_overloaded"
+
+
+class Unavailable(LumaError):
+    """A part of the system we depend on cannot be reached now (HTTP 503); nothing was done,
+    the same request may be sent again later."""
+
+    code = "unavailable"
+
+
+class SchedulerUnavailable(Unavailable):
+    """The scheduler did not answer within the retry budget (Ray is restarting it, or the
+    cluster is down)."""
+
+    code = "scheduler_unavailable"
 
 
 class ConfigError(LumaError):

@@ -19,11 +19,13 @@ from ray import serve
 
 from luma_ray.config import PoolConfig, RuntimeConfig
 from luma_ray.errors import ConfigError
-from luma_ray.models.interface import ModelLimits
+from luma_ray.jobs import ModelLimits
 from luma_ray.models.manifest import Manifest
 from luma_ray.models.registry import MODELS, get_model_class
 from luma_ray.models.repository import ModelRepository
-from luma_ray.scheduler.actor import NAMESPACE, start_scheduler
+from luma_ray.runtime.actor import start_scheduler
+from luma_ray.runtime.handle import NAMESPACE, SchedulerHandle
+from luma_ray.scheduler.protocol import Ping
 from luma_ray.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ def pool_app_name(pool: PoolConfig) -> str:
     return pool.app_name
 
 
-def start(runtime: RuntimeConfig) -> Any:
+def start(runtime: RuntimeConfig) -> SchedulerHandle:
     """Start (or reuse) the scheduler and deploy every pool; return the scheduler handle.
 
     Blocks until the scheduler answers and every pool's replicas are running.
@@ -110,7 +112,7 @@ def start(runtime: RuntimeConfig) -> Any:
         runtime.allow_private_callbacks,
         runtime.repository,
     )
-    ray.get(handle.ping.remote(), timeout=READY_TIMEOUT_S)
+    SchedulerHandle(handle.actor, READY_TIMEOUT_S).call(Ping())
     if runtime.http_host is not None:
         serve.start(
             proxy_location=runtime.http_proxy_location,

@@ -53,7 +53,7 @@ def _join_running() -> bool:
     """Attach to a cluster started by ``luma-ray up --detach``; False if none runs."""
     import ray
 
-    from luma_ray.scheduler.actor import NAMESPACE
+    from luma_ray.runtime.handle import NAMESPACE
 
     try:
         ray.init(address="auto", namespace=NAMESPACE, logging_level="WARNING")
@@ -66,7 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import ray
 
     from luma_ray import launch
-    from luma_ray.scheduler.actor import NAMESPACE
+    from luma_ray.runtime.handle import NAMESPACE
 
     runtime = _runtime(args)
     if args.detach:
@@ -117,15 +117,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import ray
-
-    from luma_ray.scheduler.actor import get_scheduler
+    from luma_ray.runtime.handle import get_scheduler
+    from luma_ray.scheduler.protocol import Stats
 
     if not _join_running():
         print("luma_ray is not running (start it with: luma-ray up --detach)")
         return 1
     try:
-        stats = ray.get(get_scheduler().stats.remote(), timeout=30)
+        stats = get_scheduler(restart_wait_s=30.0).call(Stats())
     except ValueError:
         print("a Ray cluster runs here, but no luma_ray scheduler")
         return 1

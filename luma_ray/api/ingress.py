@@ -17,11 +17,10 @@ from fastapi import FastAPI
 from ray import serve
 
 from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.backend import ActorBackend
 from luma_ray.api.keys import KeyStore, keys_path
 from luma_ray.config import RuntimeConfig, default_data_dir, default_tiers
 from luma_ray.models.repository import ModelRepository
-from luma_ray.scheduler.actor import get_scheduler
+from luma_ray.runtime.handle import get_async_scheduler
 from luma_ray.storage import open_store
 
 APP_NAME = "luma-api"
@@ -50,7 +49,7 @@ def build_app() -> FastAPI:
         cfg["tiers"] = [t.name for t in default_tiers()]
     keys = KeyStore(cfg["keys_path"], cfg["tiers"])
     return create_app(
-        ActorBackend(get_scheduler()),
+        get_async_scheduler(),
         keys,
         open_store(cfg["store"]),
         ApiSettings(**cfg["settings"]),

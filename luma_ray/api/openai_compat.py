@@ -13,15 +13,11 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from luma_ray.api.app import (
-    Caller,
-    content_response,
-    delete_results,
-    ports,
-    submit,
-)
+from luma_ray.api.context import Caller, ports
+from luma_ray.api.generations import content_response, delete_job, submit
 from luma_ray.api.schemas import CreateGeneration
 from luma_ray.errors import InvalidRequest
+from luma_ray.scheduler.protocol import GetJob, JobView, ListJobs
 
 _STATUS = {
     "queued": "queued",
@@ -33,35 +29,33 @@ _STATUS = {
 }
 
 
-def video_object(view: dict[str, Any]) -> dict[str, Any]:
-    """A scheduler view as an OpenAI ``Video``."""
-    p = view["params"]
-    progress = view["progress"]
-    if view["state"] == "succeeded":
+def video_object(view: JobView) -> dict[str, Any]:
+    """A job as an OpenAI ``Video``."""
+    p, progress = view.params, view.progress
+    if view.state == "succeeded":
         percent = 100
-    elif progress["total"]:
-        percent = min(99, int(100 * progress["step"] / progress["total"]))
+    elif progress.total:
+        percent = min(99, int(100 * progress.step / progress.total))
     else:
         percent = 0
     error = None
-    if view["state"] == "failed":
-        err = view["error"] or {"code": "failed", "message": "generation failed"}
-        error = {"code": err["code"], "message": err["message"]}
-    elif view["state"] == "cancelled":
+    if view.state == "failed":
+        code, message = (view.error.code, view.error.message) if view.error else ("failed", "")
+        error = {"code": code, "message": message or "generation failed"}
+    elif view.state == "cancelled":
         error = {"code": "cancelled", "message": "the generation was cancelled"}
-    seconds = p["frames"] / p["fps"]
     return {
-        "id": view["id"],
+        "id": view.id,
         "object": "video",
-        "created_at": int(view["created_at_s"]),
-        "completed_at": int(view["finished_at_s"]) if view["finished_at_s"] else None,
+        "created_at": int(view.created_at_s),
+        "completed_at": int(view.finished_at_s) if view.finished_at_s else None,
         "expires_at": None,
-        "status": _STATUS[view["state"]],
-        "model": view["model"],
+        "status": _STATUS[view.state.value],
+        "model": view.model,
         "progress": percent,
-        "prompt": p["prompt"],
-        "seconds": f"{seconds:g}",
-        "size": f"{p['width']}x{p['height']}",
+        "prompt": p.prompt,
+        "seconds": f"{p.frames / p.fps:g}",
+        "size": f"{p.width}x{p.height}",
         "error": error,
         "remixed_from_video_id": None,
     }
@@ -113,7 +107,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/v1/videos/{video_id}", tags=["openai"])
     async def retrieve_video(request: Request, video_id: str, who: Caller) -> dict[str, Any]:
-        return video_object(await ports(request).backend.get(video_id, who.tenant))
+        return video_object(await ports(request).scheduler.call(GetJob(video_id, who.tenant)))
 
     @app.get("/v1/videos", tags=["openai"])
     async def list_videos(
@@ -123,7 +117,9 @@ def add_routes(app: FastAPI) -> None:
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     ) -> dict[str, Any]:
-        views = await ports(request).backend.list(who.tenant, None, limit + 1, after, order)
+        views = await ports(request).scheduler.call(
+            ListJobs(who.tenant, None, limit + 1, after, order)
+        )
         data = [video_object(v) for v in views[:limit]]
         return {
             "object": "list",
@@ -135,10 +131,8 @@ def add_routes(app: FastAPI) -> None:
 
     @app.delete("/v1/videos/{video_id}", tags=["openai"])
     async def delete_video(request: Request, video_id: str, who: Caller) -> dict[str, Any]:
-        p = ports(request)
-        view = await p.backend.delete(video_id, who.tenant)
-        await delete_results(p, view["id"])
-        return {"id": view["id"], "object": "video.deleted", "deleted": True}
+        view = await delete_job(ports(request), video_id, who.tenant)
+        return {"id": view.id, "object": "video.deleted", "deleted": True}
 
     @app.get("/v1/videos/{video_id}/content", tags=["openai"])
     async def video_content(
@@ -149,5 +143,4 @@ def add_routes(app: FastAPI) -> None:
     ) -> Response:
         if variant == "spritesheet":
             raise InvalidRequest("spritesheet is not available; ask for video or thumbnail")
-        p = ports(request)
-        return await content_response(p, await p.backend.get(video_id, who.tenant), variant)
+        return await content_response(ports(request), video_id, who.tenant, variant)

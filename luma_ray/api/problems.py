@@ -24,6 +24,7 @@ from luma_ray.errors import (
     LumaError,
     NotFound,
     Unauthorized,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ _STATUS: list[tuple[type[LumaError], int, str]] = [
     (NotFound, 404, "Not Found"),
     (Conflict, 409, "Conflict"),
     (BackPressure, 429, "Too Many Requests"),
+    (Unavailable, 503, "Service Unavailable"),
     (InvalidRequest, 400, "Bad Request"),
 ]
 
@@ -63,6 +65,8 @@ def luma_problem(err: LumaError) -> JSONResponse:
     for cls, status, title in _STATUS:
         if isinstance(err, cls):
             headers: dict[str, str] = {}
+            if isinstance(err, Unavailable):
+                headers["Retry-After"] = "5"
             if isinstance(err, BackPressure):
                 headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
             if isinstance(err, Unauthorized):

@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
+from luma_ray.scheduler.protocol import QueuePage
+
 REFRESH_S = 2
 
 PAGE = """<!doctype html>
@@ -86,5 +88,4 @@ def add_routes(app: FastAPI, admin: Any, ports: Any) -> None:
 
     @app.get("/v1/admin/queue-view", dependencies=[Depends(admin)])
     async def queue_view(request: Request) -> dict[str, Any]:
-        view: dict[str, Any] = await ports(request).backend.queue_view()
-        return view
+        return await ports(request).scheduler.call(QueuePage())  # type: ignore[no-any-return]

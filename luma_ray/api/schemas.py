@@ -1,10 +1,19 @@
-"""Wire schemas of the native API: what a client sends, and how a generation looks."""
+"""Wire schemas of the native API: what a client sends, and how a generation looks.
+
+The create body becomes the scheduler's ``SubmitRequest`` here (``submit_request``); the
+scheduler's ``JobView`` becomes the native wire form here (``generation_view``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from luma_ray.api.keys import Principal
+from luma_ray.errors import InvalidRequest
+from luma_ray.scheduler.protocol import JobView, SubmitRequest
 
 MAX_METADATA_KEYS = 16
 
@@ -50,34 +59,63 @@ class CreateGeneration(BaseModel):
         return value
 
 
-def generation_view(view: dict[str, Any], base: str = "/v1/generations") -> dict[str, Any]:
-    """The native wire form of a scheduler view: API URLs instead of storage URIs."""
-    job_id = view["id"]
-    urls = {
-        variant: f"{base}/{job_id}/content?variant={variant}" for variant in view["result_uris"]
-    }
-    p = view["params"]
+def generation_view(view: JobView, base: str = "/v1/generations") -> dict[str, Any]:
+    """The native wire form of a job: API URLs instead of storage URIs."""
+    urls = {variant: f"{base}/{view.id}/content?variant={variant}" for variant in view.result_uris}
+    p = view.params
     return {
-        "id": job_id,
+        "id": view.id,
         "object": "generation",
-        "state": view["state"],
-        "tier": view["tier"],
-        "model": view["model"],
-        "model_version": view["model_version"],
-        "prompt": p["prompt"],
-        "request": {k: p[k] for k in ("frames", "width", "height", "fps", "seed", "steps")},
-        "queue_position": view.get("queue_position"),
-        "eta_s": view.get("eta_s"),
-        "slo_used": view.get("slo_used"),
-        "progress": view["progress"],
-        "attempts": view["attempts"],
+        "state": view.state.value,
+        "tier": view.tier,
+        "model": view.model,
+        "model_version": view.model_version,
+        "prompt": p.prompt,
+        "request": {
+            "frames": p.frames,
+            "width": p.width,
+            "height": p.height,
+            "fps": p.fps,
+            "seed": p.seed,
+            "steps": p.steps,
+        },
+        "queue_position": view.queue_position,
+        "eta_s": view.eta_s,
+        "slo_used": view.slo_used,
+        "progress": asdict(view.progress),
+        "attempts": view.attempts,
         "result_urls": urls,
         "timings": {
-            "created_at": view["created_at_s"],
-            "started_at": view["started_at_s"],
-            "finished_at": view["finished_at_s"],
-            "wait_s": view["wait_s"],
+            "created_at": view.created_at_s,
+            "started_at": view.started_at_s,
+            "finished_at": view.finished_at_s,
+            "wait_s": view.wait_s,
         },
-        "error": view["error"],
-        "metadata": view.get("metadata", {}),
+        "error": asdict(view.error) if view.error else None,
+        "metadata": dict(view.metadata),
     }
+
+
+def submit_request(
+    body: CreateGeneration, who: Principal, idempotency_key: str | None
+) -> SubmitRequest:
+    """The scheduler's request for a create body, as the caller's tenant and tier."""
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise InvalidRequest("Idempotency-Key must be 1-255 characters")
+    return SubmitRequest(
+        prompt=body.prompt,
+        model=body.model,
+        tier=who.tier,
+        tenant=who.tenant,
+        negative_prompt=body.negative_prompt,
+        frames=body.frames,
+        size=body.size,
+        aspect_ratio=body.aspect_ratio,
+        fps=body.fps,
+        seed=body.seed,
+        steps=body.steps,
+        seconds=body.seconds,
+        metadata=tuple(sorted((body.metadata or {}).items())),
+        callback_url=body.callback_url,
+        idempotency_key=idempotency_key,
+    )

@@ -7,7 +7,6 @@ back as luma_ray's own (``InvalidRequest``, ``NotFound``, ``BackPressure``), not
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -18,58 +17,33 @@ from typing import Any
 import ray
 
 from luma_ray.config import RuntimeConfig, default_data_dir
-from luma_ray.errors import InvalidRequest, LumaError, NotFound
-from luma_ray.scheduler.actor import NAMESPACE, get_scheduler
-from luma_ray.scheduler.service import SubmitRequest
+from luma_ray.errors import InvalidRequest, NotFound
+from luma_ray.runtime.handle import NAMESPACE, get_scheduler
+from luma_ray.scheduler.protocol import (
+    CancelJob,
+    GetJob,
+    JobView,
+    ListJobs,
+    SchedulerPort,
+    Stats,
+    Submit,
+    SubmitRequest,
+)
 from luma_ray.storage import open_store
-
-log = logging.getLogger(__name__)
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-RESTART_WAIT_S = 120.0
-"""How long calls wait for a restarting scheduler before giving up."""
-
-
-def _parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(size, tuple):
-        return size
-    try:
-        w, h = (int(v) for v in str(size).lower().split("x"))
-    except ValueError:
-        raise InvalidRequest(f"size {size!r} must look like '64x64' (width x height)") from None
-    return w, h
 
 
 class Client:
-    """Submit, watch, cancel and download generations through the scheduler actor."""
+    """Submit, watch, cancel and download generations through the scheduler.
 
-    def __init__(self, scheduler: Any, store_uri: str, tenant: str = "default") -> None:
+    ``scheduler`` is the actor's handle (``luma_ray.connect`` makes one), or an in-process
+    service in tests; the handle waits out a restarting scheduler, and every call is safe to
+    repeat (submits carry an idempotency key).
+    """
+
+    def __init__(self, scheduler: SchedulerPort, store_uri: str, tenant: str = "default") -> None:
         self.scheduler = scheduler
         self.store_uri = store_uri
         self.tenant = tenant
-
-    def _call(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
-        """Call the scheduler; while Ray restarts it, retry for up to ``RESTART_WAIT_S``.
-
-        Every call is safe to repeat: reads and cancels are idempotent, and submits carry an
-        idempotency key, so a submit that did land before the crash is not made twice.
-        """
-        deadline = time.monotonic() + RESTART_WAIT_S
-        delay = 0.1
-        while True:
-            try:
-                return ray.get(getattr(self.scheduler, method).remote(*args), timeout=timeout_s)
-            except ray.exceptions.RayTaskError as err:
-                cause = getattr(err, "cause", None)
-                if isinstance(cause, LumaError):
-                    raise cause from None
-                raise
-            except ray.exceptions.RayActorError:
-                if time.monotonic() > deadline:
-                    raise
-                log.info("scheduler restarting; retrying %s in %.1f s", method, delay)
-                time.sleep(delay)  # back off while Ray restarts the actor
-                delay = min(2.0, delay * 2)
 
     def submit(
         self,
@@ -78,15 +52,19 @@ class Client:
         model: str = "luma-tiny",
         tier: str = "free",
         tenant: str | None = None,
-        frames: int = 16,
-        size: str | tuple[int, int] = "64x64",
+        frames: int | None = None,
+        size: str | tuple[int, int] | None = None,
         seed: int | None = None,
         steps: int | None = None,
         negative_prompt: str = "",
         fps: int | None = None,
     ) -> str:
-        """Queue one generation; returns its id. Bad parameters raise ``InvalidRequest``."""
-        width, height = _parse_size(size)
+        """Queue one generation; returns its id. Bad parameters raise ``InvalidRequest``.
+
+        ``frames``, ``size`` (``"64x64"`` or ``(width, height)``), ``fps`` and ``steps`` left out
+        take the model's defaults."""
+        if isinstance(size, tuple):
+            size = "x".join(str(side) for side in size)
         request = SubmitRequest(
             prompt=prompt,
             model=model,
@@ -94,35 +72,29 @@ class Client:
             tenant=tenant or self.tenant,
             negative_prompt=negative_prompt,
             frames=frames,
-            width=width,
-            height=height,
+            size=size,
             fps=fps,
             seed=seed,
             steps=steps,
             idempotency_key=f"ray-client-{uuid.uuid4().hex}",
         )
-        view: dict[str, Any] = self._call("submit", request)
-        return str(view["id"])
+        return self.scheduler.call(Submit(request)).id
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        view: dict[str, Any] = self._call("get", job_id, self.tenant)
-        return view
+    def get(self, job_id: str) -> JobView:
+        return self.scheduler.call(GetJob(job_id, self.tenant))
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        views: list[dict[str, Any]] = self._call("list", self.tenant, state, limit)
-        return views
+    def list(self, state: str | None = None, limit: int = 100) -> list[JobView]:
+        return self.scheduler.call(ListJobs(self.tenant, state, limit))
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        view: dict[str, Any] = self._call("cancel", job_id, self.tenant)
-        return view
+    def cancel(self, job_id: str) -> JobView:
+        return self.scheduler.call(CancelJob(job_id, self.tenant))
 
     def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self._call("stats")
-        return stats
+        return self.scheduler.call(Stats())
 
     def wait(
         self, job_id: str, timeout: float | None = None, progress: bool | None = None
-    ) -> dict[str, Any]:
+    ) -> JobView:
         """Poll until the job is final; returns its view. ``TimeoutError`` after ``timeout``.
 
         ``progress`` shows a one-line progress bar on stderr; by default only where a
@@ -135,23 +107,23 @@ class Client:
             view = self.get(job_id)
             if show:
                 _draw(view)
-            if view["state"] in TERMINAL:
+            if view.done:
                 if show:
                     sys.stderr.write("\n")
                 return view
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {view['state']} after {timeout} s")
+                raise TimeoutError(f"job {job_id} still {view.state.value} after {timeout} s")
             time.sleep(delay)  # polling interval, backing off to 0.5 s
             delay = min(0.5, delay * 1.5)
 
     def download(self, job_id: str, path: str | Path, variant: str = "video") -> Path:
         """Copy the job's video (or ``variant='thumbnail'``) to ``path``."""
         view = self.get(job_id)
-        if view["state"] != "succeeded":
-            raise InvalidRequest(f"job {job_id} is {view['state']}; download needs 'succeeded'")
-        uri = view["result_uris"].get(variant)
+        if view.state != "succeeded":
+            raise InvalidRequest(f"job {job_id} is {view.state.value}; download needs 'succeeded'")
+        uri = view.result_uris.get(variant)
         if uri is None:
-            known = ", ".join(sorted(view["result_uris"]))
+            known = ", ".join(sorted(view.result_uris))
             raise NotFound(f"job {job_id} has no {variant!r} result; it has: {known}")
         store = open_store(self.store_uri)
         if not uri.startswith(store.uri.rstrip("/") + "/"):
@@ -165,13 +137,12 @@ def _can_show_progress() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
-def _draw(view: dict[str, Any]) -> None:
-    p = view["progress"]
-    total = max(1, p["total"])
-    done = int(30 * p["step"] / total) if p["total"] else 0
+def _draw(view: JobView) -> None:
+    p = view.progress
+    done = int(30 * p.step / p.total) if p.total else 0
     sys.stderr.write(
-        f"\r{view['id']} {view['state']:<9} [{'#' * done}{'.' * (30 - done)}] "
-        f"{p['step']}/{p['total']} "
+        f"\r{view.id} {view.state.value:<9} [{'#' * done}{'.' * (30 - done)}] "
+        f"{p.step}/{p.total} "
     )
     sys.stderr.flush()
 

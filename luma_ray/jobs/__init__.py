@@ -1,7 +1,6 @@
 """Jobs: the record, its ids, and the state machine. Pure: no Ray, torch or clock reads."""
 
 from luma_ray.jobs.model import (
-    GenerationParams,
     Job,
     JobError,
     JobId,
@@ -11,17 +10,19 @@ from luma_ray.jobs.model import (
     WorkerId,
     new_job_id,
 )
+from luma_ray.jobs.request import GenerationRequest, ModelLimits
 from luma_ray.jobs.states import TERMINAL, TRANSITIONS, JobState, transition
 
 __all__ = [
     "TERMINAL",
     "TRANSITIONS",
-    "GenerationParams",
+    "GenerationRequest",
     "Job",
     "JobError",
     "JobId",
     "JobState",
     "Lease",
+    "ModelLimits",
     "Progress",
     "TenantId",
     "WorkerId",

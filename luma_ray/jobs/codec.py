@@ -10,7 +10,6 @@ from dataclasses import asdict
 from typing import Any
 
 from luma_ray.jobs.model import (
-    GenerationParams,
     Job,
     JobError,
     JobId,
@@ -19,6 +18,7 @@ from luma_ray.jobs.model import (
     TenantId,
     WorkerId,
 )
+from luma_ray.jobs.request import DEFAULT_STEPS, GenerationRequest
 from luma_ray.jobs.states import JobState
 
 FORMAT_VERSION = 1
@@ -42,7 +42,7 @@ def job_from_dict(data: dict[str, Any]) -> Job:
         tenant=TenantId(data["tenant"]),
         tier=data["tier"],
         model=data["model"],
-        params=GenerationParams(**data["params"]),
+        params=_params(data["params"]),
         created_at_s=data["created_at_s"],
         enqueued_at_s=data["enqueued_at_s"],
         model_version=data.get("model_version"),
@@ -64,3 +64,10 @@ def job_from_dict(data: dict[str, Any]) -> Job:
         idempotency_key=data.get("idempotency_key"),
         request_hash=data.get("request_hash"),
     )
+
+
+def _params(data: dict[str, Any]) -> GenerationRequest:
+    """A stored request; rows from before steps were resolved at intake say ``steps: null``."""
+    if data.get("steps") is None:
+        data = {**data, "steps": DEFAULT_STEPS}
+    return GenerationRequest(**data)

@@ -1,4 +1,4 @@
-"""The job record: what was asked, by whom, and where it stands (DESIGN.md §2)."""
+"""The job record: what was asked, by whom, and where it stands (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import NewType
 
+from luma_ray.jobs.request import GenerationRequest
 from luma_ray.jobs.states import JobState
 
 JobId = NewType("JobId", str)
@@ -32,22 +33,6 @@ def new_job_id(now_s: float, random_bytes: bytes | None = None) -> JobId:
     return JobId("gen_" + "".join(reversed(chars)))
 
 
-@dataclass(frozen=True)
-class GenerationParams:
-    """What the user asked the model for. Validated at the ingress, frozen afterwards."""
-
-    prompt: str
-    negative_prompt: str = ""
-    frames: int = 16
-    width: int = 64
-    height: int = 64
-    fps: int = 8
-    seed: int = 0
-    """Resolved at submit (a random seed when the caller gave none), so retries match."""
-    steps: int | None = None
-    """Sampler steps; None means the model's default."""
-
-
 @dataclass
 class Lease:
     """A worker's claim on a job. ``token`` fences off late reports from older leases."""
@@ -58,15 +43,19 @@ class Lease:
     token: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Progress:
+    """Where a job stands: ``phase`` (queued, running, done…) and sampler step of total."""
+
     phase: str = "queued"
     step: int = 0
     total: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobError:
+    """Why a job failed; ``retryable`` errors go back to the queue while attempts remain."""
+
     code: str
     message: str
     retryable: bool = False
@@ -80,7 +69,8 @@ class Job:
     tenant: TenantId
     tier: str
     model: str
-    params: GenerationParams
+    params: GenerationRequest
+    """What the model is asked for, every default resolved at intake."""
     created_at_s: float
     enqueued_at_s: float
     model_version: str | None = None

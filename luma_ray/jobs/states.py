@@ -1,4 +1,4 @@
-"""Job states and the one table of legal moves between them (DESIGN.md §2).
+"""Job states and the one table of legal moves between them.
 
 ``transition`` is the only function that changes a job's state: it checks the table, bumps
 attempts on a requeue, keeps the original enqueue time, and records when and why.

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from luma_ray.errors import ConfigError
+from luma_ray.jobs.request import validate_name
 from luma_ray.models.manifest import (
     FileEntry,
     Manifest,
     dump_manifest,
     load_manifest,
     sha256_file,
-    validate_name,
 )
 from luma_ray.models.repository import ModelRepository
 from luma_ray.storage.keys import validate_key

@@ -7,18 +7,14 @@ against them). Pure: no I/O beyond hashing a local file.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from luma_ray.errors import Conflict, InvalidRequest
+from luma_ray.errors import Conflict
 
-NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-"""Model and version names: lower case, digits, '.', '_', '-'; at most 63 characters."""
-_NAME = re.compile(NAME_RE)
 _CHUNK_BYTES = 1024 * 1024
 
 
@@ -51,16 +47,6 @@ class Manifest:
     def size_bytes(self) -> int:
         """Total size of the version's files."""
         return sum(entry.size_bytes for entry in self.files)
-
-
-def validate_name(value: object, *, what: str = "model name") -> str:
-    """Return ``value`` if it matches :data:`NAME_RE`; ``InvalidRequest`` naming the rule if not."""
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidRequest(
-            f"{what} {value!r} is invalid: use 1-63 characters of a-z, 0-9, '.', '_' or '-', "
-            "starting with a letter or digit (no slashes, no upper case)"
-        )
-    return value
 
 
 def sha256_file(path: Path) -> str:
@@ -120,15 +106,3 @@ def load_manifest(data: bytes, key: str) -> Manifest:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Conflict(f"{key} in the repository is malformed ({exc!r})") from None
-
-
-def validate_max_unavailable(value: str) -> str:
-    """``"25%"`` (1-100 %) or a whole count of at least 1; ``InvalidRequest`` otherwise."""
-    match = re.fullmatch(r"(\d{1,3})%|(\d{1,6})", str(value).strip())
-    share, count = (int(g) if g else None for g in match.groups()) if match else (None, None)
-    if (share is None or not 1 <= share <= 100) and (count is None or count < 1):
-        raise InvalidRequest(
-            f"max_unavailable {value!r} is invalid: use a percentage like '25%' or a count "
-            "of at least 1"
-        )
-    return str(value).strip()

@@ -20,6 +20,7 @@ of the winner's files, which ``verify`` then reports. Publish each version from 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -29,19 +30,17 @@ from typing import Any
 import yaml
 
 from luma_ray.errors import Conflict, InvalidRequest, NotFound
+from luma_ray.jobs.request import NAME_RE, validate_name
 from luma_ray.models.interface import ModelLimits
-from luma_ray.models.manifest import (  # noqa: F401  (re-exported)
-    _NAME,
-    NAME_RE,
+from luma_ray.models.manifest import (
     FileEntry,
     Manifest,
     _safe_mapping,
     dump_manifest,
     load_manifest,
     sha256_file,
-    validate_max_unavailable,
-    validate_name,
 )
+from luma_ray.scheduler.rollouts import validate_max_unavailable
 from luma_ray.storage.base import BlobStore
 from luma_ray.storage.keys import join_key
 
@@ -152,7 +151,7 @@ class ModelRepository:
         found = []
         for key in self.store.list(prefix):
             parts = key[len(prefix) :].split("/")
-            if len(parts) == 2 and parts[1] == _MANIFEST and _NAME.match(parts[0]):
+            if len(parts) == 2 and parts[1] == _MANIFEST and re.fullmatch(NAME_RE, parts[0]):
                 found.append(load_manifest(self.store.get_bytes(key), key))
         return sorted(found, key=lambda m: (m.created_at_s, m.version))
 

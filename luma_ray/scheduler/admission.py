@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from luma_ray.errors import InvalidRequest, Overloaded
 from luma_ray.jobs import Job
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.rollouts import Rollouts
 
 
-def shed(core: Scheduler, estimates: Estimates, job: Job, now: float) -> None:
+def shed(core: SchedulerCore, estimates: Estimates, job: Job, now: float) -> None:
     """Raise ``Overloaded`` if ``job``'s tier sheds and a new job would wait too long."""
     tier = core.tiers[job.tier]
     if tier.shed_ratio is None:

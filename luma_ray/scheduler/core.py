@@ -1,6 +1,6 @@
 """The scheduler core: job table, queues, leases and limits. Pure and single-threaded.
 
-The Ray actor (a thin shell) owns one :class:`Scheduler`, passes the time into every call and
+The Ray actor (a thin shell) owns one :class:`SchedulerCore`, passes the time into every call and
 writes each change to the journal. Every method here is O(queues x bands x log n) or better,
 except the requeue of a lost lease (O(queue depth), rare).
 """
@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
-from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, WorkerId, transition
-from luma_ray.scheduler.decisions import Dispatch, GiveUp, HeartbeatReply, Requeue
+from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, WorkerId, transition
+from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
 from luma_ray.scheduler.policies import Policy, make_policy
+from luma_ray.scheduler.protocol import HeartbeatReply
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import tier_specs
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 _LIVE = (JobState.LEASED, JobState.RUNNING)
 
 
-class Scheduler:
+class SchedulerCore:
     """Decides which job each pulling worker runs; owns every job's state."""
 
     def __init__(self, config: SchedulerConfig, policy: Policy | None = None) -> None:
@@ -229,7 +231,7 @@ class Scheduler:
         if job.state is JobState.LEASED and phase != "prefetched":
             self._move(job, JobState.RUNNING, now_s, "worker started")
         lease.expires_at_s = now_s + self.config.lease_ttl_s
-        job.progress.phase, job.progress.step, job.progress.total = phase, step, total
+        job.progress = Progress(phase, step, total)
         return HeartbeatReply(cancel=False, lease_expires_at_s=lease.expires_at_s)
 
     def complete(
@@ -249,7 +251,7 @@ class Scheduler:
         job.result_uris = dict(result_uris)
         if version is not None:
             job.model_version = version
-        job.progress.phase = "done"
+        job.progress = replace(job.progress, phase="done")
         self._move(job, JobState.SUCCEEDED, now_s, "result committed")
         return job
 

@@ -38,20 +38,3 @@ class GiveUp:
     job_id: JobId
     attempts: int
     reason: str
-
-
-@dataclass(frozen=True)
-class Reject:
-    """Admission control refused a job; retry after ``retry_after_s``."""
-
-    tier: str
-    reason: str
-    retry_after_s: float
-
-
-@dataclass(frozen=True)
-class HeartbeatReply:
-    """What a worker learns from a heartbeat: keep going, or stop (the job was cancelled)."""
-
-    cancel: bool
-    lease_expires_at_s: float

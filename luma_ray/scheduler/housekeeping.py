@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.jobs import Job, JobError, JobId, JobState
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Housekeeping:
 
     def __init__(
         self,
-        core: Scheduler,
+        core: SchedulerCore,
         rollouts: Rollouts,
         config: SchedulerConfig,
         started_s: float,

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 
 from luma_ray.errors import InvalidRequest
-from luma_ray.jobs import GenerationParams, Job, TenantId, new_job_id
-from luma_ray.models.interface import MAX_SEED, GenerationRequest, ModelLimits, validate_request
-from luma_ray.models.manifest import validate_name
-from luma_ray.scheduler.requests import SubmitRequest
+from luma_ray.jobs import Job, TenantId, new_job_id
+from luma_ray.jobs.request import (
+    MAX_SEED,
+    GenerationRequest,
+    ModelLimits,
+    validate_name,
+    validate_request,
+)
+from luma_ray.scheduler.protocol import SubmitRequest
+from luma_ray.scheduler.sizes import resolve_size
 from luma_ray.scheduler.tiers import TierSpec
 
 _TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:")
@@ -54,8 +59,11 @@ def make_job(
                 f"model {model} is not served from the model repository; drop '@{version}'"
             )
         check_pin(model, version)
-    fps = request.fps or limits.default_fps
-    frames = request.frames
+    fps = request.fps if request.fps is not None else limits.default_fps
+    width, height = resolve_size(request.size, request.aspect_ratio, limits)
+    if request.frames is not None and request.seconds is not None:
+        raise InvalidRequest("give either frames or seconds, not both")
+    frames = request.frames if request.frames is not None else limits.default_frames
     if request.seconds is not None:
         if not 0 < request.seconds <= 600:
             raise InvalidRequest("seconds must be greater than 0 and at most 600")
@@ -63,19 +71,17 @@ def make_job(
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     if not 0 <= seed <= MAX_SEED:
         raise InvalidRequest(f"seed must be between 0 and {MAX_SEED}")
-    gen = GenerationRequest(
+    params = GenerationRequest(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         frames=frames,
-        height=request.height,
-        width=request.width,
+        height=height,
+        width=width,
         fps=fps,
         seed=seed,
-        steps=request.steps or limits.default_steps,
+        steps=request.steps if request.steps is not None else limits.default_steps,
     )
-    validate_request(gen, limits)
-
-    params = GenerationParams(**asdict(gen))
+    validate_request(params, limits)
     return Job(
         id=new_job_id(now),
         tenant=TenantId(request.tenant),

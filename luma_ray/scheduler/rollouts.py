@@ -15,13 +15,17 @@ forgotten (workers finish them and report; unknown reports are accepted).
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from luma_ray.models.manifest import validate_max_unavailable
+from luma_ray.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 SWAP_TIMEOUT_S = 900.0
 """A swap slot lapses this long after it was granted (its worker died mid-swap)."""
@@ -54,6 +58,18 @@ class _ModelRollout:
     last_seen: dict[str, float] = field(default_factory=dict)  # version → last pull naming it
 
 
+def validate_max_unavailable(value: str) -> str:
+    """``"25%"`` (1-100 %) or a whole count of at least 1; ``InvalidRequest`` otherwise."""
+    match = re.fullmatch(r"(\d{1,3})%|(\d{1,6})", str(value).strip())
+    share, count = (int(g) if g else None for g in match.groups()) if match else (None, None)
+    if (share is None or not 1 <= share <= 100) and (count is None or count < 1):
+        raise InvalidRequest(
+            f"max_unavailable {value!r} is invalid: use a percentage like '25%' or a count "
+            "of at least 1"
+        )
+    return str(value).strip()
+
+
 def allowed_unavailable(max_unavailable: str, pool_size: int) -> int:
     """How many of ``pool_size`` workers may swap at once: ``"25%"`` or ``"2"``; at least 1."""
     text = validate_max_unavailable(max_unavailable)
@@ -65,8 +81,27 @@ def allowed_unavailable(max_unavailable: str, pool_size: int) -> int:
 class Rollouts:
     """Per model: which worker serves which version, open swap slots, halted versions."""
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Callable[[str], Mapping[str, Any] | None] | None = None) -> None:
         self._models: dict[str, _ModelRollout] = {}
+        self._stored = stored
+        """The status last stored for a model (``rollout.yaml``), read once per model after a
+        start so that halts survive a restart; None: nothing is stored."""
+        self._recalled: set[str] = set()
+
+    def recall_stored(self, model: str) -> None:
+        """Once per model per start: take back the halts stored before a restart. A store
+        hiccup is logged and tried again on the next call."""
+        if self._stored is None or model in self._recalled:
+            return
+        try:
+            stored = self._stored(model)
+        except Exception:
+            log.warning("could not read the stored rollout of %s", model, exc_info=True)
+            return
+        self._recalled.add(model)
+        self.recall(model, stored)
+        if self._models.get(model) and self._of(model).halted:
+            log.info("rollout of %s: halts recalled from the repository", model)
 
     def _of(self, model: str) -> _ModelRollout:
         return self._models.setdefault(model, _ModelRollout())
@@ -105,6 +140,7 @@ class Rollouts:
         now_s: float,
     ) -> str:
         """``go`` (the slot is this worker's until it reports), ``wait``, or ``halted``."""
+        self.recall_stored(model)
         state = self._of(model)
         if target in state.halted:
             return HALTED
@@ -128,6 +164,7 @@ class Rollouts:
         self, worker: str, model: str, target: str, error: str | None, now_s: float
     ) -> None:
         """Close the worker's slot; an ``error`` halts the rollout of ``target``."""
+        self.recall_stored(model)
         state = self._of(model)
         event = state.swapping.pop(worker, None)
         if event is None or event.to_version != target:  # slot lapsed, or a restart forgot it
@@ -142,6 +179,7 @@ class Rollouts:
 
     def status(self, model: str, now_s: float) -> dict[str, Any]:
         """Serving versions, open swaps, halted versions with the reason, recent swaps."""
+        self.recall_stored(model)
         state = self._models.get(model) or _ModelRollout()
         return {
             "model": model,

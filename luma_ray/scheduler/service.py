@@ -1,9 +1,10 @@
 """The scheduler service: the core plus validation, ids, clock and journal. No Ray here.
 
-The Ray actor (``actor.py``) wraps one :class:`SchedulerService` and adds only what needs Ray
-and asyncio (waiting pulls, the lease timer). Every method that changes jobs writes them to
-the journal before it returns, so an answer a caller has seen survives a crash. Tests build
-the service with a fake clock and a temporary journal file.
+It answers every operation of ``protocol`` (``call`` runs an op by the method it names). The
+Ray actor (``luma_ray.runtime.actor``) wraps one :class:`SchedulerService` and adds only what
+needs Ray and asyncio (waiting pulls, the lease timer). Every method that changes jobs writes
+them to the journal before it returns, so an answer a caller has seen survives a crash. Tests
+build the service with a fake clock and a temporary journal file.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar, cast
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import (
@@ -21,44 +22,32 @@ from luma_ray.errors import (
     LumaError,
     NotFound,
 )
-from luma_ray.jobs import (
-    Job,
-    JobError,
-    JobId,
-    JobState,
-    WorkerId,
-)
-from luma_ray.models.interface import GenerationRequest, ModelLimits
+from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
 from luma_ray.scheduler.admission import check_pin, shed
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
-from luma_ray.scheduler.decisions import HeartbeatReply
 from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.housekeeping import Housekeeping
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.requests import SubmitRequest
+from luma_ray.scheduler.protocol import (
+    Assignment,
+    Backlog,
+    HeartbeatReply,
+    JobEvent,
+    JobView,
+    Limits,
+    Op,
+    SubmitRefused,
+    SubmitRequest,
+    SwapVerdict,
+)
 from luma_ray.scheduler.rollouts import Rollouts
 from luma_ray.scheduler.views import check_page, describe, job_view, queue_view
 
-__all__ = ["Assignment", "SchedulerService", "SubmitRequest"]
-
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Assignment:
-    """What a worker gets from a pull: the lease and everything needed to run the job."""
-
-    job_id: JobId
-    token: int
-    lease_expires_at_s: float
-    model: str
-    request: GenerationRequest
-    attempts: int
-    wait_s: float
-    lease_ttl_s: float = 60.0
-    """A lease lapses this long after its last heartbeat; workers beat well within it."""
+R = TypeVar("R")
 
 
 class SchedulerService:
@@ -80,16 +69,14 @@ class SchedulerService:
         self.active_version = active_version
         """The repository's active version of a model (None: not from the repository);
         without it, requests cannot pin ``model@version``."""
-        self.stored_rollout = stored_rollout
-        """The rollout status last stored for a model (``rollout.yaml``), read once per model
-        after a start so halts survive a restart; None: nothing stored."""
-        self._recalled: set[str] = set()
-        self.core = Scheduler(config)
+        self.core = SchedulerCore(config)
         self.estimates = Estimates()
-        self.rollouts = Rollouts()
+        self.rollouts = Rollouts(stored_rollout)
         self.counters = SchedulerCounters()
-        self.on_change: Callable[[Job], None] | None = None
+        self.on_change: Callable[[JobEvent], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
+        self.on_rollout: Callable[[str], None] | None = None
+        """Called with a model's name when its rollout moved (the actor stores the status)."""
         self._idempotent: dict[tuple[str, str], JobId] = {}
         now = clock()
         self.housekeeping = Housekeeping(self.core, self.rollouts, config, now, active_version)
@@ -109,9 +96,13 @@ class SchedulerService:
         if live:
             log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
 
+    def call(self, op: Op[R]) -> R:
+        """Answer one operation of the protocol: the method it names, with its fields."""
+        return cast(R, getattr(self, op.method)(**op.arguments()))
+
     # ---- clients -----------------------------------------------------------------------
 
-    def submit(self, request: SubmitRequest) -> dict[str, Any]:
+    def submit(self, request: SubmitRequest) -> JobView:
         """Validate and queue one job; raises InvalidRequest or BackPressure, queues nothing.
 
         With an idempotency key, a retry of the same request returns the first job, and the
@@ -121,14 +112,14 @@ class SchedulerService:
         self._commit()
         return self.view(job)
 
-    def submit_many(self, requests: Iterable[SubmitRequest]) -> list[dict[str, Any]]:
-        """Queue several jobs in one journal transaction; a bad one gets an error entry."""
-        out: list[dict[str, Any]] = []
+    def submit_many(self, requests: Iterable[SubmitRequest]) -> list[JobView | SubmitRefused]:
+        """Queue several jobs in one journal transaction; a bad one is answered in place."""
+        out: list[JobView | SubmitRefused] = []
         for request in requests:
             try:
                 out.append(self.view(self._accept(request)))
             except LumaError as err:
-                out.append({"error": {"code": err.code, "message": str(err)}})
+                out.append(SubmitRefused(err.code, str(err)))
         self._commit()
         return out
 
@@ -163,24 +154,23 @@ class SchedulerService:
         assert self.active_version is not None
         check_pin(self.rollouts, self.active_version, model, version, self.clock())
 
-    def view(self, job: Job) -> dict[str, Any]:
+    def view(self, job: Job) -> JobView:
         """The client's view, with queue position, ETA and the share of the SLO used."""
         now = self.clock()
-        out = job_view(job, now)
-        slo = self.core.tiers[job.tier].max_wait_s
-        out["slo_used"] = round(out["wait_s"] / slo, 4)
+        base = job_view(job, now)
         position = self.core.position(job)
-        out["queue_position"] = position
-        out["eta_s"] = None
+        eta_s = None
         if position is not None:
-            out["eta_s"] = round(self.estimates.wait_for(job.model, position, now), 1)
-        elif job.state.value == "running" and job.progress.step:
-            started = out["started_at_s"] or now
-            per_step = (now - started) / job.progress.step
-            out["eta_s"] = round(per_step * (job.progress.total - job.progress.step), 1)
-        return out
+            eta_s = round(self.estimates.wait_for(job.model, position, now), 1)
+        elif job.state is JobState.RUNNING and job.progress.step:
+            per_step = (now - (base.started_at_s or now)) / job.progress.step
+            eta_s = round(per_step * (job.progress.total - job.progress.step), 1)
+        slo_s = self.core.tiers[job.tier].max_wait_s
+        return replace(
+            base, queue_position=position, eta_s=eta_s, slo_used=round(base.wait_s / slo_s, 4)
+        )
 
-    def delete(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+    def delete(self, job_id: str, tenant: str | None = None) -> JobView:
         """Forget a job (cancelling it first if live); returns its last view."""
         job = self._visible(job_id, tenant)
         view = self.view(job)
@@ -191,7 +181,7 @@ class SchedulerService:
             self._idempotent.pop((job.tenant, job.idempotency_key), None)
         return view
 
-    def cancel(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+    def cancel(self, job_id: str, tenant: str | None = None) -> JobView:
         job = self._visible(job_id, tenant)
         if job.id not in self.core.jobs:  # finished long ago: nothing to cancel
             return self.view(job)
@@ -199,7 +189,7 @@ class SchedulerService:
         self._commit()
         return self.view(job)
 
-    def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+    def get(self, job_id: str, tenant: str | None = None) -> JobView:
         return self.view(self._visible(job_id, tenant))
 
     def list(
@@ -209,7 +199,7 @@ class SchedulerService:
         limit: int = 100,
         after: str | None = None,
         order: str = "desc",
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobView]:
         """Jobs by id (= creation time), newest first unless ``order='asc'``; ``after`` is
         the cursor: the last id of the previous page. ``tenant`` None lists every tenant
         (admin and tests only). Read from the journal's indexes (every state change is
@@ -218,20 +208,29 @@ class SchedulerService:
         jobs = self.journal.page(tenant, state, limit, after, desc=order == "desc")
         return [self.view(self.core.jobs.get(j.id, j)) for j in jobs]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Limits:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
         return describe(self.core, self.models, self.config)
 
     def stats(self) -> dict[str, Any]:
         return self.core.stats(self.clock())
 
+    def ping(self) -> str:
+        return "ok"
+
     # ---- workers -----------------------------------------------------------------------
 
     def pull(
-        self, worker: str, cluster: str, models: Iterable[str], first_try: bool = True
+        self,
+        worker: str,
+        cluster: str,
+        models: Iterable[str],
+        wait_s: float = 0.0,
+        first_try: bool = True,
     ) -> Assignment | None:
-        """Lease the best job for this worker, or None when nothing fits now. ``first_try``
-        False: the actor asks again for a pull that waited (counted once if refused)."""
+        """Lease the best job for this worker, or None when nothing fits now. The service never
+        waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False (a
+        pull that waited is counted once if refused)."""
         now = self.clock()
         models = list(models)
         self.estimates.observe_pull(worker, models, now)
@@ -244,18 +243,13 @@ class SchedulerService:
         slo_s = self.core.tiers[job.tier].max_wait_s
         model = job.model.partition("@")[0]
         self.counters.lease(job.tier, model, dispatch.wait_s, slo_s, now)
-        limits = self.models.get(job.model.partition("@")[0])
-        default_steps = limits.default_steps if limits else 8
-        request = GenerationRequest(
-            **{**asdict(job.params), "steps": job.params.steps or default_steps}
-        )
         log.info("job %s leased to %s after %.2f s", job.id, worker, dispatch.wait_s)
         return Assignment(
             job.id,
             dispatch.token,
             dispatch.lease_expires_at_s,
             job.model,
-            request,
+            job.params,
             job.attempts,
             dispatch.wait_s,
             self.config.lease_ttl_s,
@@ -276,7 +270,7 @@ class SchedulerService:
         token: int,
         result_uris: Mapping[str, str],
         version: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JobView:
         """Commit a result; ``version`` is the model version that generated it."""
         now = self.clock()
         job = self.core.complete(JobId(job_id), token, now, result_uris, version)
@@ -288,7 +282,7 @@ class SchedulerService:
 
     def fail(
         self, job_id: str, token: int, code: str, message: str, retryable: bool = False
-    ) -> dict[str, Any]:
+    ) -> JobView:
         decision = self.core.fail(
             JobId(job_id), token, self.clock(), JobError(code, message[:500], retryable)
         )
@@ -297,7 +291,7 @@ class SchedulerService:
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
         return self.view(self.core.get(JobId(job_id)))
 
-    def release(self, job_id: str, token: int) -> dict[str, Any]:
+    def release(self, job_id: str, token: int) -> JobView:
         """A worker hands back an unstarted lease (stopping, or swapping versions)."""
         job = self.core.release(JobId(job_id), token, self.clock())
         self.counters.requeued["handed_back"] += 1
@@ -309,25 +303,27 @@ class SchedulerService:
 
     def request_swap(
         self, worker: str, model: str, target: str, pool_size: int, max_unavailable: str
-    ) -> str:
+    ) -> SwapVerdict:
         """May ``worker`` stop serving to load ``target`` now? ``go``, ``wait`` or ``halted``."""
-        self._recall(model)
         verdict = self.rollouts.request_swap(
             worker, model, target, pool_size, max_unavailable, self.clock()
         )
         log.info("worker %s: swap %s to %s: %s", worker, model, target, verdict)
-        return verdict
+        if verdict == "go" and self.on_rollout is not None:
+            self.on_rollout(model)
+        return cast(SwapVerdict, verdict)
 
     def finish_swap(self, worker: str, model: str, target: str, error: str | None) -> None:
         """A worker finished a swap; ``error`` (it stayed on its old version) halts it."""
-        self._recall(model)
         self.rollouts.finish_swap(worker, model, target, error, self.clock())
         if error is None:
             log.info("worker %s now serves %s@%s", worker, model, target)
         else:
             log.warning("rollout of %s@%s halted: worker %s: %s", model, target, worker, error)
+        if self.on_rollout is not None:
+            self.on_rollout(model)
 
-    def backlog(self, model: str) -> dict[str, float]:
+    def backlog(self, model: str) -> Backlog:
         """Queued jobs of ``model`` (any version) and its mean service time: what the pools'
         autoscaling policy scales on."""
         queued = sum(
@@ -335,23 +331,17 @@ class SchedulerService:
             for (_, queue_model), q in self.core.queues.queues.items()
             if queue_model.partition("@")[0] == model
         )
-        return {"queued": float(queued), "service_s": self.estimates.mean_service_s(model)}
+        return Backlog(queued, self.estimates.mean_service_s(model))
 
     def queue_view(self) -> dict[str, Any]:
         """The live queue page's data (``views.queue_view``)."""
         return queue_view(self.core, self.counters, self.rollouts, self.clock())
 
     def halted_versions(self, model: str) -> builtins.list[str]:
-        self._recall(model)
         return sorted(self.rollouts.status(model, self.clock())["halted"])
 
     def rollout_status(self, model: str) -> dict[str, Any]:
-        self._recall(model)
         return self.rollouts.status(model, self.clock())
-
-    def acknowledge_cancel(self, job_id: str, token: int) -> None:
-        """A worker stopped a cancelled job; nothing to change, the job is already final."""
-        log.info("job %s: worker stopped after cancel (token %d)", job_id, token)
 
     def tick(self) -> int:
         """Requeue lapsed leases (returns how many) and evict finished jobs older than
@@ -388,21 +378,11 @@ class SchedulerService:
         self.journal.record(changed, self.core.next_token)
         if self.on_change is not None:
             for job in changed:
-                self.on_change(job)
+                self.on_change(self._event(job))
 
-    def _recall(self, model: str) -> None:
-        """Once per model per start: take back the halts stored before a restart."""
-        if self.stored_rollout is None or model in self._recalled:
-            return
-        try:
-            stored = self.stored_rollout(model)
-        except Exception:  # a store hiccup: try again on the next rollout call
-            log.warning("could not read the stored rollout of %s", model, exc_info=True)
-            return
-        self._recalled.add(model)
-        self.rollouts.recall(model, stored)
-        if self.rollouts.status(model, self.clock())["halted"]:
-            log.info("rollout of %s: halts recalled from the repository", model)
+    def _event(self, job: Job) -> JobEvent:
+        changed_at = job.history[-1][0] if job.history else job.created_at_s
+        return JobEvent(len(job.history), self.view(job), changed_at, job.callback_url)
 
     def _visible(self, job_id: str, tenant: str | None) -> Job:
         try:
@@ -416,7 +396,3 @@ class SchedulerService:
             raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
         return job
 
-
-def with_defaults(request: SubmitRequest, **changes: Any) -> SubmitRequest:
-    """A copy of ``request`` with some fields changed (clients build requests this way)."""
-    return replace(request, **changes)

@@ -1,4 +1,4 @@
-"""What callers see of a job, and the queue page's data: plain dicts, safe over Ray or HTTP.
+"""What callers see of a job, the limits, and the queue page's data, built from the core.
 
 Leases' fencing tokens and worker ids stay inside the scheduler; clients see state, progress,
 timings, results and errors.
@@ -7,44 +7,44 @@ timings, results and errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
-from luma_ray.jobs import Job, JobState
-from luma_ray.models.interface import ModelLimits
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.jobs import Job, JobState, ModelLimits
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
+from luma_ray.scheduler.protocol import JobView, Limits, TierView
 from luma_ray.scheduler.rollouts import Rollouts
 
 
-def job_view(job: Job, now_s: float) -> dict[str, Any]:
-    """The client's view of ``job`` at ``now_s`` (seconds since the epoch)."""
+def job_view(job: Job, now_s: float) -> JobView:
+    """The client's view of ``job`` at ``now_s`` (seconds since the epoch), without the queue
+    figures that need the live scheduler (``SchedulerService.view`` adds those)."""
     started_at = next((t for t, s, _ in job.history if s is JobState.RUNNING), None)
     waited_until = started_at if started_at is not None else (job.finished_at_s or now_s)
-    return {
-        "id": job.id,
-        "state": job.state.value,
-        "tier": job.tier,
-        "tenant": job.tenant,
-        "model": job.model,
-        "model_version": job.model_version,
-        "params": asdict(job.params),
-        "attempts": job.attempts,
-        "progress": asdict(job.progress),
-        "result_uris": dict(job.result_uris),
-        "error": asdict(job.error) if job.error else None,
-        "created_at_s": job.created_at_s,
-        "started_at_s": started_at,
-        "finished_at_s": job.finished_at_s,
-        "wait_s": round(max(0.0, waited_until - job.enqueued_at_s), 3),
-        "metadata": dict(job.metadata),
-    }
+    return JobView(
+        id=job.id,
+        state=job.state,
+        tier=job.tier,
+        tenant=job.tenant,
+        model=job.model,
+        model_version=job.model_version,
+        params=job.params,
+        attempts=job.attempts,
+        progress=job.progress,
+        result_uris=dict(job.result_uris),
+        error=job.error,
+        created_at_s=job.created_at_s,
+        started_at_s=started_at,
+        finished_at_s=job.finished_at_s,
+        wait_s=round(max(0.0, waited_until - job.enqueued_at_s), 3),
+        metadata=dict(job.metadata),
+    )
 
 
 def queue_view(
-    core: Scheduler, counters: SchedulerCounters, rollouts: Rollouts, now: float
+    core: SchedulerCore, counters: SchedulerCounters, rollouts: Rollouts, now: float
 ) -> dict[str, Any]:
     """The live queue page's data: per tier and model the depth, the oldest wait against the
     SLO and the dispatch rate; per pool the workers and the versions they run."""
@@ -87,22 +87,16 @@ def pool_of(worker: str, model: str) -> str:
 
 
 def describe(
-    core: Scheduler, models: Mapping[str, ModelLimits], config: SchedulerConfig
-) -> dict[str, Any]:
+    core: SchedulerCore, models: Mapping[str, ModelLimits], config: SchedulerConfig
+) -> Limits:
     """Tiers with their SLOs and shedding, each model's limits, and the tenant caps."""
-    return {
-        "tiers": [
-            {
-                "name": t.name,
-                "max_wait_s": t.max_wait_s,
-                "weight": t.weight,
-                "shed_ratio": t.shed_ratio,
-            }
-            for t in core.tiers.values()
-        ],
-        "models": {name: asdict(limits) for name, limits in models.items()},
-        "tenant_limits": {tier: lim.model_dump() for tier, lim in config.tenant_limits.items()},
-    }
+    return Limits(
+        tiers=tuple(
+            TierView(t.name, t.max_wait_s, t.weight, t.shed_ratio) for t in core.tiers.values()
+        ),
+        models=dict(models),
+        tenant_limits=dict(config.tenant_limits),
+    )
 
 
 def check_page(state: str | None, limit: int, order: str) -> None:

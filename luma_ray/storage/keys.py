@@ -62,6 +62,17 @@ def join_key(*parts: str) -> str:
     return validate_key("/".join(parts))
 
 
+def results_prefix(job_id: str) -> str:
+    """Where every attempt of a job stores its results: ``results/<job id>/``."""
+    return f"results/{validate_key(job_id)}/"
+
+
+def result_key(job_id: str, token: int, name: str) -> str:
+    """One result file of one lease: each lease writes under its own fencing token, so a
+    late, fenced-off worker cannot overwrite the files of the attempt that was committed."""
+    return f"{results_prefix(job_id)}{token}/{name}"
+
+
 def _check_text(value: object, *, what: str) -> None:
     if not isinstance(value, str):
         raise InvalidRequest(f"{what} must be a string, got {type(value).__name__}")

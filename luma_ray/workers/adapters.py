@@ -1,123 +1,106 @@
-"""Real implementations of the worker's ports: the scheduler actor and a blob store.
+"""Real implementations of the worker's ports: the scheduler and a blob store.
 
-``ActorScheduler`` is the only worker code that calls Ray; ``StoreSink`` encodes with the
-model package's encoder and uploads with the storage package.
+``SchedulerLeases`` turns the worker's port calls into scheduler ops and sends them through any
+``SchedulerPort`` (the actor's handle in a replica, an in-process service in tests); it holds
+no Ray code. ``StoreSink`` encodes with the model package's encoder and uploads with the
+storage package.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import ray
 
-from luma_ray.errors import LumaError, StaleLease
+from luma_ray.errors import SchedulerUnavailable
 from luma_ray.models.encode import encode_mp4, encode_thumbnail
-from luma_ray.scheduler.service import Assignment
+from luma_ray.scheduler.protocol import (
+    Assignment,
+    Complete,
+    Fail,
+    FinishSwap,
+    HaltedVersions,
+    Heartbeat,
+    Pull,
+    Release,
+    RequestSwap,
+    SchedulerPort,
+    SwapVerdict,
+)
 from luma_ray.storage import BlobStore
+from luma_ray.storage.keys import result_key
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 30.0
 
+class SchedulerLeases:
+    """The worker's ``LeasePort`` and the swapping worker's ``RolloutPort`` over the scheduler.
 
-def _unwrap(err: Exception) -> Exception:
-    """Ray wraps an actor's exception; hand back our own error when there is one."""
-    cause = getattr(err, "cause", None)
-    return cause if isinstance(cause, LumaError) else err
-
-
-class ActorScheduler:
-    """The scheduler port over the scheduler actor's handle."""
+    ``scheduler`` waits out a restarting scheduler within its retry budget (reports of a
+    finished job must land); ``beats`` is the port for heartbeats, which must not stall the
+    model between steps: a heartbeat that fails is skipped (the lease outlives a restart).
+    """
 
     def __init__(
         self,
-        handle: Any,
+        scheduler: SchedulerPort,
         worker: str,
         cluster: str,
         models: list[str] | Callable[[], list[str]],
+        beats: SchedulerPort | None = None,
     ) -> None:
-        self.handle = handle
+        self.scheduler = scheduler
+        self.beats = beats or scheduler
         self.worker = worker
         self.cluster = cluster
-        self._models = models
+        self.pulls_for = models
+        """What this worker pulls for: its model, and ``model@version`` for pinned jobs (a
+        callable: the version changes with a swap)."""
 
     @property
     def models(self) -> list[str]:
-        """What this worker pulls for: its model, and ``model@version`` for pinned jobs."""
-        return self._models() if callable(self._models) else list(self._models)
-
-    def _call(self, method: str, *args: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
-        try:
-            return ray.get(getattr(self.handle, method).remote(*args), timeout=timeout_s)
-        except ray.exceptions.RayTaskError as err:
-            raise _unwrap(err) from None
+        return self.pulls_for() if callable(self.pulls_for) else list(self.pulls_for)
 
     def pull(self, wait_s: float) -> Assignment | None:
         try:
-            result: Assignment | None = self._call(
-                "pull",
-                self.worker,
-                self.cluster,
-                self.models,
-                wait_s,
-                timeout_s=wait_s + CALL_TIMEOUT_S,
-            )
-            return result
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            log.warning("worker %s: scheduler unreachable; retrying", self.worker)
-            time.sleep(min(1.0, max(wait_s, 0.1)))  # back off while the actor restarts
+            return self.scheduler.call(Pull(self.worker, self.cluster, tuple(self.models), wait_s))
+        except SchedulerUnavailable:
+            log.warning("worker %s: scheduler unreachable; pulling again", self.worker)
             return None
 
     def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
-        reply = self._call("heartbeat", a.job_id, a.token, step, total, phase)
-        return bool(reply.cancel)
+        return self.beats.call(Heartbeat(a.job_id, a.token, step, total, phase)).cancel
 
     def complete(
         self, a: Assignment, result_uris: dict[str, str], version: str | None = None
     ) -> None:
-        self._retrying("complete", a.job_id, a.token, result_uris, version)
+        self.scheduler.call(Complete(a.job_id, a.token, result_uris, version))
 
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
-        self._retrying("fail", a.job_id, a.token, code, message, retryable)
+        self.scheduler.call(Fail(a.job_id, a.token, code, message, retryable))
 
     def release(self, a: Assignment) -> None:
-        self._call("release", a.job_id, a.token)
+        self.scheduler.call(Release(a.job_id, a.token))
 
     # -- rollouts (versions.RolloutPort) -----------------------------------------------------
 
-    def request_swap(self, model: str, target: str, pool_size: int, max_unavailable: str) -> str:
+    def request_swap(
+        self, model: str, target: str, pool_size: int, max_unavailable: str
+    ) -> SwapVerdict:
+        op = RequestSwap(self.worker, model, target, pool_size, max_unavailable)
         try:
-            verdict: str = self._call(
-                "request_swap", self.worker, model, target, pool_size, max_unavailable
-            )
-            return verdict
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            return "wait"  # scheduler restarting: keep serving, ask again
+            return self.scheduler.call(op)
+        except SchedulerUnavailable:
+            return "wait"  # keep serving the old version, ask again
 
     def finish_swap(self, model: str, target: str, error: str | None) -> None:
-        self._retrying("finish_swap", self.worker, model, target, error)
+        self.scheduler.call(FinishSwap(self.worker, model, target, error))
 
     def halted_versions(self, model: str) -> list[str]:
-        halted: list[str] = self._call("halted_versions", model)
-        return halted
-
-    def _retrying(self, method: str, *args: Any, attempts: int = 20) -> None:
-        """Final reports must land: retry while the scheduler restarts (it keeps the lease)."""
-        for attempt in range(attempts):
-            try:
-                self._call(method, *args)
-                return
-            except StaleLease:
-                raise
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                time.sleep(min(5.0, 0.2 * 2**attempt))
-        raise LumaError(f"scheduler unreachable; could not {method} ({args[0]})")
+        return self.scheduler.call(HaltedVersions(model))
 
 
 class StoreSink:
@@ -127,13 +110,14 @@ class StoreSink:
         self.blobs = blobs
 
     def store(self, a: Assignment, frames: np.ndarray) -> dict[str, str]:
-        # Each lease writes under its own token: a late, fenced-off worker cannot overwrite
-        # the files of the attempt whose result was committed.
-        prefix = f"results/{a.job_id}/{a.token}"
         with tempfile.TemporaryDirectory(prefix="luma-encode-") as tmp:
             video = encode_mp4(frames, a.request.fps, Path(tmp) / "video.mp4")
             thumb = encode_thumbnail(frames, Path(tmp) / "thumbnail.png")
             return {
-                "video": self.blobs.put_file(f"{prefix}/video.mp4", video, "video/mp4"),
-                "thumbnail": self.blobs.put_file(f"{prefix}/thumbnail.png", thumb, "image/png"),
+                "video": self.blobs.put_file(
+                    result_key(a.job_id, a.token, "video.mp4"), video, "video/mp4"
+                ),
+                "thumbnail": self.blobs.put_file(
+                    result_key(a.job_id, a.token, "thumbnail.png"), thumb, "image/png"
+                ),
             }

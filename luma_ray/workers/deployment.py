@@ -18,14 +18,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from luma_ray.models.cache import ModelCache
 from luma_ray.models.repository import ModelRepository
-from luma_ray.scheduler.actor import get_scheduler
+from luma_ray.runtime.handle import SchedulerHandle, scheduler_actor
+from luma_ray.scheduler.protocol import GetBacklog
 from luma_ray.storage import open_store
 from luma_ray.workers import autoscale
-from luma_ray.workers.adapters import ActorScheduler, StoreSink
+from luma_ray.workers.adapters import SchedulerLeases, StoreSink
 from luma_ray.workers.gang import GangLauncher
 from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop
 from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, leaving_at, node_labels
@@ -34,6 +33,9 @@ from luma_ray.workers.versions import VersionManager
 log = logging.getLogger(__name__)
 
 NODE_POLL_S = 1.0
+QUICK_CALL_S = 10.0
+"""Heartbeats and autoscaling stats: one attempt this long, no waiting out a restarting
+scheduler (a heartbeat that fails is skipped; the lease outlives the restart)."""
 
 
 class ModelWorker:
@@ -67,7 +69,11 @@ class ModelWorker:
         # cluster/pool/process: the queue page groups workers by the pool named here.
         self.worker_id = f"{cluster}/{self.pool}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
         repository = ModelRepository(open_store(repository_uri), time.time)
-        port = ActorScheduler(get_scheduler(), self.worker_id, cluster, self._pulls_for)
+        actor = scheduler_actor()
+        self._quick = SchedulerHandle(actor, restart_wait_s=0.0, call_timeout_s=QUICK_CALL_S)
+        port = SchedulerLeases(
+            SchedulerHandle(actor), self.worker_id, cluster, self._pulls_for, beats=self._quick
+        )
         self.versions = VersionManager(
             model,
             repository,
@@ -113,10 +119,10 @@ class ModelWorker:
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom autoscaling metrics for ``autoscale.queue_policy``: the scheduler's
         backlog of this model, its service time, and whether this replica is busy."""
-        backlog = ray.get(get_scheduler().backlog.remote(self.model), timeout=5)
+        backlog = self._quick.call(GetBacklog(self.model))
         return {
-            autoscale.BACKLOG: backlog["queued"],
-            autoscale.SERVICE_S: backlog["service_s"],
+            autoscale.BACKLOG: float(backlog.queued),
+            autoscale.SERVICE_S: backlog.service_s,
             autoscale.BUSY: 1.0 if self.loop.stats.current is not None else 0.0,
             autoscale.TARGET_S: self.target_drain_s or 120.0,
         }

@@ -25,8 +25,8 @@ from typing import Protocol
 
 from luma_ray.errors import InvalidRequest, StaleLease
 from luma_ray.models.interface import GenerationCancelled, VideoModel
-from luma_ray.scheduler.service import Assignment
-from luma_ray.workers.ports import ResultSink, SchedulerPort
+from luma_ray.scheduler.protocol import Assignment
+from luma_ray.workers.ports import LeasePort, ResultSink
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class WorkerLoop:
 
     def __init__(
         self,
-        scheduler: SchedulerPort,
+        scheduler: LeasePort,
         model: VideoModel,
         sink: ResultSink,
         *,

@@ -1,6 +1,7 @@
 """What the pull loop needs from the outside world, as small protocols.
 
-The Serve deployment passes real adapters (the scheduler actor, the blob store); unit tests pass
+The Serve deployment passes real adapters (``SchedulerLeases`` over the scheduler's handle,
+the blob store); unit tests pass
 in-memory fakes. Nothing here imports Ray.
 """
 
@@ -8,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from luma_ray.scheduler.service import Assignment
+from luma_ray.scheduler.protocol import Assignment
 
 if TYPE_CHECKING:
     import numpy
 
 
-class SchedulerPort(Protocol):
-    """The scheduler as a worker sees it."""
+class LeasePort(Protocol):
+    """The scheduler as a worker sees it: leases to pull, renew, complete or hand back."""
 
     def pull(self, wait_s: float) -> Assignment | None:
         """Lease the next job for this worker, waiting up to ``wait_s`` for one."""

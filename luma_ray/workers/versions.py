@@ -34,7 +34,7 @@ RETRY_ASK_S = 1.0
 
 
 class RolloutPort(Protocol):
-    """The scheduler as a swapping worker sees it (``ActorScheduler`` implements it)."""
+    """The scheduler as a swapping worker sees it (``SchedulerLeases`` implements it)."""
 
     def request_swap(self, model: str, target: str, pool_size: int, max_unavailable: str) -> str:
         """``go``, ``wait`` or ``halted``."""

@@ -15,12 +15,12 @@ import pytest
 import uvicorn
 
 from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.backend import LocalBackend
 from luma_ray.api.keys import KeyStore
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import SchedulerService, SubmitRequest
+from luma_ray.scheduler.protocol import InProcessScheduler, SubmitRequest
+from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def served(tmp_path: Path):
     clock.now += 38
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
     admin, _ = keys.create("ops", "api", admin=True, now_s=0)
-    app = create_app(LocalBackend(svc), keys, LocalBlobStore(tmp_path / "r"), ApiSettings())
+    app = create_app(InProcessScheduler(svc), keys, LocalBlobStore(tmp_path / "r"), ApiSettings())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

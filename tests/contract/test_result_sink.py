@@ -10,7 +10,7 @@ import numpy as np
 from luma_ray.jobs import JobId
 from luma_ray.models.encode import probe_mp4
 from luma_ray.models.interface import GenerationRequest
-from luma_ray.scheduler.service import Assignment
+from luma_ray.scheduler.protocol import Assignment
 from luma_ray.workers.adapters import StoreSink
 
 

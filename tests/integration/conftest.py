@@ -62,7 +62,7 @@ def system() -> Iterator[dict[str, Any]]:
         default_tiers,
     )
     from luma_ray.models.repository import ModelRepository
-    from luma_ray.scheduler.actor import NAMESPACE
+    from luma_ray.runtime.handle import NAMESPACE
     from luma_ray.storage import open_store
 
     from .versions import AUTO_MODEL, GANG_MODEL, MIXED_MODEL, publish_version

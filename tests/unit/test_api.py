@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.backend import LocalBackend
 from luma_ray.api.keys import KeyStore
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.models.interface import ModelLimits
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.protocol import InProcessScheduler
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
 from luma_ray.storage.memory import InMemoryBlobStore
@@ -36,7 +36,7 @@ def api(tmp_path: Path):
     store = LocalBlobStore(tmp_path / "results")
     repo = ModelRepository(InMemoryBlobStore(), Clock())
     app = create_app(
-        LocalBackend(svc), keys, store, ApiSettings(allow_private_callbacks=True), repo
+        InProcessScheduler(svc), keys, store, ApiSettings(allow_private_callbacks=True), repo
     )
     alice, _ = keys.create("alice", "api", now_s=0)
     bob, _ = keys.create("bob", "free", now_s=0)

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.backend import LocalBackend
 from luma_ray.api.keys import KeyStore
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.protocol import InProcessScheduler
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
 
@@ -29,7 +29,7 @@ def test_no_server_errors_for_any_generated_input(tmp_path: Path) -> None:
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
     key, _ = keys.create("fuzzer", "api", admin=True, now_s=0)
     app = create_app(
-        LocalBackend(svc),
+        InProcessScheduler(svc),
         keys,
         LocalBlobStore(tmp_path / "results"),
         ApiSettings(sse_timeout_s=0.0),

@@ -9,7 +9,8 @@ import pytest
 
 from luma_ray.config import AutoscalingConfig, parse_config
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import SchedulerService, SubmitRequest
+from luma_ray.scheduler.protocol import Backlog, SubmitRequest
+from luma_ray.scheduler.service import SchedulerService
 from luma_ray.workers.autoscale import (
     BACKLOG,
     BUSY,
@@ -57,10 +58,10 @@ def test_backlog_counts_every_queue_of_the_model(tmp_path: Path) -> None:
     )
     for tier in ("api", "free", "free"):
         svc.submit(SubmitRequest(prompt="p", tier=tier))
-    assert svc.backlog("luma-tiny")["queued"] == 3
+    assert svc.backlog("luma-tiny").queued == 3
     svc.pull("w", "local", ["luma-tiny"])
-    assert svc.backlog("luma-tiny") == {"queued": 2.0, "service_s": 10.0}
-    assert svc.backlog("other")["queued"] == 0
+    assert svc.backlog("luma-tiny") == Backlog(queued=2, service_s=10.0)
+    assert svc.backlog("other").queued == 0
 
 
 def test_autoscaling_bounds_are_checked() -> None:

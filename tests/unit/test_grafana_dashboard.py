@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def published() -> set[str]:
     names = set()
-    for path in ("luma_ray/metrics.py", "luma_ray/workers/metrics.py"):
+    for path in ("luma_ray/runtime/metrics.py", "luma_ray/workers/metrics.py"):
         names |= set(re.findall(r'"(luma_[a-z_]+)"', (ROOT / path).read_text()))
     return names
 

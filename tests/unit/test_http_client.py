@@ -20,7 +20,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.backend import LocalBackend
 from luma_ray.api.keys import KeyStore
 from luma_ray.client.http import (
     ApiError,
@@ -38,7 +37,8 @@ from luma_ray.config import default_tiers, parse_config
 from luma_ray.errors import BackPressure, NotFound
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import Assignment, SchedulerService
+from luma_ray.scheduler.protocol import Assignment, InProcessScheduler
+from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,7 +94,7 @@ class Body(httpx.SyncByteStream):
 @dataclass
 class Server:
     app: Any
-    backend: LocalBackend
+    backend: InProcessScheduler
     store: LocalBlobStore
     alice: str
     bob: str
@@ -107,26 +107,26 @@ class Server:
 
     def lease(self, job_id: str) -> Assignment:
         """Pull as a worker until the scheduler hands out ``job_id``."""
-        with self.backend._lock:  # LocalBackend holds this around every service call
-            lease = self.backend.service.pull("w1", "local", ["luma-tiny"])
+        with self.backend._lock:  # InProcessScheduler holds this around every call
+            lease = self.backend.inner.pull("w1", "local", ["luma-tiny"])
         assert lease is not None and lease.job_id == job_id
         return lease
 
     def step(self, lease: Assignment, step: int, total: int) -> None:
         with self.backend._lock:
-            self.backend.service.heartbeat(lease.job_id, lease.token, step, total)
+            self.backend.inner.heartbeat(lease.job_id, lease.token, step, total)
 
     def finish(self, lease: Assignment, data: bytes = VIDEO) -> None:
         uri = self.store.put_bytes(f"results/{lease.job_id}/1/video.mp4", data)
         with self.backend._lock:
-            self.backend.service.complete(lease.job_id, lease.token, {"video": uri})
+            self.backend.inner.complete(lease.job_id, lease.token, {"video": uri})
 
 
 def make_server(tmp_path: Path, **config: Any) -> Server:
     svc = SchedulerService(parse_config(config), Journal(tmp_path / "j.sqlite"), LIMITS, Clock())
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
     store = LocalBlobStore(tmp_path / "results")
-    backend = LocalBackend(svc)
+    backend = InProcessScheduler(svc)
     settings = ApiSettings(allow_private_callbacks=True, sse_poll_s=0.005)
     app = create_app(backend, keys, store, settings)
     alice, _ = keys.create("alice", "api", now_s=0)

@@ -8,11 +8,12 @@ from luma_ray.errors import IllegalTransition
 from luma_ray.jobs import (
     TERMINAL,
     TRANSITIONS,
-    GenerationParams,
+    GenerationRequest,
     Job,
     JobId,
     JobState,
     Lease,
+    Progress,
     TenantId,
     WorkerId,
     new_job_id,
@@ -26,7 +27,7 @@ def make_job(**kw: object) -> Job:
         tenant=TenantId("t1"),
         tier="free",
         model="luma-tiny",
-        params=GenerationParams(prompt="a cat"),
+        params=GenerationRequest(prompt="a cat"),
         created_at_s=10.0,
         enqueued_at_s=10.0,
     )
@@ -94,10 +95,10 @@ def test_codec_round_trips_every_field() -> None:
     from luma_ray.jobs import JobError
     from luma_ray.jobs.codec import job_from_dict, job_to_dict
 
-    job = make_job(params=GenerationParams(prompt="a cat", seed=7, steps=4, width=64, height=64))
+    job = make_job(params=GenerationRequest(prompt="a cat", seed=7, steps=4, width=64, height=64))
     transition(job, JobState.LEASED, 11.0, "leased")
     job.lease = Lease(WorkerId("w1"), "c1", 71.0, token=7)
-    job.progress.step, job.progress.total = 2, 4
+    job.progress = Progress("running", 2, 4)
     job.error = JobError("oom", "out of memory", retryable=True)
     job.result_uris = {"video": "file:///x.mp4"}
     back = job_from_dict(json.loads(json.dumps(job_to_dict(job))))

@@ -6,8 +6,8 @@ import pytest
 
 from luma_ray.config import parse_config
 from luma_ray.errors import BackPressure, InvalidRequest, NotFound, StaleLease
-from luma_ray.jobs import GenerationParams, Job, JobError, JobId, JobState, TenantId, WorkerId
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.jobs import GenerationRequest, Job, JobError, JobId, JobState, TenantId, WorkerId
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.decisions import GiveUp, Requeue
 
 W1, W2 = WorkerId("w1"), WorkerId("w2")
@@ -19,14 +19,14 @@ def job(n: int, tier: str = "free", tenant: str = "t1", model: str = "m", at: fl
         tenant=TenantId(tenant),
         tier=tier,
         model=model,
-        params=GenerationParams(prompt="p"),
+        params=GenerationRequest(prompt="p"),
         created_at_s=at,
         enqueued_at_s=at,
     )
 
 
-def sched(**cfg: object) -> Scheduler:
-    return Scheduler(parse_config({"policy": {"name": "pct_slo"}, **cfg}))
+def sched(**cfg: object) -> SchedulerCore:
+    return SchedulerCore(parse_config({"policy": {"name": "pct_slo"}, **cfg}))
 
 
 def test_pull_leases_in_policy_order_and_complete_commits_once() -> None:

@@ -11,7 +11,8 @@ from luma_ray.config import parse_config
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import SchedulerService, SubmitRequest
+from luma_ray.scheduler.protocol import JobView, SubmitRefused, SubmitRequest
+from luma_ray.scheduler.service import SchedulerService
 
 LIMITS = {
     "luma-tiny": ModelLimits(
@@ -42,7 +43,7 @@ def test_jobs_survive_a_restart_with_queues_and_leases(tmp_path: Path) -> None:
     clock = Clock()
     db = tmp_path / "journal.sqlite"
     svc = service(db, clock, lease_ttl_s=30)
-    ids = [svc.submit(SubmitRequest(prompt=f"p{i}", tier="free"))["id"] for i in range(3)]
+    ids = [svc.submit(SubmitRequest(prompt=f"p{i}", tier="free")).id for i in range(3)]
     clock.now += 1
     first = svc.pull("w1", "local", ["luma-tiny"])
     assert first is not None and first.job_id == ids[0]
@@ -51,7 +52,7 @@ def test_jobs_survive_a_restart_with_queues_and_leases(tmp_path: Path) -> None:
 
     clock.now += 5
     again = service(db, clock, lease_ttl_s=30)  # a restarted actor reads the same file
-    states = {j["id"]: j["state"] for j in again.list()}
+    states = {j.id: j.state for j in again.list()}
     assert states == {ids[0]: "running", ids[1]: "queued", ids[2]: "cancelled"}
     second = again.pull("w2", "local", ["luma-tiny"])
     assert second is not None and second.job_id == ids[1]
@@ -61,14 +62,14 @@ def test_jobs_survive_a_restart_with_queues_and_leases(tmp_path: Path) -> None:
     again.complete(first.job_id, first.token, {"video": "file:///v.mp4"})
     with pytest.raises(StaleLease):
         again.complete(first.job_id, first.token, {"video": "file:///w.mp4"})
-    assert again.get(first.job_id)["result_uris"] == {"video": "file:///v.mp4"}
+    assert again.get(first.job_id).result_uris == {"video": "file:///v.mp4"}
 
 
 def test_lost_lease_requeues_after_restart_and_attempts_count(tmp_path: Path) -> None:
     clock = Clock()
     db = tmp_path / "j.sqlite"
     svc = service(db, clock, lease_ttl_s=10)
-    job_id = svc.submit(SubmitRequest(prompt="p"))["id"]
+    job_id = svc.submit(SubmitRequest(prompt="p")).id
     lease = svc.pull("w1", "local", ["luma-tiny"])
     assert lease is not None
     clock.now += 100
@@ -77,7 +78,7 @@ def test_lost_lease_requeues_after_restart_and_attempts_count(tmp_path: Path) ->
     clock.now += 11
     assert restarted.tick() == 1
     view = restarted.get(job_id)
-    assert view["state"] == "queued" and view["attempts"] == 2
+    assert view.state == "queued" and view.attempts == 2
 
 
 @pytest.mark.parametrize(
@@ -86,8 +87,9 @@ def test_lost_lease_requeues_after_restart_and_attempts_count(tmp_path: Path) ->
         ({"model": "sora-9"}, "unknown model 'sora-9'"),
         ({"frames": 0}, "frames is 0"),
         ({"frames": 500}, "frames is 500"),
-        ({"width": 60}, "width 60 is not a multiple of 8"),
-        ({"height": 4096}, "height is 4096"),
+        ({"size": "60x64"}, "width 60 is not a multiple of 8"),
+        ({"size": "64by64"}, "size '64by64' must look like"),
+        ({"frames": 4, "seconds": 1.0}, "either frames or seconds"),
         ({"prompt": "   "}, "prompt is empty"),
         ({"tier": "gold"}, "unknown tier 'gold'"),
         ({"steps": 1000}, "steps is 1000"),
@@ -106,14 +108,14 @@ def test_bad_requests_are_refused_and_never_queued(tmp_path: Path, change, messa
 
 def test_tenants_never_see_each_others_jobs(tmp_path: Path) -> None:
     svc = service(tmp_path / "j.sqlite", Clock())
-    mine = svc.submit(SubmitRequest(prompt="p", tenant="alice"))["id"]
+    mine = svc.submit(SubmitRequest(prompt="p", tenant="alice")).id
     svc.submit(SubmitRequest(prompt="q", tenant="bob"))
-    assert [j["id"] for j in svc.list(tenant="alice")] == [mine]
+    assert [j.id for j in svc.list(tenant="alice")] == [mine]
     with pytest.raises(NotFound):
         svc.get(mine, tenant="bob")
     with pytest.raises(NotFound):
         svc.cancel(mine, tenant="bob")
-    assert svc.get(mine, tenant="alice")["state"] == "queued"
+    assert svc.get(mine, tenant="alice").state == "queued"
 
 
 def test_submit_many_keeps_good_ones_and_reports_bad_ones(tmp_path: Path) -> None:
@@ -126,17 +128,17 @@ def test_submit_many_keeps_good_ones_and_reports_bad_ones(tmp_path: Path) -> Non
             SubmitRequest(prompt="c"),
         ]
     )
-    assert [("id" in o) for o in out] == [True, False, True, False]
-    assert out[3]["error"]["code"] == TenantLimited.code == "tenant_limit"
+    assert [isinstance(o, JobView) for o in out] == [True, False, True, False]
+    assert isinstance(out[3], SubmitRefused) and out[3].code == TenantLimited.code == "tenant_limit"
     assert len(svc.list()) == 2
 
 
 def test_seed_and_steps_are_resolved_at_submit(tmp_path: Path) -> None:
     svc = service(tmp_path / "j.sqlite", Clock())
     view = svc.submit(SubmitRequest(prompt="p"))
-    assert view["params"]["steps"] == 8 and isinstance(view["params"]["seed"], int)
+    assert view.params.steps == 8 and isinstance(view.params.seed, int)
     lease = svc.pull("w", "local", ["luma-tiny"])
-    assert lease is not None and lease.request.seed == view["params"]["seed"]
+    assert lease is not None and lease.request.seed == view.params.seed
 
 
 def test_idempotency_same_body_one_job_other_body_conflict(tmp_path: Path) -> None:
@@ -146,22 +148,22 @@ def test_idempotency_same_body_one_job_other_body_conflict(tmp_path: Path) -> No
     svc = service(tmp_path / "j.sqlite", clock)
     first = svc.submit(SubmitRequest(prompt="p", idempotency_key="k1"))
     again = svc.submit(SubmitRequest(prompt="p", idempotency_key="k1"))
-    assert again["id"] == first["id"] and len(svc.list()) == 1
+    assert again.id == first.id and len(svc.list()) == 1
     with pytest.raises(Conflict, match="different request"):
         svc.submit(SubmitRequest(prompt="another", idempotency_key="k1"))
     other_tenant = svc.submit(SubmitRequest(prompt="p", tenant="t2", idempotency_key="k1"))
-    assert other_tenant["id"] != first["id"]  # keys are scoped per tenant
+    assert other_tenant.id != first.id  # keys are scoped per tenant
     restarted = service(tmp_path / "j.sqlite", clock)  # survives a restart
-    assert restarted.submit(SubmitRequest(prompt="p", idempotency_key="k1"))["id"] == first["id"]
+    assert restarted.submit(SubmitRequest(prompt="p", idempotency_key="k1")).id == first.id
 
 
 def test_delete_forgets_the_job_everywhere(tmp_path: Path) -> None:
     clock = Clock()
     svc = service(tmp_path / "j.sqlite", clock)
-    job = svc.submit(SubmitRequest(prompt="p", tenant="alice"))["id"]
+    job = svc.submit(SubmitRequest(prompt="p", tenant="alice")).id
     with pytest.raises(NotFound):
         svc.delete(job, tenant="bob")
-    assert svc.delete(job, tenant="alice")["id"] == job
+    assert svc.delete(job, tenant="alice").id == job
     with pytest.raises(NotFound):
         svc.get(job)
     assert svc.pull("w", "local", ["luma-tiny"]) is None  # it never starts
@@ -189,20 +191,20 @@ def test_admission_sheds_an_overloaded_tier_but_never_api(tmp_path: Path) -> Non
     for _ in range(20):
         svc.submit(SubmitRequest(prompt="p", tier="api"))  # never shed
     lease = svc.pull("w1", "local", ["luma-tiny"])
-    assert lease is not None and svc.get(lease.job_id)["tier"] == "api"
+    assert lease is not None and svc.get(lease.job_id).tier == "api"
 
 
 def test_view_shows_position_eta_and_slo_used(tmp_path: Path) -> None:
     clock = Clock()
     svc = service(tmp_path / "j.sqlite", clock)
-    ids = [svc.submit(SubmitRequest(prompt="p", tier="free"))["id"] for _ in range(3)]
+    ids = [svc.submit(SubmitRequest(prompt="p", tier="free")).id for _ in range(3)]
     svc.pull("w1", "local", ["luma-tiny"])
     clock.now += 72
     views = [svc.get(i) for i in ids]
-    assert views[0]["queue_position"] is None  # leased
-    assert [v["queue_position"] for v in views[1:]] == [0, 1]
-    assert views[2]["eta_s"] > views[1]["eta_s"] > 0
-    assert views[1]["slo_used"] == pytest.approx(72 / 7200)
+    assert views[0].queue_position is None  # leased
+    assert [v.queue_position for v in views[1:]] == [0, 1]
+    assert views[2].eta_s > views[1].eta_s > 0
+    assert views[1].slo_used == pytest.approx(72 / 7200)
 
 
 def test_list_pages_with_a_cursor(tmp_path: Path) -> None:
@@ -211,18 +213,18 @@ def test_list_pages_with_a_cursor(tmp_path: Path) -> None:
     ids = []
     for _ in range(5):
         clock.now += 1
-        ids.append(svc.submit(SubmitRequest(prompt="p"))["id"])
+        ids.append(svc.submit(SubmitRequest(prompt="p")).id)
     page1 = svc.list(limit=2)
-    page2 = svc.list(limit=2, after=page1[-1]["id"])
-    page3 = svc.list(limit=2, after=page2[-1]["id"])
-    assert [v["id"] for v in page1 + page2 + page3] == ids[::-1]
-    assert [v["id"] for v in svc.list(limit=10, order="asc")] == ids
+    page2 = svc.list(limit=2, after=page1[-1].id)
+    page3 = svc.list(limit=2, after=page2[-1].id)
+    assert [v.id for v in page1 + page2 + page3] == ids[::-1]
+    assert [v.id for v in svc.list(limit=10, order="asc")] == ids
 
 
 def test_seconds_and_model_version(tmp_path: Path) -> None:
     svc = service(tmp_path / "j.sqlite", Clock())
     view = svc.submit(SubmitRequest(prompt="p", seconds=2.0, fps=8))
-    assert view["params"]["frames"] == 16
+    assert view.params.frames == 16
     with pytest.raises(InvalidRequest, match="not served from the model repository"):
         svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v3"))
 
@@ -237,12 +239,12 @@ def test_pinned_jobs_go_only_to_workers_on_that_version(tmp_path: Path) -> None:
     svc.pull("old", "local", ["luma-tiny", "luma-tiny@v1"])  # a worker still on v1
     on_v1 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v1", tier="free"))
     on_v2 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v2", tier="free"))
-    assert (on_v1["model"], on_v1["model_version"]) == ("luma-tiny@v1", "v1")
+    assert (on_v1.model, on_v1.model_version) == ("luma-tiny@v1", "v1")
     got = svc.pull("new", "local", ["luma-tiny", "luma-tiny@v2"])
-    assert got is not None and got.job_id == on_v2["id"]
+    assert got is not None and got.job_id == on_v2.id
     assert svc.pull("new", "local", ["luma-tiny", "luma-tiny@v2"]) is None  # v1 job stays
     got = svc.pull("old", "local", ["luma-tiny", "luma-tiny@v1"])
-    assert got is not None and got.job_id == on_v1["id"]
+    assert got is not None and got.job_id == on_v1.id
     assert got.request.steps == LIMITS["luma-tiny"].default_steps
 
 
@@ -259,8 +261,8 @@ def test_complete_records_the_version_that_ran(tmp_path: Path) -> None:
     job = svc.submit(SubmitRequest(prompt="p"))
     a = svc.pull("w", "local", ["luma-tiny", "luma-tiny@v2"])
     assert a is not None
-    assert svc.complete(a.job_id, a.token, {"video": "file:///v"}, "v2")["model_version"] == "v2"
-    assert svc.get(job["id"])["model_version"] == "v2"
+    assert svc.complete(a.job_id, a.token, {"video": "file:///v"}, "v2").model_version == "v2"
+    assert svc.get(job.id).model_version == "v2"
 
 
 def test_release_requeues_without_counting_an_attempt(tmp_path: Path) -> None:
@@ -269,9 +271,9 @@ def test_release_requeues_without_counting_an_attempt(tmp_path: Path) -> None:
     job = svc.submit(SubmitRequest(prompt="p"))
     for _ in range(3):  # more releases than attempts: none counts
         a = svc.pull("w", "local", ["luma-tiny"])
-        assert a is not None and a.job_id == job["id"]
+        assert a is not None and a.job_id == job.id
         view = svc.release(a.job_id, a.token)
-        assert (view["state"], view["attempts"]) == ("queued", 1)
+        assert (view.state, view.attempts) == ("queued", 1)
     a = svc.pull("w", "local", ["luma-tiny"])
     assert a is not None
     with pytest.raises(StaleLease):
@@ -346,15 +348,15 @@ def test_finished_jobs_leave_memory_and_stay_readable_from_the_journal(tmp_path:
     clock = Clock()
     db = tmp_path / "j.sqlite"
     svc = service(db, clock, keep_finished_s=600)
-    old = svc.submit(SubmitRequest(prompt="old", tenant="acme", idempotency_key="k1"))["id"]
+    old = svc.submit(SubmitRequest(prompt="old", tenant="acme", idempotency_key="k1")).id
     assert finish(svc) == old
     clock.now += 300
-    recent = svc.submit(SubmitRequest(prompt="recent", tenant="acme"))["id"]
+    recent = svc.submit(SubmitRequest(prompt="recent", tenant="acme")).id
     assert finish(svc) == recent
     clock.now += 1  # ids sort by creation time, to the millisecond
-    queued = svc.submit(SubmitRequest(prompt="queued", tenant="acme"))["id"]
+    queued = svc.submit(SubmitRequest(prompt="queued", tenant="acme")).id
     clock.now += 1
-    other = svc.submit(SubmitRequest(prompt="other", tenant="zeta"))["id"]
+    other = svc.submit(SubmitRequest(prompt="other", tenant="zeta")).id
     svc.tick()
     assert old in svc.core.jobs  # 302 s after it finished: kept
     clock.now += 300
@@ -363,19 +365,19 @@ def test_finished_jobs_leave_memory_and_stay_readable_from_the_journal(tmp_path:
     assert {recent, queued, other} <= set(svc.core.jobs)
 
     view = svc.get(old, tenant="acme")
-    assert (view["state"], view["result_uris"]) == ("succeeded", {"video": f"memory://{old}.mp4"})
+    assert (view.state, view.result_uris) == ("succeeded", {"video": f"memory://{old}.mp4"})
     with pytest.raises(NotFound):
         svc.get(old, tenant="zeta")  # another tenant still cannot see it
-    assert svc.cancel(old, tenant="acme")["state"] == "succeeded"  # nothing to cancel
-    listed = [j["id"] for j in svc.list(tenant="acme")]
+    assert svc.cancel(old, tenant="acme").state == "succeeded"  # nothing to cancel
+    listed = [j.id for j in svc.list(tenant="acme")]
     assert listed == [queued, recent, old]  # newest first, evicted ones included
-    assert [j["id"] for j in svc.list(tenant="acme", state="succeeded", limit=1)] == [recent]
-    assert [j["id"] for j in svc.list(tenant="acme", after=recent)] == [old]
-    assert [j["id"] for j in svc.list(order="asc", limit=2)] == [old, recent]
-    assert [j["id"] for j in svc.list(tenant="zeta")] == [other]
+    assert [j.id for j in svc.list(tenant="acme", state="succeeded", limit=1)] == [recent]
+    assert [j.id for j in svc.list(tenant="acme", after=recent)] == [old]
+    assert [j.id for j in svc.list(order="asc", limit=2)] == [old, recent]
+    assert [j.id for j in svc.list(tenant="zeta")] == [other]
     # Its Idempotency-Key was forgotten with it: the same key makes a new job.
     again = svc.submit(SubmitRequest(prompt="old", tenant="acme", idempotency_key="k1"))
-    assert again["id"] != old
+    assert again.id != old
     svc.delete(old, tenant="acme")
     with pytest.raises(NotFound):
         svc.get(old, tenant="acme")
@@ -384,8 +386,8 @@ def test_finished_jobs_leave_memory_and_stay_readable_from_the_journal(tmp_path:
     clock.now += 300
     restarted = service(db, clock, keep_finished_s=600)
     assert recent not in restarted.core.jobs  # finished 602 s ago
-    assert {queued, other, again["id"]} <= set(restarted.core.jobs)
-    assert restarted.get(recent)["state"] == "succeeded"
+    assert {queued, other, again.id} <= set(restarted.core.jobs)
+    assert restarted.get(recent).state == "succeeded"
     assert restarted.pull("w", "local", ["luma-tiny"]).job_id == queued
 
 
@@ -394,12 +396,12 @@ def test_memory_holds_only_the_recent_finished_jobs(tmp_path: Path) -> None:
     svc = service(tmp_path / "j.sqlite", clock, keep_finished_s=60)
     ids = []
     for i in range(200):
-        ids.append(svc.submit(SubmitRequest(prompt=f"p{i}"))["id"])
+        ids.append(svc.submit(SubmitRequest(prompt=f"p{i}")).id)
         finish(svc)
         clock.now += 1
         svc.tick()
         assert len(svc.core.jobs) <= 61
-    assert len(svc.list(limit=1000)) == 200 and svc.get(ids[0])["state"] == "succeeded"
+    assert len(svc.list(limit=1000)) == 200 and svc.get(ids[0]).state == "succeeded"
 
 
 def test_an_old_journal_gets_the_finish_column(tmp_path: Path) -> None:
@@ -407,9 +409,9 @@ def test_an_old_journal_gets_the_finish_column(tmp_path: Path) -> None:
     clock = Clock()
     db = tmp_path / "j.sqlite"
     svc = service(db, clock)
-    done = svc.submit(SubmitRequest(prompt="done"))["id"]
+    done = svc.submit(SubmitRequest(prompt="done")).id
     finish(svc)
-    live = svc.submit(SubmitRequest(prompt="live"))["id"]
+    live = svc.submit(SubmitRequest(prompt="live")).id
     svc.journal.close()
     con = sqlite3.connect(db)  # back to the old layout: no finish-time column
     con.executescript("DROP INDEX jobs_by_finish; ALTER TABLE jobs DROP COLUMN finished_at_s;")
@@ -418,7 +420,7 @@ def test_an_old_journal_gets_the_finish_column(tmp_path: Path) -> None:
     clock.now += 7200
     again = service(db, clock, keep_finished_s=3600)
     assert done not in again.core.jobs and live in again.core.jobs
-    assert again.get(done)["state"] == "succeeded"
+    assert again.get(done).state == "succeeded"
     columns = [r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(jobs)")]
     assert "finished_at_s" in columns
 
@@ -436,26 +438,26 @@ def test_pinned_jobs_fail_once_their_version_is_gone(tmp_path: Path) -> None:
 
     svc = make()
     assert svc.pull("a", "local", ["luma-tiny", "luma-tiny@v1"]) is None  # a runs v1
-    old = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v1"))["id"]
+    old = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v1")).id
     active["version"] = "v2"  # promoted; the worker swaps and names v2 from now on
     assert svc.pull("a", "local", ["luma-tiny", "luma-tiny@v2"]) is None
-    on_v2 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v2"))["id"]
+    on_v2 = svc.submit(SubmitRequest(prompt="p", model="luma-tiny@v2")).id
     clock.now += 599
     svc.pull("a", "local", ["luma-tiny"])  # keeps serving, takes nothing pinned
     svc.tick()
-    assert svc.get(old)["state"] == "queued"  # within the grace period: a rollback may come
+    assert svc.get(old).state == "queued"  # within the grace period: a rollback may come
     clock.now += 2
     svc.tick()
     view = svc.get(old)
-    assert view["state"] == "failed" and view["error"]["code"] == "version_unavailable"
-    assert "'@v1'" in view["error"]["message"] and view["error"]["retryable"] is False
-    assert svc.get(on_v2)["state"] == "queued"  # v2 is the active version
+    assert view.state == "failed" and view.error.code == "version_unavailable"
+    assert "'@v1'" in view.error.message and view.error.retryable is False
+    assert svc.get(on_v2).state == "queued"  # v2 is the active version
 
     active["version"] = "v3"  # promoted again, and no worker has reported since
     restarted = make()
     clock.now += 599
     restarted.tick()
-    assert restarted.get(on_v2)["state"] == "queued"  # workers get the grace period
+    assert restarted.get(on_v2).state == "queued"  # workers get the grace period
     clock.now += 2
     restarted.tick()
-    assert restarted.get(on_v2)["state"] == "failed"
+    assert restarted.get(on_v2).state == "failed"

@@ -15,7 +15,8 @@ from luma_ray.models.interface import GenerationRequest, ModelLimits
 from luma_ray.models.manifest import Manifest
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import SchedulerService, SubmitRequest
+from luma_ray.scheduler.protocol import SubmitRequest
+from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage.memory import InMemoryBlobStore
 from luma_ray.workers.loop import WorkerLoop
 from luma_ray.workers.versions import VersionManager
@@ -109,14 +110,14 @@ def worker(setup, name: str = "w1", pool_size: int = 1, hook=None):
         pool_size=pool_size,
         clock=lambda: 0.0,
     )
-    port.models = lambda: ["m", f"m@{vm.version}"]
+    port.pulls_for = lambda: ["m", f"m@{vm.version}"]
     first = vm.start()
     loop = WorkerLoop(port, first, Sink(), pull_wait_s=0.0, versions=vm)
     return vm, loop, launcher
 
 
 def submit(svc: SchedulerService, n: int, model: str = "m") -> list[str]:
-    return [svc.submit(SubmitRequest(prompt=f"p{i}", model=model))["id"] for i in range(n)]
+    return [svc.submit(SubmitRequest(prompt=f"p{i}", model=model)).id for i in range(n)]
 
 
 def test_swap_between_jobs_and_results_record_the_version(setup) -> None:
@@ -128,7 +129,7 @@ def test_swap_between_jobs_and_results_record_the_version(setup) -> None:
     vm.poll()  # the watcher thread's step: notices v2 and downloads it
     after = submit(svc, 2)
     loop.run(max_jobs=4)
-    assert [svc.get(i)["model_version"] for i in before + after] == ["v1", "v1", "v2", "v2"]
+    assert [svc.get(i).model_version for i in before + after] == ["v1", "v1", "v2", "v2"]
     assert launcher.log == ["start v1", "close v1", "start v2"]
     assert svc.rollout_status("m")["events"][-1]["error"] is None
 
@@ -140,8 +141,8 @@ def test_a_version_that_fails_to_load_halts_the_rollout_and_the_worker_stays(set
     vm.poll()
     jobs = submit(svc, 3)
     loop.run(max_jobs=3)
-    assert [svc.get(i)["state"] for i in jobs] == ["succeeded"] * 3
-    assert {svc.get(i)["model_version"] for i in jobs} == {"v1"}
+    assert [svc.get(i).state for i in jobs] == ["succeeded"] * 3
+    assert {svc.get(i).model_version for i in jobs} == {"v1"}
     assert launcher.log == ["start v1", "close v1", "start v3", "start v1"]
     status = svc.rollout_status("m")
     assert status["halted"]["v3"]["error"] == "RuntimeError: v3 refuses to load"
@@ -202,10 +203,10 @@ def test_a_prefetched_job_pinned_to_the_old_version_is_handed_back(setup) -> Non
 
     vm, loop, _ = worker(setup, hook=promote_during_first_job)
     box["vm"] = vm
-    first = svc.submit(SubmitRequest(prompt="first", model="m"))["id"]
-    pinned = svc.submit(SubmitRequest(prompt="pinned", model="m@v1"))["id"]
-    later = svc.submit(SubmitRequest(prompt="later", model="m"))["id"]
+    first = svc.submit(SubmitRequest(prompt="first", model="m")).id
+    pinned = svc.submit(SubmitRequest(prompt="pinned", model="m@v1")).id
+    later = svc.submit(SubmitRequest(prompt="later", model="m")).id
     loop.run(max_jobs=2)  # the pinned job is prefetched during "first", then handed back
-    assert [svc.get(i)["model_version"] for i in (first, later)] == ["v1", "v2"]
+    assert [svc.get(i).model_version for i in (first, later)] == ["v1", "v2"]
     view = svc.get(pinned)
-    assert (view["state"], view["attempts"]) == ("queued", 1)
+    assert (view.state, view.attempts) == ("queued", 1)

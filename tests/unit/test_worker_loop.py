@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -13,10 +14,15 @@ from luma_ray.config import parse_config
 from luma_ray.errors import StaleLease
 from luma_ray.models.interface import GenerationCancelled, GenerationRequest, ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.service import Assignment, SchedulerService, SubmitRequest
+from luma_ray.scheduler.protocol import Assignment, Op, SubmitRequest
+from luma_ray.scheduler.service import SchedulerService
+from luma_ray.workers.adapters import SchedulerLeases
 from luma_ray.workers.loop import WorkerLoop
 
 LIMITS = ModelLimits(64, 128, 128, 50, 4, 8, 8)
+
+
+R = TypeVar("R")
 
 
 class Clock:
@@ -26,22 +32,31 @@ class Clock:
         return self.now
 
 
-class ServicePort:
-    """The scheduler port straight onto a SchedulerService (what the actor adapter wraps)."""
+class LockedService:
+    """The in-process service behind a lock: the actor serialises calls, so does this."""
+
+    def __init__(self, svc: SchedulerService) -> None:
+        self.svc = svc
+        self.lock = threading.Lock()
+
+    def call(self, op: Op[R]) -> R:
+        with self.lock:
+            return self.svc.call(op)
+
+
+class ServicePort(SchedulerLeases):
+    """The worker's real scheduler adapter over the in-process service; counts pulls."""
 
     def __init__(
         self, svc: SchedulerService, worker: str = "w1", models: object = ("luma-tiny",)
     ) -> None:
-        self.svc, self.worker, self.models = svc, worker, models
-        self.lock = threading.Lock()  # the actor serialises calls; so does this port
-
+        super().__init__(LockedService(svc), worker, "local", models)  # type: ignore[arg-type]
+        self.svc = svc
         self.pulls = 0
         self.pulled = threading.Condition()
 
     def pull(self, wait_s: float) -> Assignment | None:
-        models = self.models() if callable(self.models) else list(self.models)
-        with self.lock:
-            got = self.svc.pull(self.worker, "local", models)
+        got = super().pull(wait_s)
         with self.pulled:
             self.pulls += 1
             self.pulled.notify_all()
@@ -51,36 +66,6 @@ class ServicePort:
         """Block until ``n`` pulls returned (the prefetch runs on the loop's helper thread)."""
         with self.pulled:
             assert self.pulled.wait_for(lambda: self.pulls >= n, timeout=10), self.pulls
-
-    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
-        with self.lock:
-            return self.svc.heartbeat(a.job_id, a.token, step, total, phase).cancel
-
-    def complete(
-        self, a: Assignment, result_uris: dict[str, str], version: str | None = None
-    ) -> None:
-        with self.lock:
-            self.svc.complete(a.job_id, a.token, result_uris, version)
-
-    def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
-        with self.lock:
-            self.svc.fail(a.job_id, a.token, code, message, retryable)
-
-    def release(self, a: Assignment) -> None:
-        with self.lock:
-            self.svc.release(a.job_id, a.token)
-
-    def request_swap(self, model: str, target: str, pool_size: int, max_unavailable: str) -> str:
-        with self.lock:
-            return self.svc.request_swap(self.worker, model, target, pool_size, max_unavailable)
-
-    def finish_swap(self, model: str, target: str, error: str | None) -> None:
-        with self.lock:
-            self.svc.finish_swap(self.worker, model, target, error)
-
-    def halted_versions(self, model: str) -> list[str]:
-        with self.lock:
-            return self.svc.halted_versions(model)
 
 
 class FakeModel:
@@ -124,27 +109,27 @@ def make(tmp_path: Path, **cfg: object) -> SchedulerService:
 
 def test_runs_every_job_once_and_prefetches_the_next(tmp_path: Path) -> None:
     svc = make(tmp_path)
-    ids = [svc.submit(SubmitRequest(prompt=f"p{i}", tier="api"))["id"] for i in range(4)]
+    ids = [svc.submit(SubmitRequest(prompt=f"p{i}", tier="api")).id for i in range(4)]
     states_seen: list[str] = []
     port = ServicePort(svc)
 
     def during(request: GenerationRequest, step: int) -> None:
         if request.prompt == "p0" and step == 4:  # the last step: the prefetch was sent
             port.wait_for_pulls(2)
-            states_seen.append(svc.get(ids[1])["state"])
+            states_seen.append(svc.get(ids[1]).state)
 
     sink = Sink()
     loop = WorkerLoop(port, FakeModel(during), sink, pull_wait_s=0.0)
     stats = loop.run(max_jobs=4)
     assert stats.succeeded == 4 and sorted(sink.stored) == sorted(ids)
     assert states_seen == ["leased"]  # job 2 was already leased while job 1 computed
-    assert all(svc.get(i)["state"] == "succeeded" for i in ids)
+    assert all(svc.get(i).state == "succeeded" for i in ids)
     assert len(stats.gaps_s) == 3 and stats.generated == {i: 1 for i in ids}
 
 
 def test_cancel_stops_at_the_next_step(tmp_path: Path) -> None:
     svc = make(tmp_path)
-    job = svc.submit(SubmitRequest(prompt="long", steps=20))["id"]
+    job = svc.submit(SubmitRequest(prompt="long", steps=20)).id
 
     def during(request: GenerationRequest, step: int) -> None:
         if step == 5:
@@ -153,22 +138,22 @@ def test_cancel_stops_at_the_next_step(tmp_path: Path) -> None:
     loop = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
     stats = loop.run(max_jobs=1)
     assert stats.stopped_at == {job: (5, 20)}
-    assert svc.get(job)["state"] == "cancelled" and stats.succeeded == 0
+    assert svc.get(job).state == "cancelled" and stats.succeeded == 0
 
 
 def test_model_crash_is_retried_and_bad_input_is_not(tmp_path: Path) -> None:
     svc = make(tmp_path)
-    crash = svc.submit(SubmitRequest(prompt="boom"))["id"]
+    crash = svc.submit(SubmitRequest(prompt="boom")).id
     loop = WorkerLoop(ServicePort(svc), FakeModel(crash_on="boom"), Sink(), prefetch=False)
     loop.run(max_jobs=1)
     view = svc.get(crash)
-    assert view["state"] == "queued" and view["attempts"] == 2
-    assert view["error"] is None or view["error"]["code"] == "model_error"
+    assert view.state == "queued" and view.attempts == 2
+    assert view.error is None or view.error.code == "model_error"
 
 
 def test_a_fenced_off_result_is_dropped(tmp_path: Path) -> None:
     svc = make(tmp_path, lease_ttl_s=10)
-    job = svc.submit(SubmitRequest(prompt="slow"))["id"]
+    job = svc.submit(SubmitRequest(prompt="slow")).id
     clock: Clock = svc.clock  # type: ignore[assignment]
 
     def during(request: GenerationRequest, step: int) -> None:
@@ -182,7 +167,7 @@ def test_a_fenced_off_result_is_dropped(tmp_path: Path) -> None:
     stats = loop.run(max_jobs=1)
     # The first worker's next heartbeat was refused: it stopped instead of finishing.
     assert stats.succeeded == 0 and job in stats.stopped_at
-    assert svc.get(job)["state"] == "leased" and svc.get(job)["attempts"] == 2
+    assert svc.get(job).state == "leased" and svc.get(job).attempts == 2
     try:
         svc.complete(job, 1, {"video": "x"})
     except StaleLease:
@@ -194,7 +179,7 @@ def test_a_fenced_off_result_is_dropped(tmp_path: Path) -> None:
 def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> None:
     svc = make(tmp_path, lease_ttl_s=3)
     clock: Clock = svc.clock  # type: ignore[assignment]
-    ids = [svc.submit(SubmitRequest(prompt=p, tier="api", steps=30))["id"] for p in "ab"]
+    ids = [svc.submit(SubmitRequest(prompt=p, tier="api", steps=30)).id for p in "ab"]
 
     def during(request: GenerationRequest, step: int) -> None:
         clock.now += 1.0  # each step takes a second: the first job outlasts a lease period
@@ -211,13 +196,13 @@ def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> No
     )
     stats = loop.run(max_jobs=2)
     assert stats.succeeded == 2
-    assert [svc.get(i)["attempts"] for i in ids] == [1, 1]  # no lease was lost
+    assert [svc.get(i).attempts for i in ids] == [1, 1]  # no lease was lost
 
 
 def test_leaving_with_no_time_hands_the_job_back_with_its_place(tmp_path: Path) -> None:
     svc = make(tmp_path)
-    job = svc.submit(SubmitRequest(prompt="long", steps=20, tier="free"))["id"]
-    other = svc.submit(SubmitRequest(prompt="next", steps=2, tier="free"))["id"]
+    job = svc.submit(SubmitRequest(prompt="long", steps=20, tier="free")).id
+    other = svc.submit(SubmitRequest(prompt="next", steps=2, tier="free")).id
     box: dict[str, WorkerLoop] = {}
 
     def during(request: GenerationRequest, step: int) -> None:
@@ -229,7 +214,7 @@ def test_leaving_with_no_time_hands_the_job_back_with_its_place(tmp_path: Path) 
     assert stats.handed_back == [job] and stats.succeeded == 0 and stats.started == 1
     for job_id in (job, other):  # the running job and the prefetched one are both back
         view = svc.get(job_id)
-        assert (view["state"], view["attempts"]) == ("queued", 1)
+        assert (view.state, view.attempts) == ("queued", 1)
     record = svc.core.get(job)
     assert record.enqueued_at_s == record.created_at_s  # keeps its place by age
     assert svc.pull("w2", "local", ["luma-tiny"]).job_id == job
@@ -237,8 +222,8 @@ def test_leaving_with_no_time_hands_the_job_back_with_its_place(tmp_path: Path) 
 
 def test_leaving_with_time_to_spare_finishes_the_job_and_pulls_no_more(tmp_path: Path) -> None:
     svc = make(tmp_path)
-    job = svc.submit(SubmitRequest(prompt="short", steps=4))["id"]
-    later = svc.submit(SubmitRequest(prompt="later", steps=4))["id"]
+    job = svc.submit(SubmitRequest(prompt="short", steps=4)).id
+    later = svc.submit(SubmitRequest(prompt="later", steps=4)).id
     box: dict[str, WorkerLoop] = {}
 
     def during(request: GenerationRequest, step: int) -> None:
@@ -248,7 +233,7 @@ def test_leaving_with_time_to_spare_finishes_the_job_and_pulls_no_more(tmp_path:
     loop = box["loop"] = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
     stats = loop.run(max_jobs=5)
     assert stats.succeeded == 1 and not stats.handed_back
-    assert svc.get(job)["state"] == "succeeded" and svc.get(later)["state"] == "queued"
+    assert svc.get(job).state == "succeeded" and svc.get(later).state == "queued"
 
 
 def test_prefetch_near_the_end_lets_a_later_api_job_go_first(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 A size the model supports is used as is. A larger one (``1280x720`` from an OpenAI client)
 keeps its aspect ratio and is scaled down to the model's limits; an aspect ratio (``16:9``)
 picks the largest such size within the model's default area. Sides are multiples of the
-model's patch size.
+model's patch size. Intake (``intake.make_job``) calls it for every submit.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from luma_ray.errors import InvalidRequest
-from luma_ray.models.interface import ModelLimits
+from luma_ray.jobs import ModelLimits
 
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
 _RATIO = re.compile(r"^\s*(\d{1,3})\s*:\s*(\d{1,3})\s*$")

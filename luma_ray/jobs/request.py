@@ -1,0 +1,136 @@
+"""The one generation request, from the API's intake to the model, and the limits it must meet.
+
+A client's ``SubmitRequest`` (``luma_ray.scheduler.protocol``) is validated once, at intake in
+the scheduler (``luma_ray.scheduler.intake``), into a :class:`GenerationRequest` with every
+default resolved. The job keeps it, the journal stores it, a worker's ``Assignment`` carries it
+and the model's ``generate`` receives it: one shape from intake to the model.
+
+Pure: no torch, numpy or Ray, so the ingress and the scheduler can validate requests against a
+model's :class:`ModelLimits` without loading a deep-learning stack.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from luma_ray.errors import InvalidRequest
+
+MAX_PROMPT_CHARS = 2000
+"""Longest prompt (and negative prompt) any model accepts, in characters."""
+
+MAX_FPS = 60
+"""Highest frame rate a request may ask for; the encoder writes it into the MP4 time base."""
+
+MAX_SEED = 2**63 - 1
+"""Largest seed; ``torch.Generator.manual_seed`` takes any value in ``[0, MAX_SEED]``."""
+
+
+DEFAULT_FRAMES = 16
+"""Frames of a request that gives neither frames nor seconds, unless a model says otherwise."""
+
+DEFAULT_STEPS = 8
+"""Sampler steps of a model that does not say otherwise."""
+
+NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+"""Model and version names: lower case, digits, '.', '_', '-'; at most 63 characters."""
+_NAME = re.compile(NAME_RE)
+
+
+def validate_name(value: object, *, what: str = "model name") -> str:
+    """Return ``value`` if it matches :data:`NAME_RE`; ``InvalidRequest`` naming the rule if not."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidRequest(
+            f"{what} {value!r} is invalid: use 1-63 characters of a-z, 0-9, '.', '_' or '-', "
+            "starting with a letter or digit (no slashes, no upper case)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a worker hands the model for one job: prompt, video shape, sampler settings.
+
+    ``frames`` is the number of frames (seconds x fps, computed by the caller); ``height`` and
+    ``width`` are in pixels; ``steps`` is the number of sampler steps. The same request with the
+    same seed gives the same frames on the same kind of device.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    frames: int = DEFAULT_FRAMES
+    height: int = 64
+    width: int = 64
+    fps: int = 8
+    seed: int = 0
+    steps: int = DEFAULT_STEPS
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What a model can produce; the ingress validates requests against these before queueing.
+
+    Heights and widths must be multiples of ``size_multiple`` (the model's patch size) and at
+    least ``size_multiple``; ``default_steps`` and ``default_fps`` fill requests that leave them
+    out.
+    """
+
+    max_frames: int
+    max_height: int
+    max_width: int
+    max_steps: int
+    default_steps: int
+    default_fps: int
+    size_multiple: int
+    default_frames: int = DEFAULT_FRAMES
+    """Frames of a request that gives neither ``frames`` nor ``seconds``."""
+
+
+def validate_request(request: GenerationRequest, limits: ModelLimits) -> None:
+    """Raise ``InvalidRequest`` naming everything to fix, or return if the model can run it.
+
+    Called by the ingress before a job is queued and again by the model before it generates,
+    so a bad request is refused with a 400 instead of failing on a GPU.
+    """
+    problems = _problems(request, limits)
+    if problems:
+        raise InvalidRequest("; ".join(problems))
+
+
+def _problems(request: GenerationRequest, limits: ModelLimits) -> list[str]:
+    """Every reason ``request`` is unacceptable, in the order a user should fix them."""
+    problems: list[str] = []
+    if not request.prompt.strip():
+        problems.append("prompt is empty; describe the video to generate")
+    texts = (("prompt", request.prompt), ("negative_prompt", request.negative_prompt))
+    for field_name, text in texts:
+        if len(text) > MAX_PROMPT_CHARS:
+            problems.append(
+                f"{field_name} has {len(text)} characters; shorten it to at most {MAX_PROMPT_CHARS}"
+            )
+    problems.extend(_range_problem("frames", request.frames, 1, limits.max_frames))
+    for field_name, value, top in (
+        ("height", request.height, limits.max_height),
+        ("width", request.width, limits.max_width),
+    ):
+        problems.extend(_range_problem(field_name, value, limits.size_multiple, top))
+        if value % limits.size_multiple:
+            problems.append(
+                f"{field_name} {value} is not a multiple of {limits.size_multiple}; "
+                f"use for example {_nearest_multiple(value, limits.size_multiple, top)}"
+            )
+    problems.extend(_range_problem("steps", request.steps, 1, limits.max_steps))
+    problems.extend(_range_problem("fps", request.fps, 1, MAX_FPS))
+    problems.extend(_range_problem("seed", request.seed, 0, MAX_SEED))
+    return problems
+
+
+def _range_problem(field_name: str, value: int, low: int, high: int) -> list[str]:
+    if low <= value <= high:
+        return []
+    return [f"{field_name} is {value}; it must be between {low} and {high}"]
+
+
+def _nearest_multiple(value: int, multiple: int, top: int) -> int:
+    nearest = max(multiple, round(value / multiple) * multiple)
+    return min(nearest, top - top % multiple)
