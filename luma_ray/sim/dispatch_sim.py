@@ -1,7 +1,7 @@
 """Several clusters pulling from one scheduler core: what a dispatch limit costs and buys.
 
 Called by ``benchmarks/dispatch_limits.py`` and by ``tests/sim``. Unlike
-:mod:`luma_ray.scheduler.simulate` (one pool, dispatch straight from the queues), this replay
+:mod:`luma_ray.sim.simulate` (one pool, dispatch straight from the queues), this replay
 drives the real :class:`~luma_ray.scheduler.core.Scheduler` (submit, pull, heartbeat,
 complete), so the limit check, the lease counter and the policy are the production ones.
 Pure: no Ray, no clock; time is data.
@@ -40,9 +40,9 @@ from luma_ray.config import (
 )
 from luma_ray.jobs import GenerationParams, Job, JobId, TenantId, WorkerId
 from luma_ray.scheduler.core import Scheduler
-from luma_ray.scheduler.dispatch_metrics import inversions
 from luma_ray.scheduler.tiers import tier_specs
-from luma_ray.traces.reader import Trace
+from luma_ray.sim.dispatch_metrics import inversions
+from luma_ray.sim.traces.reader import Trace
 
 _INF = math.inf
 _FINISH, _READY, _PREFETCH = 0, 1, 2  # event kinds, handled in this order at equal times
