@@ -6,134 +6,38 @@ drives the real :class:`~luma_ray.scheduler.core.Scheduler` (submit, pull, heart
 complete), so the limit check, the lease counter and the policy are the production ones.
 Pure: no Ray, no clock; time is data.
 
-The model of a worker follows ``WorkerLoop``: one job computes at a time; ``prefetch_lead_s``
-before a job ends (at its start if that is None, or the job is shorter), the worker pulls its
-next one (prefetch), and that pull waits at the scheduler for up to ``prefetch_poll_s`` (the
-long poll) before the worker gives up until its job ends. A worker
-with nothing to compute pulls until it gets a job. Waiting pulls are served, oldest first,
-whenever the scheduler's state changes (an arrival or a completion), as the actor wakes its
-long polls. A leased job is ready on the worker ``pull_latency_s`` after the scheduler leased
-it; a completion reaches the scheduler at once (upload time is not modelled).
+This module is the entry point; the parts live beside it, each importing only those below it:
 
-Measured per run (see :class:`DispatchSimResult`): priority inversions, idle
-accelerator-seconds split by cause, and SLO attainment and waits per tier, where wait =
-start on the accelerator - arrival (a job held as a prefetch is still waiting).
+- :mod:`~luma_ray.sim.dispatch_cluster`: :class:`ClusterSpec` and :func:`scheduler_config`;
+- :mod:`~luma_ray.sim.dispatch_replay`: the event loop and the model of a worker;
+- :mod:`~luma_ray.sim.dispatch_report`: :class:`DispatchSimResult` and how a run is measured;
+- :mod:`~luma_ray.sim.dispatch_metrics`: the priority-inversion count.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-import numpy as np
-import numpy.typing as npt
-
-from luma_ray.config import (
-    ClusterConfig,
-    PolicyConfig,
-    SchedulerConfig,
-    TierConfig,
-    default_tiers,
+from luma_ray.config import SchedulerConfig
+from luma_ray.sim.dispatch_cluster import ClusterSpec, scheduler_config
+from luma_ray.sim.dispatch_replay import Observer, Replay
+from luma_ray.sim.dispatch_report import (
+    ClusterOutcome,
+    DispatchSimResult,
+    TierOutcome,
+    report,
 )
-from luma_ray.jobs import GenerationParams, Job, JobId, TenantId, WorkerId
-from luma_ray.scheduler.core import Scheduler
-from luma_ray.scheduler.tiers import tier_specs
-from luma_ray.sim.dispatch_metrics import inversions
 from luma_ray.sim.traces.reader import Trace
 
-_INF = math.inf
-_FINISH, _READY, _PREFETCH = 0, 1, 2  # event kinds, handled in this order at equal times
-_BUSY, _TRANSIT, _EMPTY = 0, 1, 2  # slot states: computing, a leased job on its way, nothing
-
-Observer = Callable[[float, Scheduler], None]
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """One cluster of identical worker slots (gangs), each able to run any model."""
-
-    name: str
-    slots: int
-    dispatch_limit: int | None
-    """Most leased-but-unfinished jobs; 0 receives nothing, None is unlimited."""
-    pull_latency_s: float
-    """From the scheduler leasing a job to the job being ready on the worker."""
-
-
-@dataclass(frozen=True)
-class TierOutcome:
-    """One tier's jobs in one run."""
-
-    n: int
-    served: int
-    attainment: float
-    """Share of the tier's jobs that started within its SLO (unserved ones miss)."""
-    wait_p50_s: float
-    wait_p99_s: float
-
-
-@dataclass(frozen=True)
-class ClusterOutcome:
-    """One cluster in one run."""
-
-    jobs_run: int
-    max_in_flight: int
-    """Most leased-but-unfinished jobs seen after any event (the core's counter)."""
-    idle_limit_s: float
-    idle_latency_s: float
-
-
-@dataclass(frozen=True)
-class DispatchSimResult:
-    """What one run measured. Slot-seconds are summed over every slot of every cluster."""
-
-    jobs: int
-    served: int
-    end_s: float
-    """Time of the last event (the last finish, or the last arrival if work never ran)."""
-    inversions: int
-    """Starts of a job while a job of a higher tier (api > enterprise > ...) sat in the
-    scheduler's queue, having waited longer than the starting slot's pull latency."""
-    passed_over: int
-    """Jobs that were waiting (longer than the latency) during at least one such start."""
-    inversion_wait_s: float
-    """Time those jobs waited from the first start that passed them over to their own start
-    (a job held as a prefetch behind a lower tier's job keeps counting)."""
-    idle_limit_s: float
-    """Slot idle, nothing leased to it, jobs queued, and its cluster at its dispatch limit."""
-    idle_latency_s: float
-    """Slot idle while the job leased to it was on its way (the pull latency)."""
-    idle_no_work_s: float
-    """Slot idle with nothing leased to it and an empty queue (not the limit's fault)."""
-    idle_unexplained_s: float
-    """Slot idle with jobs queued and its cluster under its limit: should stay 0."""
-    busy_s: float
-    weighted_attainment: float
-    tiers: dict[str, TierOutcome]
-    clusters: dict[str, ClusterOutcome]
-    start_s: list[float]
-    """Per trace row: when it started computing (NaN if never)."""
-
-
-def scheduler_config(
-    clusters: Sequence[ClusterSpec],
-    policy: str = "slo_guard",
-    params: dict[str, float] | None = None,
-    tiers: list[TierConfig] | None = None,
-) -> SchedulerConfig:
-    """The core's config for ``clusters`` (limit None: unlimited; 0: nothing)."""
-    listed = {c.name: ClusterConfig(dispatch_limit=c.dispatch_limit) for c in clusters}
-    return SchedulerConfig(
-        tiers=tiers or default_tiers(),
-        policy=PolicyConfig(name=policy, params=dict(params or {})),
-        clusters=listed,
-        default_dispatch_limit=None,
-        lease_ttl_s=3600.0,  # leases never lapse here: workers in the model never die
-    )
+__all__ = [
+    "ClusterOutcome",
+    "ClusterSpec",
+    "DispatchSimResult",
+    "Observer",
+    "TierOutcome",
+    "run_dispatch_sim",
+    "scheduler_config",
+]
 
 
 def run_dispatch_sim(
@@ -154,260 +58,6 @@ def run_dispatch_sim(
     ends (``WorkerLoop.prefetch_lead_s``); None pulls at the start of each job.
     """
     config = config or scheduler_config(clusters)
-    replay = _Replay(trace, clusters, config, prefetch_poll_s, prefetch_lead_s)
+    replay = Replay(trace, clusters, config, prefetch_poll_s, prefetch_lead_s)
     replay.run(observer)
-    return replay.result()
-
-
-class _Replay:
-    """The event loop's state: one instance per run."""
-
-    def __init__(
-        self,
-        trace: Trace,
-        clusters: Sequence[ClusterSpec],
-        config: SchedulerConfig,
-        prefetch_poll_s: float,
-        prefetch_lead_s: float | None = None,
-    ) -> None:
-        self.trace, self.clusters, self.poll_s = trace, list(clusters), prefetch_poll_s
-        self.lead_s = prefetch_lead_s
-        self.sched = Scheduler(config)
-        self.models = sorted(set(trace.model))
-        n = len(trace)
-        self.lease_step: list[float] = [_INF] * n
-        self.start_step: list[float] = [_INF] * n
-        self.step = 0  # counts leases and starts, to order those that share a time
-        self.start_s = [math.nan] * n
-        self.ran_on = [-1] * n
-        self.token = [0] * n
-        self.cluster_of = [c for c, spec in enumerate(clusters) for _ in range(spec.slots)]
-        self.worker_id = [
-            WorkerId(f"{clusters[c].name}-{w}") for w, c in enumerate(self.cluster_of)
-        ]
-        slots = len(self.cluster_of)
-        self.running = [-1] * slots
-        self.held = [-1] * slots
-        self.held_ready = [_INF] * slots
-        self.poll_until = [_INF] * slots
-        self.state = [_EMPTY] * slots
-        self.count = [[0, 0, spec.slots] for spec in clusters]  # per cluster, per state
-        self.pullers: list[OrderedDict[int, int]] = [OrderedDict() for _ in clusters]
-        """Per cluster, the slots whose pull waits at the scheduler, oldest first, each with
-        a stamp that orders pulls across clusters."""
-        self.stamp = 0
-        self.blocked: set[int] = set()
-        for w in range(slots):
-            self._pull_from(w)
-        self.events: list[tuple[float, int, int, int]] = []
-        self.queued = 0
-        self.now = 0.0
-        self.idle_limit_s = [0.0] * len(clusters)
-        self.idle_latency_s = [0.0] * len(clusters)
-        self.idle_no_work_s = 0.0
-        self.idle_odd_s = 0.0
-        self.busy_s = 0.0
-        self.max_in_flight = [0] * len(clusters)
-
-    # ---- the loop ----------------------------------------------------------------------
-
-    def run(self, observer: Observer | None) -> None:
-        arrival, n, i, events = self.trace.arrival_s, len(self.trace), 0, self.events
-        while True:
-            now = min(events[0][0] if events else _INF, arrival[i] if i < n else _INF)
-            if now == _INF:
-                return
-            self._account(now)
-            while events and events[0][0] <= now:
-                _, kind, w, j = heapq.heappop(events)
-                if kind == _FINISH:
-                    self._finish(w, j)
-                elif kind == _PREFETCH:
-                    if self.running[w] == j and self.held[w] < 0:
-                        self._prefetch(w)
-                elif self.running[w] < 0 and self.held[w] == j:
-                    self._start(w)  # the leased job arrived on an idle slot
-            while i < n and arrival[i] <= now:
-                self._submit(i)
-                i += 1
-            self._serve_pulls()
-            for c, spec in enumerate(self.clusters):
-                self.max_in_flight[c] = max(self.max_in_flight[c], self.sched.in_flight[spec.name])
-            if observer is not None:
-                observer(now, self.sched)
-
-    def _account(self, now: float) -> None:
-        """Add the slot-seconds since the last event to their buckets."""
-        dt, self.now = now - self.now, now
-        if dt <= 0:
-            return
-        for c, spec in enumerate(self.clusters):
-            busy, transit, empty = self.count[c]
-            self.busy_s += busy * dt
-            self.idle_latency_s[c] += transit * dt
-            if not empty:
-                continue
-            if not self.queued:
-                self.idle_no_work_s += empty * dt
-            elif self._at_limit(spec):
-                self.idle_limit_s[c] += empty * dt
-            else:
-                self.idle_odd_s += empty * dt
-
-    def _at_limit(self, spec: ClusterSpec) -> bool:
-        limit = self.sched.dispatch_limit(spec.name)
-        return limit is not None and self.sched.in_flight[spec.name] >= limit
-
-    # ---- what happens to a job ---------------------------------------------------------
-
-    def _submit(self, i: int) -> None:
-        t, now = self.trace, self.now
-        tenant, params = TenantId(t.tenant[i]), GenerationParams(prompt="")
-        job = Job(JobId(str(i)), tenant, t.tier[i], t.model[i], params, now, t.arrival_s[i])
-        self.sched.submit(job, now)
-        self.queued += 1
-
-    def _serve_pulls(self) -> None:
-        """Answer waiting pulls, oldest first, until the queue empties. A pull refused with
-        jobs queued means the cluster is at its limit: its other pulls are not asked, in this
-        round nor later until one of its jobs completes (the only way its count drops here)."""
-        refused = set(self.blocked)
-        while self.queued:
-            heads = [
-                (next(iter(fifo.values())), c)
-                for c, fifo in enumerate(self.pullers)
-                if fifo and c not in refused
-            ]
-            if not heads:
-                return
-            c = min(heads)[1]
-            fifo, spec = self.pullers[c], self.clusters[c]
-            w = next(iter(fifo))
-            if self.running[w] >= 0 and self.poll_until[w] < self.now:
-                del fifo[w]  # the prefetch's long poll ran out; it pulls again at job end
-                continue
-            d = self.sched.pull(self.worker_id[w], spec.name, self.models, self.now)
-            if d is None:
-                refused.add(c)
-                if self._at_limit(spec):  # not a tenant cap, which any completion may lift
-                    self.blocked.add(c)
-                continue
-            j = int(d.job_id)
-            del fifo[w]
-            self.queued -= 1
-            self.lease_step[j], self.token[j], self.step = self.step, d.token, self.step + 1
-            self.held[w], self.held_ready[w] = j, self.now + spec.pull_latency_s
-            heapq.heappush(self.events, (self.held_ready[w], _READY, w, j))
-            if self.running[w] < 0:
-                self._set_state(w, _TRANSIT)
-
-    def _pull_from(self, w: int) -> None:
-        """Slot ``w`` starts pulling; a pull already waiting keeps its place in line."""
-        fifo = self.pullers[self.cluster_of[w]]
-        if w not in fifo:
-            fifo[w], self.stamp = self.stamp, self.stamp + 1
-
-    def _start(self, w: int) -> None:
-        """Start the held job on slot ``w``; send the prefetch pull now or ``lead_s`` before
-        the job ends."""
-        j, self.held[w], self.held_ready[w] = self.held[w], -1, _INF
-        self.running[w], self.start_s[j], self.ran_on[j] = j, self.now, self.cluster_of[w]
-        self.start_step[j], self.step = self.step, self.step + 1
-        self.sched.heartbeat(JobId(str(j)), self.token[j], self.now)
-        end = self.now + self.trace.service_s[j]
-        heapq.heappush(self.events, (end, _FINISH, w, j))
-        self._set_state(w, _BUSY)
-        if self.lead_s is not None and end - self.lead_s > self.now:
-            heapq.heappush(self.events, (end - self.lead_s, _PREFETCH, w, j))
-            self.poll_until[w] = _INF
-        else:
-            self._prefetch(w)
-
-    def _prefetch(self, w: int) -> None:
-        """Busy slot ``w`` pulls its next job; the pull waits at most ``poll_s``."""
-        self.poll_until[w] = self.now + self.poll_s
-        self._pull_from(w)
-
-    def _finish(self, w: int, j: int) -> None:
-        self.sched.complete(JobId(str(j)), self.token[j], self.now, {})
-        self.blocked.discard(self.cluster_of[w])
-        self.running[w] = -1
-        if self.held[w] >= 0 and self.held_ready[w] <= self.now:
-            self._start(w)
-        elif self.held[w] >= 0:
-            self._set_state(w, _TRANSIT)
-        else:
-            self._set_state(w, _EMPTY)
-            if self.poll_until[w] < self.now:  # the prefetch's poll ran out: a new pull
-                self.pullers[self.cluster_of[w]].pop(w, None)
-            self.poll_until[w] = _INF  # an idle worker pulls until it gets a job
-            self._pull_from(w)
-
-    def _set_state(self, w: int, state: int) -> None:
-        counts = self.count[self.cluster_of[w]]
-        counts[self.state[w]] -= 1
-        counts[state] += 1
-        self.state[w] = state
-
-    # ---- results -----------------------------------------------------------------------
-
-    def result(self) -> DispatchSimResult:
-        t = self.trace
-        specs = tier_specs(self.sched.config.tiers)
-        arrival = np.asarray(t.arrival_s, dtype=np.float64)
-        start = np.asarray(self.start_s, dtype=np.float64)
-        order = np.array([specs[x].order for x in t.tier], dtype=np.int64)
-        step = (
-            np.asarray(self.lease_step, dtype=np.float64),
-            np.asarray(self.start_step, dtype=np.float64),
-        )
-        ran_on = np.asarray(self.ran_on, dtype=np.int64)
-        latency = np.array([c.pull_latency_s for c in self.clusters], dtype=np.float64)
-        inv = inversions(arrival, order, start, ran_on, step, latency, self.now)
-        wait = start - arrival
-        slo = np.array([specs[x].max_wait_s for x in t.tier], dtype=np.float64)
-        weight = np.array([specs[x].weight for x in t.tier], dtype=np.float64)
-        met = np.nan_to_num(wait, nan=_INF) <= slo
-        tiers = {
-            name: _tier_outcome(wait[order == s.order], met[order == s.order])
-            for name, s in specs.items()
-            if (order == s.order).any()
-        }
-        clusters = {
-            spec.name: ClusterOutcome(
-                jobs_run=int((ran_on == c).sum()),
-                max_in_flight=self.max_in_flight[c],
-                idle_limit_s=self.idle_limit_s[c],
-                idle_latency_s=self.idle_latency_s[c],
-            )
-            for c, spec in enumerate(self.clusters)
-        }
-        return DispatchSimResult(
-            jobs=len(t),
-            served=int((~np.isnan(start)).sum()),
-            end_s=self.now,
-            inversions=inv[0],
-            passed_over=inv[1],
-            inversion_wait_s=inv[2],
-            idle_limit_s=sum(self.idle_limit_s),
-            idle_latency_s=sum(self.idle_latency_s),
-            idle_no_work_s=self.idle_no_work_s,
-            idle_unexplained_s=self.idle_odd_s,
-            busy_s=self.busy_s,
-            weighted_attainment=float((weight * met).sum() / weight.sum()) if len(t) else 1.0,
-            tiers=tiers,
-            clusters=clusters,
-            start_s=list(self.start_s),
-        )
-
-
-def _tier_outcome(wait: FloatArray, met: npt.NDArray[np.bool_]) -> TierOutcome:
-    served = wait[~np.isnan(wait)]
-    p50, p99 = np.quantile(served, [0.5, 0.99]) if len(served) else (math.nan, math.nan)
-    return TierOutcome(
-        n=len(wait),
-        served=len(served),
-        attainment=float(met.mean()),
-        wait_p50_s=float(p50),
-        wait_p99_s=float(p99),
-    )
+    return report(replay)
