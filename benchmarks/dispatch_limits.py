@@ -2,7 +2,7 @@
 
 Three clusters (32 slots 0.5 s away, 16 slots 1 s, 8 slots 3 s; 56 slots, what the launch day
 has after 10 h at scale 0.05) pull from one scheduler core through
-luma_ray.scheduler.dispatch_sim, on the 22 h - 34 h window of the launch-day trace at scale
+luma_ray.sim.dispatch_sim, on the 22 h - 34 h window of the launch-day trace at scale
 0.05 (the second surge: load 0.6 -> 1.4 -> 0.85 of the 56 slots). Every row sets the
 same limit on every cluster, except the "far only" rows. Prints Markdown tables, one per
 policy, each row compared with the unlimited row of the same run (mean over the seeds).
@@ -28,9 +28,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from luma_ray.config import default_tiers
-from luma_ray.scheduler.dispatch_sim import ClusterSpec, run_dispatch_sim, scheduler_config
-from luma_ray.traces import write_launch_day
-from luma_ray.traces.reader import Trace, read_trace
+from luma_ray.sim.dispatch_sim import ClusterSpec, run_dispatch_sim, scheduler_config
+from luma_ray.sim.traces import write_launch_day
+from luma_ray.sim.traces.reader import Trace, read_trace
 
 TIER_NAMES = [t.name for t in default_tiers()]
 CLUSTERS = (

@@ -1,7 +1,7 @@
 """The policy table: every dispatch policy on the launch-day trace and the GenTD26 replay.
 
 Writes each trace once into a cache folder, replays it through every policy (the scheduler's
-own policy and queue code, via luma_ray.scheduler.simulate), and prints Markdown tables:
+own policy and queue code, via luma_ray.sim.simulate), and prints Markdown tables:
 mean and [min, max] over the launch-day seeds, and the GenTD26 replay at a load that
 overloads capacity at its peaks. Ends with the acceptance checks of the default policy:
 weighted attainment above strict, p99.9 wait/SLO no more than 10 % above pct_slo.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from luma_ray.config import default_tiers
 from luma_ray.scheduler.policies import DEFAULT_POLICY, POLICIES, make_policy
-from luma_ray.scheduler.simulate import simulate
-from luma_ray.traces import write_gentd26, write_launch_day
-from luma_ray.traces.reader import read_capacity, read_trace
+from luma_ray.sim.simulate import simulate
+from luma_ray.sim.traces import write_gentd26, write_launch_day
+from luma_ray.sim.traces.reader import read_capacity, read_trace
 
 TIER_NAMES = [t.name for t in default_tiers()]
 FRONTIER = [

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from luma_ray.scheduler.policies import POLICIES
-from luma_ray.traces import write_launch_day
+from luma_ray.sim.traces import write_launch_day
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ def _param(text: str) -> tuple[str, float]:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from luma_ray.config import default_tiers, load_tiers
     from luma_ray.scheduler.policies import make_policy
-    from luma_ray.scheduler.simulate import simulate
-    from luma_ray.traces.reader import read_capacity, read_trace
+    from luma_ray.sim.simulate import simulate
+    from luma_ray.sim.traces.reader import read_capacity, read_trace
 
     tiers = load_tiers(args.tiers) if args.tiers else default_tiers()
     policy = make_policy(args.policy, dict(args.param))
@@ -53,7 +53,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from luma_ray.traces import write_gentd26, write_launch_day
+    from luma_ray.sim.traces import write_gentd26, write_launch_day
 
     if args.kind == "launch-day":
         summary = write_launch_day(args.out, scale=args.scale, seed=args.seed)

@@ -9,9 +9,9 @@ import pytest
 
 from luma_ray.jobs import JobState
 from luma_ray.scheduler.core import Scheduler
-from luma_ray.scheduler.dispatch_sim import ClusterSpec, run_dispatch_sim
-from luma_ray.traces.reader import Trace
-from luma_ray.traces.writer import TIER_SHARES, TIERS
+from luma_ray.sim.dispatch_sim import ClusterSpec, run_dispatch_sim
+from luma_ray.sim.traces.reader import Trace
+from luma_ray.sim.traces.writer import TIER_SHARES, TIERS
 
 
 def make_trace(rows: list[tuple[float, str, float]]) -> Trace:

@@ -10,9 +10,9 @@ import pytest
 from luma_ray.config import TierConfig, default_tiers
 from luma_ray.scheduler.policies import make_policy
 from luma_ray.scheduler.queues import band_of
-from luma_ray.scheduler.simulate import _replay, fluid_lower_bound, simulate
 from luma_ray.scheduler.tiers import tier_specs
-from luma_ray.traces.reader import Trace
+from luma_ray.sim.simulate import _replay, fluid_lower_bound, simulate
+from luma_ray.sim.traces.reader import Trace
 
 TIERS = default_tiers()
 SPECS = tier_specs(TIERS)

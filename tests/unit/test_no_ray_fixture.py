@@ -18,8 +18,8 @@ def test_pure_core_imports_no_runtime() -> None:
 
     code = (
         "import sys\n"
-        "import luma_ray.jobs, luma_ray.scheduler.core, luma_ray.scheduler.simulate, luma_ray.cli\n"
-        "import luma_ray.traces, luma_ray.config\n"
+        "import luma_ray.jobs, luma_ray.scheduler.core, luma_ray.sim.simulate, luma_ray.cli\n"
+        "import luma_ray.sim.dispatch_sim, luma_ray.sim.traces, luma_ray.config\n"
         "bad = sorted(m for m in ('ray', 'torch', 'boto3', 'fastapi') if m in sys.modules)\n"
         "print(','.join(bad))\n"
     )

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from luma_ray.errors import TraceError
-from luma_ray.traces import TraceSummary, write_gentd26, write_launch_day
-from luma_ray.traces import gentd26 as gentd26_module
-from luma_ray.traces.launch_day import GPU_SCHEDULE, HOUR_S
+from luma_ray.sim.traces import TraceSummary, write_gentd26, write_launch_day
+from luma_ray.sim.traces import gentd26 as gentd26_module
+from luma_ray.sim.traces.launch_day import GPU_SCHEDULE, HOUR_S
 
 TIERS = ("api", "enterprise", "unlimited", "light", "free")
 SHARES = (0.04, 0.04, 0.12, 0.25, 0.55)

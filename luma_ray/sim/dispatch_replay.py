@@ -1,10 +1,4 @@
-"""Several clusters pulling from one scheduler core: what a dispatch limit costs and buys.
-
-Called by ``benchmarks/dispatch_limits.py`` and by ``tests/sim``. Unlike
-:mod:`luma_ray.scheduler.simulate` (one pool, dispatch straight from the queues), this replay
-drives the real :class:`~luma_ray.scheduler.core.Scheduler` (submit, pull, heartbeat,
-complete), so the limit check, the lease counter and the policy are the production ones.
-Pure: no Ray, no clock; time is data.
+"""The dispatch simulator's event loop: worker slots pulling from one scheduler core.
 
 The model of a worker follows ``WorkerLoop``: one job computes at a time; ``prefetch_lead_s``
 before a job ends (at its start if that is None, or the job is shorter), the worker pulls its
@@ -15,9 +9,8 @@ whenever the scheduler's state changes (an arrival or a completion), as the acto
 long polls. A leased job is ready on the worker ``pull_latency_s`` after the scheduler leased
 it; a completion reaches the scheduler at once (upload time is not modelled).
 
-Measured per run (see :class:`DispatchSimResult`): priority inversions, idle
-accelerator-seconds split by cause, and SLO attainment and waits per tier, where wait =
-start on the accelerator - arrival (a job held as a prefetch is still waiting).
+:class:`Replay` keeps the per-job and per-slot state the report reads afterwards
+(:func:`~luma_ray.sim.dispatch_report.report`). Pure: no Ray, no clock; time is data.
 """
 
 from __future__ import annotations
@@ -26,140 +19,21 @@ import heapq
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-from luma_ray.config import (
-    ClusterConfig,
-    PolicyConfig,
-    SchedulerConfig,
-    TierConfig,
-    default_tiers,
-)
+from luma_ray.config import SchedulerConfig
 from luma_ray.jobs import GenerationParams, Job, JobId, TenantId, WorkerId
 from luma_ray.scheduler.core import Scheduler
-from luma_ray.scheduler.dispatch_metrics import inversions
-from luma_ray.scheduler.tiers import tier_specs
-from luma_ray.traces.reader import Trace
+from luma_ray.sim.dispatch_cluster import ClusterSpec
+from luma_ray.sim.traces.reader import Trace
 
 _INF = math.inf
 _FINISH, _READY, _PREFETCH = 0, 1, 2  # event kinds, handled in this order at equal times
 _BUSY, _TRANSIT, _EMPTY = 0, 1, 2  # slot states: computing, a leased job on its way, nothing
 
 Observer = Callable[[float, Scheduler], None]
-FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
-class ClusterSpec:
-    """One cluster of identical worker slots (gangs), each able to run any model."""
-
-    name: str
-    slots: int
-    dispatch_limit: int | None
-    """Most leased-but-unfinished jobs; 0 receives nothing, None is unlimited."""
-    pull_latency_s: float
-    """From the scheduler leasing a job to the job being ready on the worker."""
-
-
-@dataclass(frozen=True)
-class TierOutcome:
-    """One tier's jobs in one run."""
-
-    n: int
-    served: int
-    attainment: float
-    """Share of the tier's jobs that started within its SLO (unserved ones miss)."""
-    wait_p50_s: float
-    wait_p99_s: float
-
-
-@dataclass(frozen=True)
-class ClusterOutcome:
-    """One cluster in one run."""
-
-    jobs_run: int
-    max_in_flight: int
-    """Most leased-but-unfinished jobs seen after any event (the core's counter)."""
-    idle_limit_s: float
-    idle_latency_s: float
-
-
-@dataclass(frozen=True)
-class DispatchSimResult:
-    """What one run measured. Slot-seconds are summed over every slot of every cluster."""
-
-    jobs: int
-    served: int
-    end_s: float
-    """Time of the last event (the last finish, or the last arrival if work never ran)."""
-    inversions: int
-    """Starts of a job while a job of a higher tier (api > enterprise > ...) sat in the
-    scheduler's queue, having waited longer than the starting slot's pull latency."""
-    passed_over: int
-    """Jobs that were waiting (longer than the latency) during at least one such start."""
-    inversion_wait_s: float
-    """Time those jobs waited from the first start that passed them over to their own start
-    (a job held as a prefetch behind a lower tier's job keeps counting)."""
-    idle_limit_s: float
-    """Slot idle, nothing leased to it, jobs queued, and its cluster at its dispatch limit."""
-    idle_latency_s: float
-    """Slot idle while the job leased to it was on its way (the pull latency)."""
-    idle_no_work_s: float
-    """Slot idle with nothing leased to it and an empty queue (not the limit's fault)."""
-    idle_unexplained_s: float
-    """Slot idle with jobs queued and its cluster under its limit: should stay 0."""
-    busy_s: float
-    weighted_attainment: float
-    tiers: dict[str, TierOutcome]
-    clusters: dict[str, ClusterOutcome]
-    start_s: list[float]
-    """Per trace row: when it started computing (NaN if never)."""
-
-
-def scheduler_config(
-    clusters: Sequence[ClusterSpec],
-    policy: str = "slo_guard",
-    params: dict[str, float] | None = None,
-    tiers: list[TierConfig] | None = None,
-) -> SchedulerConfig:
-    """The core's config for ``clusters`` (limit None: unlimited; 0: nothing)."""
-    listed = {c.name: ClusterConfig(dispatch_limit=c.dispatch_limit) for c in clusters}
-    return SchedulerConfig(
-        tiers=tiers or default_tiers(),
-        policy=PolicyConfig(name=policy, params=dict(params or {})),
-        clusters=listed,
-        default_dispatch_limit=None,
-        lease_ttl_s=3600.0,  # leases never lapse here: workers in the model never die
-    )
-
-
-def run_dispatch_sim(
-    trace: Trace,
-    clusters: Sequence[ClusterSpec],
-    config: SchedulerConfig | None = None,
-    prefetch_poll_s: float = 1.0,
-    observer: Observer | None = None,
-    prefetch_lead_s: float | None = None,
-) -> DispatchSimResult:
-    """Replay ``trace`` on ``clusters`` through one scheduler core; run until nothing moves.
-
-    ``config`` carries the policy and the limits the core enforces; by default
-    :func:`scheduler_config` builds it from the clusters' ``dispatch_limit`` with policy
-    ``slo_guard``. The trace must be sorted by arrival (``read_trace`` checks that).
-    ``observer(now_s, scheduler)`` is called after each event time is fully handled (tests
-    check invariants there). ``prefetch_lead_s``: a busy worker pulls this long before its job
-    ends (``WorkerLoop.prefetch_lead_s``); None pulls at the start of each job.
-    """
-    config = config or scheduler_config(clusters)
-    replay = _Replay(trace, clusters, config, prefetch_poll_s, prefetch_lead_s)
-    replay.run(observer)
-    return replay.result()
-
-
-class _Replay:
+class Replay:
     """The event loop's state: one instance per run."""
 
     def __init__(
@@ -348,66 +222,3 @@ class _Replay:
         counts[self.state[w]] -= 1
         counts[state] += 1
         self.state[w] = state
-
-    # ---- results -----------------------------------------------------------------------
-
-    def result(self) -> DispatchSimResult:
-        t = self.trace
-        specs = tier_specs(self.sched.config.tiers)
-        arrival = np.asarray(t.arrival_s, dtype=np.float64)
-        start = np.asarray(self.start_s, dtype=np.float64)
-        order = np.array([specs[x].order for x in t.tier], dtype=np.int64)
-        step = (
-            np.asarray(self.lease_step, dtype=np.float64),
-            np.asarray(self.start_step, dtype=np.float64),
-        )
-        ran_on = np.asarray(self.ran_on, dtype=np.int64)
-        latency = np.array([c.pull_latency_s for c in self.clusters], dtype=np.float64)
-        inv = inversions(arrival, order, start, ran_on, step, latency, self.now)
-        wait = start - arrival
-        slo = np.array([specs[x].max_wait_s for x in t.tier], dtype=np.float64)
-        weight = np.array([specs[x].weight for x in t.tier], dtype=np.float64)
-        met = np.nan_to_num(wait, nan=_INF) <= slo
-        tiers = {
-            name: _tier_outcome(wait[order == s.order], met[order == s.order])
-            for name, s in specs.items()
-            if (order == s.order).any()
-        }
-        clusters = {
-            spec.name: ClusterOutcome(
-                jobs_run=int((ran_on == c).sum()),
-                max_in_flight=self.max_in_flight[c],
-                idle_limit_s=self.idle_limit_s[c],
-                idle_latency_s=self.idle_latency_s[c],
-            )
-            for c, spec in enumerate(self.clusters)
-        }
-        return DispatchSimResult(
-            jobs=len(t),
-            served=int((~np.isnan(start)).sum()),
-            end_s=self.now,
-            inversions=inv[0],
-            passed_over=inv[1],
-            inversion_wait_s=inv[2],
-            idle_limit_s=sum(self.idle_limit_s),
-            idle_latency_s=sum(self.idle_latency_s),
-            idle_no_work_s=self.idle_no_work_s,
-            idle_unexplained_s=self.idle_odd_s,
-            busy_s=self.busy_s,
-            weighted_attainment=float((weight * met).sum() / weight.sum()) if len(t) else 1.0,
-            tiers=tiers,
-            clusters=clusters,
-            start_s=list(self.start_s),
-        )
-
-
-def _tier_outcome(wait: FloatArray, met: npt.NDArray[np.bool_]) -> TierOutcome:
-    served = wait[~np.isnan(wait)]
-    p50, p99 = np.quantile(served, [0.5, 0.99]) if len(served) else (math.nan, math.nan)
-    return TierOutcome(
-        n=len(wait),
-        served=len(served),
-        attainment=float(met.mean()),
-        wait_p50_s=float(p50),
-        wait_p99_s=float(p99),
-    )

@@ -20,7 +20,7 @@ from luma_ray.config import TierConfig, default_tiers
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
-from luma_ray.traces.reader import Trace
+from luma_ray.sim.traces.reader import Trace
 
 _INF = math.inf
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from luma_ray.errors import TraceError
-from luma_ray.traces.writer import TIER_SHARES, TIERS, TraceSummary, TraceWriter
+from luma_ray.sim.traces.writer import TIER_SHARES, TIERS, TraceSummary, TraceWriter
 
 HOUR_S = 3600.0
 

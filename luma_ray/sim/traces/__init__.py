@@ -6,8 +6,8 @@ arrival) and ``DIR/capacity.csv`` (``time_s,slots``, a step function) and return
 Pure Python and numpy: no Ray, no clock reads, randomness from a seeded generator.
 """
 
-from luma_ray.traces.gentd26 import write_gentd26
-from luma_ray.traces.launch_day import write_launch_day
-from luma_ray.traces.writer import TIER_SHARES, TIERS, TraceSummary
+from luma_ray.sim.traces.gentd26 import write_gentd26
+from luma_ray.sim.traces.launch_day import write_launch_day
+from luma_ray.sim.traces.writer import TIER_SHARES, TIERS, TraceSummary
 
 __all__ = ["TIERS", "TIER_SHARES", "TraceSummary", "write_gentd26", "write_launch_day"]

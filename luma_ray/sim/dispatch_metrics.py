@@ -1,6 +1,6 @@
 """The dispatch simulator's priority-inversion count, from per-job arrays after a replay.
 
-Called by :mod:`luma_ray.scheduler.dispatch_sim` once per run. Pure numpy, no scheduler state.
+Called by :mod:`luma_ray.sim.dispatch_sim` once per run. Pure numpy, no scheduler state.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from luma_ray.errors import TraceError
-from luma_ray.traces.writer import TIER_SHARES, TIERS, TraceSummary, TraceWriter
+from luma_ray.sim.traces.writer import TIER_SHARES, TIERS, TraceSummary, TraceWriter
 
 logger = logging.getLogger(__name__)
 
