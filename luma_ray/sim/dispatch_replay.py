@@ -21,8 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.jobs import GenerationParams, Job, JobId, TenantId, WorkerId
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.jobs import GenerationRequest, Job, JobId, TenantId, WorkerId
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.sim.dispatch_cluster import ClusterSpec
 from luma_ray.sim.traces.reader import Trace
 
@@ -30,7 +30,7 @@ _INF = math.inf
 _FINISH, _READY, _PREFETCH = 0, 1, 2  # event kinds, handled in this order at equal times
 _BUSY, _TRANSIT, _EMPTY = 0, 1, 2  # slot states: computing, a leased job on its way, nothing
 
-Observer = Callable[[float, Scheduler], None]
+Observer = Callable[[float, SchedulerCore], None]
 
 
 class Replay:
@@ -46,7 +46,7 @@ class Replay:
     ) -> None:
         self.trace, self.clusters, self.poll_s = trace, list(clusters), prefetch_poll_s
         self.lead_s = prefetch_lead_s
-        self.sched = Scheduler(config)
+        self.sched = SchedulerCore(config)
         self.models = sorted(set(trace.model))
         n = len(trace)
         self.lease_step: list[float] = [_INF] * n
@@ -136,7 +136,7 @@ class Replay:
 
     def _submit(self, i: int) -> None:
         t, now = self.trace, self.now
-        tenant, params = TenantId(t.tenant[i]), GenerationParams(prompt="")
+        tenant, params = TenantId(t.tenant[i]), GenerationRequest(prompt="")
         job = Job(JobId(str(i)), tenant, t.tier[i], t.model[i], params, now, t.arrival_s[i])
         self.sched.submit(job, now)
         self.queued += 1

@@ -2,7 +2,7 @@
 
 Called by ``benchmarks/dispatch_limits.py`` and by ``tests/sim``. Unlike
 :mod:`luma_ray.sim.simulate` (one pool, dispatch straight from the queues), this replay
-drives the real :class:`~luma_ray.scheduler.core.Scheduler` (submit, pull, heartbeat,
+drives the real :class:`~luma_ray.scheduler.core.SchedulerCore` (submit, pull, heartbeat,
 complete), so the limit check, the lease counter and the policy are the production ones.
 Pure: no Ray, no clock; time is data.
 

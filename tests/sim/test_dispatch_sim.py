@@ -8,7 +8,7 @@ import random
 import pytest
 
 from luma_ray.jobs import JobState
-from luma_ray.scheduler.core import Scheduler
+from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.sim.dispatch_sim import ClusterSpec, run_dispatch_sim
 from luma_ray.sim.traces.reader import Trace
 from luma_ray.sim.traces.writer import TIER_SHARES, TIERS
@@ -57,7 +57,7 @@ def test_limit_zero_everywhere_serves_nothing_and_ends() -> None:
 def test_unlimited_with_zero_latency_never_idles_while_work_is_queued() -> None:
     clusters = two_clusters(None, None, latency_s=0.0)
 
-    def every_slot_holds_a_lease(now_s: float, sched: Scheduler) -> None:
+    def every_slot_holds_a_lease(now_s: float, sched: SchedulerCore) -> None:
         if len(sched.queues):
             assert sum(sched.in_flight.values()) >= 8, now_s
 
@@ -72,7 +72,7 @@ def test_unlimited_with_zero_latency_never_idles_while_work_is_queued() -> None:
 def test_in_flight_never_exceeds_the_limit(limits: tuple[int | None, int | None]) -> None:
     clusters = two_clusters(*limits)
 
-    def within_limits(now_s: float, sched: Scheduler) -> None:
+    def within_limits(now_s: float, sched: SchedulerCore) -> None:
         for c in clusters:
             if c.dispatch_limit is not None:
                 assert sched.in_flight[c.name] <= c.dispatch_limit, (now_s, c.name)
@@ -88,7 +88,7 @@ def test_in_flight_never_exceeds_the_limit(limits: tuple[int | None, int | None]
 @pytest.mark.parametrize("limits", [(None, None), (1, 2), (5, 3), (6, 0)])
 def test_every_job_is_served_exactly_once(limits: tuple[int | None, int | None]) -> None:
     trace = overload(400, seed=3)
-    seen: list[Scheduler] = []
+    seen: list[SchedulerCore] = []
     result = run_dispatch_sim(trace, two_clusters(*limits), observer=lambda _, s: seen.append(s))
     jobs = seen[-1].jobs
     assert len(jobs) == len(trace) == result.served
@@ -144,7 +144,7 @@ def test_prefetching_near_the_end_lets_the_later_api_job_go_first() -> None:
 @pytest.mark.parametrize("lead_s", [0.5, 5.0, 30.0])
 def test_every_job_runs_once_with_any_prefetch_lead(lead_s: float) -> None:
     trace = overload(300, seed=5)
-    seen: list[Scheduler] = []
+    seen: list[SchedulerCore] = []
     clusters = two_clusters(None, 4)
     result = run_dispatch_sim(
         trace, clusters, observer=lambda _, s: seen.append(s), prefetch_lead_s=lead_s
@@ -166,7 +166,7 @@ def test_inversion_metrics_match_a_brute_force_count(
     trace = overload(300, seed=11)
     clusters = two_clusters(*limits, latency_s=0.7)
     latency = {c.name: c.pull_latency_s for c in clusters}
-    seen: list[Scheduler] = []
+    seen: list[SchedulerCore] = []
     result = run_dispatch_sim(
         trace, clusters, observer=lambda _, s: seen.append(s), prefetch_lead_s=lead_s
     )
