@@ -33,7 +33,7 @@ from luma_ray.config import parse_config
 from luma_ray.jobs import Job, JobId, JobState, TenantId
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.protocol import SubmitRequest
+from luma_ray.scheduler.protocol import JobView, SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
 
 LIMITS = {"luma-tiny": ModelLimits(64, 128, 128, 50, 8, 8, 8)}
@@ -123,7 +123,7 @@ def median_ms(fn, repeat: int = 9) -> float:
     return statistics.median(times) * 1000
 
 
-def scan_page(svc: SchedulerService, tenant: str) -> list[dict]:
+def scan_page(svc: SchedulerService, tenant: str) -> list[JobView]:
     """Listing as it was: filter and sort every job in memory, view the first page."""
     mine = sorted(
         (j for j in svc.core.jobs.values() if j.tenant == tenant), key=lambda j: j.id, reverse=True
@@ -151,13 +151,13 @@ def main() -> None:
         tenant = "tenant-7"
         scan_ms = median_ms(lambda: scan_page(all_svc, tenant))
         index_ms = median_ms(lambda: all_svc.list(tenant=tenant, limit=PAGE))
-        same = [v["id"] for v in scan_page(all_svc, tenant)] == [
-            v["id"] for v in all_svc.list(tenant=tenant, limit=PAGE)
+        same = [v.id for v in scan_page(all_svc, tenant)] == [
+            v.id for v in all_svc.list(tenant=tenant, limit=PAGE)
         ]
         all_svc.journal.close()
         day_svc, day_s, day_bytes = start(path, DAY_S, now)
         day_jobs = len(day_svc.core.jobs)
-        old = day_svc.list(tenant=tenant, order="asc", limit=1)[0]["id"]
+        old = day_svc.list(tenant=tenant, order="asc", limit=1)[0].id
         old_ms = median_ms(lambda: day_svc.get(old))
         day_svc.journal.close()
 

@@ -30,10 +30,10 @@ def main() -> None:
 
         from luma_ray import launch
         from luma_ray.config import RuntimeConfig
-        from luma_ray.scheduler.protocol import SubmitRequest
+        from luma_ray.scheduler.protocol import Complete, Pull, Submit, SubmitMany, SubmitRequest
 
         runtime = RuntimeConfig(data_dir=str(root / "data"), pools=[], http_host=None)
-        actor = launch.start(runtime)
+        actor = launch.start(runtime).actor  # raw calls, many in flight: the actor's own speed
 
         def windowed(make_call, n: int) -> float:
             started = time.perf_counter()
@@ -47,14 +47,16 @@ def main() -> None:
             return n / (time.perf_counter() - started)
 
         rate = windowed(
-            lambda i: actor.submit.remote(SubmitRequest(prompt=f"p{i}", steps=2)), args.jobs
+            lambda i: actor.call.remote(Submit(SubmitRequest(prompt=f"p{i}", steps=2))), args.jobs
         )
         print(f"submit (one job per call)        {rate:9,.0f} jobs/s", flush=True)
 
         batch = 100
         started = time.perf_counter()
         refs = [
-            actor.submit_many.remote([SubmitRequest(prompt=f"b{i}-{k}") for k in range(batch)])
+            actor.call.remote(
+                SubmitMany(tuple(SubmitRequest(prompt=f"b{i}-{k}") for k in range(batch)))
+            )
             for i in range(args.jobs // batch)
         ]
         ray.get(refs)
@@ -62,13 +64,13 @@ def main() -> None:
         print(f"submit_many (100 jobs per call)  {rate:9,.0f} jobs/s", flush=True)
 
         def cycle(i: int):
-            a = ray.get(actor.pull.remote(f"w{i % args.window}", "local", ["luma-tiny"]))
-            return actor.complete.remote(a.job_id, a.token, {"video": "file:///x.mp4"})
+            a = ray.get(actor.call.remote(Pull(f"w{i % args.window}", "local", ("luma-tiny",))))
+            return actor.call.remote(Complete(a.job_id, a.token, {"video": "file:///x.mp4"}))
 
         rate = windowed(cycle, args.jobs)
         print(f"pull + complete (one job)        {rate:9,.0f} jobs/s", flush=True)
         started = time.perf_counter()
-        refs = [actor.pull.remote(f"w{i}", "local", ["luma-tiny"]) for i in range(args.jobs)]
+        refs = [actor.call.remote(Pull(f"w{i}", "local", ("luma-tiny",))) for i in range(args.jobs)]
         leases = ray.get(refs)
         rate = args.jobs / (time.perf_counter() - started)
         print(

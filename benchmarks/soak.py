@@ -116,7 +116,7 @@ class Faults:
     def _scheduler(self, ray: Any) -> None:
         from luma_ray.runtime.handle import get_scheduler
 
-        ray.kill(get_scheduler(), no_restart=False)  # Ray restarts it; it reloads the journal
+        ray.kill(get_scheduler().actor, no_restart=False)  # Ray restarts it; it reloads the journal
         self._note("scheduler_killed", "luma-scheduler")
 
     def _rank(self, ray: Any) -> None:
@@ -144,29 +144,18 @@ class Faults:
 
 
 def final_ids(client: Any) -> set[str]:
-    """Ids of every final job, read page by page (retried while the scheduler restarts)."""
+    """Ids of every final job, read page by page (the handle waits out a restarting
+    scheduler: its journal brings it back)."""
+    from luma_ray.scheduler.protocol import ListJobs
+
     done: set[str] = set()
     after = None
     while True:
-        for _ in range(60):
-            try:
-                page = client.scheduler.list.remote(None, None, 1000, after, "asc")
-                views = client_get(page)
-                break
-            except Exception:  # the scheduler is restarting: its journal brings it back
-                time.sleep(1.0)  # back-off while Ray restarts the actor
-        else:
-            raise RuntimeError("the scheduler did not come back")
-        done |= {v["id"] for v in views if v["state"] in ("succeeded", "failed", "cancelled")}
+        views = client.scheduler.call(ListJobs(None, None, 1000, after, "asc"))
+        done |= {v.id for v in views if v.done}
         if len(views) < 1000:
             return done
-        after = views[-1]["id"]
-
-
-def client_get(ref: Any) -> Any:
-    import ray
-
-    return ray.get(ref, timeout=60)
+        after = views[-1].id
 
 
 def journal_check(journal: str, ids: list[str]) -> dict[str, Any]:

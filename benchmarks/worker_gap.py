@@ -35,12 +35,12 @@ def run(prefetch: bool, jobs: int, root) -> dict:
         from luma_ray.runtime.handle import get_scheduler
 
         serve.delete("luma-tiny-workers")
-        ray.kill(get_scheduler(), no_restart=True)
+        ray.kill(get_scheduler().actor, no_restart=True)
         time.sleep(1.0)  # let the actor name free up (a benchmark, not a test)
     client = luma_ray.connect(runtime=runtime)
     ids = [client.submit(f"clip {i}", frames=8, steps=2, seed=i, tier="api") for i in range(jobs)]
     for job_id in ids:
-        assert client.wait(job_id, timeout=600)["state"] == "succeeded"
+        assert client.wait(job_id, timeout=600).state == "succeeded"
     handle = serve.get_deployment_handle("luma-tiny-workers", app_name="luma-tiny-workers")
     stats = handle.stats.remote().result(timeout_s=60)
     return stats

@@ -25,6 +25,6 @@ def test_backlog_scales_up_to_max_and_idle_scales_down_to_min(system) -> None:
     ]
     wait_for(lambda: running_replicas() == 2, timeout_s=180, what="a scale-up to the max of 2")
     views = [client.wait(i, timeout=300) for i in ids]
-    assert [v["state"] for v in views] == ["succeeded"] * len(ids)
+    assert [v.state for v in views] == ["succeeded"] * len(ids)
     assert running_replicas() <= 2  # never past the max
     wait_for(lambda: running_replicas() == 1, timeout_s=180, what="a scale-down to the min")

@@ -39,7 +39,7 @@ def test_two_rank_gang_matches_one_rank(system, tmp_path: Path) -> None:
     one = client.submit("a lighthouse at dusk", model="luma-tiny", **ASK)
     gang = client.submit("a lighthouse at dusk", model=GANG_MODEL, **ASK)
     for job in (one, gang):
-        assert client.wait(job, timeout=300)["state"] == "succeeded"
+        assert client.wait(job, timeout=300).state == "succeeded"
     # The thumbnail is the middle frame, lossless (PNG): frame 2 of 4, computed by rank 1.
     thumbs = [decode(client.download(j, tmp_path / f"{j}.png", "thumbnail")) for j in (one, gang)]
     diff = np.abs(thumbs[0].astype(np.int16) - thumbs[1].astype(np.int16))
@@ -56,11 +56,11 @@ def test_killing_a_rank_requeues_the_job_and_replaces_the_gang(system) -> None:
     client = system["client"]
     before = wait_for(lambda: len(rank_actors()) == 2 and rank_actors(), what="a 2-rank gang")
     job = client.submit("a long take", model=GANG_MODEL, frames=8, steps=40, seed=5)
-    wait_for(lambda: client.get(job)["progress"]["step"] >= 2, what="the job to make progress")
+    wait_for(lambda: client.get(job).progress.step >= 2, what="the job to make progress")
     victim = next(n for n in before if n.endswith("rank1"))
     ray.kill(ray.get_actor(victim, namespace=_namespace_of(victim)), no_restart=True)
     view = client.wait(job, timeout=300)
-    assert view["state"] == "succeeded" and view["attempts"] == 2, view
+    assert view.state == "succeeded" and view.attempts == 2, view
     after = wait_for(
         lambda: (
             (names := rank_actors()) and len(names) == 2 and not set(names) & set(before) and names

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from luma_ray.scheduler.protocol import Stats
+
 from .conftest import ACCEL, CLUSTER
 from .versions import MIXED_MODEL
 
@@ -19,7 +21,6 @@ def pool_stats(app: str) -> dict[str, Any]:
 
 
 def test_pools_on_two_kinds_of_nodes_and_a_dispatch_limit(system) -> None:
-    import ray
 
     client = system["client"]
     ids = [
@@ -27,7 +28,7 @@ def test_pools_on_two_kinds_of_nodes_and_a_dispatch_limit(system) -> None:
         for i in range(12)
     ]
     views = [client.wait(i, timeout=300) for i in ids]
-    assert [v["state"] for v in views] == ["succeeded"] * len(ids)
+    assert [v.state for v in views] == ["succeeded"] * len(ids)
 
     a, b = pool_stats("mixed-a"), pool_stats("mixed-b")
     # Each pool's worker and every rank of its gang sit on its own kind of node, and the worker
@@ -40,7 +41,7 @@ def test_pools_on_two_kinds_of_nodes_and_a_dispatch_limit(system) -> None:
     assert ran_a and ran_b, (ran_a, ran_b)  # both kinds of nodes ran jobs
     assert ran_a | ran_b == set(ids) and not ran_a & ran_b
 
-    stats = ray.get(system["scheduler"].stats.remote())
+    stats = system["scheduler"].call(Stats())
     assert stats["peak_in_flight"]["east"] == 1  # its limit, though its worker prefetches
     assert stats["refused_pulls"]["east"] > 0  # the prefetch pulls it was refused
     # No limit on west: its one worker held several (uploading, running, prefetched).

@@ -252,7 +252,7 @@ def test_undelivered_webhooks_survive_a_scheduler_restart(system) -> None:
         )
         # Only the first event was tried (again every 30 s): the rest wait behind it, in order.
         assert seen and set(seen) == {("generation.queued", 503)}
-        ray.kill(system["scheduler"], no_restart=False)
+        ray.kill(system["scheduler"].actor, no_restart=False)
         down.clear()
         wait_for(lambda: _ping(system["scheduler"]), what="the scheduler to restart")
         delivered = lambda: [t for t, status in seen if status == 204]  # noqa: E731

@@ -39,7 +39,7 @@ def test_metrics_match_a_known_workload(system) -> None:
         client.submit(f"metrics {i}", tier="light", frames=4, size="32x32", steps=2, seed=i)
         for i in range(3)
     ]
-    assert [client.wait(i, timeout=300)["state"] for i in ids] == ["succeeded"] * 3
+    assert [client.wait(i, timeout=300).state for i in ids] == ["succeeded"] * 3
     series = {
         "ray_luma_jobs_finished_total": {"tier": "light", "state": "succeeded"},
         "ray_luma_jobs_started_total": {"tier": "light", "model": "luma-tiny"},

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from luma_ray.errors import InvalidRequest
+from luma_ray.scheduler.protocol import RolloutStatus
 
 from .conftest import wait_for
 from .versions import MODEL, publish_version
@@ -24,9 +25,8 @@ POOL_SIZE = 2
 
 
 def rollout(system) -> dict[str, Any]:
-    import ray
 
-    status: dict[str, Any] = ray.get(system["scheduler"].rollout_status.remote(MODEL))
+    status: dict[str, Any] = system["scheduler"].call(RolloutStatus(MODEL))
     return status
 
 
@@ -113,10 +113,10 @@ def run_swap_under_load(system, action, old: str, new: str) -> None:
         wait_for(lambda: len(stream.ids) >= count + 4, what="load after the swap")
     assert not stream.errors, stream.errors
     views = [client.wait(i, timeout=300) for i in stream.ids]
-    assert [v["state"] for v in views] == ["succeeded"] * len(views), views
-    after = [v for v in views if v["started_at_s"] > done_at]
-    assert after and {v["model_version"] for v in after} == {new}
-    assert old in {v["model_version"] for v in views}  # the stream did run across the swap
+    assert [v.state for v in views] == ["succeeded"] * len(views), views
+    after = [v for v in views if v.started_at_s > done_at]
+    assert after and {v.model_version for v in after} == {new}
+    assert old in {v.model_version for v in views}  # the stream did run across the swap
     assert_one_at_a_time(status, new)
 
 
@@ -130,7 +130,7 @@ def test_swap_under_load(system, published) -> None:
     # Pins: the running version is accepted and runs there; one nobody runs is refused.
     client = system["client"]
     pinned = client.wait(client.submit("pinned", model=f"{MODEL}@v2", **SMALL), timeout=300)
-    assert (pinned["state"], pinned["model_version"]) == ("succeeded", "v2")
+    assert (pinned.state, pinned.model_version) == ("succeeded", "v2")
     with pytest.raises(InvalidRequest, match="no worker runs version 'v1'"):
         client.submit("pinned", model=f"{MODEL}@v1", **SMALL)
 
@@ -159,8 +159,8 @@ def test_a_version_that_fails_to_load_halts_and_the_pool_stays(system, published
         wait_for(lambda: len(stream.ids) >= count + 3, what="load after the halt")
     assert not stream.errors, stream.errors
     views = [client.wait(i, timeout=300) for i in stream.ids]
-    assert [v["state"] for v in views] == ["succeeded"] * len(views), views
-    assert {v["model_version"] for v in views} == {"v2"}
+    assert [v.state for v in views] == ["succeeded"] * len(views), views
+    assert {v.model_version for v in views} == {"v2"}
     assert "tiny-roll v3 cannot read this checkpoint format" in status["halted"]["v3"]["error"]
     assert set(wait_pool_on(system, "v2")["workers"].values()) == {"v2"}
     # Only one replica paid for trying v3; the other never left v2.

@@ -39,8 +39,8 @@ def test_jobs_of_several_tiers_yield_mp4s(system, tmp_path: Path) -> None:
     ]
     for job_id, (tier, frames, size) in zip(ids, asks, strict=True):
         view = client.wait(job_id, timeout=300)
-        assert view["state"] == "succeeded", view
-        assert view["tier"] == tier and view["attempts"] == 1
+        assert view.state == "succeeded", view
+        assert view.tier == tier and view.attempts == 1
         video = client.download(job_id, tmp_path / f"{job_id}.mp4")
         probe = probe_mp4(video)
         width, height = (int(v) for v in size.split("x"))
@@ -73,17 +73,17 @@ def test_cancel_queued_never_starts_and_running_stops_within_a_step(system) -> N
     # The local cluster may hold 2 leases (one running, one prefetched): a third job queues.
     long_id = client.submit("a very long take", steps=40, seed=1, tier="api")
     held_id = client.submit("the next take", steps=2, seed=2, tier="api")
-    wait_for(lambda: client.get(long_id)["state"] == "running", what="the long job to run")
-    wait_for(lambda: client.get(held_id)["state"] == "leased", what="a prefetched lease")
+    wait_for(lambda: client.get(long_id).state == "running", what="the long job to run")
+    wait_for(lambda: client.get(held_id).state == "leased", what="a prefetched lease")
     queued_id = client.submit("never to be made", steps=2, seed=3, tier="api")
-    assert client.get(queued_id)["state"] == "queued"
-    assert client.cancel(queued_id)["state"] == "cancelled"
+    assert client.get(queued_id).state == "queued"
+    assert client.cancel(queued_id).state == "cancelled"
 
-    wait_for(lambda: client.get(long_id)["progress"]["step"], what="progress")
+    wait_for(lambda: client.get(long_id).progress.step, what="progress")
     cancelled = client.cancel(long_id)
-    assert cancelled["state"] == "cancelled"
-    step = cancelled["progress"]["step"]  # the last step the scheduler heard of
-    assert client.wait(held_id, timeout=300)["state"] == "succeeded"
+    assert cancelled.state == "cancelled"
+    step = cancelled.progress.step  # the last step the scheduler heard of
+    assert client.wait(held_id, timeout=300).state == "succeeded"
     # The queued job was passed over for good: it never got a lease.
     record = journal_record(system, queued_id)
     assert record["state"] == "cancelled"
@@ -116,7 +116,7 @@ def test_killed_worker_job_is_requeued_and_completes_once(system) -> None:
 
     client = system["client"]
     job_id = client.submit("a job whose worker dies", steps=40, seed=5, tier="api")
-    wait_for(lambda: client.get(job_id)["progress"]["step"] >= 1, what="the job to run")
+    wait_for(lambda: client.get(job_id).progress.step >= 1, what="the job to run")
     old_token = journal_record(system, job_id)["lease"]["token"]
     replicas = [
         a
@@ -129,17 +129,17 @@ def test_killed_worker_job_is_requeued_and_completes_once(system) -> None:
     )
 
     wait_for(
-        lambda: client.get(job_id)["attempts"] == 2,
+        lambda: client.get(job_id).attempts == 2,
         timeout_s=LEASE_TTL_S * 10,
         what="the lost lease to expire and requeue",
     )
     view = client.wait(job_id, timeout=300)
-    assert view["state"] == "succeeded" and view["attempts"] == 2
+    assert view.state == "succeeded" and view.attempts == 2
     with pytest.raises(StaleLease):
         client._call("complete", job_id, old_token, {"video": "file:///stale.mp4"})
     record = journal_record(system, job_id)
     assert [h[2] for h in record["history"]].count("result committed") == 1
-    assert record["result_uris"] == view["result_uris"]
+    assert record["result_uris"] == view.result_uris
 
 
 def test_scheduler_restart_loses_no_job(system) -> None:
@@ -150,14 +150,14 @@ def test_scheduler_restart_loses_no_job(system) -> None:
         client.submit(f"survivor {i}", steps=40 if i == 0 else 4, seed=i, tier="free")
         for i in range(5)
     ]
-    wait_for(lambda: client.get(ids[0])["state"] == "running", what="the first job to start")
-    states = {client.get(i)["state"] for i in ids}
+    wait_for(lambda: client.get(ids[0]).state == "running", what="the first job to start")
+    states = {client.get(i).state for i in ids}
     assert "running" in states and "queued" in states
-    ray.kill(system["scheduler"], no_restart=False)  # Ray restarts it from the journal
+    ray.kill(system["scheduler"].actor, no_restart=False)  # Ray restarts it from the journal
     wait_for(lambda: _ping(system["scheduler"]), what="the scheduler to restart")
     for job_id in ids:
         view = client.wait(job_id, timeout=300)
-        assert view["state"] == "succeeded", view
+        assert view.state == "succeeded", view
         record = journal_record(system, job_id)
         assert [h[2] for h in record["history"]].count("result committed") == 1
     generated = worker_stats_via_serve()[0]["generated"]
@@ -165,10 +165,11 @@ def test_scheduler_restart_loses_no_job(system) -> None:
 
 
 def _ping(handle: Any) -> bool:
-    import ray
+    from luma_ray.runtime.handle import SchedulerHandle
+    from luma_ray.scheduler.protocol import Ping
 
     try:
-        return ray.get(handle.ping.remote(), timeout=5) == "ok"
+        return SchedulerHandle(handle.actor, 0.0, 5.0).call(Ping()) == "ok"
     except Exception:
         return False
 
@@ -192,7 +193,7 @@ def test_a_draining_node_hands_its_job_back_with_its_place(system) -> None:
     def runner() -> dict[str, Any] | None:
         for app in ("mixed-a", "mixed-b"):
             stats = pool_stats(app)
-            if stats["current"] == job and client.get(job)["progress"]["step"] >= 2:
+            if stats["current"] == job and client.get(job).progress.step >= 2:
                 return stats
         return None
 
@@ -210,7 +211,7 @@ def test_a_draining_node_hands_its_job_back_with_its_place(system) -> None:
     # Serve stops the drained node's replica at the deadline, so the journal is the witness:
     # a lease that merely expired would have counted an attempt and said so.
     view = client.wait(job, timeout=300)
-    assert (view["state"], view["attempts"]) == ("succeeded", 1), view
+    assert (view.state, view.attempts) == ("succeeded", 1), view
     record = journal_record(system, job)
     assert record["enqueued_at_s"] == record["created_at_s"]
     reasons = [h[2] for h in record["history"]]
