@@ -7,7 +7,7 @@ request arrives (``InvalidRequest`` → 400); whatever observes job transitions 
 
 Delivery never affects the job: ``enqueue`` only appends to memory (and, with an outbox, to
 its file), one background thread does all network I/O, and every failure ends as a retry or a
-logged drop. With an outbox (``luma_ray.api.outbox``) events not yet delivered outlive the
+logged drop. With an outbox (``luma_ray.notify.outbox``) events not yet delivered outlive the
 process: a new sender on the same outbox sends them first. Events of one job go out in
 order (the next waits until the one before is delivered or dropped), while a job that is backing
 off does not hold up other jobs. Delivery is at least once: receivers deduplicate on
@@ -34,7 +34,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from luma_ray.api.callbacks import (  # noqa: F401  (public names re-exported)
+from luma_ray.errors import InvalidRequest
+from luma_ray.notify.callbacks import (  # noqa: F401  (public names re-exported)
     _HEX_DIGEST,
     _MAX_SIGNATURE_HEADER_CHARS,
     _NAT64,
@@ -59,7 +60,6 @@ from luma_ray.api.callbacks import (  # noqa: F401  (public names re-exported)
     validate_callback_url,
     verify,
 )
-from luma_ray.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
