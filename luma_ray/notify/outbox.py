@@ -17,7 +17,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from luma_ray.notify.callbacks import WebhookEvent
+from luma_ray.notify.events import WebhookEvent
 from luma_ray.storage.sqlite import open_durable
 
 log = logging.getLogger(__name__)

@@ -35,33 +35,14 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from luma_ray.errors import InvalidRequest
-from luma_ray.notify.callbacks import (  # noqa: F401  (public names re-exported)
-    _HEX_DIGEST,
-    _MAX_SIGNATURE_HEADER_CHARS,
-    _NAT64,
-    _NUMERIC_HOST,
-    _TIMESTAMP,
-    EVENT_ID_HEADER,
-    MAX_URL_CHARS,
-    SIGNATURE_HEADER,
-    USER_AGENT,
-    IPAddress,
-    Resolver,
-    WebhookEvent,
-    _is_public,
-    _literal_ip,
-    _redact,
-    _retry_after_s,
-    compute_backoff,
-    event_body,
-    resolve_host,
-    sign,
-    tenant_secret,
-    validate_callback_url,
-    verify,
-)
+from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent, event_body
+from luma_ray.notify.retries import compute_backoff, parse_retry_after
+from luma_ray.notify.signing import SIGNATURE_HEADER, sign, tenant_secret
+from luma_ray.notify.targets import Resolver, is_public, redact, resolve_host, validate_callback_url
 
 logger = logging.getLogger(__name__)
+
+USER_AGENT = "luma-ray-webhooks/1"
 
 
 class Outbox(Protocol):
@@ -296,7 +277,7 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             return _Outcome("drop", type(exc).__name__)
         try:
-            retry_after_s = _retry_after_s(response.headers.get("Retry-After"), self._clock())
+            retry_after_s = parse_retry_after(response.headers.get("Retry-After"), self._clock())
             return _classify(response.status_code, retry_after_s)
         finally:
             response.close()
@@ -314,7 +295,7 @@ class WebhookSender:
             host = url.raw_host.decode("ascii")
             port = url.port or (443 if url.scheme == "https" else 80)
             addresses = [ipaddress.ip_address(a) for a in self._resolver(host, port)]
-            if not addresses or not all(_is_public(a) for a in addresses):
+            if not addresses or not all(is_public(a) for a in addresses):
                 raise _Refused("host resolves to a private or reserved address")
             headers["Host"] = url.netloc.decode("ascii")
             if url.scheme == "https":
@@ -341,7 +322,7 @@ class WebhookSender:
                 "webhook retry job=%s event=%s host=%s attempt=%d reason=%s in %.2fs",
                 event.job_id,
                 event.event_id,
-                _redact(event.url),
+                redact(event.url),
                 delivery.attempts,
                 outcome.reason,
                 delay_s,
@@ -425,6 +406,6 @@ def _log_drop(event: WebhookEvent, reason: str) -> None:
         "webhook dropped job=%s event=%s host=%s reason=%s",
         event.job_id,
         event.event_id,
-        _redact(event.url),
+        redact(event.url),
         reason,
     )

@@ -19,17 +19,11 @@ import httpx
 import pytest
 
 from luma_ray.errors import InvalidRequest
-from luma_ray.notify.webhooks import (
-    EVENT_ID_HEADER,
-    SIGNATURE_HEADER,
-    WebhookEvent,
-    WebhookSender,
-    compute_backoff,
-    event_body,
-    sign,
-    validate_callback_url,
-    verify,
-)
+from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent, event_body
+from luma_ray.notify.retries import compute_backoff
+from luma_ray.notify.signing import SIGNATURE_HEADER, sign, verify
+from luma_ray.notify.targets import validate_callback_url
+from luma_ray.notify.webhooks import WebhookSender
 
 SECRET = b"whsec_test_0123456789"
 T0 = 1_700_000_000.0
@@ -739,7 +733,7 @@ def test_events_are_signed_with_their_tenants_secret(
 ) -> None:
     from dataclasses import replace
 
-    from luma_ray.notify.webhooks import tenant_secret
+    from luma_ray.notify.signing import tenant_secret
 
     receiver = serve(script(200))
     sender = make_sender()
