@@ -1,4 +1,4 @@
-"""Webhooks (luma_ray/notify/webhooks.py): signing, backoff, the SSRF guard, and delivery to a
+"""Webhooks (luma_ray/notify/): signing, backoff, the SSRF guard, and delivery to a
 real HTTP server on 127.0.0.1. Time is a fake clock whose ``sleep`` records and advances."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pytest
 from luma_ray.errors import InvalidRequest
 from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent, event_body
 from luma_ray.notify.retries import compute_backoff
+from luma_ray.notify.sender import WebhookSender
 from luma_ray.notify.signing import SIGNATURE_HEADER, sign, verify
 from luma_ray.notify.targets import validate_callback_url
-from luma_ray.notify.webhooks import WebhookSender
 
 SECRET = b"whsec_test_0123456789"
 T0 = 1_700_000_000.0
@@ -357,7 +357,7 @@ def test_400_is_not_retried_and_the_event_is_dropped(
 ) -> None:
     receiver = serve(script(400))
     sender = make_sender()
-    with caplog.at_level(logging.WARNING, logger="luma_ray.notify.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="luma_ray.notify.sender"):
         sender.enqueue(make_event(receiver.url))
         assert sender.flush(FLUSH_S)
 
