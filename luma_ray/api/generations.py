@@ -21,7 +21,7 @@ from luma_ray.api.context import Caller, Ports, ports
 from luma_ray.api.keys import Principal
 from luma_ray.api.schemas import CreateGeneration, generation_view, submit_request
 from luma_ray.errors import NotFound
-from luma_ray.notify.callbacks import validate_callback_url
+from luma_ray.notify.targets import validate_callback_url
 from luma_ray.scheduler.protocol import (
     CancelJob,
     DeleteJob,

@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from luma_ray.api.callbacks import tenant_secret
 from luma_ray.api.keys import KeyRecord, KeyStore, keys_path
 from luma_ray.config import default_data_dir, default_tiers, load_config
 from luma_ray.errors import InvalidRequest, NotFound
+from luma_ray.notify.signing import tenant_secret
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

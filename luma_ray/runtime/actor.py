@@ -22,9 +22,9 @@ import ray
 from luma_ray.config import parse_config
 from luma_ray.jobs import JobState, ModelLimits
 from luma_ray.models.repository import ModelRepository
-from luma_ray.notify.callbacks import WebhookEvent
+from luma_ray.notify.events import WebhookEvent
 from luma_ray.notify.outbox import WebhookOutbox
-from luma_ray.notify.webhooks import WebhookSender
+from luma_ray.notify.sender import WebhookSender
 from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
 from luma_ray.scheduler.journal import Journal

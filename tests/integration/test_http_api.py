@@ -159,7 +159,8 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from luma_ray.api.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, tenant_secret, verify
+    from luma_ray.notify.events import EVENT_ID_HEADER
+    from luma_ray.notify.signing import SIGNATURE_HEADER, tenant_secret, verify
 
     received: list[tuple[dict[str, Any], str, bytes]] = []
 
@@ -212,7 +213,7 @@ def test_undelivered_webhooks_survive_a_scheduler_restart(system) -> None:
 
     import ray
 
-    from luma_ray.api.outbox import WebhookOutbox
+    from luma_ray.notify.outbox import WebhookOutbox
 
     from .test_serving import _ping
 

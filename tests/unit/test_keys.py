@@ -312,7 +312,7 @@ def test_cli_revoke_unknown(tmp_path: Path) -> None:
 def test_cli_webhook_secret_is_the_tenants_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from luma_ray.api.callbacks import sign, tenant_secret, verify
+    from luma_ray.notify.signing import sign, tenant_secret, verify
 
     data = ["--data-dir", str(tmp_path)]
     with pytest.raises(NotFound, match="luma-ray up"):

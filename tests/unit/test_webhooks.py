@@ -1,4 +1,4 @@
-"""Webhooks (luma_ray/api/webhooks.py): signing, backoff, the SSRF guard, and delivery to a
+"""Webhooks (luma_ray/notify/): signing, backoff, the SSRF guard, and delivery to a
 real HTTP server on 127.0.0.1. Time is a fake clock whose ``sleep`` records and advances."""
 
 from __future__ import annotations
@@ -18,18 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from luma_ray.api.webhooks import (
-    EVENT_ID_HEADER,
-    SIGNATURE_HEADER,
-    WebhookEvent,
-    WebhookSender,
-    compute_backoff,
-    event_body,
-    sign,
-    validate_callback_url,
-    verify,
-)
 from luma_ray.errors import InvalidRequest
+from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent, event_body
+from luma_ray.notify.retries import compute_backoff
+from luma_ray.notify.sender import WebhookSender
+from luma_ray.notify.signing import SIGNATURE_HEADER, sign, verify
+from luma_ray.notify.targets import validate_callback_url
 
 SECRET = b"whsec_test_0123456789"
 T0 = 1_700_000_000.0
@@ -363,7 +357,7 @@ def test_400_is_not_retried_and_the_event_is_dropped(
 ) -> None:
     receiver = serve(script(400))
     sender = make_sender()
-    with caplog.at_level(logging.WARNING, logger="luma_ray.api.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="luma_ray.notify.sender"):
         sender.enqueue(make_event(receiver.url))
         assert sender.flush(FLUSH_S)
 
@@ -682,7 +676,7 @@ def test_undelivered_events_are_sent_by_the_next_sender(
     """A receiver that is down (503) while the first sender runs; the sender stops (a restart)
     with three events undelivered. A new sender on the same outbox sends them, in order per
     job, once the receiver is back; the outbox is then empty."""
-    from luma_ray.api.outbox import WebhookOutbox
+    from luma_ray.notify.outbox import WebhookOutbox
 
     down = {"flag": True}
     receiver = serve(lambda hit, index: (503 if down["flag"] else 200, {}))
@@ -719,7 +713,7 @@ def test_delivered_and_dropped_events_leave_the_outbox(
     make_sender: Callable[..., WebhookSender],
     tmp_path: Any,
 ) -> None:
-    from luma_ray.api.outbox import WebhookOutbox
+    from luma_ray.notify.outbox import WebhookOutbox
 
     ok, refused = serve(script(200)), serve(script(400))
     outbox = WebhookOutbox(tmp_path / "o.db")
@@ -739,7 +733,7 @@ def test_events_are_signed_with_their_tenants_secret(
 ) -> None:
     from dataclasses import replace
 
-    from luma_ray.api.webhooks import tenant_secret
+    from luma_ray.notify.signing import tenant_secret
 
     receiver = serve(script(200))
     sender = make_sender()

@@ -1,65 +1,36 @@
-"""Webhooks: a signed ``POST`` to a generation's ``callback_url`` each time its state changes.
+"""The webhook sender: queues events and delivers them on one background thread.
 
-Who calls what: the HTTP layer checks ``callback_url`` with :func:`validate_callback_url` when a
-request arrives (``InvalidRequest`` → 400); whatever observes job transitions builds a
-:class:`WebhookEvent` and calls :meth:`WebhookSender.enqueue`; receivers check requests with
-:func:`verify` (or the snippet in ``docs/webhooks.md``).
-
+Whatever observes job transitions (the scheduler's actor) builds a
+:class:`~luma_ray.notify.events.WebhookEvent` and calls :meth:`WebhookSender.enqueue`.
 Delivery never affects the job: ``enqueue`` only appends to memory (and, with an outbox, to
-its file), one background thread does all network I/O, and every failure ends as a retry or a
-logged drop. With an outbox (``luma_ray.api.outbox``) events not yet delivered outlive the
+its file), one background thread does all network I/O (one attempt at a time, through
+:class:`~luma_ray.notify.poster.WebhookPoster`), and every failure ends as a retry or a
+logged drop. With an outbox (``luma_ray.notify.outbox``) events not yet delivered outlive the
 process: a new sender on the same outbox sends them first. Events of one job go out in
 order (the next waits until the one before is delivered or dropped), while a job that is backing
 off does not hold up other jobs. Delivery is at least once: receivers deduplicate on
 ``X-Luma-Event-Id``. Logs name the job, the event and ``scheme://host`` only, never the secret,
 the path or the query string of a callback URL (they often carry tokens).
-
-Imports the standard library, httpx and :mod:`luma_ray.errors` only.
 """
 
 from __future__ import annotations
 
-import collections
-import heapq
-import ipaddress
-import itertools
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 import httpx
 
-from luma_ray.api.callbacks import (  # noqa: F401  (public names re-exported)
-    _HEX_DIGEST,
-    _MAX_SIGNATURE_HEADER_CHARS,
-    _NAT64,
-    _NUMERIC_HOST,
-    _TIMESTAMP,
-    EVENT_ID_HEADER,
-    MAX_URL_CHARS,
-    SIGNATURE_HEADER,
-    USER_AGENT,
-    IPAddress,
-    Resolver,
-    WebhookEvent,
-    _is_public,
-    _literal_ip,
-    _redact,
-    _retry_after_s,
-    compute_backoff,
-    event_body,
-    resolve_host,
-    sign,
-    tenant_secret,
-    validate_callback_url,
-    verify,
-)
 from luma_ray.errors import InvalidRequest
+from luma_ray.notify.backlog import Backlog, Delivery
+from luma_ray.notify.events import WebhookEvent, event_body
+from luma_ray.notify.poster import WebhookPoster
+from luma_ray.notify.retries import Outcome, RetryPolicy
+from luma_ray.notify.targets import Resolver, redact, resolve_host, validate_callback_url
 
 logger = logging.getLogger(__name__)
 
@@ -72,35 +43,6 @@ class Outbox(Protocol):
     def done(self, event_id: str) -> None: ...
 
     def pending(self) -> list[WebhookEvent]: ...
-
-
-class _Refused(Exception):
-    """The host resolved to an address the SSRF guard refuses; the event is dropped."""
-
-
-@dataclass
-class _Delivery:
-    event: WebhookEvent
-    body: bytes
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What one attempt decided; the worker loop carries it out."""
-
-    kind: Literal["delivered", "retry", "drop"]
-    reason: str  # for logs: "HTTP 503", "ConnectError", ... never the URL
-    retry_after_s: float | None = None  # from the receiver's Retry-After, when it sent one
-
-
-def _classify(status_code: int, retry_after_s: float | None) -> _Outcome:
-    reason = f"HTTP {status_code}"
-    if 200 <= status_code < 300:
-        return _Outcome("delivered", reason)
-    if status_code == 429 or status_code >= 500:
-        return _Outcome("retry", reason, retry_after_s)
-    return _Outcome("drop", reason)
 
 
 class WebhookSender:
@@ -136,31 +78,23 @@ class WebhookSender:
             raise ValueError("secret must not be empty")
         if max_attempts < 1 or max_pending < 1 or timeout_s <= 0:
             raise ValueError("max_attempts and max_pending must be >= 1, timeout_s > 0")
-        compute_backoff(1, base_delay_s, max_delay_s, jitter)  # validates the three
-        self._secret = secret
-        self._max_attempts = max_attempts
-        self._base_delay_s = base_delay_s
-        self._max_delay_s = max_delay_s
+        self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s, jitter)
         self._timeout_s = timeout_s
         self._allow_private = allow_private
         self._sleep = sleep
         self._clock = clock
-        self._jitter = jitter
         self._rng = rng or random.Random()
-        self._resolver = resolver
         self._max_pending = max_pending
-        self._client = httpx.Client(
+        self._poster = WebhookPoster(
+            secret,
+            timeout_s=timeout_s,
+            allow_private=allow_private,
             transport=transport,
-            timeout=timeout_s,
-            follow_redirects=False,
-            trust_env=False,
-            headers={"User-Agent": USER_AGENT},
+            clock=clock,
+            resolver=resolver,
         )
         self._cond = threading.Condition()
-        self._pending: dict[str, collections.deque[_Delivery]] = {}  # per job, head in flight
-        self._ready: list[tuple[float, int, str]] = []  # (due_s, seq, job_id), one per job
-        self._seq = itertools.count()
-        self._queued = 0  # events accepted and not yet delivered or dropped
+        self._backlog = Backlog()  # events accepted and not yet delivered or dropped
         self._closing = False  # no more enqueues
         self._stopped = False  # worker exits at its next look at the queue
         self._stats = {"delivered": 0, "retried": 0, "dropped": 0}
@@ -191,17 +125,12 @@ class WebhookSender:
             return
         with self._cond:
             refusal = "sender closed" if self._closing else None
-            if refusal is None and self._queued >= self._max_pending:
+            if refusal is None and len(self._backlog) >= self._max_pending:
                 refusal = f"queue full ({self._max_pending} events)"
             if refusal is None:
                 # Kept before the worker can see it, so its done() never comes first.
                 self._keep(event)
-                queue = self._pending.get(event.job_id)
-                if queue is None:
-                    queue = self._pending[event.job_id] = collections.deque()
-                    self._push(self._clock(), event.job_id)
-                queue.append(_Delivery(event, body))
-                self._queued += 1
+                self._backlog.add(Delivery(event, body), self._clock())
                 self._cond.notify_all()
                 return
         self._count_drop(event, refusal)
@@ -211,7 +140,7 @@ class WebhookSender:
         dropped; True if it came to that. For tests and shutdown."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._queued:
+            while len(self._backlog):
                 remaining_s = deadline - time.monotonic()
                 if remaining_s <= 0:
                     return False
@@ -250,105 +179,54 @@ class WebhookSender:
         try:
             while (delivery := self._next_due()) is not None:
                 try:
-                    outcome = self._attempt(delivery)
+                    delivery.attempts += 1
+                    outcome = self._poster.post(delivery.event, delivery.body)
                 except Exception:  # a bug here must not kill the thread or loop on one event
                     logger.exception(
                         "webhook internal error job=%s event=%s",
                         delivery.event.job_id,
                         delivery.event.event_id,
                     )
-                    outcome = _Outcome("drop", "internal error")
+                    outcome = Outcome("drop", "internal error")
                 self._settle(delivery, outcome)
         finally:
-            self._client.close()
+            self._poster.close()
             self._abandon()
 
-    def _next_due(self) -> _Delivery | None:
+    def _next_due(self) -> Delivery | None:
         """Block until some job's head event is due; None once the sender is stopped."""
         while True:
             with self._cond:
                 if self._stopped:
                     return None
-                if not self._ready:
+                due_s = self._backlog.next_due_s()
+                if due_s is None:
                     self._cond.wait()
                     continue
-                wait_s = self._ready[0][0] - self._clock()
+                wait_s = due_s - self._clock()
                 if wait_s <= 0:
-                    job_id = heapq.heappop(self._ready)[2]
-                    return self._pending[job_id][0]
+                    return self._backlog.pop_due()
                 if self._sleep is None:
                     self._cond.wait(wait_s)
                     continue
             self._sleep(wait_s)
 
-    def _attempt(self, delivery: _Delivery) -> _Outcome:
-        delivery.attempts += 1
-        try:
-            request = self._build_request(delivery)
-        except _Refused as exc:
-            return _Outcome("drop", str(exc))
-        except OSError as exc:  # resolver failure, often temporary
-            return _Outcome("retry", f"resolve failed ({type(exc).__name__})")
-        try:
-            response = self._client.send(request, stream=True)  # headers only, body never read
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            return _Outcome("retry", type(exc).__name__)
-        except httpx.HTTPError as exc:
-            return _Outcome("drop", type(exc).__name__)
-        try:
-            retry_after_s = _retry_after_s(response.headers.get("Retry-After"), self._clock())
-            return _classify(response.status_code, retry_after_s)
-        finally:
-            response.close()
-
-    def _build_request(self, delivery: _Delivery) -> httpx.Request:
+    def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         event = delivery.event
-        url = httpx.URL(event.url)
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret_for(event), delivery.body, int(self._clock())),
-            EVENT_ID_HEADER: event.event_id,
-        }
-        extensions: dict[str, Any] = {}
-        if not self._allow_private:
-            host = url.raw_host.decode("ascii")
-            port = url.port or (443 if url.scheme == "https" else 80)
-            addresses = [ipaddress.ip_address(a) for a in self._resolver(host, port)]
-            if not addresses or not all(_is_public(a) for a in addresses):
-                raise _Refused("host resolves to a private or reserved address")
-            headers["Host"] = url.netloc.decode("ascii")
-            if url.scheme == "https":
-                extensions["sni_hostname"] = host
-            url = url.copy_with(host=str(addresses[0]))
-        return self._client.build_request(
-            "POST", url, content=delivery.body, headers=headers, extensions=extensions
-        )
-
-    def _settle(self, delivery: _Delivery, outcome: _Outcome) -> None:
-        event = delivery.event
-        if outcome.kind == "retry" and delivery.attempts < self._max_attempts:
-            if outcome.retry_after_s is not None:
-                delay_s = min(outcome.retry_after_s, self._max_delay_s)
-            else:
-                delay_s = compute_backoff(
-                    delivery.attempts,
-                    self._base_delay_s,
-                    self._max_delay_s,
-                    self._jitter,
-                    self._rng,
-                )
+        if self._policy.retries(outcome, delivery.attempts):
+            delay_s = self._policy.delay_s(outcome, delivery.attempts, self._rng)
             logger.info(
                 "webhook retry job=%s event=%s host=%s attempt=%d reason=%s in %.2fs",
                 event.job_id,
                 event.event_id,
-                _redact(event.url),
+                redact(event.url),
                 delivery.attempts,
                 outcome.reason,
                 delay_s,
             )
             with self._cond:
                 self._stats["retried"] += 1
-                self._push(self._clock() + delay_s, event.job_id)
+                self._backlog.retry_at(self._clock() + delay_s, event.job_id)
             return
         self._forget(event)
         # Log before the books are updated, so a flush() that returns has seen the log line.
@@ -360,13 +238,7 @@ class WebhookSender:
         else:
             _log_drop(event, outcome.reason)
         with self._cond:
-            queue = self._pending[event.job_id]
-            queue.popleft()
-            if queue:
-                self._push(self._clock(), event.job_id)
-            else:
-                del self._pending[event.job_id]
-            self._queued -= 1
+            self._backlog.finish(event.job_id, self._clock())
             self._stats["delivered" if outcome.kind == "delivered" else "dropped"] += 1
             self._cond.notify_all()
 
@@ -374,25 +246,17 @@ class WebhookSender:
         """On worker exit: drop whatever is still queued, so nothing vanishes without a log
         (with an outbox, keep it there for the next sender instead)."""
         with self._cond:
-            left = [d.event for queue in self._pending.values() for d in queue]
+            left = self._backlog.events()
         for event in left:
             if self._outbox is None:
                 _log_drop(event, "sender closed before delivery")
         if left and self._outbox is not None:
             logger.info("webhooks: %d undelivered events kept for the next start", len(left))
         with self._cond:
-            self._pending.clear()
-            self._ready.clear()
-            self._queued = 0
+            self._backlog.clear()
             if self._outbox is None:
                 self._stats["dropped"] += len(left)
             self._cond.notify_all()
-
-    def _secret_for(self, event: WebhookEvent) -> bytes:
-        """The tenant's own secret (derived from the master), or the master without one."""
-        if event.tenant is None:
-            return self._secret
-        return tenant_secret(self._secret, event.tenant)
 
     def _keep(self, event: WebhookEvent) -> None:
         if self._outbox is None:
@@ -410,9 +274,6 @@ class WebhookSender:
         except Exception:
             logger.warning("webhook outbox: could not remove event %s", event.event_id)
 
-    def _push(self, due_s: float, job_id: str) -> None:
-        heapq.heappush(self._ready, (due_s, next(self._seq), job_id))
-
     def _count_drop(self, event: WebhookEvent, reason: str) -> None:
         """Drop an event that never entered the queue (refused by ``enqueue``)."""
         _log_drop(event, reason)
@@ -425,6 +286,6 @@ def _log_drop(event: WebhookEvent, reason: str) -> None:
         "webhook dropped job=%s event=%s host=%s reason=%s",
         event.job_id,
         event.event_id,
-        _redact(event.url),
+        redact(event.url),
         reason,
     )

@@ -1,6 +1,6 @@
 """Webhook events not yet delivered, in a SQLite file, so they outlive a scheduler restart.
 
-Who calls this: :class:`~luma_ray.api.webhooks.WebhookSender`, when it is given an outbox. It
+Who calls this: :class:`~luma_ray.notify.sender.WebhookSender`, when it is given an outbox. It
 calls :meth:`put` as it accepts an event, :meth:`done` once the event was delivered or given up,
 and :meth:`pending` once at start, to queue again what the last run left (a crash, or a close
 with events still queued). Receivers deduplicate on the event id, so sending one again is safe.
@@ -17,7 +17,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from luma_ray.api.callbacks import WebhookEvent
+from luma_ray.notify.events import WebhookEvent
 from luma_ray.storage.sqlite import open_durable
 
 log = logging.getLogger(__name__)
