@@ -309,12 +309,3 @@ class LumaClient(_Base):
                 for chunk in response.iter_bytes():
                     out.write(chunk)
         return target
-
-
-def __getattr__(name: str) -> Any:
-    """``AsyncLumaClient`` lives in ``http_async``; it is re-exported here lazily."""
-    if name == "AsyncLumaClient":
-        from luma_ray.client.http_async import AsyncLumaClient
-
-        return AsyncLumaClient
-    raise AttributeError(name)

@@ -24,7 +24,6 @@ from luma_ray.api.backend import LocalBackend
 from luma_ray.api.keys import KeyStore
 from luma_ray.client.http import (
     ApiError,
-    AsyncLumaClient,
     AuthError,
     BadRequestError,
     BusyError,
@@ -34,6 +33,7 @@ from luma_ray.client.http import (
     NotFoundError,
     SseParser,
 )
+from luma_ray.client.http_async import AsyncLumaClient
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.errors import BackPressure, NotFound
 from luma_ray.models.interface import ModelLimits
