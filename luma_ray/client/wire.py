@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
@@ -173,21 +174,29 @@ def _api_error(response: httpx.Response) -> ApiError:
     code = str(body.get("code") or f"http_{response.status_code}")
     detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
     cls = _ERRORS.get(response.status_code, ServerError)
-    return cls(response.status_code, code, detail, _retry_after_s(response))
+    wait_s = retry_after_s(response.headers.get("retry-after"), time.time())
+    return cls(response.status_code, code, detail, wait_s)
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def retry_after_s(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header value, or None when absent or unreadable.
+
+    The value is delay-seconds (digits) or an HTTP-date (RFC 9110 section 10.2.3), which is
+    counted from ``now_s`` (Unix seconds; pass ``time.time()``) and read as UTC when it names
+    no zone; a date already past gives 0. Pure: no clock, no I/O.
+    """
     if value is None:
         return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now_s)
 
 
 def _json(response: httpx.Response) -> Any:

@@ -34,6 +34,7 @@ from luma_ray.client.http import (
     SseParser,
 )
 from luma_ray.client.http_async import AsyncLumaClient
+from luma_ray.client.wire import retry_after_s
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.errors import BackPressure, NotFound
 from luma_ray.models.interface import ModelLimits
@@ -385,3 +386,26 @@ def test_sse_parser_handles_comments_multiline_data_and_plain_text() -> None:
     lines = [": keep-alive", "event: progress", 'data: {"step":', "data: 2}", "", "data: hi", ""]
     out = [item for line in lines if (item := parser.feed(line)) is not None]
     assert out == [("progress", {"step": 2}), ("message", {"data": "hi"})]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("12", 12.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("Tue, 14 Nov 2023 22:13:32 GMT", 12.0),  # 12 s after NOW
+        ("Tue, 14 Nov 2023 22:13:32 -0000", 12.0),  # no zone: read as UTC
+        ("Tue, 14 Nov 2023 22:13:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("-3", None),
+        ("1.5", None),  # delay-seconds are whole digits
+        ("", None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(
+    value: str | None, expected: float | None
+) -> None:
+    now_s = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
+    assert retry_after_s(value, now_s) == expected
