@@ -17,7 +17,6 @@ from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 import httpx
 
@@ -206,41 +205,6 @@ def _json(response: httpx.Response) -> Any:
         raise ServerError(
             response.status_code, "bad_response", "the server did not answer JSON; check base_url"
         ) from None
-
-
-def _create_body(prompt: str, **fields: Any) -> dict[str, Any]:
-    """The POST body: only the fields the caller set, so the server's defaults apply."""
-    return {"prompt": prompt, **{k: v for k, v in fields.items() if v is not None and v != ""}}
-
-
-def _list_params(state: str | None, limit: int, after: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"limit": limit}
-    if state is not None:
-        params["state"] = state
-    if after is not None:
-        params["after"] = after
-    return params
-
-
-def _path(generation_id: str, suffix: str = "") -> str:
-    return f"/v1/generations/{quote(generation_id, safe='')}{suffix}"
-
-
-def _busy_delay_s(err: BusyError) -> float:
-    return min(MAX_BUSY_WAIT_S, err.retry_after_s if err.retry_after_s is not None else 1.0)
-
-
-def _remaining_s(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
-
-
-def _stream_read_s(deadline: float | None) -> float:
-    remaining = _remaining_s(deadline)
-    return STREAM_IDLE_S if remaining is None else max(0.001, min(remaining, STREAM_IDLE_S))
-
-
-def _timed_out(generation_id: str, gen: Generation, timeout_s: float | None) -> TimeoutError:
-    return TimeoutError(f"generation {generation_id} is still {gen.state} after {timeout_s} s")
 
 
 class SseParser:
