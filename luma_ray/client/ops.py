@@ -20,13 +20,13 @@ from urllib.parse import quote
 
 import httpx
 
+from luma_ray.client.progress import JobProgress
 from luma_ray.client.wire import (
     BUSY_RETRIES,
     MAX_BUSY_WAIT_S,
     STREAM_IDLE_S,
     BusyError,
     Generation,
-    ProgressLine,
     SseParser,
     _api_error,
     _json,
@@ -70,10 +70,10 @@ class Follow:
     """Command: read the event stream ``op`` opens, a line at a time, into :meth:`feed`; the
     client stops reading when it returns True. ``done`` is then the final generation."""
 
-    def __init__(self, op: Op[httpx.Response], line: ProgressLine) -> None:
+    def __init__(self, op: Op[httpx.Response], bar: JobProgress) -> None:
         self.op = op
         self.done: Generation | None = None
-        self._line = line
+        self._bar = bar
         self._parser = SseParser()
 
     def feed(self, line: str) -> bool:
@@ -84,7 +84,10 @@ class Follow:
         if event == "done":
             self.done = Generation.from_json(data)
             return True
-        self._line.on_event(event, data)
+        if event == "state":
+            self._bar.update(state=str(data.get("state", "")))
+        elif event == "progress":
+            self._bar.update(step=int(data.get("step", 0)), total=int(data.get("total", 0)))
         return False
 
 
@@ -228,17 +231,16 @@ def wait(
 ) -> Plan[Generation]:
     """Follow the job's events until ``done``; poll ``get`` every ``poll_s`` once the stream
     drops or ends early; reopen it after one ``get`` when it stays silent ``STREAM_IDLE_S``.
-    Raises ``TimeoutError`` past ``timeout_s``; draws the progress line meanwhile."""
+    Raises ``TimeoutError`` past ``timeout_s``; shows a :class:`JobProgress` meanwhile."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    line = ProgressLine(generation_id, progress)
     streaming, delay_s = True, 0.0
-    try:
+    with JobProgress(generation_id, progress) as bar:
         while True:
             gen: Generation | None = None
             if streaming:
                 remaining = _remaining_s(deadline)
                 silent_s = STREAM_IDLE_S if remaining is None else min(remaining, STREAM_IDLE_S)
-                follow = Follow(events(generation_id, max(0.001, silent_s)), line)
+                follow = Follow(events(generation_id, max(0.001, silent_s)), bar)
                 try:
                     yield follow
                     gen = follow.done
@@ -250,7 +252,7 @@ def wait(
                     streaming = False
             if gen is None or not gen.done:
                 gen = yield get(generation_id).after(delay_s)
-            line.on_generation(gen)
+            bar.update(gen.state, gen.progress.step, gen.progress.total)
             if gen.done:
                 return gen
             remaining = _remaining_s(deadline)
@@ -260,8 +262,6 @@ def wait(
                 )
             if not streaming:  # polling from now on: the next get waits its turn
                 delay_s = poll_s if remaining is None else min(poll_s, remaining)
-    finally:
-        line.close()
 
 
 def _remaining_s(deadline: float | None) -> float | None:

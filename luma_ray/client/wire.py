@@ -1,5 +1,6 @@
-"""The HTTP client's wire layer: typed results, errors by status, the SSE parser, the
-progress line and staged downloads; shared by the sync and async clients in ``http``.
+"""The HTTP client's wire layer: typed results, errors by status, ``Retry-After``, the SSE
+parser and staged downloads; shared by the sync and async clients (``http``, ``http_async``)
+and the operations they perform (``ops``).
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -239,58 +239,6 @@ class SseParser:
         elif name == "data":
             self._data.append(value)
         return None
-
-
-class ProgressLine:
-    """The one-line progress display ``wait()`` redraws on stderr; a no-op when off.
-
-    ``progress=None`` means on when someone watches: stderr is a terminal, or a Jupyter kernel
-    runs (``ipykernel`` is imported).
-    """
-
-    WIDTH = 24
-
-    def __init__(self, generation_id: str, progress: bool | None) -> None:
-        stream = sys.stderr
-        if progress is None:
-            progress = bool(stream is not None and stream.isatty()) or "ipykernel" in sys.modules
-        self._out: IO[str] | None = stream if progress else None
-        self._id = generation_id
-        self._state = ""
-        self._progress = Progress("", 0, 0)
-        self._drawn = ""
-
-    def on_event(self, event: str, data: Mapping[str, Any]) -> None:
-        """Take a ``state`` or ``progress`` event from the stream."""
-        if event == "state":
-            self._state = str(data.get("state", ""))
-        elif event == "progress":
-            self._progress = Progress(
-                str(data.get("phase", "")), int(data.get("step", 0)), int(data.get("total", 0))
-            )
-        self._draw()
-
-    def on_generation(self, gen: Generation) -> None:
-        self._state, self._progress = gen.state, gen.progress
-        self._draw()
-
-    def close(self) -> None:
-        if self._out is not None and self._drawn:
-            self._out.write("\n")
-            self._out.flush()
-
-    def _draw(self) -> None:
-        if self._out is None:
-            return
-        step, total = self._progress.step, self._progress.total
-        line = f"{self._id} {self._state:<9}"
-        if total:
-            filled = min(self.WIDTH, self.WIDTH * step // total)
-            line += f" [{'#' * filled}{'.' * (self.WIDTH - filled)}] {step}/{total}"
-        if line != self._drawn:
-            self._out.write("\r" + line.ljust(len(self._drawn)))
-            self._out.flush()
-            self._drawn = line
 
 
 @contextmanager

@@ -3,12 +3,14 @@ client to do, and how they take what the client got back (a result or an error).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import httpx
 import pytest
 
 from luma_ray.client import ops
+from luma_ray.client.progress import JobProgress
 from luma_ray.client.wire import BusyError, Generation
 
 
@@ -62,3 +64,22 @@ def test_wait_returns_the_done_event_of_the_stream() -> None:
     assert follow.feed('data: {"id": "gen_1", "state": "succeeded"}') is False
     assert follow.feed("") is True
     assert steps.next() is None and steps.result.state == "succeeded"
+
+
+def test_job_progress_draws_on_stderr_only_when_shown(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with JobProgress("gen_1", show=True) as bar:
+        bar.update("queued", 0, 0)
+        bar.update(state="running")
+        bar.update(step=2, total=4)
+    out = capsys.readouterr()
+    assert "gen_1 queued" in out.err and "gen_1 running" in out.err and "2/4" in out.err
+    assert out.err.endswith("\n") and out.out == ""
+
+    with JobProgress("gen_2", show=False) as bar:
+        bar.update("running", 1, 2)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    with JobProgress("gen_3") as bar:  # None: captured stderr is no terminal, no kernel runs
+        bar.update("running", 1, 2)
+    assert capsys.readouterr() == ("", "")
