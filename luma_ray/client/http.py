@@ -1,29 +1,31 @@
-"""The HTTP client of the native API: :class:`LumaClient` (sync) and :class:`AsyncLumaClient`.
+"""The HTTP client of the native API: :class:`LumaClient`, blocking (:class:`AsyncLumaClient`,
+the same for asyncio, is in ``http_async``).
 
 Scripts, notebooks and services outside the Ray cluster call these; they talk to the ingress
 (``/v1/generations``, ``/v1/limits``, ``/v1/models``) with a bearer key. The two classes share
-everything but the I/O: body building, problem parsing, the server-sent-events parser and the
-progress line live here once. Errors are :class:`ApiError` subclasses that are also luma_ray's
-own errors, so ``except NotFound`` catches a missing job from this client and from the Ray
-client alike. Network failures stay ``httpx.TransportError``. Nothing here reads environment
-variables; :meth:`LumaClient.from_env` takes the mapping it reads from as an argument.
+everything but the I/O: what each request is, the retries and the wait loop are described once
+in ``ops``; types, errors and the event-stream parser are in ``wire``. Errors are
+:class:`ApiError` subclasses that are also luma_ray's own errors, so ``except NotFound`` catches
+a missing job from this client and from the Ray client alike. Network failures stay
+``httpx.TransportError``. Nothing here reads environment variables; :meth:`LumaClient.from_env`
+takes the mapping it reads from as an argument.
 """
 
 from __future__ import annotations
 
 import builtins
-import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from luma_ray import __version__
+from luma_ray.client import ops
 from luma_ray.client.wire import (
-    BUSY_RETRIES,
     DEFAULT_URL,
     ApiError,
     AuthError,
@@ -34,20 +36,10 @@ from luma_ray.client.wire import (
     Generation,
     NotFoundError,
     Progress,
-    ProgressLine,
     ServerError,
     SseParser,
-    _api_error,
-    _busy_delay_s,
-    _create_body,
-    _json,
-    _list_params,
-    _path,
-    _remaining_s,
     _staged,
-    _stream_read_s,
     _target,
-    _timed_out,
 )
 
 __all__ = [
@@ -65,13 +57,15 @@ __all__ = [
     "ServerError",
 ]
 
-log = logging.getLogger(__name__)
-
+T = TypeVar("T")
 _C = TypeVar("_C", bound="_Base")
 
 
 class _Base:
-    """What both clients share: the base URL, the key (kept out of repr) and headers."""
+    """What both clients share: the base URL, the key (kept out of repr), and turning an
+    :class:`~luma_ray.client.ops.Op` into an ``httpx.Request``."""
+
+    _http: httpx.Client | httpx.AsyncClient
 
     def __init__(self, base_url: str, api_key: str | None, timeout_s: float, poll_s: float):
         self.base_url = base_url.rstrip("/")
@@ -93,18 +87,21 @@ class _Base:
             key = f"'lr_{parts[1]}_***'" if len(parts) >= 3 and parts[0] == "lr" else "'***'"
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={key})"
 
-    def _url(self, path: str) -> str:
-        return self.base_url + path
-
-    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def _build(self, op: ops.Op[Any]) -> httpx.Request:
         headers = {"User-Agent": f"luma-ray-client/{__version__}", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        headers.update(extra or {})
-        return headers
-
-    def _stream_timeout(self, read_s: float | None) -> httpx.Timeout:
-        return httpx.Timeout(self._timeout_s, read=read_s)
+        headers.update(op.headers or {})
+        read_s = op.read_timeout_s
+        timeout = (
+            httpx.USE_CLIENT_DEFAULT
+            if read_s == "client"
+            else httpx.Timeout(self._timeout_s, read=read_s)
+        )
+        url = self.base_url + op.path
+        return self._http.build_request(
+            op.method, url, params=op.params, json=op.json, headers=headers, timeout=timeout
+        )
 
 
 class LumaClient(_Base):
@@ -114,6 +111,8 @@ class LumaClient(_Base):
     ``http_client`` replaces the whole ``httpx.Client`` (its base URL is ignored and it is not
     closed by :meth:`close`). ``poll_s`` is the interval of ``wait()`` when it must poll.
     """
+
+    _http: httpx.Client
 
     def __init__(
         self,
@@ -140,13 +139,6 @@ class LumaClient(_Base):
         if self._owned:
             self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = self._headers(kwargs.pop("headers", None))
-        response = self._http.request(method, self._url(path), headers=headers, **kwargs)
-        if response.is_error:
-            raise _api_error(response)
-        return response
-
     def create(
         self,
         prompt: str,
@@ -167,64 +159,54 @@ class LumaClient(_Base):
     ) -> Generation:
         """Queue a generation. ``retry_on_busy`` waits out up to ``BUSY_RETRIES`` 429s (each
         for its Retry-After, at most ``MAX_BUSY_WAIT_S``) instead of raising ``BusyError``."""
-        body = _create_body(
-            prompt,
-            model=model,
-            seconds=seconds,
-            frames=frames,
-            size=size,
-            aspect_ratio=aspect_ratio,
-            fps=fps,
-            seed=seed,
-            steps=steps,
-            negative_prompt=negative_prompt,
-            callback_url=callback_url,
-            metadata=dict(metadata) if metadata else None,
+        return self._run(
+            ops.create(
+                prompt,
+                model=model,
+                seconds=seconds,
+                frames=frames,
+                size=size,
+                aspect_ratio=aspect_ratio,
+                fps=fps,
+                seed=seed,
+                steps=steps,
+                negative_prompt=negative_prompt,
+                callback_url=callback_url,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                retry_on_busy=retry_on_busy,
+            )
         )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                response = self._request("POST", "/v1/generations", json=body, headers=headers)
-                return Generation.from_json(_json(response))
-            except BusyError as err:
-                if not retry_on_busy or attempt == BUSY_RETRIES:
-                    raise
-                log.info("create refused (%s); retrying in %.1f s", err.code, _busy_delay_s(err))
-                time.sleep(_busy_delay_s(err))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, generation_id: str) -> Generation:
         """The job as it is now; ``NotFoundError`` when absent or another tenant's."""
-        return Generation.from_json(_json(self._request("GET", _path(generation_id))))
+        return self._send(ops.get(generation_id))
 
     def list(self, *, state: str | None = None, limit: int = 20) -> Iterator[Generation]:
         """Every generation of the key's tenant, newest first, fetched lazily ``limit`` (the
         page size, 1-100) at a time; ``itertools.islice`` caps the total."""
-        after: str | None = None
-        while True:
-            params = _list_params(state, limit, after)
-            page = _json(self._request("GET", "/v1/generations", params=params))
-            yield from (Generation.from_json(item) for item in page["data"])
-            after = page.get("next_after")
-            if not page.get("has_more") or not after:
-                return
+        op: ops.Op[ops.Page] | None = ops.page(state, limit)
+        while op is not None:
+            page = self._send(op)
+            yield from page.items
+            op = page.next
 
     def cancel(self, generation_id: str) -> Generation:
         """Cancel a queued or running job (a running one stops at its next heartbeat); a
         finished job comes back unchanged."""
-        return Generation.from_json(_json(self._request("POST", _path(generation_id, "/cancel"))))
+        return self._send(ops.cancel(generation_id))
 
     def delete(self, generation_id: str) -> None:
         """Forget a generation and its results (cancelling it first if it still runs)."""
-        self._request("DELETE", _path(generation_id))
+        self._send(ops.delete(generation_id))
 
     def limits(self) -> dict[str, Any]:
         """The key's tenant and tier, its caps, and each model's limits."""
-        return dict(_json(self._request("GET", "/v1/limits")))
+        return self._send(ops.limits())
 
     def models(self) -> builtins.list[dict[str, Any]]:
         """The served models, each ``{"id", "object", "limits"}``."""
-        return builtins.list(_json(self._request("GET", "/v1/models"))["data"])
+        return self._send(ops.models())
 
     def events(
         self, generation_id: str, *, read_timeout_s: float | None = None
@@ -232,17 +214,9 @@ class LumaClient(_Base):
         """The job's server-sent events until the server ends them: ``state`` on each change,
         ``progress`` on each step, then ``done`` with the generation. Blocks between events
         (up to ``read_timeout_s`` if set; a drop raises ``httpx.TransportError``)."""
-        url = self._url(_path(generation_id, "/events"))
-        headers = self._headers({"Accept": "text/event-stream"})
-        timeout = self._stream_timeout(read_timeout_s)
-        with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
-            if response.is_error:
-                response.read()
-                raise _api_error(response)
-            parser = SseParser()
-            for line in response.iter_lines():
-                if (item := parser.feed(line)) is not None:
-                    yield item
+        parser = SseParser()
+        with self._stream(ops.events(generation_id, read_timeout_s)) as response:
+            yield from filter(None, map(parser.feed, response.iter_lines()))
 
     def wait(
         self, generation_id: str, *, timeout_s: float | None = None, progress: bool | None = None
@@ -253,42 +227,7 @@ class LumaClient(_Base):
         ``progress`` draws a progress line on stderr (None: when a terminal or notebook shows
         it). A failed or cancelled job is returned, not raised: check ``state`` and ``error``.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        line = ProgressLine(generation_id, progress)
-        streaming = True
-        try:
-            while True:
-                gen = None
-                if streaming:
-                    try:
-                        gen = self._follow(generation_id, deadline, line)
-                        streaming = gen is not None  # a stream that ends without done: poll
-                    except httpx.ReadTimeout:
-                        pass  # quiet for STREAM_IDLE_S or the deadline: check, then reopen
-                    except httpx.TransportError as err:
-                        log.info("generation %s: event stream dropped (%r)", generation_id, err)
-                        streaming = False
-                if gen is None or not gen.done:
-                    gen = self.get(generation_id)
-                line.on_generation(gen)
-                if gen.done:
-                    return gen
-                remaining = _remaining_s(deadline)
-                if remaining is not None and remaining <= 0:
-                    raise _timed_out(generation_id, gen, timeout_s)
-                if not streaming:
-                    time.sleep(self._poll_s if remaining is None else min(self._poll_s, remaining))
-        finally:
-            line.close()
-
-    def _follow(
-        self, generation_id: str, deadline: float | None, line: ProgressLine
-    ) -> Generation | None:
-        for event, data in self.events(generation_id, read_timeout_s=_stream_read_s(deadline)):
-            if event == "done":
-                return Generation.from_json(data)
-            line.on_event(event, data)
-        return None
+        return self._run(ops.wait(generation_id, timeout_s, self._poll_s, progress))
 
     def download(
         self, generation_id: str, path: str | os.PathLike[str], *, variant: str = "video"
@@ -299,22 +238,37 @@ class LumaClient(_Base):
         directory ``path`` gets ``<id>.mp4`` (or ``.png``) inside it.
         """
         target = _target(path, generation_id, variant)
-        url = self._url(_path(generation_id, "/content"))
-        params, headers = {"variant": variant}, self._headers({"Accept": "*/*"})
-        with self._http.stream("GET", url, params=params, headers=headers) as response:
-            if response.is_error:
-                response.read()
-                raise _api_error(response)
-            with _staged(target) as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
+        with self._stream(ops.content(generation_id, variant)) as response, _staged(target) as out:
+            out.writelines(response.iter_bytes())
         return target
 
+    def _send(self, op: ops.Op[T]) -> T:
+        if op.delay_s:
+            time.sleep(op.delay_s)
+        return op.reply(self._http.send(self._build(op)))
 
-def __getattr__(name: str) -> Any:
-    """``AsyncLumaClient`` lives in ``http_async``; it is re-exported here lazily."""
-    if name == "AsyncLumaClient":
-        from luma_ray.client.http_async import AsyncLumaClient
+    @contextmanager
+    def _stream(self, op: ops.Op[httpx.Response]) -> Iterator[httpx.Response]:
+        """The response to ``op`` with its body still to read; the API's error if it failed."""
+        with closing(self._http.send(self._build(op), stream=True)) as response:
+            if response.is_error:
+                response.read()
+            yield op.reply(response)
 
-        return AsyncLumaClient
-    raise AttributeError(name)
+    def _run(self, plan: ops.Plan[T]) -> T:
+        steps = ops.Steps(plan)
+        while (command := steps.next()) is not None:
+            try:
+                steps.reply(self._do(command))
+            except BaseException as err:  # the plan's to handle: retry, poll, or raise it
+                steps.fail(err)
+        return steps.result
+
+    def _do(self, command: ops.Command) -> Any:
+        if not isinstance(command, ops.Follow):
+            return self._send(command)
+        with self._stream(command.op) as response:
+            for line in response.iter_lines():
+                if command.feed(line):
+                    break
+        return None

@@ -1,48 +1,33 @@
 """The asynchronous HTTP client, :class:`AsyncLumaClient`: the same API as
-:class:`~luma_ray.client.http.LumaClient` with coroutines and async iterators.
+:class:`~luma_ray.client.http.LumaClient` with coroutines and async iterators. It performs the
+same :mod:`~luma_ray.client.ops` as that one, with asyncio I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import logging
 import os
-import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from luma_ray.client import ops
 from luma_ray.client.http import _Base
-from luma_ray.client.wire import (
-    BUSY_RETRIES,
-    DEFAULT_URL,
-    BusyError,
-    Generation,
-    ProgressLine,
-    SseParser,
-    _api_error,
-    _busy_delay_s,
-    _create_body,
-    _json,
-    _list_params,
-    _path,
-    _remaining_s,
-    _staged,
-    _stream_read_s,
-    _target,
-    _timed_out,
-)
+from luma_ray.client.wire import DEFAULT_URL, Generation, SseParser, _staged, _target
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class AsyncLumaClient(_Base):
     """The same API as :class:`LumaClient` for asyncio code: coroutine methods, and async
     iterators from :meth:`list` and :meth:`events`. ``transport`` may be an
     ``httpx.ASGITransport`` to talk to an app in process."""
+
+    _http: httpx.AsyncClient
 
     def __init__(
         self,
@@ -69,13 +54,6 @@ class AsyncLumaClient(_Base):
         if self._owned:
             await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = self._headers(kwargs.pop("headers", None))
-        response = await self._http.request(method, self._url(path), headers=headers, **kwargs)
-        if response.is_error:
-            raise _api_error(response)
-        return response
-
     async def create(
         self,
         prompt: str,
@@ -95,79 +73,60 @@ class AsyncLumaClient(_Base):
         retry_on_busy: bool = False,
     ) -> Generation:
         """See :meth:`LumaClient.create`."""
-        body = _create_body(
-            prompt,
-            model=model,
-            seconds=seconds,
-            frames=frames,
-            size=size,
-            aspect_ratio=aspect_ratio,
-            fps=fps,
-            seed=seed,
-            steps=steps,
-            negative_prompt=negative_prompt,
-            callback_url=callback_url,
-            metadata=dict(metadata) if metadata else None,
+        return await self._run(
+            ops.create(
+                prompt,
+                model=model,
+                seconds=seconds,
+                frames=frames,
+                size=size,
+                aspect_ratio=aspect_ratio,
+                fps=fps,
+                seed=seed,
+                steps=steps,
+                negative_prompt=negative_prompt,
+                callback_url=callback_url,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                retry_on_busy=retry_on_busy,
+            )
         )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                response = await self._request(
-                    "POST", "/v1/generations", json=body, headers=headers
-                )
-                return Generation.from_json(_json(response))
-            except BusyError as err:
-                if not retry_on_busy or attempt == BUSY_RETRIES:
-                    raise
-                log.info("create refused (%s); retrying in %.1f s", err.code, _busy_delay_s(err))
-                await asyncio.sleep(_busy_delay_s(err))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get(self, generation_id: str) -> Generation:
         """See :meth:`LumaClient.get`."""
-        return Generation.from_json(_json(await self._request("GET", _path(generation_id))))
+        return await self._send(ops.get(generation_id))
 
     async def list(self, *, state: str | None = None, limit: int = 20) -> AsyncIterator[Generation]:
         """See :meth:`LumaClient.list`; use ``async for``."""
-        after: str | None = None
-        while True:
-            params = _list_params(state, limit, after)
-            page = _json(await self._request("GET", "/v1/generations", params=params))
-            for item in page["data"]:
-                yield Generation.from_json(item)
-            after = page.get("next_after")
-            if not page.get("has_more") or not after:
-                return
+        op: ops.Op[ops.Page] | None = ops.page(state, limit)
+        while op is not None:
+            page = await self._send(op)
+            for gen in page.items:
+                yield gen
+            op = page.next
 
     async def cancel(self, generation_id: str) -> Generation:
         """See :meth:`LumaClient.cancel`."""
-        response = await self._request("POST", _path(generation_id, "/cancel"))
-        return Generation.from_json(_json(response))
+        return await self._send(ops.cancel(generation_id))
 
     async def delete(self, generation_id: str) -> None:
         """See :meth:`LumaClient.delete`."""
-        await self._request("DELETE", _path(generation_id))
+        await self._send(ops.delete(generation_id))
 
     async def limits(self) -> dict[str, Any]:
         """See :meth:`LumaClient.limits`."""
-        return dict(_json(await self._request("GET", "/v1/limits")))
+        return await self._send(ops.limits())
 
     async def models(self) -> builtins.list[dict[str, Any]]:
         """See :meth:`LumaClient.models`."""
-        return builtins.list(_json(await self._request("GET", "/v1/models"))["data"])
+        return await self._send(ops.models())
 
     async def events(
         self, generation_id: str, *, read_timeout_s: float | None = None
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """See :meth:`LumaClient.events`; use ``async for``."""
-        url = self._url(_path(generation_id, "/events"))
-        headers = self._headers({"Accept": "text/event-stream"})
-        timeout = self._stream_timeout(read_timeout_s)
-        async with self._http.stream("GET", url, headers=headers, timeout=timeout) as response:
-            if response.is_error:
-                await response.aread()
-                raise _api_error(response)
-            parser = SseParser()
+        parser = SseParser()
+        async with self._stream(ops.events(generation_id, read_timeout_s)) as response:
             async for line in response.aiter_lines():
                 if (item := parser.feed(line)) is not None:
                     yield item
@@ -176,58 +135,46 @@ class AsyncLumaClient(_Base):
         self, generation_id: str, *, timeout_s: float | None = None, progress: bool | None = None
     ) -> Generation:
         """See :meth:`LumaClient.wait`."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        line = ProgressLine(generation_id, progress)
-        streaming = True
-        try:
-            while True:
-                gen = None
-                if streaming:
-                    try:
-                        gen = await self._follow(generation_id, deadline, line)
-                        streaming = gen is not None
-                    except httpx.ReadTimeout:
-                        pass
-                    except httpx.TransportError as err:
-                        log.info("generation %s: event stream dropped (%r)", generation_id, err)
-                        streaming = False
-                if gen is None or not gen.done:
-                    gen = await self.get(generation_id)
-                line.on_generation(gen)
-                if gen.done:
-                    return gen
-                remaining = _remaining_s(deadline)
-                if remaining is not None and remaining <= 0:
-                    raise _timed_out(generation_id, gen, timeout_s)
-                if not streaming:
-                    await asyncio.sleep(
-                        self._poll_s if remaining is None else min(self._poll_s, remaining)
-                    )
-        finally:
-            line.close()
-
-    async def _follow(
-        self, generation_id: str, deadline: float | None, line: ProgressLine
-    ) -> Generation | None:
-        read_s = _stream_read_s(deadline)
-        async for event, data in self.events(generation_id, read_timeout_s=read_s):
-            if event == "done":
-                return Generation.from_json(data)
-            line.on_event(event, data)
-        return None
+        return await self._run(ops.wait(generation_id, timeout_s, self._poll_s, progress))
 
     async def download(
         self, generation_id: str, path: str | os.PathLike[str], *, variant: str = "video"
     ) -> Path:
         """See :meth:`LumaClient.download` (file writes are small and run inline)."""
         target = _target(path, generation_id, variant)
-        url = self._url(_path(generation_id, "/content"))
-        params, headers = {"variant": variant}, self._headers({"Accept": "*/*"})
-        async with self._http.stream("GET", url, params=params, headers=headers) as response:
-            if response.is_error:
-                await response.aread()
-                raise _api_error(response)
+        async with self._stream(ops.content(generation_id, variant)) as response:
             with _staged(target) as out:
                 async for chunk in response.aiter_bytes():
                     out.write(chunk)
         return target
+
+    async def _send(self, op: ops.Op[T]) -> T:
+        if op.delay_s:
+            await asyncio.sleep(op.delay_s)
+        return op.reply(await self._http.send(self._build(op)))
+
+    @asynccontextmanager
+    async def _stream(self, op: ops.Op[httpx.Response]) -> AsyncIterator[httpx.Response]:
+        """See :meth:`LumaClient._stream`."""
+        async with aclosing(await self._http.send(self._build(op), stream=True)) as response:
+            if response.is_error:
+                await response.aread()
+            yield op.reply(response)
+
+    async def _run(self, plan: ops.Plan[T]) -> T:
+        steps = ops.Steps(plan)
+        while (command := steps.next()) is not None:
+            try:
+                steps.reply(await self._do(command))
+            except BaseException as err:  # the plan's to handle: retry, poll, or raise it
+                steps.fail(err)
+        return steps.result
+
+    async def _do(self, command: ops.Command) -> Any:
+        if not isinstance(command, ops.Follow):
+            return await self._send(command)
+        async with self._stream(command.op) as response:
+            async for line in response.aiter_lines():
+                if command.feed(line):
+                    break
+        return None

@@ -1,5 +1,6 @@
-"""The HTTP client's wire layer: typed results, errors by status, the SSE parser, the
-progress line and staged downloads; shared by the sync and async clients in ``http``.
+"""The HTTP client's wire layer: typed results, errors by status, ``Retry-After``, the SSE
+parser and staged downloads; shared by the sync and async clients (``http``, ``http_async``)
+and the operations they perform (``ops``).
 """
 
 from __future__ import annotations
@@ -7,20 +8,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 import httpx
 
 from luma_ray.errors import (
+from luma_ray.notify.retries import parse_retry_after
     BackPressure,
     Conflict,
     Forbidden,
@@ -173,21 +174,8 @@ def _api_error(response: httpx.Response) -> ApiError:
     code = str(body.get("code") or f"http_{response.status_code}")
     detail = str(body.get("detail") or body.get("title") or response.reason_phrase)
     cls = _ERRORS.get(response.status_code, ServerError)
-    return cls(response.status_code, code, detail, _retry_after_s(response))
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    wait_s = parse_retry_after(response.headers.get("retry-after"), time.time())
+    return cls(response.status_code, code, detail, wait_s)
 
 
 def _json(response: httpx.Response) -> Any:
@@ -197,41 +185,6 @@ def _json(response: httpx.Response) -> Any:
         raise ServerError(
             response.status_code, "bad_response", "the server did not answer JSON; check base_url"
         ) from None
-
-
-def _create_body(prompt: str, **fields: Any) -> dict[str, Any]:
-    """The POST body: only the fields the caller set, so the server's defaults apply."""
-    return {"prompt": prompt, **{k: v for k, v in fields.items() if v is not None and v != ""}}
-
-
-def _list_params(state: str | None, limit: int, after: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"limit": limit}
-    if state is not None:
-        params["state"] = state
-    if after is not None:
-        params["after"] = after
-    return params
-
-
-def _path(generation_id: str, suffix: str = "") -> str:
-    return f"/v1/generations/{quote(generation_id, safe='')}{suffix}"
-
-
-def _busy_delay_s(err: BusyError) -> float:
-    return min(MAX_BUSY_WAIT_S, err.retry_after_s if err.retry_after_s is not None else 1.0)
-
-
-def _remaining_s(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
-
-
-def _stream_read_s(deadline: float | None) -> float:
-    remaining = _remaining_s(deadline)
-    return STREAM_IDLE_S if remaining is None else max(0.001, min(remaining, STREAM_IDLE_S))
-
-
-def _timed_out(generation_id: str, gen: Generation, timeout_s: float | None) -> TimeoutError:
-    return TimeoutError(f"generation {generation_id} is still {gen.state} after {timeout_s} s")
 
 
 class SseParser:
@@ -266,58 +219,6 @@ class SseParser:
         elif name == "data":
             self._data.append(value)
         return None
-
-
-class ProgressLine:
-    """The one-line progress display ``wait()`` redraws on stderr; a no-op when off.
-
-    ``progress=None`` means on when someone watches: stderr is a terminal, or a Jupyter kernel
-    runs (``ipykernel`` is imported).
-    """
-
-    WIDTH = 24
-
-    def __init__(self, generation_id: str, progress: bool | None) -> None:
-        stream = sys.stderr
-        if progress is None:
-            progress = bool(stream is not None and stream.isatty()) or "ipykernel" in sys.modules
-        self._out: IO[str] | None = stream if progress else None
-        self._id = generation_id
-        self._state = ""
-        self._progress = Progress("", 0, 0)
-        self._drawn = ""
-
-    def on_event(self, event: str, data: Mapping[str, Any]) -> None:
-        """Take a ``state`` or ``progress`` event from the stream."""
-        if event == "state":
-            self._state = str(data.get("state", ""))
-        elif event == "progress":
-            self._progress = Progress(
-                str(data.get("phase", "")), int(data.get("step", 0)), int(data.get("total", 0))
-            )
-        self._draw()
-
-    def on_generation(self, gen: Generation) -> None:
-        self._state, self._progress = gen.state, gen.progress
-        self._draw()
-
-    def close(self) -> None:
-        if self._out is not None and self._drawn:
-            self._out.write("\n")
-            self._out.flush()
-
-    def _draw(self) -> None:
-        if self._out is None:
-            return
-        step, total = self._progress.step, self._progress.total
-        line = f"{self._id} {self._state:<9}"
-        if total:
-            filled = min(self.WIDTH, self.WIDTH * step // total)
-            line += f" [{'#' * filled}{'.' * (self.WIDTH - filled)}] {step}/{total}"
-        if line != self._drawn:
-            self._out.write("\r" + line.ljust(len(self._drawn)))
-            self._out.flush()
-            self._drawn = line
 
 
 @contextmanager

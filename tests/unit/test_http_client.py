@@ -23,7 +23,6 @@ from luma_ray.api.app import ApiSettings, create_app
 from luma_ray.api.keys import KeyStore
 from luma_ray.client.http import (
     ApiError,
-    AsyncLumaClient,
     AuthError,
     BadRequestError,
     BusyError,
@@ -33,9 +32,11 @@ from luma_ray.client.http import (
     NotFoundError,
     SseParser,
 )
+from luma_ray.client.http_async import AsyncLumaClient
 from luma_ray.config import default_tiers, parse_config
 from luma_ray.errors import BackPressure, NotFound
 from luma_ray.models.interface import ModelLimits
+from luma_ray.notify.retries import parse_retry_after
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, InProcessScheduler
 from luma_ray.scheduler.service import SchedulerService
@@ -385,3 +386,26 @@ def test_sse_parser_handles_comments_multiline_data_and_plain_text() -> None:
     lines = [": keep-alive", "event: progress", 'data: {"step":', "data: 2}", "", "data: hi", ""]
     out = [item for line in lines if (item := parser.feed(line)) is not None]
     assert out == [("progress", {"step": 2}), ("message", {"data": "hi"})]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("12", 12.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("Tue, 14 Nov 2023 22:13:32 GMT", 12.0),  # 12 s after NOW
+        ("Tue, 14 Nov 2023 22:13:32 -0000", 12.0),  # no zone: read as UTC
+        ("Tue, 14 Nov 2023 22:13:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("-3", None),
+        ("1.5", None),  # delay-seconds are whole digits
+        ("", None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(
+    value: str | None, expected: float | None
+) -> None:
+    now_s = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
+    assert parse_retry_after(value, now_s) == expected
