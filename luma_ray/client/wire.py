@@ -13,15 +13,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
 from luma_ray.errors import (
-from luma_ray.notify.retries import parse_retry_after
     BackPressure,
     Conflict,
     Forbidden,
@@ -30,6 +27,7 @@ from luma_ray.notify.retries import parse_retry_after
     NotFound,
     Unauthorized,
 )
+from luma_ray.notify.retries import parse_retry_after
 
 log = logging.getLogger(__name__)
 
