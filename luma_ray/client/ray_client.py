@@ -8,7 +8,6 @@ back as luma_ray's own (``InvalidRequest``, ``NotFound``, ``BackPressure``), not
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import ray
 
+from luma_ray.client.progress import JobProgress
 from luma_ray.config import RuntimeConfig, default_data_dir
 from luma_ray.errors import InvalidRequest, NotFound
 from luma_ray.runtime.handle import NAMESPACE, get_scheduler
@@ -98,23 +98,20 @@ class Client:
         """Poll until the job is final; returns its view. ``TimeoutError`` after ``timeout``.
 
         ``progress`` shows a one-line progress bar on stderr; by default only where a
-        terminal shows one.
+        terminal or a notebook shows one.
         """
-        show = _can_show_progress() if progress is None else progress
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
-        while True:
-            view = self.get(job_id)
-            if show:
-                _draw(view)
-            if view.done:
-                if show:
-                    sys.stderr.write("\n")
-                return view
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {view.state.value} after {timeout} s")
-            time.sleep(delay)  # polling interval, backing off to 0.5 s
-            delay = min(0.5, delay * 1.5)
+        with JobProgress(job_id, progress) as bar:
+            while True:
+                view = self.get(job_id)
+                bar.update(view.state.value, view.progress.step, view.progress.total)
+                if view.done:
+                    return view
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {job_id} still {view.state.value} after {timeout} s")
+                time.sleep(delay)  # polling interval, backing off to 0.5 s
+                delay = min(0.5, delay * 1.5)
 
     def download(self, job_id: str, path: str | Path, variant: str = "video") -> Path:
         """Copy the job's video (or ``variant='thumbnail'``) to ``path``."""
@@ -130,21 +127,6 @@ class Client:
             raise NotFound(f"result {uri} is not in this cluster's store {store.uri}")
         key = uri[len(store.uri.rstrip("/")) + 1 :]
         return store.get_file(key, Path(path))
-
-
-def _can_show_progress() -> bool:
-    """A terminal, or a notebook kernel (whose stderr is no tty but shows ``\r`` lines)."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
-
-
-def _draw(view: JobView) -> None:
-    p = view.progress
-    done = int(30 * p.step / p.total) if p.total else 0
-    sys.stderr.write(
-        f"\r{view.id} {view.state.value:<9} [{'#' * done}{'.' * (30 - done)}] "
-        f"{p.step}/{p.total} "
-    )
-    sys.stderr.flush()
 
 
 def connect(
