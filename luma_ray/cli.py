@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="policy parameter, repeatable (e.g. r_cap=3)",
     )
-    sim.add_argument("--tiers", help="YAML file of tiers (default: DESIGN.md §3 tiers)")
+    sim.add_argument("--tiers", help="YAML file of tiers (default: docs/scheduling.md's five)")
     sim.add_argument("--out", help="also write the result JSON here")
     sim.set_defaults(func=_cmd_simulate)
 

@@ -64,7 +64,7 @@ class ClusterConfig(_Strict):
 
 
 def default_tiers() -> list[TierConfig]:
-    """The DESIGN.md §3 defaults: api 2 min … free 2 h, weights 5 … 1."""
+    """The default tiers (docs/scheduling.md): api 2 min … free 2 h, weights 5 … 1."""
     return [
         TierConfig(name="api", max_wait_s=120, weight=5),
         TierConfig(name="enterprise", max_wait_s=300, weight=4),

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 SCOPE_USER = "user"
 """Every key has it: submit, read and cancel the tenant's own generations."""
 SCOPE_ADMIN = "admin"
-"""Admin keys only: queue stats, model promote and rollback (DESIGN.md §6)."""
+"""Admin keys only: queue stats, model promote and rollback (docs/security.md)."""
 
 KEY_PREFIX = "lr_"
 KEYS_FILE = "keys.sqlite"

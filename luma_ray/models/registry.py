@@ -2,7 +2,7 @@
 
 Workers call ``get_model_class(name)`` for the models this package ships; a model version from
 the repository names its class the same way in its manifest (``entrypoint: module:Class``,
-DESIGN.md §4) and goes through ``import_entrypoint``. Entries are strings, imported on first
+docs/repository.md) and goes through ``import_entrypoint``. Entries are strings, imported on first
 use, so importing the registry (the ingress does, to list models) loads no torch.
 """
 

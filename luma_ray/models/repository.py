@@ -2,7 +2,8 @@
 
 Who calls this: the ``luma-ray models ...`` commands (``repository_cli.py``) publish, promote,
 roll back and verify; ``ModelCache`` (``cache.py``) reads manifests and downloads files for a
-worker; workers read ``active()`` to notice a promotion. Layout in the blob store (DESIGN.md §4)::
+worker; workers read ``active()`` to notice a promotion. Layout in the blob store
+(docs/repository.md)::
 
     models/<name>/active.yaml
     models/<name>/versions/<version>/manifest.yaml   # written LAST: the version now exists

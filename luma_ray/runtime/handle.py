@@ -12,6 +12,7 @@ first), so a call whose answer was lost is simply sent again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -44,10 +45,17 @@ def _backoff(budget_s: float) -> Iterator[float]:
         delay = min(2.0, delay * 2)
 
 
-def _unwrap(err: ray.exceptions.RayTaskError) -> Exception:
-    """Ray wraps the actor's exception; hand back our own error when there is one."""
-    cause = getattr(err, "cause", None)
-    return cause if isinstance(cause, LumaError) else err
+@contextlib.contextmanager
+def _attempt() -> Iterator[None]:
+    """One try: an error the scheduler raised comes back as itself (Ray wraps it); a restart
+    or a timeout is swallowed, and the caller tries again."""
+    try:
+        yield
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        raise (cause if isinstance(cause, LumaError) else err) from None
+    except _RETRY:
+        pass
 
 
 class _Handle:
@@ -79,13 +87,9 @@ class SchedulerHandle(_Handle):
         op = op.safe_to_retry()
         for pause_s in _backoff(self.restart_wait_s):
             time.sleep(pause_s)  # back off while Ray restarts the actor
-            try:
+            with _attempt():
                 answer: R = ray.get(self.actor.call.remote(op), timeout=self._timeout_s(op))
                 return answer
-            except ray.exceptions.RayTaskError as err:
-                raise _unwrap(err) from None
-            except _RETRY:
-                pass
         raise self._gave_up(op)
 
 
@@ -96,14 +100,10 @@ class AsyncSchedulerHandle(_Handle):
         op = op.safe_to_retry()
         for pause_s in _backoff(self.restart_wait_s):
             await asyncio.sleep(pause_s)  # back off while Ray restarts the actor
-            try:
+            with _attempt():
                 ref = self.actor.call.remote(op)
                 answer: R = await asyncio.wait_for(ref, self._timeout_s(op))
                 return answer
-            except ray.exceptions.RayTaskError as err:
-                raise _unwrap(err) from None
-            except _RETRY:
-                pass
         raise self._gave_up(op)
 
 

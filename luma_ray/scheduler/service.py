@@ -18,7 +18,6 @@ from typing import Any, TypeVar, cast
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import (
     BackPressure,
-    Conflict,
     LumaError,
     NotFound,
 )
@@ -28,6 +27,7 @@ from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.housekeeping import Housekeeping
+from luma_ray.scheduler.idempotency import IdempotencyKeys
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import (
@@ -77,7 +77,7 @@ class SchedulerService:
         """Called after each journaled change (the actor sends webhooks from it)."""
         self.on_rollout: Callable[[str], None] | None = None
         """Called with a model's name when its rollout moved (the actor stores the status)."""
-        self._idempotent: dict[tuple[str, str], JobId] = {}
+        self.idempotency = IdempotencyKeys()
         now = clock()
         self.housekeeping = Housekeeping(self.core, self.rollouts, config, now, active_version)
         """Evicts finished jobs from memory, fails pinned jobs whose version is gone."""
@@ -90,8 +90,7 @@ class SchedulerService:
         )
         for job in finished + live:
             self.core.restore(job, now, next_token)
-            if job.idempotency_key:
-                self._idempotent[(job.tenant, job.idempotency_key)] = job.id
+            self.idempotency.remember(job)
             self.housekeeping.track(job)
         if live:
             log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
@@ -125,16 +124,10 @@ class SchedulerService:
 
     def _accept(self, request: SubmitRequest) -> Job:
         fingerprint = request.fingerprint()
-        if request.idempotency_key:
-            earlier = self._idempotent.get((request.tenant, request.idempotency_key))
-            if earlier is not None and earlier in self.core.jobs:
-                job = self.core.jobs[earlier]
-                if job.request_hash != fingerprint:
-                    raise Conflict(
-                        "this Idempotency-Key was already used with a different request; "
-                        "use a new key for a new request"
-                    )
-                return job
+        key = request.idempotency_key
+        earlier = self.idempotency.earlier(request.tenant, key, fingerprint, self.core.jobs)
+        if earlier is not None:
+            return earlier
         check_pin = self._check_pin if self.active_version is not None else None
         job = make_job(request, self.core.tiers, self.models, self.clock(), check_pin)
         job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
@@ -144,8 +137,7 @@ class SchedulerService:
         except BackPressure as err:
             self.counters.refused[(job.tier, err.code)] += 1
             raise
-        if job.idempotency_key:
-            self._idempotent[(job.tenant, job.idempotency_key)] = job.id
+        self.idempotency.remember(job)
         self.housekeeping.track(job)
         log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
         return job
@@ -177,8 +169,7 @@ class SchedulerService:
         if job.id in self.core.jobs:
             self.core.forget(job.id, self.clock())
         self.journal.forget([job.id])
-        if job.idempotency_key:
-            self._idempotent.pop((job.tenant, job.idempotency_key), None)
+        self.idempotency.forget(job)
         return view
 
     def cancel(self, job_id: str, tenant: str | None = None) -> JobView:
@@ -350,9 +341,7 @@ class SchedulerService:
         if swept.failed:
             self._commit()
         for job in swept.evicted:  # its Idempotency-Key goes with it
-            key = (job.tenant, job.idempotency_key or "")
-            if self._idempotent.get(key) == job.id:
-                del self._idempotent[key]
+            self.idempotency.forget(job)
         decisions = self.core.expire_leases(self.clock())
         self.counters.lost(decisions, "lease_expired")
         if decisions:
@@ -395,4 +384,3 @@ class SchedulerService:
         if tenant is not None and job.tenant != tenant:
             raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
         return job
-

@@ -1,4 +1,4 @@
-"""Discrete-event replay of a trace through a policy (DESIGN.md §3 "Simulator and traces").
+"""Discrete-event replay of a trace through a policy (docs/traces.md; results: the README).
 
 The simulator uses the scheduler's own :class:`~luma_ray.scheduler.queues.QueueBook` and
 policy objects, so what it measures is what the actor runs. Slots are identical and serve any
@@ -107,7 +107,7 @@ def summarize(
     specs: Mapping[str, TierSpec],
     start: list[float],
 ) -> dict[str, Any]:
-    """The result JSON of DESIGN.md §3 from per-job start times."""
+    """The result JSON (its fields: the README's simulate section) from per-job start times."""
     arrival = np.asarray(trace.arrival_s, dtype=np.float64)
     service = np.asarray(trace.service_s, dtype=np.float64)
     started = np.asarray(start, dtype=np.float64)

@@ -91,15 +91,26 @@ def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) ->
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{RESERVED_PREFIX}-", suffix=".part")
+    fill_durably(fd, tmp_name, fill)
     try:
-        with os.fdopen(fd, "wb") as tmp:
-            os.fchmod(tmp.fileno(), FILE_MODE)
-            fill(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
     return target
+
+
+def fill_durably(fd: int, name: str, fill: Callable[[BinaryIO], object]) -> None:
+    """Let ``fill`` write the new temporary file ``name`` (open as ``fd``), then flush it to
+    disk; on any failure the file is removed and the error raised."""
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), FILE_MODE)
+            fill(out)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise

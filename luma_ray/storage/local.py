@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from luma_ray.errors import Conflict, InvalidRequest, NotFound
-from luma_ray.storage.base import FILE_MODE, StorageError, write_file_atomically
+from luma_ray.storage.base import (
+    FILE_MODE,
+    StorageError,
+    fill_durably,
+    write_file_atomically,
+)
 from luma_ray.storage.keys import RESERVED_PREFIX, validate_key, validate_prefix
 
 logger = logging.getLogger(__name__)
@@ -180,15 +185,7 @@ class LocalBlobStore:
             except FileNotFoundError:
                 if attempt == _MKDIR_RACE_RETRIES - 1:
                     raise
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), FILE_MODE)
-                fill(out)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            os.unlink(tmp_name)
-            raise
+        fill_durably(fd, tmp_name, fill)
         return tmp_name
 
     def _create_exclusive(self, path: Path, data: bytes) -> bool:

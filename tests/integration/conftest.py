@@ -9,6 +9,7 @@ end. Tests poll with deadlines; none sleeps to synchronise.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -71,6 +72,12 @@ def system() -> Iterator[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
     os.environ["RAY_TMPDIR"] = str(root / "ray")
     (root / "ray").mkdir()
+    # The session's own token (Ray's token auth is on): a fresh machine has no
+    # ~/.ray/auth_token, and the test cluster never touches the user's.
+    token = root / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     port, metrics_port = free_port(), free_port()  # the HTTP API; Ray's metrics export
     runtime = RuntimeConfig(
         http_host="127.0.0.1",

@@ -1,4 +1,4 @@
-"""Read and check trace and capacity CSV files (DESIGN.md §3 formats).
+"""Read and check trace and capacity CSV files (formats in docs/traces.md).
 
 Every problem raises :class:`~luma_ray.errors.TraceError` with one line naming the file, the
 row (1-based, the header is row 1) and the column, and saying what to fix.

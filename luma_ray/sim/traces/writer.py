@@ -4,7 +4,7 @@ Both generators (``launch_day``, ``gentd26``) hand their rows to :class:`TraceWr
 chunks of numpy arrays; the writer formats each chunk in one pass, writes it with one
 ``f.write``, checks the format's invariants on the way (sorted, non-negative arrivals, positive
 service times) and returns a :class:`TraceSummary`. The simulator (``luma-ray simulate``) reads
-what this writes; DESIGN.md §3 "Simulator and traces" is the contract.
+what this writes; docs/traces.md is the contract.
 
 Files are written under a temporary name and renamed when complete, so a folder never holds
 half a trace next to a whole capacity file. Floats are written with exactly 3 decimals
