@@ -214,6 +214,18 @@ class JobEvent:
         return f"{self.view.id}.{self.seq}"
 
 
+@dataclass(frozen=True)
+class StateChange:
+    """One journaled state change of a job, as an event stream replays it."""
+
+    seq: int
+    """Its number in the job's history, from 1: a stream resumes after the last one it saw
+    (``JobEvent.seq`` names the same change)."""
+    state: JobState
+    at_s: float
+    reason: str
+
+
 # ---- operations --------------------------------------------------------------------------
 
 
@@ -276,6 +288,16 @@ class ListJobs(Op[list[JobView]]):
     after: str | None = None
     order: str = "desc"
     method: ClassVar[str] = "list"
+
+
+@dataclass(frozen=True)
+class JobEvents(Op[list[StateChange]]):
+    """A job's state changes after ``after`` (a ``StateChange.seq``; 0: all), oldest first."""
+
+    job_id: str
+    tenant: str | None = None
+    after: int = 0
+    method: ClassVar[str] = "events"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from luma_ray.scheduler.protocol import (
     JobView,
     Limits,
     Op,
+    StateChange,
     SubmitRefused,
     SubmitRequest,
     SwapVerdict,
@@ -198,6 +199,12 @@ class SchedulerService:
         check_page(state, limit, order)
         jobs = self.journal.page(tenant, state, limit, after, desc=order == "desc")
         return [self.view(self.core.jobs.get(j.id, j)) for j in jobs]
+
+    def events(self, job_id: str, tenant: str | None = None, after: int = 0) -> list[StateChange]:
+        """The job's state changes after ``after``, from its history (journaled with it)."""
+        job = self._visible(job_id, tenant)
+        history = enumerate(job.history, start=1)
+        return [StateChange(seq, s, at_s, why) for seq, (at_s, s, why) in history if seq > after]
 
     def describe(self) -> Limits:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""

@@ -22,6 +22,7 @@ from luma_ray.scheduler.protocol import (
     Complete,
     GetJob,
     InProcessScheduler,
+    JobEvents,
     JobView,
     Op,
     Pull,
@@ -114,3 +115,17 @@ def test_views_pickle_and_turn_into_json(tmp_path: Path) -> None:
     plain = json.loads(json.dumps(view.as_dict()))
     assert plain["state"] == "queued" and plain["params"]["prompt"] == "p"
     assert plain["metadata"] == {"k": "v"}
+
+
+def test_a_job_s_events_resume_after_the_last_one_seen(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    view = svc.call(Submit(SubmitRequest(prompt="p", tenant="acme")))
+    lease = svc.call(Pull("w1", "local", ("luma-tiny",)))
+    assert lease is not None
+    svc.call(Complete(lease.job_id, lease.token, {"video": "file:///v.mp4"}))
+    changes = svc.call(JobEvents(view.id, "acme"))
+    assert [(c.seq, c.state.value) for c in changes] == [(1, "leased"), (2, "succeeded")]
+    assert [c.seq for c in svc.call(JobEvents(view.id, "acme", after=1))] == [2]
+    assert svc.call(JobEvents(view.id, "acme", after=2)) == []
+    with pytest.raises(NotFound):  # another tenant's job is as good as absent
+        svc.call(JobEvents(view.id, "zeta"))
