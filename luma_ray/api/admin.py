@@ -13,19 +13,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from luma_ray.api import queue_page
-from luma_ray.api.context import Admin, admin, ports, repository
+from luma_ray.api.context import Admin, ports, repository
 from luma_ray.api.schemas import ModelAction
 from luma_ray.errors import InvalidRequest, NotFound
-from luma_ray.scheduler.protocol import RolloutStatus, Stats
+from luma_ray.scheduler.protocol import RolloutStatus, SchedulerStats, Stats
 
 log = logging.getLogger(__name__)
 
 
 def add_routes(app: FastAPI) -> None:
-    queue_page.add_routes(app, admin, ports)
+    queue_page.add_routes(app)
 
     @app.get("/v1/admin/queues")
-    async def queues(request: Request, who: Admin) -> dict[str, Any]:
+    async def queues(request: Request, who: Admin) -> SchedulerStats:
         return await ports(request).scheduler.call(Stats())
 
     @app.get("/v1/admin/models/{name}")

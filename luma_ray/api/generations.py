@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from luma_ray.api.context import Caller, Ports, ports
 from luma_ray.api.keys import Principal
-from luma_ray.api.schemas import CreateGeneration, generation_view, submit_request
+from luma_ray.api.schemas import (
+    CreateGeneration,
+    DeletedOut,
+    GenerationOut,
+    GenerationPage,
+    generation_view,
+    submit_request,
+)
 from luma_ray.errors import NotFound
 from luma_ray.notify.targets import validate_callback_url
 from luma_ray.scheduler.protocol import (
@@ -82,12 +89,12 @@ def add_routes(app: FastAPI) -> None:
         body: CreateGeneration,
         who: Caller,
         idempotency_key: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
+    ) -> GenerationOut:
         """Queue a generation; the same Idempotency-Key and body return the same job."""
         return generation_view(await submit(ports(request), who, body, idempotency_key))
 
     @app.get("/v1/generations/{job_id}")
-    async def get_generation(request: Request, job_id: str, who: Caller) -> dict[str, Any]:
+    async def get_generation(request: Request, job_id: str, who: Caller) -> GenerationOut:
         return generation_view(await ports(request).scheduler.call(GetJob(job_id, who.tenant)))
 
     @app.get("/v1/generations")
@@ -97,7 +104,7 @@ def add_routes(app: FastAPI) -> None:
         state: Annotated[str | None, Query(max_length=16)] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         after: Annotated[str | None, Query(max_length=64)] = None,
-    ) -> dict[str, Any]:
+    ) -> GenerationPage:
         views = await ports(request).scheduler.call(ListJobs(who.tenant, state, limit + 1, after))
         page = [generation_view(v) for v in views[:limit]]
         return {
@@ -108,12 +115,12 @@ def add_routes(app: FastAPI) -> None:
         }
 
     @app.post("/v1/generations/{job_id}/cancel")
-    async def cancel_generation(request: Request, job_id: str, who: Caller) -> dict[str, Any]:
+    async def cancel_generation(request: Request, job_id: str, who: Caller) -> GenerationOut:
         view = await ports(request).scheduler.call(CancelJob(job_id, who.tenant))
         return generation_view(view)
 
     @app.delete("/v1/generations/{job_id}")
-    async def delete_generation(request: Request, job_id: str, who: Caller) -> dict[str, Any]:
+    async def delete_generation(request: Request, job_id: str, who: Caller) -> DeletedOut:
         view = await delete_job(ports(request), job_id, who.tenant)
         return {"id": view.id, "object": "generation.deleted", "deleted": True}
 
@@ -166,5 +173,5 @@ async def _events(
             return
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
+def _sse(event: str, data: Mapping[str, object]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

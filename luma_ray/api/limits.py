@@ -5,32 +5,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
-from typing import Any
+from typing import Literal
 
 from fastapi import FastAPI, Request
+from typing_extensions import TypedDict
 
 from luma_ray.api.context import Caller, ports
+from luma_ray.config import TenantLimits
+from luma_ray.jobs import ModelLimits
 from luma_ray.models.repository import ModelRepository
-from luma_ray.scheduler.protocol import DescribeLimits
+from luma_ray.scheduler.protocol import DescribeLimits, TierView
 
 log = logging.getLogger(__name__)
 
 
+class LimitsOut(TypedDict):
+    """The caller's tier, its per-tenant caps, and every model's request limits."""
+
+    tenant: str
+    tier: TierView
+    tenant_limits: TenantLimits | None
+    models: dict[str, ModelLimits]
+
+
+class ModelOut(TypedDict):
+    id: str
+    object: Literal["model"]
+    limits: ModelLimits
+    version: str | None
+
+
+class ModelPage(TypedDict):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
 def add_routes(app: FastAPI) -> None:
     @app.get("/v1/limits")
-    async def limits(request: Request, who: Caller) -> dict[str, Any]:
+    async def limits(request: Request, who: Caller) -> LimitsOut:
         described = await ports(request).scheduler.call(DescribeLimits())
-        caps = described.tenant_limits.get(who.tier)
         return {
             "tenant": who.tenant,
-            "tier": asdict(described.tier(who.tier)),
-            "tenant_limits": caps.model_dump() if caps is not None else None,
-            "models": {name: asdict(m) for name, m in described.models.items()},
+            "tier": described.tier(who.tier),
+            "tenant_limits": described.tenant_limits.get(who.tier),
+            "models": dict(described.models),
         }
 
     @app.get("/v1/models")
-    async def models(request: Request, who: Caller) -> dict[str, Any]:
+    async def models(request: Request, who: Caller) -> ModelPage:
         """Models with their request limits and active version (pin one as ``name@version``)."""
         described = await ports(request).scheduler.call(DescribeLimits())
         names = sorted(described.models)
@@ -41,7 +63,7 @@ def add_routes(app: FastAPI) -> None:
                 {
                     "id": name,
                     "object": "model",
-                    "limits": asdict(described.models[name]),
+                    "limits": described.models[name],
                     "version": versions.get(name),
                 }
                 for name in names

@@ -7,15 +7,16 @@ knows (``1280x720``…) keep their aspect ratio and are scaled to what the model
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from typing_extensions import TypedDict
 
 from luma_ray.api.context import Caller, ports
 from luma_ray.api.generations import content_response, delete_job, submit
-from luma_ray.api.schemas import CreateGeneration
+from luma_ray.api.schemas import CreateGeneration, DeletedOut
 from luma_ray.errors import InvalidRequest
 from luma_ray.scheduler.protocol import GetJob, JobView, ListJobs
 
@@ -29,7 +30,38 @@ _STATUS = {
 }
 
 
-def video_object(view: JobView) -> dict[str, Any]:
+class VideoError(TypedDict):
+    code: str
+    message: str
+
+
+class VideoOut(TypedDict):
+    """An OpenAI ``Video`` object."""
+
+    id: str
+    object: Literal["video"]
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    status: str
+    model: str
+    progress: int
+    prompt: str
+    seconds: str
+    size: str
+    error: VideoError | None
+    remixed_from_video_id: str | None
+
+
+class VideoPage(TypedDict):
+    object: Literal["list"]
+    data: list[VideoOut]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+def video_object(view: JobView) -> VideoOut:
     """A job as an OpenAI ``Video``."""
     p, progress = view.params, view.progress
     if view.state == "succeeded":
@@ -38,7 +70,7 @@ def video_object(view: JobView) -> dict[str, Any]:
         percent = min(99, int(100 * progress.step / progress.total))
     else:
         percent = 0
-    error = None
+    error: VideoError | None = None
     if view.state == "failed":
         code, message = (view.error.code, view.error.message) if view.error else ("failed", "")
         error = {"code": code, "message": message or "generation failed"}
@@ -70,7 +102,7 @@ async def _body(request: Request) -> CreateGeneration:
         form = await request.form()
         if "input_reference" in form:
             raise InvalidRequest("input_reference is not supported yet; send a prompt only")
-        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields: dict[str, object] = {k: v for k, v in form.items() if isinstance(v, str)}
     else:
         try:
             fields = await request.json()
@@ -85,11 +117,12 @@ async def _body(request: Request) -> CreateGeneration:
         )
     if "prompt" not in fields:
         raise InvalidRequest("prompt is required")
+    seconds = fields.get("seconds")
     try:
         return CreateGeneration(
             prompt=str(fields["prompt"]),
             model=str(fields.get("model") or "luma-tiny"),
-            seconds=float(fields["seconds"]) if fields.get("seconds") not in (None, "") else 2.0,
+            seconds=float(str(seconds)) if seconds not in (None, "") else 2.0,
             size=str(fields["size"]) if fields.get("size") else None,
         )
     except (ValueError, ValidationError) as err:
@@ -101,12 +134,12 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/v1/videos", tags=["openai"])
     async def create_video(
         request: Request, who: Caller, idempotency_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    ) -> VideoOut:
         body = await _body(request)
         return video_object(await submit(ports(request), who, body, idempotency_key))
 
     @app.get("/v1/videos/{video_id}", tags=["openai"])
-    async def retrieve_video(request: Request, video_id: str, who: Caller) -> dict[str, Any]:
+    async def retrieve_video(request: Request, video_id: str, who: Caller) -> VideoOut:
         return video_object(await ports(request).scheduler.call(GetJob(video_id, who.tenant)))
 
     @app.get("/v1/videos", tags=["openai"])
@@ -116,7 +149,7 @@ def add_routes(app: FastAPI) -> None:
         after: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
-    ) -> dict[str, Any]:
+    ) -> VideoPage:
         views = await ports(request).scheduler.call(
             ListJobs(who.tenant, None, limit + 1, after, order)
         )
@@ -130,7 +163,7 @@ def add_routes(app: FastAPI) -> None:
         }
 
     @app.delete("/v1/videos/{video_id}", tags=["openai"])
-    async def delete_video(request: Request, video_id: str, who: Caller) -> dict[str, Any]:
+    async def delete_video(request: Request, video_id: str, who: Caller) -> DeletedOut:
         view = await delete_job(ports(request), video_id, who.tenant)
         return {"id": view.id, "object": "video.deleted", "deleted": True}
 

@@ -1,7 +1,7 @@
 """The live queue page: per tier and model the depth, the oldest wait against the SLO and the
 dispatch rate, and per model the workers and their versions. It refreshes itself.
 
-Who calls this: ``app.create_app`` registers :func:`add_routes`. The page itself holds no data
+Who calls this: ``admin.add_routes`` registers :func:`add_routes`. The page itself holds no data
 and needs no key; its script reads the admin key from the URL fragment (``#key=...``, which
 browsers never send to a server, so it stays out of access logs) and polls
 ``GET /v1/admin/queue-view`` with it every ``REFRESH_S`` seconds.
@@ -9,12 +9,11 @@ browsers never send to a server, so it stays out of access logs) and polls
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from luma_ray.scheduler.protocol import QueuePage
+from luma_ray.api.context import admin, ports
+from luma_ray.scheduler.protocol import QueuePage, QueueReport
 
 REFRESH_S = 2
 
@@ -78,14 +77,14 @@ setInterval(refresh, REFRESH_MS);
 """.replace("REFRESH_MS", str(REFRESH_S * 1000))
 
 
-def add_routes(app: FastAPI, admin: Any, ports: Any) -> None:
-    """``GET /admin/queues`` (the page) and ``GET /v1/admin/queue-view`` (its data);
-    ``admin`` is the app's admin-key dependency, ``ports`` its port lookup."""
+def add_routes(app: FastAPI) -> None:
+    """``GET /admin/queues`` (the page) and ``GET /v1/admin/queue-view`` (its data, for an
+    admin key)."""
 
     @app.get("/admin/queues", response_class=HTMLResponse, include_in_schema=False)
     async def queue_page() -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
     @app.get("/v1/admin/queue-view", dependencies=[Depends(admin)])
-    async def queue_view(request: Request) -> dict[str, Any]:
-        return await ports(request).scheduler.call(QueuePage())  # type: ignore[no-any-return]
+    async def queue_view(request: Request) -> QueueReport:
+        return await ports(request).scheduler.call(QueuePage())

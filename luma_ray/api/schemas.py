@@ -6,13 +6,14 @@ scheduler's ``JobView`` becomes the native wire form here (``generation_view``).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypedDict
 
 from luma_ray.api.keys import Principal
 from luma_ray.errors import InvalidRequest
+from luma_ray.jobs import JobError
 from luma_ray.scheduler.protocol import JobView, SubmitRequest
 
 MAX_METADATA_KEYS = 16
@@ -59,7 +60,72 @@ class CreateGeneration(BaseModel):
         return value
 
 
-def generation_view(view: JobView, base: str = "/v1/generations") -> dict[str, Any]:
+class ProgressOut(TypedDict):
+    phase: str
+    step: int
+    total: int
+
+
+class ErrorOut(TypedDict):
+    code: str
+    message: str
+    retryable: bool
+
+
+class RequestOut(TypedDict):
+    """What the model was asked for, every default resolved."""
+
+    frames: int
+    width: int
+    height: int
+    fps: int
+    seed: int
+    steps: int
+
+
+class TimingsOut(TypedDict):
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    wait_s: float
+
+
+class GenerationOut(TypedDict):
+    """A generation as the native API shows it."""
+
+    id: str
+    object: Literal["generation"]
+    state: str
+    tier: str
+    model: str
+    model_version: str | None
+    prompt: str
+    request: RequestOut
+    queue_position: int | None
+    eta_s: float | None
+    slo_used: float
+    progress: ProgressOut
+    attempts: int
+    result_urls: dict[str, str]
+    timings: TimingsOut
+    error: ErrorOut | None
+    metadata: dict[str, str]
+
+
+class GenerationPage(TypedDict):
+    object: Literal["list"]
+    data: list[GenerationOut]
+    has_more: bool
+    next_after: str | None
+
+
+class DeletedOut(TypedDict):
+    id: str
+    object: str
+    deleted: bool
+
+
+def generation_view(view: JobView, base: str = "/v1/generations") -> GenerationOut:
     """The native wire form of a job: API URLs instead of storage URIs."""
     urls = {variant: f"{base}/{view.id}/content?variant={variant}" for variant in view.result_uris}
     p = view.params
@@ -82,7 +148,11 @@ def generation_view(view: JobView, base: str = "/v1/generations") -> dict[str, A
         "queue_position": view.queue_position,
         "eta_s": view.eta_s,
         "slo_used": view.slo_used,
-        "progress": asdict(view.progress),
+        "progress": {
+            "phase": view.progress.phase,
+            "step": view.progress.step,
+            "total": view.progress.total,
+        },
         "attempts": view.attempts,
         "result_urls": urls,
         "timings": {
@@ -91,9 +161,15 @@ def generation_view(view: JobView, base: str = "/v1/generations") -> dict[str, A
             "finished_at": view.finished_at_s,
             "wait_s": view.wait_s,
         },
-        "error": asdict(view.error) if view.error else None,
+        "error": error_out(view.error),
         "metadata": dict(view.metadata),
     }
+
+
+def error_out(error: JobError | None) -> ErrorOut | None:
+    if error is None:
+        return None
+    return {"code": error.code, "message": error.message, "retryable": error.retryable}
 
 
 def submit_request(

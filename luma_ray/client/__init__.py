@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_HTTP = ("LumaClient", "AsyncLumaClient", "Generation", "Progress", "ApiError")
+_HTTP = ("LumaClient", "AsyncLumaClient", "Generation", "GenerationError", "Progress", "ApiError")
 _RAY = ("Client", "connect")
 
 __all__ = [*_HTTP, *_RAY]

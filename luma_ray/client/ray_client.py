@@ -25,6 +25,7 @@ from luma_ray.scheduler.protocol import (
     JobView,
     ListJobs,
     SchedulerPort,
+    SchedulerStats,
     Stats,
     Submit,
     SubmitRequest,
@@ -89,7 +90,7 @@ class Client:
     def cancel(self, job_id: str) -> JobView:
         return self.scheduler.call(CancelJob(job_id, self.tenant))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> SchedulerStats:
         return self.scheduler.call(Stats())
 
     def wait(

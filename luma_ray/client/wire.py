@@ -51,6 +51,23 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class GenerationError:
+    """Why a generation failed; ``retryable`` ones went back to the queue while attempts
+    remained."""
+
+    code: str
+    message: str
+    retryable: bool = False
+
+    @classmethod
+    def from_json(cls, data: object) -> GenerationError | None:
+        if not isinstance(data, Mapping):
+            return None
+        code, message = str(data.get("code", "")), str(data.get("message", ""))
+        return cls(code, message, bool(data.get("retryable", False)))
+
+
+@dataclass(frozen=True)
 class Generation:
     """One generation as the API shows it; ``raw`` keeps the whole JSON, unknown fields too.
 
@@ -68,8 +85,9 @@ class Generation:
     slo_used: float | None
     progress: Progress
     result_urls: dict[str, str]
-    error: dict[str, Any] | None
+    error: GenerationError | None
     raw: dict[str, Any]
+    """The whole JSON object as the API sent it, fields this client does not know too."""
 
     @property
     def done(self) -> bool:
@@ -93,7 +111,7 @@ class Generation:
                 str(p.get("phase", "")), int(p.get("step", 0)), int(p.get("total", 0))
             ),
             result_urls=dict(data.get("result_urls") or {}),
-            error=data.get("error"),
+            error=GenerationError.from_json(data.get("error")),
             raw=dict(data),
         )
 

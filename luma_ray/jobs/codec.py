@@ -1,73 +1,37 @@
-"""Job records to and from plain JSON-able dicts: the journal's row format and the wire view.
+"""Job records to and from JSON text: the journal's row format.
 
-The journal (``luma_ray.scheduler.journal``) stores ``job_to_dict`` as JSON and rebuilds jobs
-with ``job_from_dict`` after a restart, so every field round-trips exactly.
+The journal (``luma_ray.scheduler.journal``) stores ``job_to_json`` and rebuilds jobs with
+``job_from_json`` after a restart, so every field round-trips exactly. Pydantic reads and
+writes the dataclasses as they are declared (enums as their values, tuples as lists); rows
+written before a field existed get its default.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+import json
 
-from luma_ray.jobs.model import (
-    Job,
-    JobError,
-    JobId,
-    Lease,
-    Progress,
-    TenantId,
-    WorkerId,
-)
-from luma_ray.jobs.request import DEFAULT_STEPS, GenerationRequest
-from luma_ray.jobs.states import JobState
+from pydantic import TypeAdapter
+
+from luma_ray.jobs.model import Job
+from luma_ray.jobs.request import DEFAULT_STEPS
 
 FORMAT_VERSION = 1
+"""Written into every row as ``v``; a reader of a newer format knows to refuse it."""
+
+_JOB: TypeAdapter[Job] = TypeAdapter(Job)
 
 
-def job_to_dict(job: Job) -> dict[str, Any]:
-    """Every field of ``job`` as plain types (enums as their values)."""
-    data = asdict(job)
-    data["state"] = job.state.value
-    data["history"] = [[t, s.value, why] for t, s, why in job.history]
-    data["v"] = FORMAT_VERSION
-    return data
+def job_to_json(job: Job) -> str:
+    """Every field of ``job`` as one JSON object, with the format version."""
+    body = _JOB.dump_json(job).decode()
+    return f'{{"v":{FORMAT_VERSION},{body[1:]}'
 
 
-def job_from_dict(data: dict[str, Any]) -> Job:
-    """The inverse of :func:`job_to_dict`."""
-    lease = data.get("lease")
-    error = data.get("error")
-    return Job(
-        id=JobId(data["id"]),
-        tenant=TenantId(data["tenant"]),
-        tier=data["tier"],
-        model=data["model"],
-        params=_params(data["params"]),
-        created_at_s=data["created_at_s"],
-        enqueued_at_s=data["enqueued_at_s"],
-        model_version=data.get("model_version"),
-        state=JobState(data["state"]),
-        attempts=data["attempts"],
-        lease=Lease(
-            WorkerId(lease["worker"]), lease["cluster"], lease["expires_at_s"], lease["token"]
-        )
-        if lease
-        else None,
-        progress=Progress(**data["progress"]),
-        result_uris=dict(data.get("result_uris") or {}),
-        error=JobError(**error) if error else None,
-        finished_at_s=data.get("finished_at_s"),
-        cancel_requested=data.get("cancel_requested", False),
-        history=[(t, JobState(s), why) for t, s, why in data.get("history", [])],
-        metadata=dict(data.get("metadata") or {}),
-        callback_url=data.get("callback_url"),
-        idempotency_key=data.get("idempotency_key"),
-        request_hash=data.get("request_hash"),
-    )
-
-
-def _params(data: dict[str, Any]) -> GenerationRequest:
-    """A stored request; rows from before steps were resolved at intake say ``steps: null``."""
-    if data.get("steps") is None:
-        data = {**data, "steps": DEFAULT_STEPS}
-    return GenerationRequest(**data)
+def job_from_json(text: str | bytes) -> Job:
+    """The inverse of :func:`job_to_json`, also for rows of earlier formats."""
+    data = json.loads(text)
+    data.pop("v", None)
+    params = data.get("params") or {}
+    if params.get("steps") is None:  # before intake resolved steps, rows said null
+        params["steps"] = DEFAULT_STEPS
+    return _JOB.validate_python(data)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -231,7 +231,7 @@ class ModelRepository:
 
     # -- rollout status ------------------------------------------------------------------------
 
-    def write_rollout(self, name: str, status: dict[str, Any]) -> None:
+    def write_rollout(self, name: str, status: Mapping[str, object]) -> None:
         """Store the scheduler's view of a rollout (``rollout.yaml``); the scheduler calls this
         when a worker starts or finishes a swap, so ``models status`` shows it without Ray."""
         doc = {**status, "updated_at_s": float(self._clock())}

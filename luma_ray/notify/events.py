@@ -7,9 +7,9 @@ by the outbox. No I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 EVENT_ID_HEADER = "X-Luma-Event-Id"
 """Carries :attr:`WebhookEvent.event_id`; receivers deduplicate on it (at-least-once delivery)."""
@@ -23,7 +23,7 @@ class WebhookEvent:
     url: str  # the request's callback_url
     job_id: str  # events with the same job_id are delivered in enqueue order
     state: str  # queued, running, succeeded, failed or cancelled -> type "generation.<state>"
-    payload: dict[str, Any]  # JSON-serialisable; sent as "data"
+    payload: Mapping[str, object]  # JSON-serialisable; sent as "data"
     created_at_s: float  # unix seconds when the state changed; sent as "created_at"
     tenant: str | None = None  # signs with tenant_secret(master, tenant); None: the master
 

@@ -18,7 +18,7 @@ from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
 from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, WorkerId, transition
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
 from luma_ray.scheduler.policies import Policy, make_policy
-from luma_ray.scheduler.protocol import HeartbeatReply
+from luma_ray.scheduler.protocol import HeartbeatReply, SchedulerStats, TierQueues
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import tier_specs
 
@@ -293,9 +293,9 @@ class SchedulerCore:
 
     # ---- views -------------------------------------------------------------------------
 
-    def stats(self, now_s: float) -> dict[str, Any]:
+    def stats(self, now_s: float) -> SchedulerStats:
         """Queue depths, oldest waits and back-pressure counters, for status and metrics."""
-        tiers: dict[str, dict[str, Any]] = {}
+        tiers: dict[str, TierQueues] = {}
         for (tier, model), q in self.queues.queues.items():
             entry = tiers.setdefault(tier, {"queued": 0, "oldest_wait_s": 0.0, "models": {}})
             entry["queued"] += q.live

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from luma_ray.errors import ConfigError
 from luma_ray.jobs import Job, JobState
-from luma_ray.jobs.codec import job_from_dict, job_to_dict
+from luma_ray.jobs.codec import job_from_json, job_to_json
 from luma_ray.storage.sqlite import open_durable
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Journal:
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
         """Write changed jobs (and the token mark) in one transaction, durably."""
         rows = [
-            (j.id, j.state.value, j.tenant, json.dumps(job_to_dict(j)), j.finished_at_s)
+            (j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s)
             for j in jobs
         ]
         if not rows and next_token is None:
@@ -124,7 +124,7 @@ class Journal:
             query += " OR finished_at_s IS NULL"
             args = (*_TERMINAL, finished_since_s)
         jobs = [
-            job_from_dict(json.loads(record))
+            job_from_json(record)
             for (record,) in self._db.execute(query + " ORDER BY id", args)
         ]
         row = self._db.execute("SELECT value FROM meta WHERE key = 'next_token'").fetchone()
@@ -134,7 +134,7 @@ class Journal:
     def get(self, job_id: str) -> Job | None:
         """One job's last recorded state, or None if the journal has none."""
         row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return job_from_dict(json.loads(row[0])) if row else None
+        return job_from_json(row[0]) if row else None
 
     def page(
         self, tenant: str | None, state: str | None, limit: int, after: str | None, desc: bool
@@ -154,7 +154,7 @@ class Journal:
             query += " WHERE " + " AND ".join(where)
         query += f" ORDER BY id {'DESC' if desc else 'ASC'} LIMIT ?"
         rows = self._db.execute(query, (*args, limit)).fetchall()
-        return [job_from_dict(json.loads(record)) for (record,) in rows]
+        return [job_from_json(record) for (record,) in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
+from typing_extensions import TypedDict
+
 from luma_ray.config import TenantLimits
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import GenerationRequest, JobError, JobState, ModelLimits, Progress
@@ -199,6 +201,81 @@ class Backlog:
     service_s: float
 
 
+class TierQueues(TypedDict):
+    queued: int
+    oldest_wait_s: float
+    models: dict[str, int]
+    """Queued jobs per model (``name`` or ``name@version``)."""
+
+
+class SchedulerStats(TypedDict):
+    """Queue depths, oldest waits and back-pressure counters (``luma-ray status``, admin)."""
+
+    policy: str
+    tiers: dict[str, TierQueues]
+    states: dict[str, int]
+    """Jobs in memory by state (finished ones leave memory after ``keep_finished_s``)."""
+    in_flight: dict[str, int]
+    """Leased-but-unfinished jobs per cluster."""
+    refused_pulls: dict[str, int]
+    """Pulls refused per cluster because it was at its dispatch limit."""
+    peak_in_flight: dict[str, int]
+
+
+class QueueRow(TypedDict):
+    tier: str
+    model: str
+    depth: int
+    oldest_wait_s: float
+    slo_s: float
+    slo_used: float
+    dispatch_per_min: float
+
+
+class PoolRow(TypedDict):
+    pool: str
+    model: str
+    workers: int
+    versions: dict[str, int]
+    """Workers per model version."""
+
+
+class QueueReport(TypedDict):
+    """The live queue page's data."""
+
+    at_s: float
+    queues: list[QueueRow]
+    pools: list[PoolRow]
+
+
+class Halt(TypedDict):
+    """Why a version's rollout stopped: the worker that failed to load it, and its error."""
+
+    worker: str
+    error: str
+    at_s: float
+
+
+class SwapRecord(TypedDict):
+    worker: str
+    from_version: str | None
+    to_version: str
+    started_s: float
+    finished_s: float | None
+    error: str | None
+
+
+class RolloutReport(TypedDict):
+    """A model's rollout: who serves which version, open swaps, halted versions, recent
+    swaps. The scheduler stores it as the model's ``rollout.yaml``."""
+
+    model: str
+    workers: dict[str, str]
+    swapping: list[str]
+    halted: dict[str, Halt]
+    events: list[SwapRecord]
+
+
 @dataclass(frozen=True)
 class JobEvent:
     """A journaled state change of one job; webhooks carry it to ``callback_url``."""
@@ -237,7 +314,7 @@ class Op(Generic[R_co]):
     wakes_pulls: ClassVar[bool] = False
     """After it runs, pulls waiting for work look again (new work, or a freed limit)."""
 
-    def arguments(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
     def safe_to_retry(self) -> Op[R_co]:
@@ -324,14 +401,14 @@ class DescribeLimits(Op[Limits]):
 
 
 @dataclass(frozen=True)
-class Stats(Op[dict[str, Any]]):
+class Stats(Op[SchedulerStats]):
     """Counts by tier, state and model (admin)."""
 
     method: ClassVar[str] = "stats"
 
 
 @dataclass(frozen=True)
-class QueuePage(Op[dict[str, Any]]):
+class QueuePage(Op[QueueReport]):
     """The live queue page's data: queues by tier and model, pools and their versions."""
 
     method: ClassVar[str] = "queue_view"
@@ -441,7 +518,7 @@ class HaltedVersions(Op[list[str]]):
 
 
 @dataclass(frozen=True)
-class RolloutStatus(Op[dict[str, Any]]):
+class RolloutStatus(Op[RolloutReport]):
     model: str
     method: ClassVar[str] = "rollout_status"
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from luma_ray.errors import InvalidRequest
+from luma_ray.scheduler.protocol import Halt, RolloutReport, SwapRecord
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class SwapEvent:
 @dataclass
 class _ModelRollout:
     swapping: dict[str, SwapEvent] = field(default_factory=dict)  # worker → its open swap
-    halted: dict[str, dict[str, Any]] = field(default_factory=dict)  # version → why
+    halted: dict[str, Halt] = field(default_factory=dict)  # version → why
     events: deque[SwapEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     serving: dict[str, tuple[str, float]] = field(default_factory=dict)  # worker → (v, seen)
     last_seen: dict[str, float] = field(default_factory=dict)  # version → last pull naming it
@@ -175,9 +176,9 @@ class Rollouts:
         if error is None:
             state.serving[worker] = (target, now_s)
         else:
-            state.halted.setdefault(target, {"worker": worker, "error": error[:500], "at_s": now_s})
+            state.halted.setdefault(target, Halt(worker=worker, error=error[:500], at_s=now_s))
 
-    def status(self, model: str, now_s: float) -> dict[str, Any]:
+    def status(self, model: str, now_s: float) -> RolloutReport:
         """Serving versions, open swaps, halted versions with the reason, recent swaps."""
         self.recall_stored(model)
         state = self._models.get(model) or _ModelRollout()
@@ -185,8 +186,8 @@ class Rollouts:
             "model": model,
             "workers": dict(sorted(self.serving(model, now_s).items())),
             "swapping": sorted(state.swapping),
-            "halted": {v: dict(why) for v, why in state.halted.items()},
-            "events": [asdict(e) for e in state.events],
+            "halted": {v: Halt(**why) for v, why in state.halted.items()},
+            "events": [SwapRecord(**asdict(e)) for e in state.events],  # type: ignore[typeddict-item]
         }
 
     def models(self) -> list[str]:
@@ -201,4 +202,11 @@ class Rollouts:
         state = self._of(model)
         for version, why in halted.items():
             if isinstance(why, Mapping):
-                state.halted.setdefault(str(version), dict(why))
+                state.halted.setdefault(
+                    str(version),
+                    Halt(
+                        worker=str(why.get("worker", "")),
+                        error=str(why.get("error", "")),
+                        at_s=float(why.get("at_s") or 0.0),
+                    ),
+                )

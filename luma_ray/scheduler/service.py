@@ -38,6 +38,9 @@ from luma_ray.scheduler.protocol import (
     JobView,
     Limits,
     Op,
+    QueueReport,
+    RolloutReport,
+    SchedulerStats,
     StateChange,
     SubmitRefused,
     SubmitRequest,
@@ -191,7 +194,7 @@ class SchedulerService:
         limit: int = 100,
         after: str | None = None,
         order: str = "desc",
-    ) -> list[JobView]:
+    ) -> builtins.list[JobView]:
         """Jobs by id (= creation time), newest first unless ``order='asc'``; ``after`` is
         the cursor: the last id of the previous page. ``tenant`` None lists every tenant
         (admin and tests only). Read from the journal's indexes (every state change is
@@ -200,7 +203,9 @@ class SchedulerService:
         jobs = self.journal.page(tenant, state, limit, after, desc=order == "desc")
         return [self.view(self.core.jobs.get(j.id, j)) for j in jobs]
 
-    def events(self, job_id: str, tenant: str | None = None, after: int = 0) -> list[StateChange]:
+    def events(
+        self, job_id: str, tenant: str | None = None, after: int = 0
+    ) -> builtins.list[StateChange]:
         """The job's state changes after ``after``, from its history (journaled with it)."""
         job = self._visible(job_id, tenant)
         history = enumerate(job.history, start=1)
@@ -210,7 +215,7 @@ class SchedulerService:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
         return describe(self.core, self.models, self.config)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> SchedulerStats:
         return self.core.stats(self.clock())
 
     def ping(self) -> str:
@@ -331,14 +336,14 @@ class SchedulerService:
         )
         return Backlog(queued, self.estimates.mean_service_s(model))
 
-    def queue_view(self) -> dict[str, Any]:
+    def queue_view(self) -> QueueReport:
         """The live queue page's data (``views.queue_view``)."""
         return queue_view(self.core, self.counters, self.rollouts, self.clock())
 
     def halted_versions(self, model: str) -> builtins.list[str]:
         return sorted(self.rollouts.status(model, self.clock())["halted"])
 
-    def rollout_status(self, model: str) -> dict[str, Any]:
+    def rollout_status(self, model: str) -> RolloutReport:
         return self.rollouts.status(model, self.clock())
 
     def tick(self) -> int:

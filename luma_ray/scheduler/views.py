@@ -7,14 +7,20 @@ timings, results and errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState, ModelLimits
 from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
-from luma_ray.scheduler.protocol import JobView, Limits, TierView
+from luma_ray.scheduler.protocol import (
+    JobView,
+    Limits,
+    PoolRow,
+    QueueReport,
+    QueueRow,
+    TierView,
+)
 from luma_ray.scheduler.rollouts import Rollouts
 
 
@@ -45,13 +51,13 @@ def job_view(job: Job, now_s: float) -> JobView:
 
 def queue_view(
     core: SchedulerCore, counters: SchedulerCounters, rollouts: Rollouts, now: float
-) -> dict[str, Any]:
+) -> QueueReport:
     """The live queue page's data: per tier and model the depth, the oldest wait against the
     SLO and the dispatch rate; per pool the workers and the versions they run."""
     rates = counters.dispatch_per_min(now)
     keys = {(t, m) for (t, m), q in core.queues.queues.items() if q.live} | set(rates)
     order = {name: i for i, name in enumerate(core.tiers)}
-    queues = []
+    queues: list[QueueRow] = []
     for tier, model in sorted(keys, key=lambda k: (order.get(k[0], 99), k[1])):
         q = core.queues.queues.get((tier, model))
         depth = q.live if q is not None else 0
@@ -73,7 +79,7 @@ def queue_view(
         for worker, version in rollouts.serving(model, now).items():
             versions = by_pool.setdefault((pool_of(worker, model), model), {})
             versions[version] = versions.get(version, 0) + 1
-    pools = [
+    pools: list[PoolRow] = [
         {"pool": pool, "model": model, "workers": sum(v.values()), "versions": v}
         for (pool, model), v in sorted(by_pool.items())
     ]

@@ -90,10 +90,8 @@ def test_ids_sort_by_time_and_are_unguessable() -> None:
 
 
 def test_codec_round_trips_every_field() -> None:
-    import json
-
     from luma_ray.jobs import JobError
-    from luma_ray.jobs.codec import job_from_dict, job_to_dict
+    from luma_ray.jobs.codec import job_from_json, job_to_json
 
     job = make_job(params=GenerationRequest(prompt="a cat", seed=7, steps=4, width=64, height=64))
     transition(job, JobState.LEASED, 11.0, "leased")
@@ -101,5 +99,6 @@ def test_codec_round_trips_every_field() -> None:
     job.progress = Progress("running", 2, 4)
     job.error = JobError("oom", "out of memory", retryable=True)
     job.result_uris = {"video": "file:///x.mp4"}
-    back = job_from_dict(json.loads(json.dumps(job_to_dict(job))))
+    back = job_from_json(job_to_json(job))
     assert back == job
+    assert isinstance(back.history[0], tuple) and back.state is JobState.LEASED
