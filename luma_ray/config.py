@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from luma_ray.errors import ConfigError
 
-TIER_NAMES = ("api", "enterprise", "unlimited", "light", "free")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -27,12 +27,12 @@ from luma_ray.errors import (
     NotFound,
     Unauthorized,
 )
+from luma_ray.jobs import TERMINAL_VALUES
 from luma_ray.notify.retries import parse_retry_after
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 BUSY_RETRIES = 5
 """How often ``create(..., retry_on_busy=True)`` retries a 429 before raising it."""
 MAX_BUSY_WAIT_S = 60.0
@@ -92,7 +92,7 @@ class Generation:
     @property
     def done(self) -> bool:
         """True once the job is final: succeeded, failed or cancelled."""
-        return self.state in TERMINAL
+        return self.state in TERMINAL_VALUES
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Generation:

@@ -11,10 +11,11 @@ from luma_ray.jobs.model import (
     new_job_id,
 )
 from luma_ray.jobs.request import GenerationRequest, ModelLimits
-from luma_ray.jobs.states import TERMINAL, TRANSITIONS, JobState, transition
+from luma_ray.jobs.states import TERMINAL, TERMINAL_VALUES, TRANSITIONS, JobState, transition
 
 __all__ = [
     "TERMINAL",
+    "TERMINAL_VALUES",
     "TRANSITIONS",
     "GenerationRequest",
     "Job",

@@ -29,6 +29,8 @@ class JobState(str, Enum):
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL_VALUES = frozenset(state.value for state in TERMINAL)
+"""The final states as the strings the API and the journal carry."""
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.LEASED, JobState.CANCELLED, JobState.FAILED}),

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from luma_ray.errors import ConfigError
-from luma_ray.jobs import Job, JobState
+from luma_ray.jobs import TERMINAL_VALUES, Job
 from luma_ray.jobs.codec import job_from_json, job_to_json
 from luma_ray.storage.sqlite import open_durable
 
@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _FINISH_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs(finished_at_s)"
-_TERMINAL = tuple(s.value for s in JobState if s.terminal)
+_TERMINAL = tuple(sorted(TERMINAL_VALUES))
 
 
 class Journal:

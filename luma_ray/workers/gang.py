@@ -34,7 +34,7 @@ from luma_ray.models.manifest import Manifest
 from luma_ray.workers.host import ModelHost, VersionLoadError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,6 @@ class GangModel:
         self.source = source
         self.dead = False
         self._generations = itertools.count(1)
-
-    def load(
-        self, checkpoint_dir: Path, device: torch.device, process_group: object | None = None
-    ) -> None:
-        raise RuntimeError("a gang loads its version when it starts; start a new gang instead")
 
     def generate(self, request: GenerationRequest, on_step: StepCallback) -> Any:
         lead = self.ranks[0]

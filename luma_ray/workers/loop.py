@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from luma_ray.errors import InvalidRequest, StaleLease
-from luma_ray.models.interface import GenerationCancelled, VideoModel
+from luma_ray.models.interface import GenerationCancelled
 from luma_ray.scheduler.protocol import Assignment
-from luma_ray.workers.ports import LeasePort, ResultSink
+from luma_ray.workers.ports import LeasePort, ResultSink, Runner
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class VersionSource(Protocol):
 
     def wants_swap(self) -> bool: ...
 
-    def swap(self) -> VideoModel: ...
+    def swap(self) -> Runner: ...
 
 
 class WorkerLoop:
@@ -74,7 +74,7 @@ class WorkerLoop:
     def __init__(
         self,
         scheduler: LeasePort,
-        model: VideoModel,
+        model: Runner,
         sink: ResultSink,
         *,
         prefetch: bool = True,

@@ -7,8 +7,9 @@ in-memory fakes. Nothing here imports Ray.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from luma_ray.models.interface import GenerationRequest, StepCallback
 from luma_ray.scheduler.protocol import Assignment
 
 if TYPE_CHECKING:
@@ -35,6 +36,16 @@ class LeasePort(Protocol):
 
     def release(self, a: Assignment) -> None:
         """Hand back an unstarted lease; the job is queued again without counting an attempt."""
+
+
+class Runner(Protocol):
+    """A loaded model version as the pull loop drives it: one ``generate`` per job. A model
+    in the worker's process (``VideoModel``) is one; so is a gang of rank processes
+    (``gang.GangModel``), which loads its version when it starts."""
+
+    name: str
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback) -> Any: ...
 
 
 class ResultSink(Protocol):

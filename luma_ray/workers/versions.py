@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from luma_ray.models.interface import VideoModel
 from luma_ray.models.manifest import Manifest
 from luma_ray.workers.host import VersionLoadError  # host.py imports no Ray at load time
+from luma_ray.workers.ports import Runner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Loaded(Protocol):
     """A model version running somewhere (its own process, for isolation)."""
 
     @property
-    def model(self) -> VideoModel: ...
+    def model(self) -> Runner: ...
 
     def warmup(self) -> None: ...
 
@@ -113,7 +113,7 @@ class VersionManager:
 
     # -- start ---------------------------------------------------------------------------
 
-    def start(self) -> VideoModel:
+    def start(self) -> Runner:
         """Load the active version (or, if it fails, the previous one); the first model."""
         pointer = self.repository.active(self.model)
         active = getattr(pointer, "active", None)
@@ -194,7 +194,7 @@ class VersionManager:
             and self.clock() >= self._next_ask
         )
 
-    def swap(self) -> VideoModel:
+    def swap(self) -> Runner:
         """Swap to the target version if the scheduler allows it now; return the model to run.
 
         Called by the loop between jobs, with no lease held. On any failure the old version

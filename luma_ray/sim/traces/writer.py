@@ -23,6 +23,7 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 
+from luma_ray.config import default_tiers
 from luma_ray.errors import TraceError
 
 TRACE_FILE = "trace.csv"
@@ -32,7 +33,7 @@ CAPACITY_HEADER = "time_s,slots"
 
 # Tier names in priority order, and the share of demand each gets (4/4/12/25/55 %). Both
 # generators use this mix: launch-day per job, gentd26 per tenant.
-TIERS: tuple[str, ...] = ("api", "enterprise", "unlimited", "light", "free")
+TIERS: tuple[str, ...] = tuple(tier.name for tier in default_tiers())
 TIER_SHARES: tuple[float, ...] = (0.04, 0.04, 0.12, 0.25, 0.55)
 
 FloatArray = npt.NDArray[np.float64]
