@@ -23,7 +23,7 @@ from luma_ray.jobs import ModelLimits
 from luma_ray.models.manifest import Manifest
 from luma_ray.models.registry import MODELS, get_model_class
 from luma_ray.models.repository import ModelRepository
-from luma_ray.runtime.actor import start_scheduler
+from luma_ray.runtime.actor import ActorSettings, start_scheduler
 from luma_ray.runtime.handle import NAMESPACE, SchedulerHandle
 from luma_ray.scheduler.protocol import Ping
 from luma_ray.storage import open_store
@@ -105,12 +105,14 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
         raise RuntimeError("call ray.init() (or luma_ray.connect()) before launch.start()")
     ensure_versions(runtime)
     handle = start_scheduler(
-        runtime.scheduler.model_dump(),
-        runtime.journal,
-        model_limits(runtime),
-        ensure_webhook_secret(Path(runtime.webhook_secret_path)),
-        runtime.allow_private_callbacks,
-        runtime.repository,
+        ActorSettings(
+            config=runtime.scheduler.model_dump(),
+            journal_path=runtime.journal,
+            models=model_limits(runtime),
+            webhook_secret_path=ensure_webhook_secret(Path(runtime.webhook_secret_path)),
+            allow_private_callbacks=runtime.allow_private_callbacks,
+            repository_uri=runtime.repository,
+        )
     )
     SchedulerHandle(handle.actor, READY_TIMEOUT_S).call(Ping())
     if runtime.http_host is not None:

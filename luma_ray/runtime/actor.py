@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,39 +39,48 @@ MAX_PULL_WAIT_S = 30.0
 ACTIVE_CACHE_S = 2.0
 
 
-class SchedulerActor:
-    """Constructed by Ray from plain arguments, so a restart rebuilds the same scheduler."""
+@dataclass(frozen=True)
+class ActorSettings:
+    """What the actor is built from: plain values, so that Ray rebuilds the same scheduler
+    after a restart."""
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        journal_path: str,
-        models: Mapping[str, ModelLimits],
-        webhook_secret_path: str | None = None,
-        allow_private_callbacks: bool = False,
-        repository_uri: str | None = None,
-    ) -> None:
+    config: Mapping[str, Any]
+    """The scheduler config (``SchedulerConfig.model_dump()``)."""
+    journal_path: str
+    models: Mapping[str, ModelLimits]
+    webhook_secret_path: str | None = None
+    """Master secret that signs webhooks; None sends none."""
+    allow_private_callbacks: bool = False
+    repository_uri: str | None = None
+    """The model repository (pinned versions, rollouts); None: models are built in."""
+
+
+class SchedulerActor:
+    """The scheduler on the cluster; :func:`start_scheduler` starts the one instance."""
+
+    def __init__(self, settings: ActorSettings) -> None:
         logging.basicConfig(level=logging.INFO)
+        journal_path = settings.journal_path
         self.repository = None
-        if repository_uri is not None:
-            self.repository = ModelRepository(open_store(repository_uri), time.time)
+        if settings.repository_uri is not None:
+            self.repository = ModelRepository(open_store(settings.repository_uri), time.time)
         self._active_cache: dict[str, tuple[float, str | None]] = {}
         self.service = SchedulerService(
-            parse_config(dict(config), "scheduler config"),
+            parse_config(dict(settings.config), "scheduler config"),
             Journal(journal_path),
-            models,
+            settings.models,
             time.time,
             self._active_version if self.repository is not None else None,
             self.repository.rollout if self.repository is not None else None,
         )
         self.service.on_rollout = self._rollout_moved
         self.webhooks = None
-        if webhook_secret_path is not None:
-            secret = Path(webhook_secret_path).read_bytes().strip()
+        if settings.webhook_secret_path is not None:
+            secret = Path(settings.webhook_secret_path).read_bytes().strip()
             # Next to the journal: events not yet delivered survive a restart, like the jobs.
             outbox = WebhookOutbox(Path(journal_path).with_suffix(".webhooks.sqlite"))
             self.webhooks = WebhookSender(
-                secret, allow_private=allow_private_callbacks, outbox=outbox
+                secret, allow_private=settings.allow_private_callbacks, outbox=outbox
             )
             self.service.on_change = self._notify
         self._work = asyncio.Event()
@@ -191,14 +201,7 @@ def scheduler_actor_class() -> Any:
     return ray.remote(SchedulerActor)
 
 
-def start_scheduler(
-    config: Mapping[str, Any],
-    journal_path: str,
-    models: Mapping[str, ModelLimits],
-    webhook_secret_path: str | None = None,
-    allow_private_callbacks: bool = False,
-    repository_uri: str | None = None,
-) -> SchedulerHandle:
+def start_scheduler(settings: ActorSettings) -> SchedulerHandle:
     """Get the running scheduler actor, or start it (detached, restarted on failure)."""
     actor = (
         scheduler_actor_class()
@@ -214,13 +217,6 @@ def start_scheduler(
             resources={"node:__internal_head__": 0.001},
             max_concurrency=1000,
         )
-        .remote(
-            dict(config),
-            journal_path,
-            dict(models),
-            webhook_secret_path,
-            allow_private_callbacks,
-            repository_uri,
-        )
+        .remote(settings)
     )
     return SchedulerHandle(actor)

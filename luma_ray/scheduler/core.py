@@ -16,10 +16,11 @@ from typing import Any
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
 from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, WorkerId, transition
+from luma_ray.scheduler.answers import HeartbeatReply
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
 from luma_ray.scheduler.policies import Policy, make_policy
-from luma_ray.scheduler.protocol import HeartbeatReply, SchedulerStats, TierQueues
 from luma_ray.scheduler.queues import QueueBook
+from luma_ray.scheduler.reports import SchedulerStats, TierQueues
 from luma_ray.scheduler.tiers import tier_specs
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from luma_ray.jobs.request import (
     validate_name,
     validate_request,
 )
-from luma_ray.scheduler.protocol import SubmitRequest
+from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.sizes import resolve_size
 from luma_ray.scheduler.tiers import TierSpec
 

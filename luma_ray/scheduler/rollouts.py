@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from luma_ray.errors import InvalidRequest
-from luma_ray.scheduler.protocol import Halt, RolloutReport, SwapRecord
+from luma_ray.scheduler.reports import Halt, RolloutReport, SwapRecord
 
 log = logging.getLogger(__name__)
 

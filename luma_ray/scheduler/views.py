@@ -11,16 +11,10 @@ from collections.abc import Mapping
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState, ModelLimits
+from luma_ray.scheduler.answers import JobView, Limits, TierView
 from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
-from luma_ray.scheduler.protocol import (
-    JobView,
-    Limits,
-    PoolRow,
-    QueueReport,
-    QueueRow,
-    TierView,
-)
+from luma_ray.scheduler.reports import PoolRow, QueueReport, QueueRow
 from luma_ray.scheduler.rollouts import Rollouts
 
 

@@ -1,0 +1,165 @@
+"""What the scheduler answers: frozen values that pickle across Ray as plain dataclasses.
+
+Part of the scheduler's boundary (``protocol`` re-exports them). ``JobView`` is what every
+presenter renders; ``Assignment`` and ``HeartbeatReply`` are what a worker gets; ``JobEvent``
+and ``StateChange`` are a job's journaled state changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from luma_ray.config import TenantLimits
+from luma_ray.errors import InvalidRequest
+from luma_ray.jobs import GenerationRequest, JobError, JobState, ModelLimits, Progress
+
+SwapVerdict = Literal["go", "wait", "halted"]
+"""A worker's answer to "may I swap versions now": go, wait and ask again, or never (halted)."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a client sees of one job: every presenter (native API, OpenAI-compatible API,
+    webhooks, the Ray client) renders this one value. Leases' fencing tokens and worker ids
+    stay inside the scheduler."""
+
+    id: str
+    state: JobState
+    tier: str
+    tenant: str
+    model: str
+    """As submitted: a name, or ``name@version`` when pinned."""
+    model_version: str | None
+    """The version that ran it (or the pinned one)."""
+    params: GenerationRequest
+    attempts: int
+    progress: Progress
+    result_uris: Mapping[str, str]
+    """Storage URIs by variant (``video``, ``thumbnail``); presenters turn them into URLs."""
+    error: JobError | None
+    created_at_s: float
+    started_at_s: float | None
+    finished_at_s: float | None
+    wait_s: float
+    """Queue wait so far (until it started running, or finished without running)."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    queue_position: int | None = None
+    """Jobs ahead of it in its queue (an upper bound); None once it left the queue."""
+    eta_s: float | None = None
+    """Estimated seconds until it starts (queued) or finishes (running)."""
+    slo_used: float = 0.0
+    """``wait_s`` as a share of its tier's maximum wait."""
+
+    @property
+    def done(self) -> bool:
+        return self.state.terminal
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types, for payloads and notebooks."""
+        out = asdict(self)
+        out["state"] = self.state.value
+        out["result_uris"] = dict(self.result_uris)
+        out["metadata"] = dict(self.metadata)
+        return out
+
+
+@dataclass(frozen=True)
+class SubmitRefused:
+    """One request of a :class:`SubmitMany` that was not queued, and why."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a worker gets from a pull: the lease and everything needed to run the job."""
+
+    job_id: str
+    token: int
+    """Fencing token: every report on this lease carries it."""
+    lease_expires_at_s: float
+    model: str
+    request: GenerationRequest
+    attempts: int
+    wait_s: float
+    lease_ttl_s: float = 60.0
+    """A lease lapses this long after its last heartbeat; workers beat well within it."""
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    """What a worker learns from a heartbeat: keep going, or stop (the job was cancelled)."""
+
+    cancel: bool
+    lease_expires_at_s: float
+
+
+@dataclass(frozen=True)
+class TierView:
+    name: str
+    max_wait_s: float
+    weight: float
+    shed_ratio: float | None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Tiers with their SLOs and shedding, each model's request limits, tenant caps per tier."""
+
+    tiers: tuple[TierView, ...]
+    models: Mapping[str, ModelLimits]
+    tenant_limits: Mapping[str, TenantLimits]
+
+    def tier(self, name: str) -> TierView:
+        found = next((t for t in self.tiers if t.name == name), None)
+        if found is None:
+            raise InvalidRequest(f"unknown tier {name!r}")
+        return found
+
+    def model(self, ref: str) -> ModelLimits:
+        """The limits of ``name`` or ``name@version``; ``InvalidRequest`` listing the models."""
+        name = ref.partition("@")[0]
+        limits = self.models.get(name)
+        if limits is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise InvalidRequest(f"unknown model {name!r}; available: {known}")
+        return limits
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Queued jobs of a model (any version) and its mean service time: what the pools'
+    autoscaling policy scales on."""
+
+    queued: int
+    service_s: float
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A journaled state change of one job; webhooks carry it to ``callback_url``."""
+
+    seq: int
+    """The change's number in the job's history: ``(job id, seq)`` names it once."""
+    view: JobView
+    at_s: float
+    callback_url: str | None
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.view.id}.{self.seq}"
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One journaled state change of a job, as an event stream replays it."""
+
+    seq: int
+    """Its number in the job's history, from 1: a stream resumes after the last one it saw
+    (``JobEvent.seq`` names the same change)."""
+    state: JobState
+    at_s: float
+    reason: str
