@@ -15,12 +15,12 @@ the path or the query string of a callback URL (they often carry tokens).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Protocol
 
 import httpx
@@ -45,7 +45,7 @@ class Outbox(Protocol):
     def pending(self) -> list[WebhookEvent]: ...
 
 
-class WebhookSender:
+class WebhookSender(contextlib.AbstractContextManager["WebhookSender"]):
     """Delivers events on a background thread, in order per job, retrying with backoff.
 
     One per process, built at start-up and closed at shutdown. ``sleep`` and ``clock`` are for
@@ -162,15 +162,7 @@ class WebhookSender:
             self._cond.notify_all()
         self._thread.join(max(0.0, deadline - time.monotonic()) + self._timeout_s)
 
-    def __enter__(self) -> WebhookSender:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # --- worker thread -------------------------------------------------------------------

@@ -13,12 +13,12 @@ half a trace next to a whole capacity file. Floats are written with exactly 3 de
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import numpy.typing as npt
@@ -80,7 +80,7 @@ def check_capacity(capacity: Sequence[tuple[float, int]]) -> None:
             raise TraceError(f"capacity: slots at time_s {t} must be an integer >= 0")
 
 
-class TraceWriter:
+class TraceWriter(contextlib.AbstractContextManager["TraceWriter"]):
     """Streams a trace into ``out_dir``; use as a context manager, then call :meth:`finish`.
 
     Rows arrive in chunks (:meth:`write_rows`), each already sorted by arrival and not earlier
@@ -104,15 +104,7 @@ class TraceWriter:
         self._service_total_s = 0.0
         self._done = False
 
-    def __enter__(self) -> TraceWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self._file.closed:
             self._file.close()
         if not self._done:
