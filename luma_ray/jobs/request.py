@@ -89,8 +89,9 @@ class ModelLimits:
 def validate_request(request: GenerationRequest, limits: ModelLimits) -> None:
     """Raise ``InvalidRequest`` naming everything to fix, or return if the model can run it.
 
-    Called by the ingress before a job is queued and again by the model before it generates,
-    so a bad request is refused with a 400 instead of failing on a GPU.
+    Intake (``scheduler.intake``) calls it once for every submit, before anything is queued, so
+    a bad request is refused with a 400 instead of failing on a GPU. The reference model also
+    checks what it is handed when called directly (a notebook, a test), outside the scheduler.
     """
     problems = _problems(request, limits)
     if problems:
