@@ -121,3 +121,7 @@ class StoreSink:
                     result_key(a.job_id, a.token, "thumbnail.png"), thumb, "image/png"
                 ),
             }
+
+    def discard(self, a: Assignment) -> None:
+        for key in self.blobs.list(result_key(a.job_id, a.token, "")):
+            self.blobs.delete(key)

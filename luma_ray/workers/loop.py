@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from luma_ray.errors import InvalidRequest, StaleLease
+from luma_ray.errors import InvalidRequest, NotFound, StaleLease
 from luma_ray.models.interface import GenerationCancelled
 from luma_ray.scheduler.protocol import Assignment
 from luma_ray.workers.ports import LeasePort, ResultSink, Runner
@@ -245,6 +245,9 @@ class WorkerLoop:
         except StaleLease:
             log.warning("job %s: lease lost during step %d; stopping", job.job_id, step)
             return False
+        except NotFound:  # deleted by its owner (a restarted scheduler still knows its jobs)
+            log.info("job %s: deleted during step %d; stopping", job.job_id, step)
+            return False
         except Exception:  # scheduler restarting: keep computing, the lease survives
             log.warning("job %s: heartbeat failed; continuing", job.job_id, exc_info=True)
             cancelled = False
@@ -265,8 +268,8 @@ class WorkerLoop:
         try:
             if self.scheduler.heartbeat(held, 0, 0, "prefetched"):
                 self._next = None  # cancelled while waiting: drop it
-        except StaleLease:
-            self._next = None  # lapsed and requeued meanwhile: another worker will run it
+        except (StaleLease, NotFound):
+            self._next = None  # requeued meanwhile (another worker runs it), or deleted
         except Exception:
             log.warning("job %s: prefetched lease heartbeat failed", held.job_id)
 
@@ -276,12 +279,19 @@ class WorkerLoop:
             uris = self.sink.store(job, frames)  # type: ignore[arg-type]
             self.scheduler.complete(job, uris, version)
             self.stats.succeeded += 1
-        except StaleLease:
+        except (StaleLease, NotFound) as refused:
             self.stats.stale += 1
-            log.warning("job %s: result refused, the lease moved on", job.job_id)
+            log.warning("job %s: result refused (%s); deleting it", job.job_id, refused.code)
+            self._discard(job)
         except Exception as err:
             log.exception("job %s: storing the result failed", job.job_id)
             self._report_failure(job, "store_error", f"{type(err).__name__}: {err}", True)
+
+    def _discard(self, job: Assignment) -> None:
+        try:
+            self.sink.discard(job)
+        except Exception:
+            log.exception("job %s: could not delete its refused result", job.job_id)
 
     def _report_failure(self, job: Assignment, code: str, message: str, retryable: bool) -> None:
         self.stats.failed += 1

@@ -52,3 +52,7 @@ class ResultSink(Protocol):
     """Encodes frames and stores them; returns the URIs to commit (video, thumbnail)."""
 
     def store(self, a: Assignment, frames: numpy.ndarray) -> dict[str, str]: ...
+
+    def discard(self, a: Assignment) -> None:
+        """Delete what ``store`` wrote for this lease (its result was refused: the job was
+        cancelled, deleted or moved on), so no orphaned video stays in the store."""

@@ -30,3 +30,19 @@ def test_sink_uploads_a_decodable_video_per_lease(backend, tmp_path: Path) -> No
     assert (probe.frames, probe.width, probe.height) == (12, 32, 48)
     thumb = backend.store.get_bytes("results/gen_sink/7/thumbnail.png")
     assert thumb[:4] == b"\x89PNG"
+
+
+def test_discard_removes_one_lease_s_files_and_no_other(backend) -> None:
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    request = GenerationRequest(prompt="p", frames=2, height=16, width=16, fps=8)
+    refused = Assignment(JobId("gen_gone"), 3, 0.0, "luma-tiny", request, 1, 0.0)
+    kept = Assignment(JobId("gen_gone"), 4, 0.0, "luma-tiny", request, 2, 0.0)
+    sink = StoreSink(backend.store)
+    sink.store(refused, frames)
+    sink.store(kept, frames)
+    sink.discard(refused)
+    assert backend.store.list("results/gen_gone/3/") == []
+    assert sorted(backend.store.list("results/gen_gone/4/")) == [
+        "results/gen_gone/4/thumbnail.png",
+        "results/gen_gone/4/video.mp4",
+    ]

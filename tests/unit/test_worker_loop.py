@@ -93,12 +93,19 @@ class FakeModel:
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, on_store=None) -> None:
         self.stored: list[str] = []
+        self.discarded: list[str] = []
+        self.on_store = on_store
 
     def store(self, a: Assignment, frames: np.ndarray) -> dict[str, str]:
         self.stored.append(a.job_id)
+        if self.on_store:
+            self.on_store(a)
         return {"video": f"memory://results/{a.job_id}/{a.token}/video.mp4"}
+
+    def discard(self, a: Assignment) -> None:
+        self.discarded.append(a.job_id)
 
 
 def make(tmp_path: Path, **cfg: object) -> SchedulerService:
@@ -265,3 +272,29 @@ def test_prefetch_near_the_end_lets_a_later_api_job_go_first(tmp_path: Path) -> 
 
     assert run_order(2.0, tmp_path / "near-the-end") == (["free-long", "api", "free-next"], 1)
     assert run_order(math.inf, tmp_path / "at-start") == (["free-long", "free-next", "api"], 2)
+
+
+def test_deleting_a_running_job_stops_it_within_a_step_and_stores_nothing(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="long", steps=20, tenant="acme")).id
+    steps: list[int] = []
+
+    def during(request: GenerationRequest, step: int) -> None:
+        steps.append(step)
+        if step == 3:
+            svc.delete(job, tenant="acme")  # the owner deletes it mid-run
+
+    sink = Sink()
+    stats = WorkerLoop(ServicePort(svc), FakeModel(during), sink, pull_wait_s=0.0).run(1)
+    assert max(steps) == 3  # the heartbeat after step 3 said "gone": no further step ran
+    assert stats.cancelled == 1 and stats.succeeded == 0 and sink.stored == []
+    assert svc.core.stats(0.0)["in_flight"].get("local", 0) == 0
+
+
+def test_a_result_refused_because_the_job_was_deleted_is_removed(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="short", steps=2, tenant="acme")).id
+    sink = Sink(on_store=lambda a: svc.delete(a.job_id, tenant="acme"))  # deleted mid-upload
+    stats = WorkerLoop(ServicePort(svc), FakeModel(), sink, pull_wait_s=0.0).run(1)
+    assert sink.stored == [job] and sink.discarded == [job]
+    assert stats.succeeded == 0 and stats.stale == 1
