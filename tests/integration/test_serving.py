@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from luma_ray.errors import InvalidRequest, StaleLease
+from luma_ray.scheduler.protocol import Complete
 from tests.integration.conftest import LEASE_TTL_S, wait_for
 
 pytestmark = pytest.mark.timeout(600)
@@ -136,7 +137,7 @@ def test_killed_worker_job_is_requeued_and_completes_once(system) -> None:
     view = client.wait(job_id, timeout=300)
     assert view.state == "succeeded" and view.attempts == 2
     with pytest.raises(StaleLease):
-        client._call("complete", job_id, old_token, {"video": "file:///stale.mp4"})
+        client.scheduler.call(Complete(job_id, old_token, {"video": "file:///stale.mp4"}))
     record = journal_record(system, job_id)
     assert [h[2] for h in record["history"]].count("result committed") == 1
     assert record["result_uris"] == view.result_uris
