@@ -105,6 +105,13 @@ class SchedulerUnavailable(Unavailable):
     code = "scheduler_unavailable"
 
 
+class JournalUnavailable(Unavailable):
+    """The scheduler's journal could not be written (disk full, I/O error) or read back;
+    nothing was changed, and the same request may be sent again later (HTTP 503)."""
+
+    code = "journal_unavailable"
+
+
 class ConfigError(LumaError):
     """A configuration file or value is wrong; the message names the field and the fix."""
 

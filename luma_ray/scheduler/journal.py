@@ -11,13 +11,14 @@ left the scheduler's memory are read back one at a time (:meth:`get`) or a page 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from luma_ray.errors import ConfigError
+from luma_ray.errors import ConfigError, JournalUnavailable
 from luma_ray.jobs import TERMINAL_VALUES, Job
 from luma_ray.jobs.codec import job_from_json, job_to_json
 from luma_ray.storage.sqlite import open_durable
@@ -71,21 +72,20 @@ class Journal:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._roll_back()
             raise
         log.info("journal %s: added the finish-time column to %d jobs", self.path, len(rows))
 
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
-        """Write changed jobs (and the token mark) in one transaction, durably."""
+        """Write changed jobs (and the token mark) in one transaction, durably; on failure
+        nothing is written and ``JournalUnavailable`` names the cause."""
         rows = [
             (j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s)
             for j in jobs
         ]
         if not rows and next_token is None:
             return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._writing() as db:
             db.executemany(
                 "INSERT INTO jobs (id, state, tenant, record, finished_at_s) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, "
@@ -98,20 +98,35 @@ class Journal:
                     "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
                     (next_token,),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def forget(self, job_ids: Iterable[str]) -> None:
-        """Delete jobs for good (the user deleted them)."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """Delete jobs for good (the user deleted them, or their retention ran out)."""
+        with self._writing() as db:
+            db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A failed write is rolled back (unless SQLite already did,
+        as it does on a full disk) and raised as ``JournalUnavailable`` naming the cause."""
         try:
-            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
             self._db.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._roll_back()
+            raise JournalUnavailable(
+                f"the journal {self.path} could not be written ({err}); nothing was changed, "
+                "retry later"
+            ) from err
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._roll_back()
             raise
+
+    def _roll_back(self) -> None:
+        """End a failed transaction; never masks the error that ended it."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def load(self, finished_since_s: float | None = None) -> tuple[list[Job], int]:
         """Every unfinished job and every job finished at or after ``finished_since_s``

@@ -12,22 +12,14 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import (
-    BackPressure,
-    LumaError,
-    NotFound,
-)
+from luma_ray.errors import BackPressure, JournalUnavailable, LumaError, NotFound
 from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
 from luma_ray.scheduler.admission import check_pin, shed
-from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.estimates import Estimates
-from luma_ray.scheduler.housekeeping import Housekeeping
-from luma_ray.scheduler.idempotency import IdempotencyKeys
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import (
@@ -46,8 +38,9 @@ from luma_ray.scheduler.protocol import (
     SubmitRequest,
     SwapVerdict,
 )
+from luma_ray.scheduler.recovery import recover
 from luma_ray.scheduler.rollouts import Rollouts
-from luma_ray.scheduler.views import check_page, describe, job_view, queue_view
+from luma_ray.scheduler.views import check_page, describe, live_view, model_backlog, queue_view
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +66,6 @@ class SchedulerService:
         self.active_version = active_version
         """The repository's active version of a model (None: not from the repository);
         without it, requests cannot pin ``model@version``."""
-        self.core = SchedulerCore(config)
         self.estimates = Estimates()
         self.rollouts = Rollouts(stored_rollout)
         self.counters = SchedulerCounters()
@@ -81,26 +73,14 @@ class SchedulerService:
         """Called after each journaled change (the actor sends webhooks from it)."""
         self.on_rollout: Callable[[str], None] | None = None
         """Called with a model's name when its rollout moved (the actor stores the status)."""
-        self.idempotency = IdempotencyKeys()
-        now = clock()
-        self.housekeeping = Housekeeping(self.core, self.rollouts, config, now, active_version)
-        """Evicts finished jobs from memory, fails pinned jobs whose version is gone."""
-        jobs, next_token = journal.load(finished_since_s=now - config.keep_finished_s)
-        finished = sorted(
-            (j for j in jobs if j.state.terminal), key=lambda j: (j.finished_at_s or now, j.id)
-        )
-        live = sorted(
-            (j for j in jobs if not j.state.terminal), key=lambda j: (j.enqueued_at_s, j.id)
-        )
-        for job in finished + live:
-            self.core.restore(job, now, next_token)
-            self.idempotency.remember(job)
-            self.housekeeping.track(job)
-        if live:
-            log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
+        self.started_s = clock()
+        self._recover()  # the core (jobs, queues, leases), Idempotency-Keys, housekeeping
+        self._stale = False
+        """A failed write's change may still be in memory: rebuild before the next call."""
 
     def call(self, op: Op[R]) -> R:
         """Answer one operation of the protocol: the method it names, with its fields."""
+        self._check_memory()
         return cast(R, getattr(self, op.method)(**op.arguments()))
 
     # ---- clients -----------------------------------------------------------------------
@@ -152,19 +132,7 @@ class SchedulerService:
 
     def view(self, job: Job) -> JobView:
         """The client's view, with queue position, ETA and the share of the SLO used."""
-        now = self.clock()
-        base = job_view(job, now)
-        position = self.core.position(job)
-        eta_s = None
-        if position is not None:
-            eta_s = round(self.estimates.wait_for(job.model, position, now), 1)
-        elif job.state is JobState.RUNNING and job.progress.step:
-            per_step = (now - (base.started_at_s or now)) / job.progress.step
-            eta_s = round(per_step * (job.progress.total - job.progress.step), 1)
-        slo_s = self.core.tiers[job.tier].max_wait_s
-        return replace(
-            base, queue_position=position, eta_s=eta_s, slo_used=round(base.wait_s / slo_s, 4)
-        )
+        return live_view(self.core, self.estimates, job, self.clock())
 
     def delete(self, job_id: str, tenant: str | None = None) -> JobView:
         """Forget a job (cancelling it first if live); returns its last view."""
@@ -172,7 +140,7 @@ class SchedulerService:
         view = self.view(job)
         if job.id in self.core.jobs:
             self.core.forget(job.id, self.clock())
-        self.journal.forget([job.id])
+        self._journaled(lambda: self.journal.forget([job.id]))
         self.idempotency.forget(job)
         return view
 
@@ -234,6 +202,7 @@ class SchedulerService:
         """Lease the best job for this worker, or None when nothing fits now. The service never
         waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False (a
         pull that waited is counted once if refused)."""
+        self._check_memory()
         now = self.clock()
         models = list(models)
         self.estimates.observe_pull(worker, models, now)
@@ -289,16 +258,16 @@ class SchedulerService:
         decision = self.core.fail(
             JobId(job_id), token, self.clock(), JobError(code, message[:500], retryable)
         )
-        self.counters.lost([decision], "failure")
         self._commit()
+        self.counters.lost([decision], "failure")
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
         return self.view(self.core.get(JobId(job_id)))
 
     def release(self, job_id: str, token: int) -> JobView:
         """A worker hands back an unstarted lease (stopping, or swapping versions)."""
         job = self.core.release(JobId(job_id), token, self.clock())
-        self.counters.requeued["handed_back"] += 1
         self._commit()
+        self.counters.requeued["handed_back"] += 1
         log.info("job %s handed back by its worker (attempt %d)", job_id, job.attempts)
         return self.view(job)
 
@@ -329,12 +298,7 @@ class SchedulerService:
     def backlog(self, model: str) -> Backlog:
         """Queued jobs of ``model`` (any version) and its mean service time: what the pools'
         autoscaling policy scales on."""
-        queued = sum(
-            q.live
-            for (_, queue_model), q in self.core.queues.queues.items()
-            if queue_model.partition("@")[0] == model
-        )
-        return Backlog(queued, self.estimates.mean_service_s(model))
+        return model_backlog(self.core, self.estimates, model)
 
     def queue_view(self) -> QueueReport:
         """The live queue page's data (``views.queue_view``)."""
@@ -349,37 +313,73 @@ class SchedulerService:
     def tick(self) -> int:
         """Requeue lapsed leases (returns how many) and evict finished jobs older than
         ``keep_finished_s`` from memory. The actor calls this on a timer."""
+        self._check_memory()
         swept = self.housekeeping.sweep(self.clock())
         if swept.failed:
             self._commit()
         for job in swept.evicted:  # its Idempotency-Key goes with it
             self.idempotency.forget(job)
         decisions = self.core.expire_leases(self.clock())
-        self.counters.lost(decisions, "lease_expired")
         if decisions:
             self._commit()
+            self.counters.lost(decisions, "lease_expired")
             for d in decisions:
                 log.warning("job %s: %s (attempt %d)", d.job_id, d.reason, d.attempts)
         return len(decisions)
 
     def worker_lost(self, worker: str) -> int:
         decisions = self.core.worker_lost(WorkerId(worker), self.clock())
-        self.counters.lost(decisions, "worker_lost")
         self._commit()
+        self.counters.lost(decisions, "worker_lost")
         return len(decisions)
 
     # ---- internals ---------------------------------------------------------------------
 
     def _commit(self) -> None:
         changed = self.core.take_dirty()
+        self._journaled(lambda: self.journal.record(changed, self.core.next_token))
         for job in changed:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
                 self.housekeeping.track(job)
-        self.journal.record(changed, self.core.next_token)
         if self.on_change is not None:
             for job in changed:
                 self.on_change(self._event(job))
+
+    def _journaled(self, write: Callable[[], None]) -> None:
+        """Run a journal write. If it fails, memory is rebuilt from the journal as after a
+        restart (the change is undone) and the error raised: ``JournalUnavailable`` for a
+        full disk or an I/O error, naming the cause."""
+        try:
+            write()
+        except Exception:
+            self._stale = True
+            self._check_memory()  # raises instead if the journal cannot be read back
+            raise
+
+    def _check_memory(self) -> None:
+        """Memory may hold a change the journal does not (a failed write was not undone):
+        rebuild it from the journal, or refuse the call."""
+        if not self._stale:
+            return
+        try:
+            self._recover()
+        except Exception as err:
+            raise JournalUnavailable(
+                f"the journal {self.journal.path} could not be read back after a failed "
+                f"write ({err}); nothing was changed, retry later"
+            ) from err
+        self._stale = False
+
+    def _recover(self) -> None:
+        self.core, self.idempotency, self.housekeeping = recover(
+            self.config,
+            self.journal,
+            self.rollouts,
+            self.started_s,
+            self.clock(),
+            self.active_version,
+        )
 
     def _event(self, job: Job) -> JobEvent:
         changed_at = job.history[-1][0] if job.history else job.created_at_s
