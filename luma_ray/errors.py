@@ -118,6 +118,14 @@ class ConfigError(LumaError):
     code = "config_error"
 
 
+class JournalDamaged(ConfigError):
+    """A journal file (the scheduler's jobs, the webhook outbox) cannot be read: not SQLite,
+    or a damaged page or row. The message names the file, the row when known, and the fix:
+    restore a backup, or move the file aside to start with an empty one."""
+
+    code = "journal_damaged"
+
+
 class TraceError(LumaError):
     """A trace or capacity file is wrong; the message names the file, row and column."""
 

@@ -1,7 +1,10 @@
 """The scheduler as a Ray actor: a thin async shell around :class:`SchedulerService`.
 
 One named, detached actor (``luma-scheduler`` in namespace ``luma_ray``) that Ray restarts if
-it dies; the restarted actor rebuilds its state from the journal. It adds what needs an event
+it dies; the restarted actor rebuilds its state from the journal. One that cannot start (a
+damaged journal, a wrong config) does not die: it logs why once and answers every call with
+that line (``JournalUnavailable`` or ``SchedulerUnavailable``), so that clients and
+``luma-ray status`` see it instead of a restart loop. It adds what needs an event
 loop: pulls that wait briefly for work, and a timer that requeues lapsed leases. Its one
 remote method, ``call``, answers any ``luma_ray.scheduler.protocol`` op, so a new operation
 needs nothing here. Calls run on the actor's one event loop, so the service is never entered by
@@ -21,6 +24,13 @@ from typing import Any
 import ray
 
 from luma_ray.config import parse_config
+from luma_ray.errors import (
+    ConfigError,
+    JournalDamaged,
+    JournalUnavailable,
+    SchedulerUnavailable,
+    Unavailable,
+)
 from luma_ray.jobs import JobState, ModelLimits
 from luma_ray.models.repository import ModelRepository
 from luma_ray.notify.events import WebhookEvent
@@ -60,6 +70,21 @@ class SchedulerActor:
 
     def __init__(self, settings: ActorSettings) -> None:
         logging.basicConfig(level=logging.INFO)
+        self._broken: tuple[type[Unavailable], str] | None = None
+        """Why the scheduler could not start (a damaged journal, a bad config): every call
+        answers with it. Ray restarting the actor would meet the same file again."""
+        self._work = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        try:
+            self._start(settings)
+        except ConfigError as err:
+            kind = JournalUnavailable if isinstance(err, JournalDamaged) else SchedulerUnavailable
+            self._broken = (kind, f"the scheduler cannot start: {err}")
+            log.error("%s", self._broken[1])
+
+    def _start(self, settings: ActorSettings) -> None:
         journal_path = settings.journal_path
         self.repository = None
         if settings.repository_uri is not None:
@@ -83,13 +108,12 @@ class SchedulerActor:
                 secret, allow_private=settings.allow_private_callbacks, outbox=outbox
             )
             self.service.on_change = self._notify
-        self._work = asyncio.Event()
-        self._ticker: asyncio.Task[None] | None = None
-        self._publisher: asyncio.Task[None] | None = None
-        self._writes: set[asyncio.Task[None]] = set()
 
     async def call(self, op: Op[Any]) -> Any:
         """Answer one operation (``luma_ray.scheduler.protocol``); the only remote method."""
+        if self._broken is not None:
+            kind, message = self._broken
+            raise kind(message)
         self._start_ticker()
         if isinstance(op, Pull):
             return await self._pull(op)
