@@ -112,6 +112,7 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
             webhook_secret_path=ensure_webhook_secret(Path(runtime.webhook_secret_path)),
             allow_private_callbacks=runtime.allow_private_callbacks,
             repository_uri=runtime.repository,
+            store_uri=runtime.store,
         )
     )
     SchedulerHandle(handle.actor, READY_TIMEOUT_S).call(Ping())

@@ -38,6 +38,7 @@ from luma_ray.notify.outbox import WebhookOutbox
 from luma_ray.notify.sender import WebhookSender
 from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
+from luma_ray.runtime.retention import Retention
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, JobEvent, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
@@ -63,6 +64,9 @@ class ActorSettings:
     allow_private_callbacks: bool = False
     repository_uri: str | None = None
     """The model repository (pinned versions, rollouts); None: models are built in."""
+    store_uri: str | None = None
+    """The result store: a job past ``retention_s`` has its ``results/<job id>/`` deleted
+    from it before its row leaves the journal. None: only the rows are deleted."""
 
 
 class SchedulerActor:
@@ -99,6 +103,8 @@ class SchedulerActor:
             self.repository.rollout if self.repository is not None else None,
         )
         self.service.on_rollout = self._rollout_moved
+        store_uri = settings.store_uri
+        self.retention = Retention(None if store_uri is None else lambda: open_store(store_uri))
         self.webhooks = None
         if settings.webhook_secret_path is not None:
             secret = Path(settings.webhook_secret_path).read_bytes().strip()
@@ -218,6 +224,10 @@ class SchedulerActor:
                     self._wake()
             except Exception:  # keep the timer alive; the next tick retries
                 log.exception("lease expiry tick failed")
+            try:
+                await self.retention.purge(self.service)
+            except Exception:  # as above: the next tick retries
+                log.exception("deleting jobs past their retention failed")
 
 
 def scheduler_actor_class() -> Any:

@@ -132,6 +132,17 @@ class Journal:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
 
+    def finished_before(self, horizon_s: float, limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs that finished before ``horizon_s``, oldest first
+        (through the finish-time index)."""
+        marks = ", ".join("?" * len(_TERMINAL))
+        rows = self._db.execute(
+            f"SELECT id FROM jobs WHERE finished_at_s < ? AND state IN ({marks}) "
+            "ORDER BY finished_at_s, id LIMIT ?",
+            (horizon_s, *_TERMINAL, limit),
+        ).fetchall()
+        return [job_id for (job_id,) in rows]
+
     def load(self, finished_since_s: float | None = None) -> tuple[list[Job], int]:
         """Every unfinished job and every job finished at or after ``finished_since_s``
         (None: every job), oldest first, and the fencing-token high-water mark."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import BackPressure, JournalUnavailable, LumaError, NotFound
+from luma_ray.errors import BackPressure, LumaError, NotFound
 from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
 from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.counters import SchedulerCounters
@@ -38,7 +38,7 @@ from luma_ray.scheduler.protocol import (
     SubmitRequest,
     SwapVerdict,
 )
-from luma_ray.scheduler.recovery import recover
+from luma_ray.scheduler.recovery import Memory, Recovery
 from luma_ray.scheduler.rollouts import Rollouts
 from luma_ray.scheduler.views import check_page, describe, live_view, model_backlog, queue_view
 
@@ -73,14 +73,15 @@ class SchedulerService:
         """Called after each journaled change (the actor sends webhooks from it)."""
         self.on_rollout: Callable[[str], None] | None = None
         """Called with a model's name when its rollout moved (the actor stores the status)."""
-        self.started_s = clock()
-        self._recover()  # the core (jobs, queues, leases), Idempotency-Keys, housekeeping
-        self._stale = False
-        """A failed write's change may still be in memory: rebuild before the next call."""
+        self.recovery = Recovery(
+            config, journal, self.rollouts, clock, active_version, self._install
+        )
+        """Reads memory from the journal (the core with jobs, queues and leases, the
+        Idempotency-Keys, housekeeping) now, and again after a failed write."""
 
     def call(self, op: Op[R]) -> R:
         """Answer one operation of the protocol: the method it names, with its fields."""
-        self._check_memory()
+        self.recovery.check()
         return cast(R, getattr(self, op.method)(**op.arguments()))
 
     # ---- clients -----------------------------------------------------------------------
@@ -140,7 +141,7 @@ class SchedulerService:
         view = self.view(job)
         if job.id in self.core.jobs:
             self.core.forget(job.id, self.clock())
-        self._journaled(lambda: self.journal.forget([job.id]))
+        self.recovery.write(lambda: self.journal.forget([job.id]))
         self.idempotency.forget(job)
         return view
 
@@ -202,7 +203,7 @@ class SchedulerService:
         """Lease the best job for this worker, or None when nothing fits now. The service never
         waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False (a
         pull that waited is counted once if refused)."""
-        self._check_memory()
+        self.recovery.check()
         now = self.clock()
         models = list(models)
         self.estimates.observe_pull(worker, models, now)
@@ -313,7 +314,7 @@ class SchedulerService:
     def tick(self) -> int:
         """Requeue lapsed leases (returns how many) and evict finished jobs older than
         ``keep_finished_s`` from memory. The actor calls this on a timer."""
-        self._check_memory()
+        self.recovery.check()
         swept = self.housekeeping.sweep(self.clock())
         if swept.failed:
             self._commit()
@@ -327,6 +328,19 @@ class SchedulerService:
                 log.warning("job %s: %s (attempt %d)", d.job_id, d.reason, d.attempts)
         return len(decisions)
 
+    def expired(self, limit: int = 100) -> builtins.list[str]:
+        """Up to ``limit`` finished jobs past ``retention_s``, oldest first: the actor deletes
+        their results from the store, then calls :meth:`purge` with them."""
+        horizon = self.housekeeping.retention_horizon(self.clock())
+        return [] if horizon is None else self.journal.finished_before(horizon, limit)
+
+    def purge(self, job_ids: Iterable[str]) -> None:
+        """Delete expired jobs (their results are gone) from the journal and from memory."""
+        job_ids = list(job_ids)
+        self.recovery.write(lambda: self.journal.forget(job_ids))
+        for job in self.housekeeping.drop(job_ids):
+            self.idempotency.forget(job)
+
     def worker_lost(self, worker: str) -> int:
         decisions = self.core.worker_lost(WorkerId(worker), self.clock())
         self._commit()
@@ -337,7 +351,7 @@ class SchedulerService:
 
     def _commit(self) -> None:
         changed = self.core.take_dirty()
-        self._journaled(lambda: self.journal.record(changed, self.core.next_token))
+        self.recovery.write(lambda: self.journal.record(changed, self.core.next_token))
         for job in changed:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
@@ -346,53 +360,17 @@ class SchedulerService:
             for job in changed:
                 self.on_change(self._event(job))
 
-    def _journaled(self, write: Callable[[], None]) -> None:
-        """Run a journal write. If it fails, memory is rebuilt from the journal as after a
-        restart (the change is undone) and the error raised: ``JournalUnavailable`` for a
-        full disk or an I/O error, naming the cause."""
-        try:
-            write()
-        except Exception:
-            self._stale = True
-            self._check_memory()  # raises instead if the journal cannot be read back
-            raise
-
-    def _check_memory(self) -> None:
-        """Memory may hold a change the journal does not (a failed write was not undone):
-        rebuild it from the journal, or refuse the call."""
-        if not self._stale:
-            return
-        try:
-            self._recover()
-        except Exception as err:
-            raise JournalUnavailable(
-                f"the journal {self.journal.path} could not be read back after a failed "
-                f"write ({err}); nothing was changed, retry later"
-            ) from err
-        self._stale = False
-
-    def _recover(self) -> None:
-        self.core, self.idempotency, self.housekeeping = recover(
-            self.config,
-            self.journal,
-            self.rollouts,
-            self.started_s,
-            self.clock(),
-            self.active_version,
-        )
+    def _install(self, memory: Memory) -> None:
+        """Take the memory read from the journal (at start, and after a failed write)."""
+        self.core, self.idempotency, self.housekeeping = memory
 
     def _event(self, job: Job) -> JobEvent:
         changed_at = job.history[-1][0] if job.history else job.created_at_s
         return JobEvent(len(job.history), self.view(job), changed_at, job.callback_url)
 
     def _visible(self, job_id: str, tenant: str | None) -> Job:
-        try:
-            job = self.core.get(JobId(job_id))
-        except NotFound:
-            stored = self.journal.get(job_id)  # finished and evicted from memory
-            if stored is None:
-                raise NotFound(f"no generation {job_id!r}") from None
-            job = stored
-        if tenant is not None and job.tenant != tenant:
-            raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
+        """The job from memory, or from the journal once evicted; never another tenant's."""
+        job = self.core.jobs.get(JobId(job_id)) or self.journal.get(job_id)
+        if job is None or (tenant is not None and job.tenant != tenant):
+            raise NotFound(f"no generation {job_id!r}")
         return job

@@ -85,11 +85,13 @@ FILE_MODE = 0o644
 def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
     """Create ``path`` by letting ``fill`` write a temporary file beside it, then renaming.
 
-    Used by every backend's ``get_file``: if ``fill`` raises (missing object, broken connection),
-    the temporary file is removed and ``path`` keeps whatever it had before.
+    Used by every backend's ``get_file`` and by the local store's writes: if ``fill`` raises
+    (missing object, broken connection), the temporary file is removed and ``path`` keeps
+    whatever it had before. Once it returns, the file, its name and every folder it created
+    are on disk (a power loss cannot leave a journal that names a missing file).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(target.parent)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{RESERVED_PREFIX}-", suffix=".part")
     fill_durably(fd, tmp_name, fill)
     try:
@@ -98,7 +100,30 @@ def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    sync_folder(target.parent)
     return target
+
+
+def make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents (as ``mkdir -p``), each one durably: the
+    folder that names a new one is flushed to disk after it."""
+    missing: list[Path] = []
+    while not folder.is_dir() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        sync_folder(new.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk (after a rename into it, or a file or folder created
+    in it): ``fsync`` of the file alone does not make its name durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fill_durably(fd: int, name: str, fill: Callable[[BinaryIO], object]) -> None:
