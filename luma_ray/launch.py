@@ -27,6 +27,7 @@ from luma_ray.runtime.actor import ActorSettings, start_scheduler
 from luma_ray.runtime.handle import NAMESPACE, SchedulerHandle
 from luma_ray.scheduler.protocol import Ping
 from luma_ray.storage import open_store
+from luma_ray.storage.base import make_folders
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def ensure_versions(runtime: RuntimeConfig) -> None:
 def ensure_webhook_secret(path: Path) -> str:
     """Create the webhook signing secret (0600) if it does not exist; return its path."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")

@@ -78,8 +78,11 @@ class BlobStore(Protocol):
         ...
 
 
-FILE_MODE = 0o644
-"""Permissions of files the stores create (``mkstemp`` alone would give 0600)."""
+FILE_MODE = 0o600
+"""Permissions of every file the system creates under its data directory: its owner's only
+(results hold what users asked for; the journal, prompts and callback URLs)."""
+FOLDER_MODE = 0o700
+"""Permissions of every folder the system creates, for the same reason."""
 
 
 def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
@@ -105,15 +108,28 @@ def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) ->
 
 
 def make_folders(folder: Path) -> None:
-    """Create ``folder`` and its missing parents (as ``mkdir -p``), each one durably: the
-    folder that names a new one is flushed to disk after it."""
+    """Create ``folder`` and its missing parents (as ``mkdir -p``), each one private
+    (``FOLDER_MODE``) and durably: the folder that names a new one is flushed after it."""
     missing: list[Path] = []
     while not folder.is_dir() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
     for new in reversed(missing):
-        new.mkdir(exist_ok=True)
+        new.mkdir(mode=FOLDER_MODE, exist_ok=True)
         sync_folder(new.parent)
+
+
+def make_private_file(path: Path, *companions: Path) -> None:
+    """Create ``path`` (empty) with ``FILE_MODE`` if it is missing, in folders made by
+    :func:`make_folders`; narrow it, and any ``companions`` that exist, to ``FILE_MODE`` if
+    an earlier version left them open to others. SQLite gives a database's ``-wal`` and
+    ``-shm`` files its mode, so it is called before SQLite opens a file."""
+    make_folders(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for file in (path, *companions):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(file).st_mode & 0o077:
+                os.chmod(file, FILE_MODE)
 
 
 def sync_folder(folder: Path) -> None:

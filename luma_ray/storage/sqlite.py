@@ -2,8 +2,10 @@
 
 WAL mode with ``synchronous=FULL`` (a commit that returned survives a crash of the process or
 the machine), one connection shared between threads (callers serialise their writes), and the
-caller's schema applied. A file that cannot be opened is a ``ConfigError`` saying what to fix;
-a file that is not SQLite or is damaged is a ``JournalDamaged`` naming it and the way out.
+caller's schema applied. The file (and its ``-wal`` and ``-shm``) is its owner's only (0600),
+in private folders (0700): it holds prompts and callback URLs. A file that cannot be opened is
+a ``ConfigError`` saying what to fix; a file that is not SQLite or is damaged is a
+``JournalDamaged`` naming it and the way out.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from luma_ray.errors import ConfigError, JournalDamaged
+from luma_ray.storage.base import make_private_file
 
 _DAMAGE = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
@@ -31,12 +34,17 @@ def damaged(what: str, path: Path, detail: str) -> JournalDamaged:
     )
 
 
+def sqlite_companions(path: Path) -> tuple[Path, Path]:
+    """The ``-wal`` and ``-shm`` files SQLite keeps beside a database in WAL mode."""
+    return Path(f"{path}-wal"), Path(f"{path}-shm")
+
+
 def open_durable(path: Path, schema: str, what: str, fix: str) -> sqlite3.Connection:
     """The connection to ``path`` with ``schema`` applied; ``what`` and ``fix`` word the
     error (``"journal"``, ``"pick a writable journal path"``)."""
     db: sqlite3.Connection | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_file(path, *sqlite_companions(path))
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
