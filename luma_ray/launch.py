@@ -84,7 +84,8 @@ def ensure_versions(runtime: RuntimeConfig) -> None:
 
 
 def ensure_webhook_secret(path: Path) -> str:
-    """Create the webhook signing secret (0600) if it does not exist; return its path."""
+    """Create the webhook signing secret (0600, in a 0700 folder) if it does not exist;
+    return its path."""
     if not path.exists():
         make_folders(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

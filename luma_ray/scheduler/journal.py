@@ -83,10 +83,7 @@ class Journal:
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
         """Write changed jobs (and the token mark) in one transaction, durably; on failure
         nothing is written and ``JournalUnavailable`` names the cause."""
-        rows = [
-            (j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s)
-            for j in jobs
-        ]
+        rows = [(j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s) for j in jobs]
         if not rows and next_token is None:
             return
         with self._writing() as db:
