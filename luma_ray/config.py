@@ -97,6 +97,10 @@ class SchedulerConfig(_Strict):
     """A finished job leaves the scheduler's memory this long after it finished; the journal
     keeps it, and get, list and delete read it from there. Its Idempotency-Key is
     remembered until then."""
+    retention_s: float | None = Field(default=2_592_000.0, gt=0, le=100 * 365 * 86400)
+    """A finished job is deleted this long after it finished (default 30 days): its row
+    leaves the journal and its files (``results/<job id>/``) the result store, and get
+    answers 404. ``None`` keeps every job and result for ever."""
 
     @field_validator("tiers")
     @classmethod

@@ -105,10 +105,25 @@ class SchedulerUnavailable(Unavailable):
     code = "scheduler_unavailable"
 
 
+class JournalUnavailable(Unavailable):
+    """The scheduler's journal could not be written (disk full, I/O error) or read back;
+    nothing was changed, and the same request may be sent again later (HTTP 503)."""
+
+    code = "journal_unavailable"
+
+
 class ConfigError(LumaError):
     """A configuration file or value is wrong; the message names the field and the fix."""
 
     code = "config_error"
+
+
+class JournalDamaged(ConfigError):
+    """A journal file (the scheduler's jobs, the webhook outbox) cannot be read: not SQLite,
+    or a damaged page or row. The message names the file, the row when known, and the fix:
+    restore a backup, or move the file aside to start with an empty one."""
+
+    code = "journal_damaged"
 
 
 class TraceError(LumaError):

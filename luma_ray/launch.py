@@ -27,6 +27,7 @@ from luma_ray.runtime.actor import ActorSettings, start_scheduler
 from luma_ray.runtime.handle import NAMESPACE, SchedulerHandle
 from luma_ray.scheduler.protocol import Ping
 from luma_ray.storage import open_store
+from luma_ray.storage.base import make_folders
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,10 @@ def ensure_versions(runtime: RuntimeConfig) -> None:
 
 
 def ensure_webhook_secret(path: Path) -> str:
-    """Create the webhook signing secret (0600) if it does not exist; return its path."""
+    """Create the webhook signing secret (0600, in a 0700 folder) if it does not exist;
+    return its path."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
@@ -112,6 +114,7 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
             webhook_secret_path=ensure_webhook_secret(Path(runtime.webhook_secret_path)),
             allow_private_callbacks=runtime.allow_private_callbacks,
             repository_uri=runtime.repository,
+            store_uri=runtime.store,
         )
     )
     SchedulerHandle(handle.actor, READY_TIMEOUT_S).call(Ping())

@@ -25,7 +25,6 @@ import builtins
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import sqlite3
@@ -36,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from luma_ray.errors import ConfigError, InvalidRequest, NotFound, Unauthorized
+from luma_ray.storage.base import make_private_file
+from luma_ray.storage.sqlite import sqlite_companions
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +163,10 @@ class KeyStore:
     def _open(path: Path) -> sqlite3.Connection:
         db: sqlite3.Connection | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not path.exists()
+            # Only hashes inside, but nobody else needs to read it (0600, and SQLite gives
+            # the -wal and -shm files the same mode).
+            make_private_file(path, *sqlite_companions(path))
             db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            if fresh:
-                # Only hashes inside, but nobody else needs to read it. SQLite gives the
-                # -wal and -shm files the same mode.
-                os.chmod(path, 0o600)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")  # wait out a concurrent CLI write

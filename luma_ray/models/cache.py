@@ -46,6 +46,7 @@ from luma_ray.models.manifest import (
     sha256_file,
 )
 from luma_ray.models.repository import ModelRepository
+from luma_ray.storage.base import FILE_MODE, make_folders
 from luma_ray.storage.keys import validate_key
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class ModelCache:
         self.repository = repository
         self.max_bytes = max_bytes
         for sub in ("files", "index", "locks", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            make_folders(self.root / sub)
         self._last_fetched: str | None = None
         self._lock = threading.Lock()
 
@@ -175,7 +176,7 @@ class ModelCache:
                 local = staging / _safe_relpath(entry)
                 self.repository.download(name, version, entry.path, local)
                 stats[entry.path] = _verify_download(name, version, entry, local)
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(folder.parent)
             os.replace(staging, folder)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -222,7 +223,7 @@ class ModelCache:
     def _version_lock(self, version_id: str, blocking: bool = True) -> Iterator[bool]:
         """An exclusive ``flock`` on the version's lock file; yields whether it is held."""
         path = self.root / "locks" / f"{version_id}.lock"
-        with open(path, "a+b") as handle:
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE), "a+b") as handle:
             flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
             try:
                 fcntl.flock(handle.fileno(), flags)

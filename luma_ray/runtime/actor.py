@@ -1,7 +1,10 @@
 """The scheduler as a Ray actor: a thin async shell around :class:`SchedulerService`.
 
 One named, detached actor (``luma-scheduler`` in namespace ``luma_ray``) that Ray restarts if
-it dies; the restarted actor rebuilds its state from the journal. It adds what needs an event
+it dies; the restarted actor rebuilds its state from the journal. One that cannot start (a
+damaged journal, a wrong config) does not die: it logs why once and answers every call with
+that line (``JournalUnavailable`` or ``SchedulerUnavailable``), so that clients and
+``luma-ray status`` see it instead of a restart loop. It adds what needs an event
 loop: pulls that wait briefly for work, and a timer that requeues lapsed leases. Its one
 remote method, ``call``, answers any ``luma_ray.scheduler.protocol`` op, so a new operation
 needs nothing here. Calls run on the actor's one event loop, so the service is never entered by
@@ -21,6 +24,13 @@ from typing import Any
 import ray
 
 from luma_ray.config import parse_config
+from luma_ray.errors import (
+    ConfigError,
+    JournalDamaged,
+    JournalUnavailable,
+    SchedulerUnavailable,
+    Unavailable,
+)
 from luma_ray.jobs import JobState, ModelLimits
 from luma_ray.models.repository import ModelRepository
 from luma_ray.notify.events import WebhookEvent
@@ -28,6 +38,7 @@ from luma_ray.notify.outbox import WebhookOutbox
 from luma_ray.notify.sender import WebhookSender
 from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
+from luma_ray.runtime.retention import Retention
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, JobEvent, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
@@ -53,6 +64,9 @@ class ActorSettings:
     allow_private_callbacks: bool = False
     repository_uri: str | None = None
     """The model repository (pinned versions, rollouts); None: models are built in."""
+    store_uri: str | None = None
+    """The result store: a job past ``retention_s`` has its ``results/<job id>/`` deleted
+    from it before its row leaves the journal. None: only the rows are deleted."""
 
 
 class SchedulerActor:
@@ -60,6 +74,21 @@ class SchedulerActor:
 
     def __init__(self, settings: ActorSettings) -> None:
         logging.basicConfig(level=logging.INFO)
+        self._broken: tuple[type[Unavailable], str] | None = None
+        """Why the scheduler could not start (a damaged journal, a bad config): every call
+        answers with it. Ray restarting the actor would meet the same file again."""
+        self._work = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        try:
+            self._start(settings)
+        except ConfigError as err:
+            kind = JournalUnavailable if isinstance(err, JournalDamaged) else SchedulerUnavailable
+            self._broken = (kind, f"the scheduler cannot start: {err}")
+            log.error("%s", self._broken[1])
+
+    def _start(self, settings: ActorSettings) -> None:
         journal_path = settings.journal_path
         self.repository = None
         if settings.repository_uri is not None:
@@ -74,6 +103,8 @@ class SchedulerActor:
             self.repository.rollout if self.repository is not None else None,
         )
         self.service.on_rollout = self._rollout_moved
+        store_uri = settings.store_uri
+        self.retention = Retention(None if store_uri is None else lambda: open_store(store_uri))
         self.webhooks = None
         if settings.webhook_secret_path is not None:
             secret = Path(settings.webhook_secret_path).read_bytes().strip()
@@ -83,13 +114,12 @@ class SchedulerActor:
                 secret, allow_private=settings.allow_private_callbacks, outbox=outbox
             )
             self.service.on_change = self._notify
-        self._work = asyncio.Event()
-        self._ticker: asyncio.Task[None] | None = None
-        self._publisher: asyncio.Task[None] | None = None
-        self._writes: set[asyncio.Task[None]] = set()
 
     async def call(self, op: Op[Any]) -> Any:
         """Answer one operation (``luma_ray.scheduler.protocol``); the only remote method."""
+        if self._broken is not None:
+            kind, message = self._broken
+            raise kind(message)
         self._start_ticker()
         if isinstance(op, Pull):
             return await self._pull(op)
@@ -194,6 +224,10 @@ class SchedulerActor:
                     self._wake()
             except Exception:  # keep the timer alive; the next tick retries
                 log.exception("lease expiry tick failed")
+            try:
+                await self.retention.purge(self.service)
+            except Exception:  # as above: the next tick retries
+                log.exception("deleting jobs past their retention failed")
 
 
 def scheduler_actor_class() -> Any:

@@ -5,6 +5,9 @@ restores from the journal, accepts or commits, and :meth:`sweep` from its timer 
 
 - A finished job stays in memory for ``keep_finished_s`` after it finished, then is evicted;
   the journal keeps it, and the service reads it back from there.
+- A finished job is deleted ``retention_s`` after it finished: the service names the expired
+  ones (:meth:`retention_horizon`), the actor deletes their results, then the service their
+  rows, and :meth:`drop` takes any still in memory out of it.
 - A job pinned to ``model@version`` that is still queued fails once no worker has named that
   version in a pull for ``pinned_grace_s`` (nor since this scheduler started) and it is not
   the active version: nothing would ever run it.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from luma_ray.config import SchedulerConfig
@@ -66,6 +69,17 @@ class Housekeeping:
         swept.failed = self._fail_stranded(now)
         swept.evicted = self._evict_finished(now)
         return swept
+
+    def retention_horizon(self, now: float) -> float | None:
+        """Jobs that finished before this are past ``retention_s`` (None: kept for ever)."""
+        retention_s = self.config.retention_s
+        return None if retention_s is None else now - retention_s
+
+    def drop(self, job_ids: Iterable[str]) -> list[Job]:
+        """Take purged jobs out of memory (those still there: ``retention_s`` is below
+        ``keep_finished_s``); returns them."""
+        jobs = [self.core.jobs.get(JobId(job_id)) for job_id in job_ids]
+        return [job for job in jobs if job is not None and self.core.evict(job.id)]
 
     def _evict_finished(self, now: float) -> list[Job]:
         horizon, finished, evicted = now - self.config.keep_finished_s, self._finished, []

@@ -11,16 +11,16 @@ left the scheduler's memory are read back one at a time (:meth:`get`) or a page 
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from luma_ray.errors import ConfigError
+from luma_ray.errors import ConfigError, JournalDamaged, JournalUnavailable
 from luma_ray.jobs import TERMINAL_VALUES, Job
 from luma_ray.jobs.codec import job_from_json, job_to_json
-from luma_ray.storage.sqlite import open_durable
+from luma_ray.storage.sqlite import damaged, is_damage, open_durable
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,13 @@ class Journal:
         try:
             self._add_finish_column()
             self._db.execute(_FINISH_INDEX)
+        except JournalDamaged:
+            self._db.close()
+            raise
         except sqlite3.Error as err:
             self._db.close()
+            if is_damage(err):
+                raise damaged("journal", self.path, str(err)) from None
             raise ConfigError(
                 f"journal {self.path}: cannot upgrade ({err}); pick a writable journal path"
             ) from None
@@ -67,25 +72,21 @@ class Journal:
             rows = self._db.execute("SELECT id, record FROM jobs").fetchall()
             self._db.executemany(
                 "UPDATE jobs SET finished_at_s = ? WHERE id = ?",
-                [(json.loads(record).get("finished_at_s"), i) for i, record in rows],
+                [(self._decode(i, record).finished_at_s, i) for i, record in rows],
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._roll_back()
             raise
         log.info("journal %s: added the finish-time column to %d jobs", self.path, len(rows))
 
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
-        """Write changed jobs (and the token mark) in one transaction, durably."""
-        rows = [
-            (j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s)
-            for j in jobs
-        ]
+        """Write changed jobs (and the token mark) in one transaction, durably; on failure
+        nothing is written and ``JournalUnavailable`` names the cause."""
+        rows = [(j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s) for j in jobs]
         if not rows and next_token is None:
             return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._writing() as db:
             db.executemany(
                 "INSERT INTO jobs (id, state, tenant, record, finished_at_s) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, "
@@ -98,43 +99,74 @@ class Journal:
                     "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
                     (next_token,),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def forget(self, job_ids: Iterable[str]) -> None:
-        """Delete jobs for good (the user deleted them)."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """Delete jobs for good (the user deleted them, or their retention ran out)."""
+        with self._writing() as db:
+            db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A failed write is rolled back (unless SQLite already did,
+        as it does on a full disk) and raised as ``JournalUnavailable`` naming the cause."""
         try:
-            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
             self._db.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._roll_back()
+            raise JournalUnavailable(
+                f"the journal {self.path} could not be written ({err}); nothing was changed, "
+                "retry later"
+            ) from err
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._roll_back()
             raise
+
+    def _roll_back(self) -> None:
+        """End a failed transaction; never masks the error that ended it."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+    def finished_before(self, horizon_s: float, limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs that finished before ``horizon_s``, oldest first
+        (through the finish-time index)."""
+        marks = ", ".join("?" * len(_TERMINAL))
+        rows = self._db.execute(
+            f"SELECT id FROM jobs WHERE finished_at_s < ? AND state IN ({marks}) "
+            "ORDER BY finished_at_s, id LIMIT ?",
+            (horizon_s, *_TERMINAL, limit),
+        ).fetchall()
+        return [job_id for (job_id,) in rows]
 
     def load(self, finished_since_s: float | None = None) -> tuple[list[Job], int]:
         """Every unfinished job and every job finished at or after ``finished_since_s``
         (None: every job), oldest first, and the fencing-token high-water mark."""
-        query = "SELECT record FROM jobs"
+        query = "SELECT id, record FROM jobs"
         args: tuple[object, ...] = ()
         if finished_since_s is not None:
             marks = ", ".join("?" * len(_TERMINAL))
             query += f" WHERE state NOT IN ({marks}) OR finished_at_s >= ?"
             query += " OR finished_at_s IS NULL"
             args = (*_TERMINAL, finished_since_s)
-        jobs = [
-            job_from_json(record)
-            for (record,) in self._db.execute(query + " ORDER BY id", args)
-        ]
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'next_token'").fetchone()
+        try:
+            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'next_token'").fetchone()
+        except sqlite3.DatabaseError as err:
+            if is_damage(err):
+                raise damaged("journal", self.path, str(err)) from None
+            raise
+        jobs = [self._decode(job_id, record) for job_id, record in rows]
         log.info("journal %s: loaded %d jobs", self.path, len(jobs))
         return jobs, int(row[0]) if row else 0
 
     def get(self, job_id: str) -> Job | None:
-        """One job's last recorded state, or None if the journal has none."""
-        row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return job_from_json(row[0]) if row else None
+        """One job's last recorded state, or None if the journal has none;
+        ``JournalUnavailable`` (naming the row) if its record is damaged."""
+        with self._reading():
+            row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return self._decode(job_id, row[0]) if row else None
 
     def page(
         self, tenant: str | None, state: str | None, limit: int, after: str | None, desc: bool
@@ -149,12 +181,43 @@ class Journal:
         if after is not None:
             where.append("id < ?" if desc else "id > ?")
             args.append(after)
-        query = "SELECT record FROM jobs"
+        query = "SELECT id, record FROM jobs"
         if where:
             query += " WHERE " + " AND ".join(where)
         query += f" ORDER BY id {'DESC' if desc else 'ASC'} LIMIT ?"
-        rows = self._db.execute(query, (*args, limit)).fetchall()
-        return [job_from_json(record) for (record,) in rows]
+        with self._reading():
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+            return [self._decode(job_id, record) for job_id, record in rows]
+
+    def _decode(self, job_id: str, record: str) -> Job:
+        try:
+            return job_from_json(record)
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            reason = _first_problem(err)
+            problem = f"row {job_id} is not a job record: {reason}"
+            raise damaged("journal", self.path, problem) from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read while the scheduler runs: a damaged row or page refuses this call only."""
+        try:
+            yield
+        except JournalDamaged as err:
+            raise JournalUnavailable(str(err)) from None
+        except sqlite3.DatabaseError as err:
+            if is_damage(err):
+                raise JournalUnavailable(str(damaged("journal", self.path, str(err)))) from None
+            raise
 
     def close(self) -> None:
         self._db.close()
+
+
+def _first_problem(err: Exception) -> str:
+    """One line on what is wrong with a record (pydantic's own message spans lines)."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        return f"{where}: {first['msg']}"
+    return (str(err).splitlines() or [type(err).__name__])[0]

@@ -12,22 +12,14 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import (
-    BackPressure,
-    LumaError,
-    NotFound,
-)
+from luma_ray.errors import BackPressure, LumaError, NotFound
 from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
 from luma_ray.scheduler.admission import check_pin, shed
-from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.estimates import Estimates
-from luma_ray.scheduler.housekeeping import Housekeeping
-from luma_ray.scheduler.idempotency import IdempotencyKeys
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import (
@@ -46,8 +38,9 @@ from luma_ray.scheduler.protocol import (
     SubmitRequest,
     SwapVerdict,
 )
+from luma_ray.scheduler.recovery import Memory, Recovery
 from luma_ray.scheduler.rollouts import Rollouts
-from luma_ray.scheduler.views import check_page, describe, job_view, queue_view
+from luma_ray.scheduler.views import check_page, describe, live_view, model_backlog, queue_view
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +66,6 @@ class SchedulerService:
         self.active_version = active_version
         """The repository's active version of a model (None: not from the repository);
         without it, requests cannot pin ``model@version``."""
-        self.core = SchedulerCore(config)
         self.estimates = Estimates()
         self.rollouts = Rollouts(stored_rollout)
         self.counters = SchedulerCounters()
@@ -81,26 +73,15 @@ class SchedulerService:
         """Called after each journaled change (the actor sends webhooks from it)."""
         self.on_rollout: Callable[[str], None] | None = None
         """Called with a model's name when its rollout moved (the actor stores the status)."""
-        self.idempotency = IdempotencyKeys()
-        now = clock()
-        self.housekeeping = Housekeeping(self.core, self.rollouts, config, now, active_version)
-        """Evicts finished jobs from memory, fails pinned jobs whose version is gone."""
-        jobs, next_token = journal.load(finished_since_s=now - config.keep_finished_s)
-        finished = sorted(
-            (j for j in jobs if j.state.terminal), key=lambda j: (j.finished_at_s or now, j.id)
+        self.recovery = Recovery(
+            config, journal, self.rollouts, clock, active_version, self._install
         )
-        live = sorted(
-            (j for j in jobs if not j.state.terminal), key=lambda j: (j.enqueued_at_s, j.id)
-        )
-        for job in finished + live:
-            self.core.restore(job, now, next_token)
-            self.idempotency.remember(job)
-            self.housekeeping.track(job)
-        if live:
-            log.info("scheduler restored %d unfinished jobs from %s", len(live), journal.path)
+        """Reads memory from the journal (the core with jobs, queues and leases, the
+        Idempotency-Keys, housekeeping) now, and again after a failed write."""
 
     def call(self, op: Op[R]) -> R:
         """Answer one operation of the protocol: the method it names, with its fields."""
+        self.recovery.check()
         return cast(R, getattr(self, op.method)(**op.arguments()))
 
     # ---- clients -----------------------------------------------------------------------
@@ -152,19 +133,7 @@ class SchedulerService:
 
     def view(self, job: Job) -> JobView:
         """The client's view, with queue position, ETA and the share of the SLO used."""
-        now = self.clock()
-        base = job_view(job, now)
-        position = self.core.position(job)
-        eta_s = None
-        if position is not None:
-            eta_s = round(self.estimates.wait_for(job.model, position, now), 1)
-        elif job.state is JobState.RUNNING and job.progress.step:
-            per_step = (now - (base.started_at_s or now)) / job.progress.step
-            eta_s = round(per_step * (job.progress.total - job.progress.step), 1)
-        slo_s = self.core.tiers[job.tier].max_wait_s
-        return replace(
-            base, queue_position=position, eta_s=eta_s, slo_used=round(base.wait_s / slo_s, 4)
-        )
+        return live_view(self.core, self.estimates, job, self.clock())
 
     def delete(self, job_id: str, tenant: str | None = None) -> JobView:
         """Forget a job (cancelling it first if live); returns its last view."""
@@ -172,7 +141,7 @@ class SchedulerService:
         view = self.view(job)
         if job.id in self.core.jobs:
             self.core.forget(job.id, self.clock())
-        self.journal.forget([job.id])
+        self.recovery.write(lambda: self.journal.forget([job.id]))
         self.idempotency.forget(job)
         return view
 
@@ -234,6 +203,7 @@ class SchedulerService:
         """Lease the best job for this worker, or None when nothing fits now. The service never
         waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False (a
         pull that waited is counted once if refused)."""
+        self.recovery.check()
         now = self.clock()
         models = list(models)
         self.estimates.observe_pull(worker, models, now)
@@ -289,16 +259,16 @@ class SchedulerService:
         decision = self.core.fail(
             JobId(job_id), token, self.clock(), JobError(code, message[:500], retryable)
         )
-        self.counters.lost([decision], "failure")
         self._commit()
+        self.counters.lost([decision], "failure")
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
         return self.view(self.core.get(JobId(job_id)))
 
     def release(self, job_id: str, token: int) -> JobView:
         """A worker hands back an unstarted lease (stopping, or swapping versions)."""
         job = self.core.release(JobId(job_id), token, self.clock())
-        self.counters.requeued["handed_back"] += 1
         self._commit()
+        self.counters.requeued["handed_back"] += 1
         log.info("job %s handed back by its worker (attempt %d)", job_id, job.attempts)
         return self.view(job)
 
@@ -329,12 +299,7 @@ class SchedulerService:
     def backlog(self, model: str) -> Backlog:
         """Queued jobs of ``model`` (any version) and its mean service time: what the pools'
         autoscaling policy scales on."""
-        queued = sum(
-            q.live
-            for (_, queue_model), q in self.core.queues.queues.items()
-            if queue_model.partition("@")[0] == model
-        )
-        return Backlog(queued, self.estimates.mean_service_s(model))
+        return model_backlog(self.core, self.estimates, model)
 
     def queue_view(self) -> QueueReport:
         """The live queue page's data (``views.queue_view``)."""
@@ -349,50 +314,63 @@ class SchedulerService:
     def tick(self) -> int:
         """Requeue lapsed leases (returns how many) and evict finished jobs older than
         ``keep_finished_s`` from memory. The actor calls this on a timer."""
+        self.recovery.check()
         swept = self.housekeeping.sweep(self.clock())
         if swept.failed:
             self._commit()
         for job in swept.evicted:  # its Idempotency-Key goes with it
             self.idempotency.forget(job)
         decisions = self.core.expire_leases(self.clock())
-        self.counters.lost(decisions, "lease_expired")
         if decisions:
             self._commit()
+            self.counters.lost(decisions, "lease_expired")
             for d in decisions:
                 log.warning("job %s: %s (attempt %d)", d.job_id, d.reason, d.attempts)
         return len(decisions)
 
+    def expired(self, limit: int = 100) -> builtins.list[str]:
+        """Up to ``limit`` finished jobs past ``retention_s``, oldest first: the actor deletes
+        their results from the store, then calls :meth:`purge` with them."""
+        horizon = self.housekeeping.retention_horizon(self.clock())
+        return [] if horizon is None else self.journal.finished_before(horizon, limit)
+
+    def purge(self, job_ids: Iterable[str]) -> None:
+        """Delete expired jobs (their results are gone) from the journal and from memory."""
+        job_ids = list(job_ids)
+        self.recovery.write(lambda: self.journal.forget(job_ids))
+        for job in self.housekeeping.drop(job_ids):
+            self.idempotency.forget(job)
+
     def worker_lost(self, worker: str) -> int:
         decisions = self.core.worker_lost(WorkerId(worker), self.clock())
-        self.counters.lost(decisions, "worker_lost")
         self._commit()
+        self.counters.lost(decisions, "worker_lost")
         return len(decisions)
 
     # ---- internals ---------------------------------------------------------------------
 
     def _commit(self) -> None:
         changed = self.core.take_dirty()
+        self.recovery.write(lambda: self.journal.record(changed, self.core.next_token))
         for job in changed:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
                 self.housekeeping.track(job)
-        self.journal.record(changed, self.core.next_token)
         if self.on_change is not None:
             for job in changed:
                 self.on_change(self._event(job))
+
+    def _install(self, memory: Memory) -> None:
+        """Take the memory read from the journal (at start, and after a failed write)."""
+        self.core, self.idempotency, self.housekeeping = memory
 
     def _event(self, job: Job) -> JobEvent:
         changed_at = job.history[-1][0] if job.history else job.created_at_s
         return JobEvent(len(job.history), self.view(job), changed_at, job.callback_url)
 
     def _visible(self, job_id: str, tenant: str | None) -> Job:
-        try:
-            job = self.core.get(JobId(job_id))
-        except NotFound:
-            stored = self.journal.get(job_id)  # finished and evicted from memory
-            if stored is None:
-                raise NotFound(f"no generation {job_id!r}") from None
-            job = stored
-        if tenant is not None and job.tenant != tenant:
-            raise NotFound(f"no generation {job_id!r}")  # never reveal another tenant's job
+        """The job from memory, or from the journal once evicted; never another tenant's."""
+        job = self.core.jobs.get(JobId(job_id)) or self.journal.get(job_id)
+        if job is None or (tenant is not None and job.tenant != tenant):
+            raise NotFound(f"no generation {job_id!r}")
         return job

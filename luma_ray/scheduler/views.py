@@ -7,13 +7,15 @@ timings, results and errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState, ModelLimits
-from luma_ray.scheduler.answers import JobView, Limits, TierView
+from luma_ray.scheduler.answers import Backlog, JobView, Limits, TierView
 from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
+from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.reports import PoolRow, QueueReport, QueueRow
 from luma_ray.scheduler.rollouts import Rollouts
 
@@ -41,6 +43,32 @@ def job_view(job: Job, now_s: float) -> JobView:
         wait_s=round(max(0.0, waited_until - job.enqueued_at_s), 3),
         metadata=dict(job.metadata),
     )
+
+
+def live_view(core: SchedulerCore, estimates: Estimates, job: Job, now: float) -> JobView:
+    """The client's view with queue position, ETA and the share of the SLO used."""
+    base = job_view(job, now)
+    position = core.position(job)
+    eta_s = None
+    if position is not None:
+        eta_s = round(estimates.wait_for(job.model, position, now), 1)
+    elif job.state is JobState.RUNNING and job.progress.step:
+        per_step = (now - (base.started_at_s or now)) / job.progress.step
+        eta_s = round(per_step * (job.progress.total - job.progress.step), 1)
+    slo_s = core.tiers[job.tier].max_wait_s
+    return replace(
+        base, queue_position=position, eta_s=eta_s, slo_used=round(base.wait_s / slo_s, 4)
+    )
+
+
+def model_backlog(core: SchedulerCore, estimates: Estimates, model: str) -> Backlog:
+    """Queued jobs of ``model`` (any version) and its mean service time."""
+    queued = sum(
+        q.live
+        for (_, queue_model), q in core.queues.queues.items()
+        if queue_model.partition("@")[0] == model
+    )
+    return Backlog(queued, estimates.mean_service_s(model))
 
 
 def queue_view(

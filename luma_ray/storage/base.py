@@ -78,18 +78,23 @@ class BlobStore(Protocol):
         ...
 
 
-FILE_MODE = 0o644
-"""Permissions of files the stores create (``mkstemp`` alone would give 0600)."""
+FILE_MODE = 0o600
+"""Permissions of every file the system creates under its data directory: its owner's only
+(results hold what users asked for; the journal, prompts and callback URLs)."""
+FOLDER_MODE = 0o700
+"""Permissions of every folder the system creates, for the same reason."""
 
 
 def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
     """Create ``path`` by letting ``fill`` write a temporary file beside it, then renaming.
 
-    Used by every backend's ``get_file``: if ``fill`` raises (missing object, broken connection),
-    the temporary file is removed and ``path`` keeps whatever it had before.
+    Used by every backend's ``get_file`` and by the local store's writes: if ``fill`` raises
+    (missing object, broken connection), the temporary file is removed and ``path`` keeps
+    whatever it had before. Once it returns, the file, its name and every folder it created
+    are on disk (a power loss cannot leave a journal that names a missing file).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(target.parent)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{RESERVED_PREFIX}-", suffix=".part")
     fill_durably(fd, tmp_name, fill)
     try:
@@ -98,7 +103,43 @@ def write_file_atomically(path: str | Path, fill: Callable[[BinaryIO], None]) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    sync_folder(target.parent)
     return target
+
+
+def make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents (as ``mkdir -p``), each one private
+    (``FOLDER_MODE``) and durably: the folder that names a new one is flushed after it."""
+    missing: list[Path] = []
+    while not folder.is_dir() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        sync_folder(new.parent)
+
+
+def make_private_file(path: Path, *companions: Path) -> None:
+    """Create ``path`` (empty) with ``FILE_MODE`` if it is missing, in folders made by
+    :func:`make_folders`; narrow it, and any ``companions`` that exist, to ``FILE_MODE`` if
+    an earlier version left them open to others. SQLite gives a database's ``-wal`` and
+    ``-shm`` files its mode, so it is called before SQLite opens a file."""
+    make_folders(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for file in (path, *companions):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(file).st_mode & 0o077:
+                os.chmod(file, FILE_MODE)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk (after a rename into it, or a file or folder created
+    in it): ``fsync`` of the file alone does not make its name durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fill_durably(fd: int, name: str, fill: Callable[[BinaryIO], object]) -> None:

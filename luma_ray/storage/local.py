@@ -4,7 +4,8 @@ Who calls this: ``open_store("file:///abs/root")`` or ``open_store("/abs/root")`
 default result store on one machine and works for the model repository on a shared filesystem.
 
 Every write goes to a temporary file in the object's own directory and is renamed into place
-(``os.replace``), so a reader sees the old object or the new one, never half of one;
+(``os.replace``), so a reader sees the old object or the new one, never half of one; the file
+and then its folder are flushed to disk, and so is every folder a write creates;
 ``put_if_absent`` publishes its temporary file with ``os.link``, which fails if the name exists.
 Temporary names start with ``.luma-tmp`` (reserved by ``keys.py``) and ``list`` skips them.
 ``content_type`` is accepted and ignored: files carry no metadata.
@@ -31,6 +32,8 @@ from luma_ray.storage.base import (
     FILE_MODE,
     StorageError,
     fill_durably,
+    make_folders,
+    sync_folder,
     write_file_atomically,
 )
 from luma_ray.storage.keys import RESERVED_PREFIX, validate_key, validate_prefix
@@ -48,7 +51,7 @@ class LocalBlobStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_folders(self.root)
         except OSError as exc:
             raise StorageError(f"cannot create the store root {self.root}: {exc}") from exc
         self.uri: str = self.root.as_uri()
@@ -85,6 +88,7 @@ class LocalBlobStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
+        sync_folder(path.parent)  # the new name, and the temporary one gone
         logger.debug("created %s (%d bytes) in %s", key, len(data), self.uri)
         return True
 
@@ -175,7 +179,7 @@ class LocalBlobStore:
         """Write a complete temporary file beside ``path``; return its name."""
         for attempt in range(_MKDIR_RACE_RETRIES):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_folders(path.parent)
                 fd, tmp_name = tempfile.mkstemp(
                     dir=path.parent, prefix=f"{RESERVED_PREFIX}-", suffix=".part"
                 )
@@ -198,6 +202,7 @@ class LocalBlobStore:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        sync_folder(path.parent)
         return True
 
     def _prune_empty_parents(self, folder: Path) -> None:
