@@ -78,7 +78,12 @@ class SchedulerCore:
         self.dirty[job.id] = job
         self._enqueue(job)
 
-    def restore(self, job: Job, now_s: float, next_token: int = 0) -> None:
+    def restore_token(self, next_token: int) -> None:
+        """The last fencing token the journal saw (actor restart): tokens never repeat, even
+        when no job comes back with the restart."""
+        self._next_token = max(self._next_token, next_token)
+
+    def restore(self, job: Job, now_s: float) -> None:
         """Put a job read back from the journal into the book (actor restart).
 
         Live leases get at least one more lease period from ``now_s``: heartbeats renewed
@@ -86,7 +91,6 @@ class SchedulerCore:
         the chance to report before its job is requeued.
         """
         self.jobs[job.id] = job
-        self._next_token = max(self._next_token, next_token)
         if job.state is JobState.QUEUED:
             self._enqueue(job)
         elif job.state in _LIVE and job.lease is not None:

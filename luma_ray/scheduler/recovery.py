@@ -52,8 +52,9 @@ def recover(
         (j for j in jobs if j.state.terminal), key=lambda j: (j.finished_at_s or now, j.id)
     )
     live = sorted((j for j in jobs if not j.state.terminal), key=lambda j: (j.enqueued_at_s, j.id))
+    core.restore_token(next_token)
     for job in finished + live:
-        core.restore(job, now, next_token)
+        core.restore(job, now)
         idempotency.remember(job)
         housekeeping.track(job)
     if live:

@@ -461,3 +461,18 @@ def test_pinned_jobs_fail_once_their_version_is_gone(tmp_path: Path) -> None:
     clock.now += 2
     restarted.tick()
     assert restarted.get(on_v2).state == "failed"
+
+
+def test_fencing_tokens_never_repeat_even_when_no_job_comes_back(tmp_path: Path) -> None:
+    clock = Clock()
+    db = tmp_path / "j.sqlite"
+    svc = service(db, clock)
+    job = svc.submit(SubmitRequest(prompt="p", tenant="acme")).id
+    first = svc.pull("w1", "local", ["luma-tiny"])
+    assert first is not None
+    svc.complete(first.job_id, first.token, {"video": "file:///v.mp4"})
+    svc.delete(job, tenant="acme")  # the journal keeps no job, only the token mark
+    restarted = service(db, clock)
+    restarted.submit(SubmitRequest(prompt="q"))
+    second = restarted.pull("w2", "local", ["luma-tiny"])
+    assert second is not None and second.token > first.token
