@@ -23,6 +23,7 @@ from luma_ray.errors import (
     InvalidRequest,
     LumaError,
     NotFound,
+    TooLarge,
     Unauthorized,
     Unavailable,
 )
@@ -38,6 +39,7 @@ _STATUS: list[tuple[type[LumaError], int, str]] = [
     (Conflict, 409, "Conflict"),
     (BackPressure, 429, "Too Many Requests"),
     (Unavailable, 503, "Service Unavailable"),
+    (TooLarge, 413, "Content Too Large"),
     (InvalidRequest, 400, "Bad Request"),
 ]
 
