@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from luma_ray.api import admin, generations, limits, openai_compat, problems
-from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit
+from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
 from luma_ray.models.repository import ModelRepository
@@ -34,6 +34,7 @@ def create_app(
         version="1",
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",
     )
+    app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
     app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository)
     problems.install(app)
     # Outermost of the app's own layers: every body is counted before any route or key check.

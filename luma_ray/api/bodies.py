@@ -1,24 +1,35 @@
-"""Request bodies: the size limit every body meets before any route or key check runs.
+"""Request bodies: the size limit every body meets before any route or key check runs, and
+JSON parsed with a depth limit.
 
 :class:`BodyLimit` is the app's outermost middleware (pure ASGI, so it sees the body as the
 server receives it). It reads the whole body before the app runs, counting bytes as they
 arrive, and answers 413 ``too_large`` as soon as the count passes the limit: a chunked body
 with no ``Content-Length``, a multipart upload and a body with no key all stop there, having
 cost at most the limit plus one chunk. The app then gets the body in one piece.
+
+:func:`parse_json` is how the routes parse JSON bodies: ``/v1/videos`` calls it, and
+:class:`JsonRoute` makes FastAPI's own body parsing (``/v1/generations``, admin) use it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 
-from luma_ray.api.problems import luma_problem
-from luma_ray.errors import TooLarge
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
-__all__ = ["MAX_BODY_BYTES", "BodyLimit"]
+from luma_ray.api.problems import luma_problem
+from luma_ray.errors import InvalidRequest, TooLarge
+
+__all__ = ["MAX_BODY_BYTES", "MAX_JSON_DEPTH", "BodyLimit", "JsonRoute", "parse_json"]
 
 MAX_BODY_BYTES = 1 << 20
 """The most bytes a request body may have (1 MiB); the API's bodies are a few hundred."""
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of objects and arrays a JSON body may have; the API's bodies have 2."""
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Coroutine[Any, Any, Message]]
@@ -84,3 +95,55 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+def parse_json(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON value in ``data``; :class:`InvalidRequest` when objects and arrays nest deeper
+    than ``max_depth``. Malformed JSON raises ``json.JSONDecodeError`` (a ``ValueError``), as
+    ``json.loads`` does, so each caller words that error its own way."""
+    too_deep = InvalidRequest(
+        f"JSON nested deeper than {max_depth} levels; send a flat object as docs/api.md shows"
+    )
+    try:
+        value = json.loads(data)
+    except RecursionError:  # far deeper than max_depth: the decoder ran out of stack
+        raise too_deep from None
+    # At most max_depth brackets in all cannot nest deeper: skip the walk for most bodies.
+    if data.count(b"[") + data.count(b"{") > max_depth and _deeper_than(value, max_depth):
+        raise too_deep
+    return value
+
+
+def _deeper_than(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > max_depth:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+class _BoundedJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = parse_json(await self.body())
+            except InvalidRequest as err:
+                # FastAPI answers any other error while parsing a body with a vague 400.
+                raise HTTPException(400, str(err)) from None
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    """An ``APIRoute`` whose JSON bodies are parsed by :func:`parse_json`: a body nested too
+    deep is a 400 that says so. ``create_app`` makes it the app's route class."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            return await handler(_BoundedJsonRequest(request.scope, request.receive))
+
+        return bounded

@@ -147,3 +147,102 @@ def test_a_body_under_the_limit_still_works_chunked(api) -> None:
     assert r.status_code == 201, r.text
     r = post_streamed(api["app"], "/v1/videos", small(), headers)
     assert r.status_code == 200 and r.json()["prompt"] == "a fox"
+
+
+# ---- JSON nested too deep ------------------------------------------------------------------
+
+
+def deep(levels: int, inner: bytes = b"1") -> bytes:
+    return b"[" * levels + inner + b"]" * levels
+
+
+@pytest.mark.parametrize("path", ["/v1/generations", "/v1/videos"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        deep(100_000),  # past the decoder's own recursion limit
+        deep(33),  # just past ours
+        b'{"prompt": "a fox", "metadata": {"a": ' + deep(40, b'"x"') + b"}}",
+        b'{"prompt": ' + deep(5000, b'"x"') + b"}",
+    ],
+    ids=["100000", "33", "in-metadata", "in-prompt"],
+)
+def test_json_nested_too_deep_is_400_saying_so(api, path, body) -> None:
+    headers = {**api["alice"], "Content-Type": "application/json"}
+    r = api["client"].post(path, content=body, headers=headers)
+    assert_problem(r, 400, "invalid_request", "JSON nested deeper than 32 levels")
+
+
+def test_json_within_the_depth_limit_is_judged_on_its_fields(api) -> None:
+    headers = {**api["alice"], "Content-Type": "application/json"}
+    body = b'{"prompt": "a fox", "metadata": {"a": ' + deep(10, b'"x"') + b"}}"
+    r = api["client"].post("/v1/generations", content=body, headers=headers)
+    assert_problem(r, 422, "validation_error", "metadata")
+    r = api["client"].post("/v1/videos", content=b'{"prompt": [[["a fox"]]]}', headers=headers)
+    assert r.status_code in (200, 400), r.text  # a list as the prompt: never a 500
+    r = api["client"].post("/v1/generations", content=b'{"prompt": ', headers=headers)
+    assert_problem(r, 422, "validation_error")  # malformed JSON stays what it was
+
+
+# ---- multipart: file parts and part sizes ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "parts,status,code,text",
+    [
+        ([("junk", b"x" * 10, "j.bin")], 400, "invalid_request", "junk"),
+        ([("input_reference", b"\x89PNG", "a.png")], 400, "invalid_request", "input_reference"),
+        ([("junk", b"x" * (200 << 10), "j.bin")], 413, "too_large", "junk"),
+        ([("metadata", b"x" * (100 << 10), None)], 413, "too_large", "metadata"),
+        ([("prompt", b"again", None)], 400, "invalid_request", "prompt"),
+        ([("seed", b"1", None)], 400, "invalid_request", "seed"),
+        ([("size", b"\xff\xfe", None)], 400, "invalid_request", "UTF-8"),
+    ],
+    ids=["file", "input-reference", "big-file", "big-field", "twice", "unknown", "not-utf8"],
+)
+def test_multipart_file_parts_and_oversize_parts_are_refused(api, parts, status, code, text):
+    body = multipart(("prompt", b"a fox", None), *parts)
+    r = api["client"].post("/v1/videos", content=body, headers={**FORM, **api["alice"]})
+    assert_problem(r, status, code, text)
+    assert api["client"].get("/v1/videos", headers=api["alice"]).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "body,ctype",
+    [
+        (b"no boundary here", "multipart/form-data"),
+        (b"--other\r\n\r\nx\r\n--other--\r\n", f"multipart/form-data; boundary={BOUNDARY}"),
+        (b"prompt=a+fox&prompt=again", "application/x-www-form-urlencoded"),
+        (
+            b"prompt=a+fox&" + b"&".join(b"f%d=1" % i for i in range(100)),
+            "application/x-www-form-urlencoded",
+        ),
+    ],
+    ids=["no-boundary", "wrong-boundary", "urlencoded-twice", "urlencoded-many"],
+)
+def test_malformed_forms_are_400(api, body, ctype) -> None:
+    r = api["client"].post(
+        "/v1/videos", content=body, headers={"Content-Type": ctype, **api["alice"]}
+    )
+    assert_problem(r, 400, "invalid_request")
+
+
+def test_multipart_text_fields_as_the_sdk_sends_them_work(api) -> None:
+    body = multipart(("prompt", "a f\u00f6x".encode(), None), ("seconds", b"4", None))
+    r = api["client"].post("/v1/videos", content=body, headers={**FORM, **api["alice"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["prompt"] == "a f\u00f6x" and r.json()["seconds"] == "4"
+
+
+def test_the_openai_package_still_creates_videos_through_the_form_parser(api) -> None:
+    openai = pytest.importorskip("openai")
+    key = api["alice"]["Authorization"].removeprefix("Bearer ")
+
+    async def go() -> Any:
+        transport = httpx.ASGITransport(app=api["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            client = openai.AsyncOpenAI(base_url="http://test/v1", api_key=key, http_client=http)
+            return await client.videos.create(prompt="a paper boat", seconds="4", size="720x1280")
+
+    video = asyncio.run(go())
+    assert video.status == "queued" and video.prompt == "a paper boat" and video.seconds == "4"
