@@ -52,6 +52,41 @@ class TenantLimits(_Strict):
     """Most jobs one tenant may have leased or running in the tier; more wait in the queue."""
 
 
+DEFAULT_MAX_QUEUED = {
+    "api": 5000,
+    "enterprise": 5000,
+    "unlimited": 5000,
+    "light": 2000,
+    "free": 500,
+}
+"""Each tier's default ``max_queued`` per tenant (docs/scheduling.md); a config may change it."""
+OTHER_TIER_MAX_QUEUED = 2000
+"""The default ``max_queued`` per tenant of a tier not named in ``DEFAULT_MAX_QUEUED``."""
+
+
+def _with_default_caps(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every tier's default tenant caps under the fields it does not set itself
+    (``max_queued: null`` removes a cap). Entries naming unknown tiers are left for the check."""
+    tiers = data.get("tiers")
+    given = data.get("tenant_limits", {})
+    if not isinstance(given, dict) or (tiers is not None and not isinstance(tiers, list)):
+        return data  # validation will say what is wrong with them
+    names = [t.name for t in default_tiers()] if tiers is None else [_name(t) for t in tiers]
+    merged = dict(given)
+    for name in names:
+        own = given.get(name, {})
+        if isinstance(own, TenantLimits):
+            own = own.model_dump(include=own.model_fields_set)
+        if isinstance(name, str) and isinstance(own, dict):
+            default = DEFAULT_MAX_QUEUED.get(name, OTHER_TIER_MAX_QUEUED)
+            merged[name] = {"max_queued": default, **own}
+    return {**data, "tenant_limits": merged}
+
+
+def _name(tier: Any) -> Any:
+    return tier.get("name") if isinstance(tier, dict) else getattr(tier, "name", None)
+
+
 class ClusterConfig(_Strict):
     """A cluster that workers pull from, and its back-pressure limit."""
 
@@ -83,7 +118,9 @@ class SchedulerConfig(_Strict):
     default_dispatch_limit: int | None = Field(default=None, ge=1)
     """Dispatch limit of clusters not listed in ``clusters``; ``None`` means unlimited."""
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict)
-    """Per-tier tenant caps, keyed by tier name."""
+    """Per-tier tenant caps, keyed by tier name. Every tier has a default ``max_queued``
+    (``DEFAULT_MAX_QUEUED``); a field set here replaces that tier's default, ``null`` removes
+    it."""
     lease_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     """A lease not renewed by a heartbeat for this long expires and its job is requeued."""
     max_attempts: int = Field(default=3, ge=1, le=100)
@@ -97,6 +134,11 @@ class SchedulerConfig(_Strict):
     """A finished job leaves the scheduler's memory this long after it finished; the journal
     keeps it, and get, list and delete read it from there. Its Idempotency-Key is
     remembered until then."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_caps(cls, data: Any) -> Any:
+        return _with_default_caps(data) if isinstance(data, dict) else data
 
     @field_validator("tiers")
     @classmethod
