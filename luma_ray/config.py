@@ -302,6 +302,20 @@ class PoolConfig(_Strict):
         return self.name or f"{self.model}-workers"
 
 
+class IngressLimits(_Strict):
+    """What each HTTP ingress replica allows one API key and one tenant (docs/api.md). Counted
+    per replica: N replicas allow up to N times as much."""
+
+    key_rate_per_s: float | None = Field(default=20.0, gt=0, le=1_000_000)
+    """Requests a second one API key may make on average; past it, 429 ``rate_limited``.
+    ``None``: no limit."""
+    key_burst: int = Field(default=40, ge=1, le=1_000_000)
+    """Requests one key may make at once before its rate applies (the bucket's size)."""
+    max_streams_per_tenant: int | None = Field(default=16, ge=1, le=1_000_000)
+    """Event streams (``/v1/generations/{id}/events``) one tenant may hold open; past it,
+    429 ``stream_limit``. ``None``: no limit."""
+
+
 class RuntimeConfig(_Strict):
     """Where a running system keeps its state, and which worker pools it starts."""
 
@@ -321,6 +335,8 @@ class RuntimeConfig(_Strict):
     (each node binds ``http_host:http_port``)."""
     allow_private_callbacks: bool = False
     """Let webhook callback URLs point at loopback and private networks."""
+    ingress: IngressLimits = Field(default_factory=IngressLimits)
+    """Per-key request rate and per-tenant event streams at each HTTP ingress replica."""
     repository_uri: str | None = None
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)

@@ -8,6 +8,9 @@ and ``admin``; what they share (ports, the caller) in ``context``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from fastapi import FastAPI
 
 from luma_ray.api import admin, generations, limits, openai_compat, problems
@@ -27,15 +30,17 @@ def create_app(
     store: BlobStore,
     settings: ApiSettings | None = None,
     repository: ModelRepository | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """Build the app over its ports."""
+    """Build the app over its ports. ``clock`` (monotonic seconds) times the per-key request
+    rates; tests pass a fake one."""
     app = FastAPI(
         title="luma_ray",
         version="1",
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",
     )
     app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
-    app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository)
+    app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository, clock)
     problems.install(app)
     # Outermost of the app's own layers: every body is counted before any route or key check.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -14,12 +14,13 @@ cost at most the limit plus one chunk. The app then gets the body in one piece.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luma_ray.api.problems import luma_problem
 from luma_ray.errors import InvalidRequest, TooLarge
@@ -31,22 +32,17 @@ MAX_BODY_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 """The deepest nesting of objects and arrays a JSON body may have; the API's bodies have 2."""
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Coroutine[Any, Any, Message]]
-Send = Callable[[Message], Coroutine[Any, Any, None]]
-App = Callable[[MutableMapping[str, Any], Receive, Send], Coroutine[Any, Any, None]]
-
 
 class BodyLimit:
     """ASGI middleware: read each HTTP request's body, at most ``max_bytes`` of it, before the
     app; 413 ``too_large`` (problem+json, ``Connection: close``) past that. The rest of an
     oversize body is never read."""
 
-    def __init__(self, app: App, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -67,14 +63,14 @@ class BodyLimit:
                 break
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    async def _refuse(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         err = TooLarge(f"request body is over {self.max_bytes} bytes; send a smaller request")
         response = luma_problem(err)
         response.headers["Connection"] = "close"  # do not read the rest to keep the connection
         await response(scope, receive, send)
 
 
-def _content_length(scope: MutableMapping[str, Any]) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             text = value.decode("latin-1").strip()

@@ -9,12 +9,16 @@ so the route can refuse it by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from luma_ray.errors import InvalidRequest, TooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 __all__ = ["MAX_FORM_PARTS", "MAX_PART_BYTES", "Form", "parse_form"]
 
@@ -104,7 +108,7 @@ class _Parts:
         self._size = 0
         self._data = bytearray()
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
             "on_header_field": self._header_field,
