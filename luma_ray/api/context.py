@@ -1,7 +1,8 @@
 """What every route of the app needs: its ports, its settings and the caller.
 
 ``create_app`` stores one :class:`Ports` on the app; routes reach it with :func:`ports` and
-authenticate the bearer key through the :data:`Caller` and :data:`Admin` dependencies.
+authenticate the bearer key through the :data:`Caller` (scope ``user``), :data:`Admin` and
+:data:`QueueReader` (scope ``queues:read`` or admin) dependencies.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from luma_ray.api.keys import KeyStore, Principal
+from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
 from luma_ray.api.throttles import KeyRates, StreamSlots
 from luma_ray.config import IngressLimits
 from luma_ray.errors import Forbidden, NotFound, RateLimited
@@ -86,11 +87,28 @@ async def principal(
     return who
 
 
+async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller whose key has scope ``user``: the tenant's own generations, limits, models."""
+    if SCOPE_USER not in who.scopes:
+        raise Forbidden(
+            f"this key has scope {', '.join(sorted(who.scopes))} only; generations need a user key"
+        )
+    return who
+
+
 async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if not who.is_admin:
         raise Forbidden("this endpoint needs an admin key")
     return who
 
 
-Caller = Annotated[Principal, Depends(principal)]
+async def queue_reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller that may read the queues: a ``queues:read`` key, or an admin key."""
+    if not who.can_read_queues:
+        raise Forbidden("this endpoint needs a key with scope queues:read, or an admin key")
+    return who
+
+
+Caller = Annotated[Principal, Depends(user)]
 Admin = Annotated[Principal, Depends(admin)]
+QueueReader = Annotated[Principal, Depends(queue_reader)]
