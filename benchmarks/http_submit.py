@@ -68,13 +68,17 @@ def main() -> None:
 
         from luma_ray import launch
         from luma_ray.api.keys import KeyStore, keys_path
-        from luma_ray.config import RuntimeConfig, SchedulerConfig
+        from luma_ray.config import IngressLimits, RuntimeConfig, SchedulerConfig
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         runtime = RuntimeConfig(
-            data_dir=str(root / "data"), pools=[], http_port=port, scheduler=SchedulerConfig()
+            data_dir=str(root / "data"),
+            pools=[],
+            http_port=port,
+            scheduler=SchedulerConfig(),
+            ingress=IngressLimits(key_rate_per_s=None),  # one key at full speed: no rate limit
         )
         launch.start(runtime)
         noop = FastAPI()

@@ -52,6 +52,41 @@ class TenantLimits(_Strict):
     """Most jobs one tenant may have leased or running in the tier; more wait in the queue."""
 
 
+DEFAULT_MAX_QUEUED = {
+    "api": 5000,
+    "enterprise": 5000,
+    "unlimited": 5000,
+    "light": 2000,
+    "free": 500,
+}
+"""Each tier's default ``max_queued`` per tenant (docs/scheduling.md); a config may change it."""
+OTHER_TIER_MAX_QUEUED = 2000
+"""The default ``max_queued`` per tenant of a tier not named in ``DEFAULT_MAX_QUEUED``."""
+
+
+def _with_default_caps(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every tier's default tenant caps under the fields it does not set itself
+    (``max_queued: null`` removes a cap). Entries naming unknown tiers are left for the check."""
+    tiers = data.get("tiers")
+    given = data.get("tenant_limits", {})
+    if not isinstance(given, dict) or (tiers is not None and not isinstance(tiers, list)):
+        return data  # validation will say what is wrong with them
+    names = [t.name for t in default_tiers()] if tiers is None else [_name(t) for t in tiers]
+    merged = dict(given)
+    for name in names:
+        own = given.get(name, {})
+        if isinstance(own, TenantLimits):
+            own = own.model_dump(include=own.model_fields_set)
+        if isinstance(name, str) and isinstance(own, dict):
+            default = DEFAULT_MAX_QUEUED.get(name, OTHER_TIER_MAX_QUEUED)
+            merged[name] = {"max_queued": default, **own}
+    return {**data, "tenant_limits": merged}
+
+
+def _name(tier: Any) -> Any:
+    return tier.get("name") if isinstance(tier, dict) else getattr(tier, "name", None)
+
+
 class ClusterConfig(_Strict):
     """A cluster that workers pull from, and its back-pressure limit."""
 
@@ -83,7 +118,9 @@ class SchedulerConfig(_Strict):
     default_dispatch_limit: int | None = Field(default=None, ge=1)
     """Dispatch limit of clusters not listed in ``clusters``; ``None`` means unlimited."""
     tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict)
-    """Per-tier tenant caps, keyed by tier name."""
+    """Per-tier tenant caps, keyed by tier name. Every tier has a default ``max_queued``
+    (``DEFAULT_MAX_QUEUED``); a field set here replaces that tier's default, ``null`` removes
+    it."""
     lease_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     """A lease not renewed by a heartbeat for this long expires and its job is requeued."""
     max_attempts: int = Field(default=3, ge=1, le=100)
@@ -101,6 +138,11 @@ class SchedulerConfig(_Strict):
     """A finished job is deleted this long after it finished (default 30 days): its row
     leaves the journal and its files (``results/<job id>/``) the result store, and get
     answers 404. ``None`` keeps every job and result for ever."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_caps(cls, data: Any) -> Any:
+        return _with_default_caps(data) if isinstance(data, dict) else data
 
     @field_validator("tiers")
     @classmethod
@@ -264,6 +306,20 @@ class PoolConfig(_Strict):
         return self.name or f"{self.model}-workers"
 
 
+class IngressLimits(_Strict):
+    """What each HTTP ingress replica allows one API key and one tenant (docs/api.md). Counted
+    per replica: N replicas allow up to N times as much."""
+
+    key_rate_per_s: float | None = Field(default=20.0, gt=0, le=1_000_000)
+    """Requests a second one API key may make on average; past it, 429 ``rate_limited``.
+    ``None``: no limit."""
+    key_burst: int = Field(default=40, ge=1, le=1_000_000)
+    """Requests one key may make at once before its rate applies (the bucket's size)."""
+    max_streams_per_tenant: int | None = Field(default=16, ge=1, le=1_000_000)
+    """Event streams (``/v1/generations/{id}/events``) one tenant may hold open; past it,
+    429 ``stream_limit``. ``None``: no limit."""
+
+
 class RuntimeConfig(_Strict):
     """Where a running system keeps its state, and which worker pools it starts."""
 
@@ -283,6 +339,8 @@ class RuntimeConfig(_Strict):
     (each node binds ``http_host:http_port``)."""
     allow_private_callbacks: bool = False
     """Let webhook callback URLs point at loopback and private networks."""
+    ingress: IngressLimits = Field(default_factory=IngressLimits)
+    """Per-key request rate and per-tenant event streams at each HTTP ingress replica."""
     repository_uri: str | None = None
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)

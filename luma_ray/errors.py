@@ -1,7 +1,7 @@
 """The one error tree of luma_ray, grouped by what the caller can do about it.
 
 Callers map these to their medium: ``InvalidRequest`` → HTTP 400, ``Unauthorized`` → 401,
-``Forbidden`` → 403, ``NotFound`` → 404,
+``Forbidden`` → 403, ``NotFound`` → 404, ``TooLarge`` → 413,
 ``Conflict`` → 409, ``BackPressure`` → 429 with Retry-After, ``Unavailable`` → 503,
 ``ConfigError`` and
 ``TraceError`` → a one-line message and exit code 2 on the command line. Every error passes its
@@ -28,6 +28,12 @@ class InvalidRequest(LumaError):
     """The caller sent something we cannot accept; the message says what to fix."""
 
     code = "invalid_request"
+
+
+class TooLarge(InvalidRequest):
+    """A request body, or one part of it, is over its size limit (HTTP 413)."""
+
+    code = "too_large"
 
 
 class Unauthorized(LumaError):
@@ -83,6 +89,18 @@ class TenantLimited(BackPressure):
     """The tenant has as many jobs queued in this tier as its cap allows (HTTP 429)."""
 
     code = "tenant_limit"
+
+
+class RateLimited(BackPressure):
+    """The API key sent requests faster than its rate at this ingress replica (HTTP 429)."""
+
+    code = "rate_limited"
+
+
+class StreamLimited(BackPressure):
+    """The tenant holds as many event streams open at this ingress replica as it may."""
+
+    code = "stream_limit"
 
 
 class Overloaded(BackPressure):

@@ -1,7 +1,9 @@
 """Admin routes: queue counts, the live queue page, and model rollouts (promote, rollback).
 
-Every route needs an admin key. Promote and rollback run the same repository code as
-``luma-ray models promote|rollback``; workers follow within their watch interval.
+The queue counts and the queue page's data take a read-only ``queues:read`` key (or an admin
+key); model status, promote and rollback need an admin key. Promote and rollback run the same
+repository code as ``luma-ray models promote|rollback``; workers follow within their watch
+interval.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from luma_ray.api import queue_page
-from luma_ray.api.context import Admin, ports, repository
+from luma_ray.api.context import Admin, QueueReader, ports, repository
 from luma_ray.api.schemas import ModelAction
 from luma_ray.errors import InvalidRequest, NotFound
 from luma_ray.scheduler.protocol import RolloutStatus, SchedulerStats, Stats
@@ -25,7 +27,7 @@ def add_routes(app: FastAPI) -> None:
     queue_page.add_routes(app)
 
     @app.get("/v1/admin/queues")
-    async def queues(request: Request, who: Admin) -> SchedulerStats:
+    async def queues(request: Request, who: QueueReader) -> SchedulerStats:
         return await ports(request).scheduler.call(Stats())
 
     @app.get("/v1/admin/models/{name}")

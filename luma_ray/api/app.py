@@ -8,12 +8,13 @@ and ``admin``; what they share (ports, the caller) in ``context``.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from luma_ray.api import admin, generations, limits, openai_compat, problems
+from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
 from luma_ray.models.repository import ModelRepository
@@ -22,8 +23,6 @@ from luma_ray.storage import BlobStore
 
 __all__ = ["MAX_BODY_BYTES", "ApiSettings", "create_app"]
 
-MAX_BODY_BYTES = 1 << 20
-
 
 def create_app(
     scheduler: AsyncSchedulerPort,
@@ -31,28 +30,20 @@ def create_app(
     store: BlobStore,
     settings: ApiSettings | None = None,
     repository: ModelRepository | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """Build the app over its ports."""
+    """Build the app over its ports. ``clock`` (monotonic seconds) times the per-key request
+    rates; tests pass a fake one."""
     app = FastAPI(
         title="luma_ray",
         version="1",
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",
     )
-    app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository)
+    app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
+    app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository, clock)
     problems.install(app)
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return problems.problem(
-                413,
-                "too_large",
-                "Content Too Large",
-                f"request body is over {MAX_BODY_BYTES} bytes; send a smaller request",
-            )
-        response: Response = await call_next(request)
-        return response
+    # Outermost of the app's own layers: every body is counted before any route or key check.
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

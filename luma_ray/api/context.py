@@ -1,19 +1,24 @@
 """What every route of the app needs: its ports, its settings and the caller.
 
 ``create_app`` stores one :class:`Ports` on the app; routes reach it with :func:`ports` and
-authenticate the bearer key through the :data:`Caller` and :data:`Admin` dependencies.
+authenticate the bearer key through the :data:`Caller` (scope ``user``), :data:`Admin` and
+:data:`QueueReader` (scope ``queues:read`` or admin) dependencies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from luma_ray.api.keys import KeyStore, Principal
-from luma_ray.errors import Forbidden, NotFound
+from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
+from luma_ray.api.throttles import KeyRates, StreamSlots
+from luma_ray.config import IngressLimits
+from luma_ray.errors import Forbidden, NotFound, RateLimited
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
 from luma_ray.storage import BlobStore
@@ -29,6 +34,8 @@ class ApiSettings:
     """Let callback_url point at loopback/private hosts (tests, on-prem receivers)."""
     sse_poll_s: float = 0.2
     sse_timeout_s: float = 3600.0
+    limits: IngressLimits = field(default_factory=IngressLimits)
+    """Per-key request rate and per-tenant event streams, counted in this replica."""
 
 
 @dataclass
@@ -39,6 +46,15 @@ class Ports:
     settings: ApiSettings
     repository: ModelRepository | None = None
     """The model repository the admin model endpoints act on (None: no repository)."""
+    clock: Callable[[], float] = time.monotonic
+    """Monotonic seconds, for the request rates; tests pass a fake one."""
+    rates: KeyRates = field(init=False)
+    streams: StreamSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.settings.limits
+        self.rates = KeyRates(limits.key_rate_per_s, limits.key_burst)
+        self.streams = StreamSlots(limits.max_streams_per_tenant)
 
 
 def ports(request: Request) -> Ports:
@@ -56,9 +72,28 @@ async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; 401 when missing or wrong."""
-    key = credentials.credentials if credentials else None
-    return ports(request).keys.authenticate(key)
+    """The caller, from ``Authorization: Bearer <key>``; 401 when missing or wrong, 429 when
+    the key is past its request rate at this replica."""
+    p = ports(request)
+    who = p.keys.authenticate(credentials.credentials if credentials else None)
+    wait_s = p.rates.take(who.key_id, p.clock())
+    if wait_s > 0:
+        limits = p.settings.limits
+        raise RateLimited(
+            f"key {who.key_id} is over {limits.key_rate_per_s:g} requests a second (bursts "
+            f"of {limits.key_burst}) at this API replica; retry after Retry-After seconds",
+            retry_after_s=wait_s,
+        )
+    return who
+
+
+async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller whose key has scope ``user``: the tenant's own generations, limits, models."""
+    if SCOPE_USER not in who.scopes:
+        raise Forbidden(
+            f"this key has scope {', '.join(sorted(who.scopes))} only; generations need a user key"
+        )
+    return who
 
 
 async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -67,5 +102,13 @@ async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     return who
 
 
-Caller = Annotated[Principal, Depends(principal)]
+async def queue_reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller that may read the queues: a ``queues:read`` key, or an admin key."""
+    if not who.can_read_queues:
+        raise Forbidden("this endpoint needs a key with scope queues:read, or an admin key")
+    return who
+
+
+Caller = Annotated[Principal, Depends(user)]
 Admin = Annotated[Principal, Depends(admin)]
+QueueReader = Annotated[Principal, Depends(queue_reader)]

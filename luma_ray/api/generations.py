@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -139,11 +139,28 @@ def add_routes(app: FastAPI) -> None:
         ending after a final state."""
         p = ports(request)
         first = await p.scheduler.call(GetJob(job_id, who.tenant))  # 404 before the stream
-        return StreamingResponse(
+        close = p.streams.open(who.tenant)  # 429 before the stream, past the tenant's limit
+        return _SlotStream(
             _events(p, job_id, who.tenant, first, request),
+            close,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+class _SlotStream(StreamingResponse):
+    """A stream that gives back its tenant's stream slot when it ends, however it ends
+    (finished, client gone, cancelled, failed)."""
+
+    def __init__(self, content: AsyncIterator[bytes], close: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._close = close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close()
 
 
 async def _events(

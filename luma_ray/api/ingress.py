@@ -18,7 +18,7 @@ from ray import serve
 
 from luma_ray.api.app import ApiSettings, create_app
 from luma_ray.api.keys import KeyStore, keys_path
-from luma_ray.config import RuntimeConfig, default_data_dir, default_tiers
+from luma_ray.config import IngressLimits, RuntimeConfig, default_data_dir, default_tiers
 from luma_ray.models.repository import ModelRepository
 from luma_ray.runtime.handle import get_async_scheduler
 from luma_ray.storage import open_store
@@ -34,7 +34,10 @@ def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
         "tiers": [t.name for t in runtime.scheduler.tiers],
         "store": runtime.store,
         "repository": runtime.repository,
-        "settings": {"allow_private_callbacks": runtime.allow_private_callbacks},
+        "settings": {
+            "allow_private_callbacks": runtime.allow_private_callbacks,
+            "limits": runtime.ingress.model_dump(),
+        },
     }
 
 
@@ -48,11 +51,13 @@ def build_app() -> FastAPI:
         cfg = api_settings(RuntimeConfig(data_dir=str(data_dir)))
         cfg["tiers"] = [t.name for t in default_tiers()]
     keys = KeyStore(cfg["keys_path"], cfg["tiers"])
+    settings = dict(cfg["settings"])
+    settings["limits"] = IngressLimits.model_validate(settings.get("limits") or {})
     return create_app(
         get_async_scheduler(),
         keys,
         open_store(cfg["store"]),
-        ApiSettings(**cfg["settings"]),
+        ApiSettings(**settings),
         ModelRepository(open_store(cfg["repository"]), time.time),
     )
 

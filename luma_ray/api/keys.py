@@ -41,9 +41,16 @@ from luma_ray.storage.sqlite import sqlite_companions
 log = logging.getLogger(__name__)
 
 SCOPE_USER = "user"
-"""Every key has it: submit, read and cancel the tenant's own generations."""
+"""Submit, read and cancel the tenant's own generations: every key has it unless it was
+created with other scopes only."""
 SCOPE_ADMIN = "admin"
-"""Admin keys only: queue stats, model promote and rollback (docs/security.md)."""
+"""Admin keys only: queue stats, model promote and rollback (docs/security.md). Implies
+every other scope."""
+SCOPE_QUEUES_READ = "queues:read"
+"""Read-only: the queue page's data and queue stats (``GET /v1/admin/queue-view``,
+``GET /v1/admin/queues``), nothing else. The key to give the live queue page."""
+GRANTABLE_SCOPES = (SCOPE_USER, SCOPE_QUEUES_READ)
+"""What :meth:`KeyStore.create` takes in ``scopes``; ``admin`` comes with ``admin=True``."""
 
 KEY_PREFIX = "lr_"
 KEYS_FILE = "keys.sqlite"
@@ -83,7 +90,8 @@ class Principal:
     tier: str
     """The service tier the caller's jobs go into."""
     scopes: frozenset[str]
-    """``{"user"}``, or ``{"user", "admin"}`` for admin keys."""
+    """``{"user"}``, ``{"user", "admin"}`` for admin keys, ``{"queues:read"}`` for a queue
+    page's key, or what the key was created with."""
     key_id: str
     """The public part of the key, for logs and audit; never the secret."""
 
@@ -91,6 +99,11 @@ class Principal:
     def is_admin(self) -> bool:
         """True for keys created with ``admin=True``."""
         return SCOPE_ADMIN in self.scopes
+
+    @property
+    def can_read_queues(self) -> bool:
+        """True for keys with scope ``queues:read``, and for admin keys."""
+        return SCOPE_QUEUES_READ in self.scopes or self.is_admin
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,7 @@ class KeyRecord:
     tenant: str
     tier: str
     scopes: tuple[str, ...]
-    """Sorted scope names, e.g. ``("admin", "user")``."""
+    """Sorted scope names, e.g. ``("admin", "user")`` or ``("queues:read",)``."""
     created_at_s: float
     """Seconds since the epoch, as passed to :meth:`KeyStore.create`."""
     revoked_at_s: float | None
@@ -128,6 +141,16 @@ def _record(row: _Row) -> KeyRecord:
         created_at_s=float(created_at_s),
         revoked_at_s=None if revoked_at_s is None else float(revoked_at_s),
     )
+
+
+def _scopes(scopes: Collection[str] | None) -> set[str]:
+    if scopes is None:
+        return {SCOPE_USER}
+    if isinstance(scopes, str) or not scopes or not set(scopes) <= set(GRANTABLE_SCOPES):
+        raise InvalidRequest(
+            f"scopes must be one or more of {', '.join(GRANTABLE_SCOPES)}; admin comes with --admin"
+        )
+    return set(scopes)
 
 
 class KeyStore:
@@ -180,12 +203,21 @@ class KeyStore:
         return db
 
     def create(
-        self, tenant: str, tier: str, *, admin: bool = False, now_s: float
+        self,
+        tenant: str,
+        tier: str,
+        *,
+        admin: bool = False,
+        scopes: Collection[str] | None = None,
+        now_s: float,
     ) -> tuple[str, KeyRecord]:
         """Make a key for ``tenant`` in ``tier``; return the plaintext key and its record.
 
         Called by ``luma-ray keys create``. The plaintext is not kept anywhere: show it to the
         operator once. ``now_s`` (seconds since the epoch) becomes ``created_at_s``.
+        ``scopes`` (of :data:`GRANTABLE_SCOPES`) replaces the default ``("user",)``, e.g.
+        ``["queues:read"]`` for a key that can only read the queues; ``admin=True`` adds
+        ``admin`` and ``user``.
         """
         if not isinstance(tenant, str) or not _TENANT_RE.fullmatch(tenant):
             long = isinstance(tenant, str) and len(tenant) > 40
@@ -197,7 +229,8 @@ class KeyStore:
             raise InvalidRequest(
                 f"unknown tier {tier!r}; use one of {', '.join(sorted(self._tiers))}"
             )
-        scopes = ",".join(sorted({SCOPE_USER, SCOPE_ADMIN} if admin else {SCOPE_USER}))
+        granted = _scopes(scopes) | ({SCOPE_USER, SCOPE_ADMIN} if admin else set())
+        scopes_text = ",".join(sorted(granted))
         with self._lock:
             for _ in range(5):
                 key_id = secrets.token_hex(_KEY_ID_HEX_CHARS // 2)
@@ -206,15 +239,17 @@ class KeyStore:
                     self._db.execute(
                         "INSERT INTO api_keys (key_id, secret_sha256, tenant, tier, scopes, "
                         "created_at_s, revoked_at_s) VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                        (key_id, _sha256_hex(secret), tenant, tier, scopes, now_s),
+                        (key_id, _sha256_hex(secret), tenant, tier, scopes_text, now_s),
                     )
                     break
                 except sqlite3.IntegrityError:  # key_id taken: 1 in 2**48 per existing key
                     continue
             else:  # pragma: no cover - needs five collisions in a row
                 raise ConfigError(f"keys file {self.path}: could not pick a free key id")
-        record = KeyRecord(key_id, tenant, tier, tuple(scopes.split(",")), now_s, None)
-        log.info("key %s created for tenant %s, tier %s, scopes %s", key_id, tenant, tier, scopes)
+        record = KeyRecord(key_id, tenant, tier, tuple(sorted(granted)), now_s, None)
+        log.info(
+            "key %s created for tenant %s, tier %s, scopes %s", key_id, tenant, tier, scopes_text
+        )
         return f"{KEY_PREFIX}{key_id}_{secret}", record
 
     def authenticate(self, key: str | None) -> Principal:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from luma_ray.api.keys import KeyRecord, KeyStore, keys_path
+from luma_ray.api.keys import GRANTABLE_SCOPES, KeyRecord, KeyStore, keys_path
 from luma_ray.config import default_data_dir, default_tiers, load_config
 from luma_ray.errors import InvalidRequest, NotFound
 from luma_ray.notify.signing import tenant_secret
@@ -44,7 +44,9 @@ def _when(seconds: float | None) -> str:
 def cmd_create(args: argparse.Namespace) -> int:
     """``keys create``: a summary line, then the new key alone on the last line."""
     with KeyStore(keys_path(_data_dir(args)), _tier_names(args)) as store:
-        key, record = store.create(args.tenant, args.tier, admin=args.admin, now_s=time.time())
+        key, record = store.create(
+            args.tenant, args.tier, admin=args.admin, scopes=args.scope, now_s=time.time()
+        )
     print(
         f"created key {record.key_id} for tenant {record.tenant}, tier {record.tier}, "
         f"scopes {','.join(record.scopes)}; store it now, it is not shown again:"
@@ -123,6 +125,13 @@ def add_commands(sub: Any) -> None:
     create.add_argument("--tenant", required=True, help="tenant the key acts for")
     create.add_argument("--tier", required=True, help="service tier of the tenant's jobs")
     create.add_argument("--admin", action="store_true", help="also grant the admin scope")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=GRANTABLE_SCOPES,
+        help="grant only these scopes (repeat for several; default: user). queues:read reads "
+        "the queue page and GET /v1/admin/queues and nothing else: the key for the page",
+    )
     create.add_argument("--config", help="scheduler config YAML whose tiers are allowed")
     create.set_defaults(func=cmd_create)
 

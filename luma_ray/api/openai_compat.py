@@ -14,7 +14,9 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from typing_extensions import TypedDict
 
+from luma_ray.api.bodies import parse_json
 from luma_ray.api.context import Caller, ports
+from luma_ray.api.forms import parse_form
 from luma_ray.api.generations import content_response, delete_job, submit
 from luma_ray.api.schemas import CreateGeneration, DeletedOut
 from luma_ray.errors import InvalidRequest
@@ -93,30 +95,41 @@ def video_object(view: JobView) -> VideoOut:
     }
 
 
+_FIELDS = ("prompt", "model", "seconds", "size")
+
+
 async def _body(request: Request) -> CreateGeneration:
-    """The create body as multipart form (what the SDK sends) or JSON."""
+    """The create body as multipart form (what the SDK sends), urlencoded form or JSON."""
     ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data") or ctype.startswith(
-        "application/x-www-form-urlencoded"
-    ):
-        form = await request.form()
-        if "input_reference" in form:
+    raw = await request.body()  # BodyLimit has read it already: at most MAX_BODY_BYTES
+    fields: dict[str, object]
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = parse_form(raw, ctype)
+        if "input_reference" in form.files:
             raise InvalidRequest("input_reference is not supported yet; send a prompt only")
-        fields: dict[str, object] = {k: v for k, v in form.items() if isinstance(v, str)}
+        if form.files:
+            raise InvalidRequest(
+                f"file field(s) {', '.join(form.files)} are not accepted; "
+                f"send text fields {', '.join(_FIELDS)}"
+            )
+        fields = dict(form.fields)
     else:
         try:
-            fields = await request.json()
+            fields = parse_json(raw)
         except ValueError:
             raise InvalidRequest("send the body as multipart/form-data or JSON") from None
         if not isinstance(fields, dict):
             raise InvalidRequest("the JSON body must be an object")
-    unknown = sorted(set(fields) - {"prompt", "model", "seconds", "size"})
+    unknown = sorted(set(fields) - set(_FIELDS))
     if unknown:
         raise InvalidRequest(
-            f"unsupported field(s) {', '.join(unknown)}; send prompt, model, seconds, size"
+            f"unsupported field(s) {', '.join(unknown)}; send {', '.join(_FIELDS)}"
         )
     if "prompt" not in fields:
         raise InvalidRequest("prompt is required")
+    for name, value in fields.items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InvalidRequest(f"{name} must be a string or a number")
     seconds = fields.get("seconds")
     try:
         return CreateGeneration(

@@ -23,6 +23,7 @@ from luma_ray.errors import (
     InvalidRequest,
     LumaError,
     NotFound,
+    TooLarge,
     Unauthorized,
     Unavailable,
 )
@@ -38,8 +39,17 @@ _STATUS: list[tuple[type[LumaError], int, str]] = [
     (Conflict, 409, "Conflict"),
     (BackPressure, 429, "Too Many Requests"),
     (Unavailable, 503, "Service Unavailable"),
+    (TooLarge, 413, "Content Too Large"),
     (InvalidRequest, 400, "Bad Request"),
 ]
+
+_HTTP_CODES = {
+    400: ("invalid_request", "Bad Request"),  # a body FastAPI could not parse
+    404: ("not_found", "Not Found"),
+    405: ("method_not_allowed", "Method Not Allowed"),
+    413: ("too_large", "Content Too Large"),
+}
+"""Codes and titles of the errors FastAPI and Starlette raise themselves."""
 
 
 def problem(
@@ -96,10 +106,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            err.status_code, "http_error"
-        )
-        return problem(err.status_code, code, str(err.detail), str(err.detail))
+        code, title = _HTTP_CODES.get(err.status_code, ("http_error", str(err.detail)))
+        return problem(err.status_code, code, title, str(err.detail))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, err: Exception) -> JSONResponse:

@@ -2,9 +2,12 @@
 dispatch rate, and per model the workers and their versions. It refreshes itself.
 
 Who calls this: ``admin.add_routes`` registers :func:`add_routes`. The page itself holds no data
-and needs no key; its script reads the admin key from the URL fragment (``#key=...``, which
-browsers never send to a server, so it stays out of access logs) and polls
-``GET /v1/admin/queue-view`` with it every ``REFRESH_S`` seconds.
+and needs no key; its script reads a key from the URL fragment (``#key=...``, which browsers
+never send to a server, so it stays out of access logs) and polls ``GET /v1/admin/queue-view``
+with it every ``REFRESH_S`` seconds. Give it a read-only key
+(``luma-ray keys create --tenant ops --tier free --scope queues:read``), not an admin key: a
+URL travels (history, bookmarks, screen shares) and an admin key can also promote and roll
+back models.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from luma_ray.api.context import admin, ports
+from luma_ray.api.context import ports, queue_reader
 from luma_ray.scheduler.protocol import QueuePage, QueueReport
 
 REFRESH_S = 2
@@ -30,6 +33,10 @@ th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: l
 <body>
 <h1>luma_ray queues</h1>
 <p id="status">loading...</p>
+<p id="howto">Open this page as <code>/admin/queues#key=KEY</code> with a read-only key
+(scope <code>queues:read</code>): <code>luma-ray keys create --tenant ops --tier free
+--scope queues:read</code>. Not an admin key: this URL may travel, and an admin key can also
+promote and roll back models.</p>
 <h2>Queues</h2>
 <table id="queues"><thead><tr><th>tier</th><th>model</th><th>queued</th>
 <th>oldest wait (s)</th><th>SLO (s)</th><th>SLO used</th><th>dispatched / min</th></tr></thead>
@@ -78,13 +85,13 @@ setInterval(refresh, REFRESH_MS);
 
 
 def add_routes(app: FastAPI) -> None:
-    """``GET /admin/queues`` (the page) and ``GET /v1/admin/queue-view`` (its data, for an
-    admin key)."""
+    """``GET /admin/queues`` (the page) and ``GET /v1/admin/queue-view`` (its data, for a
+    ``queues:read`` or admin key)."""
 
     @app.get("/admin/queues", response_class=HTMLResponse, include_in_schema=False)
     async def queue_page() -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/admin/queue-view", dependencies=[Depends(admin)])
+    @app.get("/v1/admin/queue-view", dependencies=[Depends(queue_reader)])
     async def queue_view(request: Request) -> QueueReport:
         return await ports(request).scheduler.call(QueuePage())

@@ -14,6 +14,7 @@ from luma_ray.config import (
     ClusterConfig,
     PolicyConfig,
     SchedulerConfig,
+    TenantLimits,
     TierConfig,
     default_tiers,
 )
@@ -39,10 +40,13 @@ def scheduler_config(
 ) -> SchedulerConfig:
     """The core's config for ``clusters`` (limit None: unlimited; 0: nothing)."""
     listed = {c.name: ClusterConfig(dispatch_limit=c.dispatch_limit) for c in clusters}
+    tiers = tiers or default_tiers()
     return SchedulerConfig(
-        tiers=tiers or default_tiers(),
+        tiers=tiers,
         policy=PolicyConfig(name=policy, params=dict(params or {})),
         clusters=listed,
         default_dispatch_limit=None,
         lease_ttl_s=3600.0,  # leases never lapse here: workers in the model never die
+        # A trace replays every arrival as it happened: no tenant cap may refuse one.
+        tenant_limits={t.name: TenantLimits(max_queued=None) for t in tiers},
     )

@@ -1,6 +1,6 @@
 """The live queue page in a real headless Chromium, served over real HTTP (uvicorn on
 loopback) from the app over an in-process scheduler service in a known state: the page's own
-script fetches the data with the admin key and renders it."""
+script fetches the data with a read-only queues:read key and renders it."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def served(tmp_path: Path):
     svc.submit(SubmitRequest(prompt="api 3", tier="api"))
     clock.now += 38
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
-    admin, _ = keys.create("ops", "api", admin=True, now_s=0)
+    viewer, _ = keys.create("ops", "free", scopes=["queues:read"], now_s=0)  # read-only
     app = create_app(InProcessScheduler(svc), keys, LocalBlobStore(tmp_path / "r"), ApiSettings())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,7 +77,7 @@ def served(tmp_path: Path):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)  # polling the server's start flag
-    yield f"http://127.0.0.1:{port}", admin
+    yield f"http://127.0.0.1:{port}", viewer
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -104,7 +104,7 @@ def test_queue_page_shows_the_known_state(served) -> None:
     assert html.count('class="late"') == 2  # the api row's wait and share: past its SLO
 
 
-def test_queue_page_without_an_admin_key_shows_the_error(served) -> None:
+def test_queue_page_without_a_valid_key_shows_the_error(served) -> None:
     base, _ = served
     html = _chromium().dump_dom(f"{base}/admin/queues#key=wrong")
     assert "error:" in html and rows(html, "queues") == []

@@ -56,6 +56,7 @@ def system() -> Iterator[dict[str, Any]]:
     import luma_ray
     from luma_ray.config import (
         AutoscalingConfig,
+        IngressLimits,
         PoolConfig,
         RuntimeConfig,
         SchedulerConfig,
@@ -83,6 +84,9 @@ def system() -> Iterator[dict[str, Any]]:
         http_host="127.0.0.1",
         http_port=port,
         allow_private_callbacks=True,
+        # Some tests drive the API from one key faster than the default per-key rate (20/s);
+        # tests/unit/test_api_limits.py covers that limit.
+        ingress=IngressLimits(key_rate_per_s=None),
         data_dir=str(root / "data"),
         scheduler=SchedulerConfig(
             lease_ttl_s=LEASE_TTL_S,

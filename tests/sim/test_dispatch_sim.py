@@ -196,3 +196,11 @@ def test_inversion_metrics_match_a_brute_force_count(
     assert result.passed_over == len(passed)
     wait = sum(result.start_s[y] - first[y] for y in passed)
     assert result.inversion_wait_s == pytest.approx(wait)
+
+
+def test_a_burst_past_the_default_tenant_caps_is_replayed_whole() -> None:
+    # 600 free jobs of one tenant at once: past the scheduler's default cap (free: 500
+    # queued), which must never refuse an arrival the trace recorded.
+    trace = Trace([0.0] * 600, ["one"] * 600, ["free"] * 600, ["m"] * 600, [1.0] * 600)
+    result = run_dispatch_sim(trace, [ClusterSpec("a", 4, None, 0.0)])
+    assert result.served == 600

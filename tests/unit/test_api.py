@@ -115,6 +115,32 @@ def test_keys_401_and_admin_403(api) -> None:
     assert c.post("/v1/admin/models/luma-tiny/promote", headers=api["alice"]).status_code == 403
 
 
+def test_a_queues_read_key_reads_the_queue_page_and_nothing_else(api) -> None:
+    c = api["client"]
+    keys = c.app.state.ports.keys
+    viewer = {
+        "Authorization": f"Bearer {keys.create('ops', 'free', scopes=['queues:read'], now_s=0)[0]}"
+    }
+    for path in ("/v1/admin/queue-view", "/v1/admin/queues"):
+        assert c.get(path, headers=viewer).status_code == 200, path
+        assert c.get(path, headers=api["admin"]).status_code == 200, path  # admin implies it
+        r = c.get(path, headers=api["alice"])  # a plain user key
+        assert r.status_code == 403 and "queues:read" in r.json()["detail"], path
+    for method, path in [
+        ("POST", "/v1/admin/models/luma-tiny/promote"),
+        ("POST", "/v1/admin/models/luma-tiny/rollback"),
+        ("GET", "/v1/admin/models/luma-tiny"),
+        ("POST", "/v1/generations"),
+        ("GET", "/v1/generations"),
+        ("POST", "/v1/videos"),
+        ("GET", "/v1/limits"),
+    ]:
+        r = c.request(method, path, headers=viewer, json={"version": "v1", "prompt": "x"})
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", (method, path, r.text)
+    page = c.get("/admin/queues").text
+    assert "queues:read" in page and "--scope queues:read" in page
+
+
 def test_idempotency_key(api) -> None:
     headers = {**api["alice"], "Idempotency-Key": "abc"}
     c = api["client"]

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import yaml
+from packaging.requirements import Requirement
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "cluster_configs"
 YAML_FILES = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -312,3 +314,18 @@ def test_sbatch_joins_with_burst_labels(path: Path) -> None:
 def test_sbatch_parses_with_bash_n(path: Path) -> None:
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_package_pins_the_ray_the_clusters_install_and_a_safe_multipart() -> None:
+    """luma_ray uses a private Ray API: the package admits the minor release the cluster
+    configs install and no later one. python-multipart below 0.0.18 (and before later fixes)
+    has known denial-of-service bugs in the parser the API's forms go through."""
+    pyproject = tomllib.loads((CONFIG_DIR.parent / "pyproject.toml").read_text())
+    pins = {r.name: r.specifier for r in map(Requirement, pyproject["project"]["dependencies"])}
+    installed = {
+        m for path in YAML_FILES for m in re.findall(r"ray\[[a-z,]+\]==([0-9.]+)", path.read_text())
+    }
+    assert installed == {"2.60.0"}
+    assert pins["ray"].contains("2.60.0") and not pins["ray"].contains("2.61.0")
+    for vulnerable in ("0.0.9", "0.0.17", "0.0.25", "0.0.29"):
+        assert not pins["python-multipart"].contains(vulnerable), vulnerable

@@ -29,6 +29,33 @@ def test_defaults_match_the_design() -> None:
     assert cfg.policy.name == "slo_guard"
 
 
+def test_every_tier_caps_each_tenants_queued_jobs_out_of_the_box() -> None:
+    caps = {name: lim.max_queued for name, lim in parse_config({}).tenant_limits.items()}
+    assert caps == {"api": 5000, "enterprise": 5000, "unlimited": 5000, "light": 2000, "free": 500}
+    assert all(lim.max_leased is None for lim in parse_config({}).tenant_limits.values())
+    own = parse_config({"tiers": [{"name": "gold", "max_wait_s": 60}]})
+    assert own.tenant_limits["gold"].max_queued == 2000  # a tier the defaults do not name
+
+
+def test_a_config_raises_or_removes_a_default_cap_field_by_field() -> None:
+    cfg = parse_config(
+        {
+            "tenant_limits": {
+                "api": {"max_queued": 100_000},
+                "light": {"max_queued": None},
+                "free": {"max_leased": 4},
+            }
+        }
+    )
+    assert cfg.tenant_limits["api"].max_queued == 100_000
+    assert cfg.tenant_limits["light"].max_queued is None  # removed
+    assert (cfg.tenant_limits["free"].max_queued, cfg.tenant_limits["free"].max_leased) == (500, 4)
+    assert cfg.tenant_limits["enterprise"].max_queued == 5000  # not named: keeps its default
+    assert parse_config(cfg.model_dump()) == cfg  # the actor gets the same config back
+    with pytest.raises(ConfigError, match="unknown tier"):
+        parse_config({"tiers": [{"name": "gold", "max_wait_s": 60}], "tenant_limits": {"free": {}}})
+
+
 def test_full_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "luma.yaml"
     path.write_text(

@@ -249,6 +249,22 @@ def test_keys_module_imports_only_stdlib_and_errors() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_a_queues_read_key_reads_the_queues_and_nothing_else(store: KeyStore) -> None:
+    key, record = store.create("ops", "free", scopes=["queues:read"], now_s=NOW_S)
+    assert record.scopes == ("queues:read",)
+    viewer = store.authenticate(key)
+    assert viewer.can_read_queues and not viewer.is_admin and "user" not in viewer.scopes
+    admin = store.authenticate(store.create("root", "api", admin=True, now_s=NOW_S)[0])
+    assert admin.can_read_queues  # admin implies it
+    user = store.authenticate(store.create("acme", "api", now_s=NOW_S)[0])
+    assert not user.can_read_queues
+    both, _ = store.create("acme", "api", scopes=["user", "queues:read"], now_s=NOW_S)
+    assert store.authenticate(both).scopes == {"user", "queues:read"}
+    for bad in (["admin"], ["queues:write"], []):
+        with pytest.raises(InvalidRequest, match="scope"):
+            store.create("ops", "free", scopes=bad, now_s=NOW_S)
+
+
 # The command line ------------------------------------------------------------------------
 
 
@@ -286,6 +302,19 @@ def test_cli_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     _run(["keys", "list", *data])
     row = [line for line in capsys.readouterr().out.splitlines() if principal.key_id in line]
     assert row and row[0].rstrip().endswith("Z")  # the revoked column has a time
+
+
+def test_cli_creates_a_queues_read_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    argv = ["keys", "create", "--tenant", "ops", "--tier", "free", "--scope", "queues:read"]
+    assert _run([*argv, *data]) == 0
+    out = capsys.readouterr().out
+    assert "scopes queues:read;" in out
+    with KeyStore(keys_path(tmp_path), ()) as store:
+        viewer = store.authenticate(out.strip().splitlines()[-1])
+    assert viewer.scopes == {"queues:read"}
+    with pytest.raises(SystemExit):
+        _run(["keys", "create", "--tenant", "ops", "--tier", "free", "--scope", "admin", *data])
 
 
 def test_cli_tiers_come_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -135,6 +135,15 @@ def test_tenant_caps_inside_a_tier() -> None:
     s.submit(job(5, tenant="heavy", at=7.0), 7.0)  # one queued again: room under max_queued
 
 
+def test_with_no_config_one_tenant_cannot_queue_without_limit() -> None:
+    s = sched()
+    for n in range(500):
+        s.submit(job(n, tenant="flood", at=float(n)), float(n))
+    with pytest.raises(BackPressure, match="500 jobs queued in tier free"):
+        s.submit(job(500, tenant="flood", at=500.0), 500.0)
+    s.submit(job(501, tenant="other", at=501.0), 501.0)  # a cap per tenant, not per tier
+
+
 def test_bad_submits_change_nothing() -> None:
     s = sched()
     with pytest.raises(InvalidRequest, match="unknown tier 'gold'"):
