@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from luma_ray import __version__
 from luma_ray.errors import LumaError
 
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from luma_ray.scheduler.policies import DEFAULT_POLICY, POLICIES
 
     parser = argparse.ArgumentParser(prog="luma-ray", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"luma-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="replay a trace through a dispatch policy")
