@@ -48,7 +48,7 @@ left_after() {
     left=$(ours)
     if [ -z "$left" ] || [ "$SECONDS" -ge "$deadline" ]; then
       echo "$left"
-      return
+      return 0  # a bare return in the EXIT trap would return the failed step's status
     fi
     sleep 1
   done
