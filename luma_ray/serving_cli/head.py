@@ -106,10 +106,15 @@ def head_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def start_head(
-    environ: Mapping[str, str], num_cpus: int, log_path: Path, timeout_s: float = READY_TIMEOUT_S
+    environ: Mapping[str, str],
+    num_cpus: int,
+    log_path: Path,
+    timeout_s: float = READY_TIMEOUT_S,
+    command: list[str] | None = None,
 ) -> Head:
-    """Start a Ray head and return once it answers at its address; its output goes to
-    ``log_path``. ``LumaError`` (with the log's last line) if it exits or never answers."""
+    """Start a Ray head (``command``: :func:`head_command`) and return once it answers at its
+    address; its output goes to ``log_path``. ``LumaError`` (with the log's last line) if it
+    exits or never answers; it is stopped then."""
     temp_dir = ray_temp_dir(environ)
     stale = read_address(temp_dir)
     if stale is not None and not reachable(stale):
@@ -117,13 +122,24 @@ def start_head(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            head_command(temp_dir, num_cpus),
+            command or head_command(temp_dir, num_cpus),
             env=head_env(environ),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    try:
+        return Head(process.pid, _wait_ready(process, temp_dir, log_path, timeout_s), temp_dir)
+    except BaseException:  # it failed, timed out, or the user pressed Ctrl-C: stop it
+        stop_head(process.pid, temp_dir, None)
+        raise
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], temp_dir: Path, log_path: Path, timeout_s: float
+) -> str:
+    """The head's address once it answers there."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -133,9 +149,8 @@ def start_head(
             )
         address = read_address(temp_dir)
         if address is not None and reachable(address):
-            return Head(process.pid, address, temp_dir)
+            return address
         time.sleep(0.5)  # polling for the head to come up
-    stop_head(process.pid, temp_dir, None)
     raise LumaError(f"the Ray head did not start within {timeout_s:g} s; see {log_path}")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from luma_ray.cli import main
-from luma_ray.errors import ConfigError
+from luma_ray.errors import ConfigError, LumaError
 from luma_ray.serving_cli.auth_token import default_token_path, ensure_auth_token
 from luma_ray.serving_cli.head import (
     ADDRESS_FILE,
@@ -26,6 +26,7 @@ from luma_ray.serving_cli.head import (
     join_address,
     ray_temp_dir,
     reachable,
+    start_head,
 )
 from luma_ray.serving_cli.record import (
     UpRecord,
@@ -235,3 +236,19 @@ def test_generate_to_a_dead_url_is_one_line(capsys) -> None:
     )
     assert main(["generate", "a red circle", "--url", url]) == 2
     assert "--url needs --tier-key" in capsys.readouterr().err
+
+
+def test_a_head_that_fails_or_never_answers_is_stopped_and_says_why(tmp_path: Path) -> None:
+    environ = {"RAY_TMPDIR": str(tmp_path)}
+    temp_dir = tmp_path / "ray"
+    shape = ["start", "--head", "--block", f"--temp-dir={temp_dir}"]
+    fails = [sys.executable, "-c", "print('ConnectionError: port 6379 is taken'); exit(1)"]
+    with pytest.raises(LumaError, match=r"ray start failed \(exit 1\): ConnectionError: port"):
+        start_head(environ, 1, tmp_path / "head.log", command=[*fails, *shape])
+    child = f"[{sys.executable!r}, '-c', 'import time; time.sleep(60)', 'child-of-{temp_dir}']"
+    code = f"import subprocess, time; subprocess.Popen({child}); time.sleep(60)"
+    hangs = [sys.executable, "-c", code, *shape]
+    with pytest.raises(LumaError, match="did not start within 1 s"):
+        start_head(environ, 1, tmp_path / "head.log", timeout_s=1.0, command=hangs)
+    left = subprocess.run(["pgrep", "-f", "--", str(temp_dir)], capture_output=True)
+    assert left.returncode == 1 and left.stdout == b""  # the head and its child are gone
