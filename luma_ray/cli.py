@@ -2,7 +2,8 @@
 
 Subcommands: ``simulate`` (replay a trace through a policy), ``trace`` (write a launch-day or
 GenTD26 trace), and ``up``, ``down``, ``status``, ``generate`` (run the system; see
-``serving_cli``). Bad input ends with one line on stderr naming what to fix, and exit code 2.
+``serving_cli``). Bad input ends with one line on stderr naming what to fix, and exit code 2; a
+system that cannot be reached, with one line saying so, and exit code 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from luma_ray.errors import LumaError
+from luma_ray import __version__
+from luma_ray.errors import LumaError, Unavailable
 
 
 def _param(text: str) -> tuple[str, float]:
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     from luma_ray.scheduler.policies import DEFAULT_POLICY, POLICIES
 
     parser = argparse.ArgumentParser(prog="luma-ray", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"luma-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="replay a trace through a dispatch policy")
@@ -132,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except LumaError as err:
         print(f"luma-ray: error: {err}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(err, Unavailable) else 2
     except KeyboardInterrupt:
         return 130
 

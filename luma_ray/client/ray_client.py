@@ -32,19 +32,31 @@ from luma_ray.scheduler.protocol import (
 )
 from luma_ray.storage import open_store
 
+REMEMBERED_JOBS = 100_000
+"""How many jobs submitted for other tenants a client remembers the tenant of."""
+
 
 class Client:
     """Submit, watch, cancel and download generations through the scheduler.
 
     ``scheduler`` is the actor's handle (``luma_ray.connect`` makes one), or an in-process
     service in tests; the handle waits out a restarting scheduler, and every call is safe to
-    repeat (submits carry an idempotency key).
+    repeat (submits carry an idempotency key). ``tenant`` is whom the client submits and asks
+    as; each call takes ``tenant=`` to act for another, and a job submitted for another tenant
+    is followed as that tenant without saying so again.
     """
 
     def __init__(self, scheduler: SchedulerPort, store_uri: str, tenant: str = "default") -> None:
         self.scheduler = scheduler
         self.store_uri = store_uri
         self.tenant = tenant
+        self._tenants: dict[str, str] = {}
+        """The tenant of each job this client submitted for another tenant than its own."""
+
+    def _tenant_of(self, job_id: str, tenant: str | None) -> str:
+        """Whom to ask as: ``tenant`` if given, else the tenant this client submitted the job
+        for, else the client's own."""
+        return tenant or self._tenants.get(job_id, self.tenant)
 
     def submit(
         self,
@@ -63,14 +75,18 @@ class Client:
         """Queue one generation; returns its id. Bad parameters raise ``InvalidRequest``.
 
         ``frames``, ``size`` (``"64x64"`` or ``(width, height)``), ``fps`` and ``steps`` left out
-        take the model's defaults."""
+        take the model's defaults. ``tenant`` submits for another tenant than the client's; the
+        client remembers it, so ``get``, ``wait``, ``cancel`` and ``download`` of this id ask
+        as that tenant (for its last ``REMEMBERED_JOBS`` such jobs; older ones, or jobs another
+        client submitted, need ``tenant=``)."""
         if isinstance(size, tuple):
             size = "x".join(str(side) for side in size)
+        owner = tenant or self.tenant
         request = SubmitRequest(
             prompt=prompt,
             model=model,
             tier=tier,
-            tenant=tenant or self.tenant,
+            tenant=owner,
             negative_prompt=negative_prompt,
             frames=frames,
             size=size,
@@ -79,22 +95,35 @@ class Client:
             steps=steps,
             idempotency_key=f"ray-client-{uuid.uuid4().hex}",
         )
-        return self.scheduler.call(Submit(request)).id
+        job_id = self.scheduler.call(Submit(request)).id
+        if owner != self.tenant:
+            self._tenants[job_id] = owner
+            if len(self._tenants) > REMEMBERED_JOBS:
+                del self._tenants[next(iter(self._tenants))]  # the oldest
+        return job_id
 
-    def get(self, job_id: str) -> JobView:
-        return self.scheduler.call(GetJob(job_id, self.tenant))
+    def get(self, job_id: str, tenant: str | None = None) -> JobView:
+        """The job's view; ``NotFound`` if ``tenant`` (see :meth:`submit`) has no such job."""
+        return self.scheduler.call(GetJob(job_id, self._tenant_of(job_id, tenant)))
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[JobView]:
-        return self.scheduler.call(ListJobs(self.tenant, state, limit))
+    def list(
+        self, state: str | None = None, limit: int = 100, tenant: str | None = None
+    ) -> list[JobView]:
+        """The jobs of ``tenant`` (default: the client's), newest first."""
+        return self.scheduler.call(ListJobs(tenant or self.tenant, state, limit))
 
-    def cancel(self, job_id: str) -> JobView:
-        return self.scheduler.call(CancelJob(job_id, self.tenant))
+    def cancel(self, job_id: str, tenant: str | None = None) -> JobView:
+        return self.scheduler.call(CancelJob(job_id, self._tenant_of(job_id, tenant)))
 
     def stats(self) -> SchedulerStats:
         return self.scheduler.call(Stats())
 
     def wait(
-        self, job_id: str, timeout: float | None = None, progress: bool | None = None
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        tenant: str | None = None,
     ) -> JobView:
         """Poll until the job is final; returns its view. ``TimeoutError`` after ``timeout``.
 
@@ -105,7 +134,7 @@ class Client:
         delay = 0.05
         with JobProgress(job_id, progress) as bar:
             while True:
-                view = self.get(job_id)
+                view = self.get(job_id, tenant)
                 bar.update(view.state.value, view.progress.step, view.progress.total)
                 if view.done:
                     return view
@@ -114,9 +143,11 @@ class Client:
                 time.sleep(delay)  # polling interval, backing off to 0.5 s
                 delay = min(0.5, delay * 1.5)
 
-    def download(self, job_id: str, path: str | Path, variant: str = "video") -> Path:
+    def download(
+        self, job_id: str, path: str | Path, variant: str = "video", tenant: str | None = None
+    ) -> Path:
         """Copy the job's video (or ``variant='thumbnail'``) to ``path``."""
-        view = self.get(job_id)
+        view = self.get(job_id, tenant)
         if view.state != "succeeded":
             raise InvalidRequest(f"job {job_id} is {view.state.value}; download needs 'succeeded'")
         uri = view.result_uris.get(variant)

@@ -95,3 +95,43 @@ def test_trace_command_writes_files(tmp_path, capsys) -> None:
     assert (tmp_path / "g" / "trace.csv").read_text().startswith(HEADER)
     assert main(["trace", "launch-day", "--scale", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "scale" in capsys.readouterr().err
+
+
+def test_a_trace_that_is_not_utf8_is_one_line_naming_row_and_byte(tmp_path, capsys) -> None:
+    args = write(tmp_path, "")
+    good = (HEADER + "0,a,free,m,5\n").encode()
+    (tmp_path / "t.csv").write_bytes(good + "1,café,free,m,5\n".encode("latin-1"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    offset = len(good) + len("1,caf")
+    assert f"{tmp_path / 't.csv'}: row 3: byte {offset}: not UTF-8" in err
+    (tmp_path / "c.csv").write_bytes(b"time_s,sl\xffots\n0,2\n")  # in the header
+    (tmp_path / "t.csv").write_bytes(good)
+    assert main(args) == 2
+    assert f"{tmp_path / 'c.csv'}: row 1: byte 9: not UTF-8" in capsys.readouterr().err
+
+
+def test_a_spreadsheet_export_with_a_byte_order_mark_reads(tmp_path, capsys) -> None:
+    args = write(tmp_path, "\ufeff" + HEADER + "0,a,free,m,5\n", "\ufefftime_s,slots\n0,1\n")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"] == 1
+
+
+def test_gentd26_source_that_is_not_utf8_is_one_line(tmp_path, capsys) -> None:
+    source = tmp_path / "src.csv"
+    header = b"gmt_create,exec_time_seconds,groupId,checkpoint_model_version_id\n"
+    source.write_bytes(header + b"2024-11-15 16:57:50,3.5,caf\xe9,m1\n")
+    assert main(["trace", "gentd26", "--source", str(source), "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    offset = len(header) + len("2024-11-15 16:57:50,3.5,caf")
+    assert f"{source}: row 2: byte {offset}: not UTF-8" in err and "Traceback" not in err
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    from luma_ray import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"luma-ray {__version__}"

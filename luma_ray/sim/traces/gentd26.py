@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from luma_ray.errors import TraceError
+from luma_ray.sim.traces.reader import ENCODING, not_utf8
 from luma_ray.sim.traces.writer import TIER_SHARES, TIERS, TraceSummary, TraceWriter
 
 logger = logging.getLogger(__name__)
@@ -73,14 +74,24 @@ def _service_s(value: str | None) -> float:
     return service if math.isfinite(service) and service > 0 else MISSING_SERVICE_S
 
 
-def _read_rows(source: Path) -> tuple[list[datetime], list[float], list[str], list[str], int]:
+Rows = tuple[list[datetime], list[float], list[str], list[str], int]
+
+
+def _read_rows(source: Path) -> Rows:
     """Parse the source CSV: (created, service_s, tenant, model, skipped row count)."""
+    try:
+        return _parse_rows(source)
+    except UnicodeDecodeError:
+        raise not_utf8(source) from None
+
+
+def _parse_rows(source: Path) -> Rows:
     created: list[datetime] = []
     service: list[float] = []
     tenants: list[str] = []
     models: list[str] = []
     skipped = 0
-    with source.open(newline="", encoding="utf-8") as f:
+    with source.open(newline="", encoding=ENCODING) as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

@@ -1,11 +1,13 @@
 """Read and check trace and capacity CSV files (formats in docs/traces.md).
 
 Every problem raises :class:`~luma_ray.errors.TraceError` with one line naming the file, the
-row (1-based, the header is row 1) and the column, and saying what to fix.
+row (1-based, the header is row 1) and the column, and saying what to fix. Files are UTF-8; a
+byte order mark (spreadsheets write one) is skipped.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 from collections.abc import Collection, Iterator
@@ -17,6 +19,8 @@ from luma_ray.errors import TraceError
 
 TRACE_COLUMNS = ("arrival_s", "tenant", "tier", "model", "service_s")
 CAPACITY_COLUMNS = ("time_s", "slots")
+ENCODING = "utf-8-sig"
+"""UTF-8, with or without a byte order mark."""
 
 
 @dataclass
@@ -33,15 +37,54 @@ class Trace:
         return len(self.arrival_s)
 
 
+def not_utf8(path: Path) -> TraceError:
+    """The error for a file that does not decode as UTF-8: where its first bad byte is.
+
+    Python decodes a text file a block at a time, so the line being read when decoding fails
+    is not where the bad byte is; this reads the bytes again to find it."""
+    found = _first_bad_byte(path)
+    where = f" row {found[0]}: byte {found[1]}:" if found else ""
+    return TraceError(
+        f"{path}:{where} not UTF-8 text; save the file as UTF-8 (a spreadsheet's 'CSV UTF-8')"
+    )
+
+
+def _first_bad_byte(path: Path) -> tuple[int, int] | None:
+    """(line, byte offset) of the first byte that is not UTF-8; None if every byte is."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes read before this block
+    lines = 1
+    try:
+        with path.open("rb") as f:
+            while True:
+                block = f.read(1 << 20)
+                pending = len(decoder.getstate()[0])  # an unfinished character's bytes
+                try:
+                    decoder.decode(block, final=not block)
+                except UnicodeDecodeError as err:
+                    data = err.object
+                    return lines + data[: err.start].count(b"\n"), offset - pending + err.start
+                if not block:
+                    return None
+                offset += len(block)
+                lines += block.count(b"\n")
+    except OSError:
+        return None
+
+
 def _open_rows(
     path: Path, columns: tuple[str, ...]
 ) -> tuple[Iterator[list[str]], list[int], TextIO]:
     try:
-        f = path.open(newline="", encoding="utf-8")
+        f = path.open(newline="", encoding=ENCODING)
     except OSError as err:
         raise TraceError(f"{path}: cannot open ({err.strerror}); check the path") from None
     reader = csv.reader(f)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except UnicodeDecodeError:
+        f.close()
+        raise not_utf8(path) from None
     if header is None:
         f.close()
         raise TraceError(f"{path}: file is empty; it needs the header {','.join(columns)}")
@@ -107,6 +150,8 @@ def read_trace(path: str | Path, tiers: Collection[str]) -> Trace:
             tenant.append(row[it])
             tier.append(t)
             model.append(row[im])
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     finally:
         f.close()
     return Trace(arrival, tenant, tier, model, service)
@@ -154,6 +199,8 @@ def read_capacity(path: str | Path) -> list[tuple[float, int]]:
                     f"{path}: row {row_no}: column slots: {row[isl]} must be a whole number >= 0"
                 )
             steps.append((t, int(n)))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     finally:
         f.close()
     if not steps:

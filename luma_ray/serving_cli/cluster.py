@@ -1,0 +1,82 @@
+"""The Ray cluster the serving commands work on: the runtime they describe, which cluster
+to join (without ``ray.init`` waiting minutes on a dead address), and luma_ray's Serve apps."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from luma_ray.config import (
+    PoolConfig,
+    RuntimeConfig,
+    default_data_dir,
+    load_config,
+    load_pools,
+)
+from luma_ray.errors import Unavailable
+from luma_ray.serving_cli.head import join_address, ray_temp_dir, reachable
+from luma_ray.serving_cli.record import UpRecord
+
+
+def data_dir_of(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) if args.data_dir else default_data_dir(dict(os.environ))
+
+
+def runtime_of(args: argparse.Namespace, http: bool = True) -> RuntimeConfig:
+    scheduler = load_config(args.config) if getattr(args, "config", None) else None
+    if getattr(args, "pools", None):
+        pools = load_pools(args.pools)
+    else:
+        pools = [PoolConfig(replicas=getattr(args, "replicas", 1))]
+    fields: dict[str, Any] = {"data_dir": str(data_dir_of(args)), "pools": pools}
+    if http:
+        fields["http_host"] = getattr(args, "host", None) or "127.0.0.1"
+        fields["http_port"] = getattr(args, "port", None) or 8000
+    else:
+        fields["http_host"] = None
+    if scheduler is not None:
+        fields["scheduler"] = scheduler
+    if getattr(args, "store", None):
+        fields["store_uri"] = args.store
+    return RuntimeConfig(**fields)
+
+
+def join(environ: Mapping[str, str], record: UpRecord | None, scan: bool = True) -> str | None:
+    """Join the running Ray cluster luma_ray uses here; its address, or None if none runs.
+
+    The address is ``$RAY_ADDRESS``, the one ``up`` recorded, or Ray's address file, and only
+    tried if it answers (a dead one keeps ``ray.init`` waiting for minutes). With none known,
+    ``scan`` lets Ray look for a cluster among this machine's processes (``address='auto'``).
+    """
+    import ray
+
+    from luma_ray.runtime.handle import NAMESPACE
+
+    address = join_address(environ, record.address if record else None, ray_temp_dir(environ))
+    if address is None and not scan:
+        return None
+    if address is not None and not reachable(address):
+        return None
+    try:
+        ray.init(address=address or "auto", namespace=NAMESPACE, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError):
+        return None
+    except ray.exceptions.AuthenticationError as err:
+        first = (str(err.message).strip().splitlines() or ["no reason given"])[0]
+        raise Unavailable(
+            f"the Ray cluster at {address or 'auto'} refused this machine's token: {first}; "
+            "give it the cluster's token (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
+        ) from None
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def luma_apps(runtime: RuntimeConfig) -> list[str]:
+    """The Serve applications ``launch.start(runtime)`` deploys."""
+    from luma_ray.api.ingress import APP_NAME
+
+    apps = [pool.app_name for pool in runtime.pools]
+    return [*apps, APP_NAME] if runtime.http_host is not None else apps
