@@ -32,6 +32,7 @@ from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, JobEvent, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import open_store
+from luma_ray.wire.generation import generation_view
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,10 @@ class SchedulerActor:
             log.warning("could not write rollout status of %s", model, exc_info=True)
 
     def _notify(self, event: JobEvent) -> None:
-        """Queue a webhook for a job's state change; delivery runs on the sender's thread."""
+        """Queue a webhook for a job's state change; delivery runs on the sender's threads.
+
+        The payload is the generation as ``GET /v1/generations/{id}`` shows it (API paths,
+        never the storage URIs or the tenant of the scheduler's own view)."""
         view = event.view
         if self.webhooks is None or not event.callback_url or view.state is JobState.LEASED:
             return
@@ -158,7 +162,7 @@ class SchedulerActor:
                 url=event.callback_url,
                 job_id=view.id,
                 state=view.state.value,
-                payload=view.as_dict(),
+                payload=generation_view(view),
                 created_at_s=event.at_s,
                 tenant=view.tenant,
             )
