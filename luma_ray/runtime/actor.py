@@ -14,13 +14,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from luma_ray.config import parse_config
+from luma_ray.config import WebhookConfig, parse_config
 from luma_ray.jobs import JobState, ModelLimits
 from luma_ray.models.repository import ModelRepository
 from luma_ray.notify.events import WebhookEvent
@@ -52,6 +52,8 @@ class ActorSettings:
     webhook_secret_path: str | None = None
     """Master secret that signs webhooks; None sends none."""
     allow_private_callbacks: bool = False
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    """How webhooks are delivered: retry schedule, attempt deadline, per-tenant limits."""
     repository_uri: str | None = None
     """The model repository (pinned versions, rollouts); None: models are built in."""
 
@@ -81,7 +83,10 @@ class SchedulerActor:
             # Next to the journal: events not yet delivered survive a restart, like the jobs.
             outbox = WebhookOutbox(Path(journal_path).with_suffix(".webhooks.sqlite"))
             self.webhooks = WebhookSender(
-                secret, allow_private=settings.allow_private_callbacks, outbox=outbox
+                secret,
+                settings.webhooks,
+                allow_private=settings.allow_private_callbacks,
+                outbox=outbox,
             )
             self.service.on_change = self._notify
         self._work = asyncio.Event()

@@ -24,6 +24,7 @@ class Hit:
     headers: dict[str, str]
     body: bytes
     at_s: float  # time.monotonic() when it arrived
+    status: int = 0  # what the server answered
 
     @property
     def document(self) -> dict[str, Any]:
@@ -58,7 +59,7 @@ class HookServer:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hit = Hit({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
-                status = outer.answer(hit)
+                status = hit.status = outer.answer(hit)
                 with outer.arrived:
                     outer.hits.append(hit)
                     outer.arrived.notify_all()
@@ -80,9 +81,10 @@ class HookServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook?token=hunter2"
 
-    def event_ids(self) -> list[str]:
+    def event_ids(self, status: int | None = None) -> list[str]:
+        """Event ids in the order they arrived (only those answered ``status``, if given)."""
         with self.arrived:
-            return [hit.event_id for hit in self.hits]
+            return [hit.event_id for hit in self.hits if status in (None, hit.status)]
 
     def wait_for(self, count: int, timeout_s: float) -> bool:
         """True once ``count`` hits arrived; False after ``timeout_s`` real seconds."""

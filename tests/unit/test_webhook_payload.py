@@ -5,11 +5,13 @@ internal view with its storage URIs."""
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from luma_ray.config import WebhookConfig
 from luma_ray.jobs import ModelLimits
 from luma_ray.runtime.actor import ActorSettings, SchedulerActor
 from luma_ray.scheduler.protocol import SubmitRequest
@@ -72,3 +74,24 @@ def test_payload_is_the_api_view_without_storage_uris(
     # The same object GET /v1/generations/{id} returns (JSON round trip: tuples become lists).
     assert data == json.loads(json.dumps(generation_view(done)))
     assert data["object"] == "generation" and data["state"] == "succeeded"
+
+
+def test_the_actor_builds_its_sender_from_its_settings(tmp_path: Path) -> None:
+    """launch.start passes RuntimeConfig.webhooks in ActorSettings (pickled by Ray)."""
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("0123456789abcdef\n")
+    hooks = WebhookConfig(retry_schedule_s=(1.0, 2.0), attempt_timeout_s=3.0, delivery_threads=2)
+    settings = ActorSettings(
+        config={},
+        journal_path=str(tmp_path / "journal.sqlite"),
+        models={"luma-tiny": LIMITS},
+        webhook_secret_path=str(secret),
+        webhooks=hooks,
+    )
+    assert pickle.loads(pickle.dumps(settings)) == settings
+    built = SchedulerActor(settings)
+    assert built.webhooks is not None
+    try:
+        assert built.webhooks.settings == hooks
+    finally:
+        built.webhooks.close(timeout_s=0.1)
