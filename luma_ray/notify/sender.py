@@ -248,7 +248,7 @@ class WebhookSender(contextlib.AbstractContextManager["WebhookSender"]):
             delay_s = self._policy.delay_s(outcome, delivery.attempts)
             due_s = self._clock() + delay_s
             logger.info(
-                "webhook retry tenant=%s job=%s event=%s host=%s attempt=%d reason=%s in %.0fs",
+                "webhook retry tenant=%s job=%s event=%s host=%s attempt=%d reason=%s in %.1fs",
                 delivery.tenant,
                 event.job_id,
                 event.event_id,
