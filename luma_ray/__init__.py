@@ -3,9 +3,10 @@
 The package is split by domain, one job per package, imports pointing down only
 (docs/architecture.md draws the layers; ``.importlinter`` checks them): ``jobs`` (the job
 record, its state machine and the generation request), ``scheduler`` (queues, policies, leases,
-the journal and the service; pure), ``sim`` (simulators and traces; pure), ``notify``
-(webhooks), ``runtime`` (the scheduler's Ray actor and its handles), ``workers``, ``api``,
-``client``. Importing the package has no side effects and imports neither Ray nor torch.
+the journal and the service; pure), ``sim`` (simulators and traces; pure), ``wire`` (how a
+generation looks outside; pure), ``notify`` (webhooks), ``runtime`` (the scheduler's Ray actor
+and its handles), ``workers``, ``api``, ``client``. Importing the package has no side effects
+and imports neither Ray nor torch.
 """
 
 __version__ = "0.1.0"

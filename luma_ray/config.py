@@ -8,7 +8,7 @@ values; nothing here reads the environment or a clock. A bad file raises
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -320,6 +320,43 @@ class IngressLimits(_Strict):
     429 ``stream_limit``. ``None``: no limit."""
 
 
+STANDARD_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+"""Standard Webhooks' retry schedule: after the first attempt (at once), retries 5 s, 5 min,
+30 min, 2 h, 5 h, 10 h and 10 h after the attempt before failed (about 27.6 h in all)."""
+
+_Wait = Annotated[float, Field(ge=0, le=7 * 86400)]
+
+
+class WebhookConfig(_Strict):
+    """How the scheduler delivers webhooks (docs/webhooks.md): when it retries, how long one
+    attempt may take, and how much of the sender one tenant may hold."""
+
+    retry_schedule_s: tuple[_Wait, ...] = Field(default=STANDARD_RETRY_SCHEDULE_S, max_length=30)
+    """Seconds to wait before each retry: retry n goes this list's n-th entry after attempt n
+    failed (the first attempt goes at once). An event still undelivered after the last retry
+    expires. Empty: one attempt only. Each wait at most 7 days, 30 retries at most, 30 days
+    in all."""
+    attempt_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """The deadline of one attempt, all of it: connect, TLS, sending the request and receiving
+    the response's status line and headers. A receiver that answers one byte at a time is cut
+    off at this deadline."""
+    max_pending_per_tenant: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Most events of one tenant waiting for delivery; past it that tenant's new events are
+    dropped (counted and logged), other tenants' are not affected."""
+    max_in_flight_per_tenant: int = Field(default=2, ge=1, le=64)
+    """Most attempts to one tenant's receivers at once, so one tenant's slow receiver holds
+    only its own share of the delivery threads."""
+    delivery_threads: int = Field(default=8, ge=1, le=256)
+    """Threads that make attempts, for all tenants together."""
+
+    @field_validator("retry_schedule_s")
+    @classmethod
+    def _bounded_span(cls, schedule: tuple[float, ...]) -> tuple[float, ...]:
+        if sum(schedule) > 30 * 86400:
+            raise ValueError(f"the retries span {sum(schedule):.0f} s; at most 30 days")
+        return schedule
+
+
 class RuntimeConfig(_Strict):
     """Where a running system keeps its state, and which worker pools it starts."""
 
@@ -341,6 +378,8 @@ class RuntimeConfig(_Strict):
     """Let webhook callback URLs point at loopback and private networks."""
     ingress: IngressLimits = Field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams at each HTTP ingress replica."""
+    webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
+    """Webhook delivery: retry schedule, attempt deadline, per-tenant limits."""
     repository_uri: str | None = None
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)

@@ -113,6 +113,7 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
             models=model_limits(runtime),
             webhook_secret_path=ensure_webhook_secret(Path(runtime.webhook_secret_path)),
             allow_private_callbacks=runtime.allow_private_callbacks,
+            webhooks=runtime.webhooks,
             repository_uri=runtime.repository,
             store_uri=runtime.store,
         )

@@ -19,14 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from luma_ray.api.context import Caller, Ports, ports
 from luma_ray.api.keys import Principal
-from luma_ray.api.schemas import (
-    CreateGeneration,
-    DeletedOut,
-    GenerationOut,
-    GenerationPage,
-    generation_view,
-    submit_request,
-)
+from luma_ray.api.schemas import CreateGeneration, DeletedOut, GenerationPage, submit_request
 from luma_ray.errors import NotFound
 from luma_ray.notify.targets import validate_callback_url
 from luma_ray.scheduler.protocol import (
@@ -38,6 +31,7 @@ from luma_ray.scheduler.protocol import (
     Submit,
 )
 from luma_ray.storage.keys import results_prefix
+from luma_ray.wire.generation import GenerationOut, generation_view
 
 
 async def submit(

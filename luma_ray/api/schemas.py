@@ -1,7 +1,9 @@
-"""Wire schemas of the native API: what a client sends, and how a generation looks.
+"""Wire schemas of the native API: what a client sends, and the pages and answers around a
+generation.
 
-The create body becomes the scheduler's ``SubmitRequest`` here (``submit_request``); the
-scheduler's ``JobView`` becomes the native wire form here (``generation_view``).
+The create body becomes the scheduler's ``SubmitRequest`` here (``submit_request``). How one
+generation looks (``GenerationOut``, ``generation_view``) lives in ``luma_ray.wire.generation``,
+which the webhooks share.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing_extensions import TypedDict
 
 from luma_ray.api.keys import Principal
 from luma_ray.errors import InvalidRequest
-from luma_ray.jobs import JobError
-from luma_ray.scheduler.protocol import JobView, SubmitRequest
+from luma_ray.scheduler.protocol import SubmitRequest
+from luma_ray.wire.generation import GenerationOut
 
 MAX_METADATA_KEYS = 16
 
@@ -60,58 +62,6 @@ class CreateGeneration(BaseModel):
         return value
 
 
-class ProgressOut(TypedDict):
-    phase: str
-    step: int
-    total: int
-
-
-class ErrorOut(TypedDict):
-    code: str
-    message: str
-    retryable: bool
-
-
-class RequestOut(TypedDict):
-    """What the model was asked for, every default resolved."""
-
-    frames: int
-    width: int
-    height: int
-    fps: int
-    seed: int
-    steps: int
-
-
-class TimingsOut(TypedDict):
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    wait_s: float
-
-
-class GenerationOut(TypedDict):
-    """A generation as the native API shows it."""
-
-    id: str
-    object: Literal["generation"]
-    state: str
-    tier: str
-    model: str
-    model_version: str | None
-    prompt: str
-    request: RequestOut
-    queue_position: int | None
-    eta_s: float | None
-    slo_used: float
-    progress: ProgressOut
-    attempts: int
-    result_urls: dict[str, str]
-    timings: TimingsOut
-    error: ErrorOut | None
-    metadata: dict[str, str]
-
-
 class GenerationPage(TypedDict):
     object: Literal["list"]
     data: list[GenerationOut]
@@ -123,53 +73,6 @@ class DeletedOut(TypedDict):
     id: str
     object: str
     deleted: bool
-
-
-def generation_view(view: JobView, base: str = "/v1/generations") -> GenerationOut:
-    """The native wire form of a job: API URLs instead of storage URIs."""
-    urls = {variant: f"{base}/{view.id}/content?variant={variant}" for variant in view.result_uris}
-    p = view.params
-    return {
-        "id": view.id,
-        "object": "generation",
-        "state": view.state.value,
-        "tier": view.tier,
-        "model": view.model,
-        "model_version": view.model_version,
-        "prompt": p.prompt,
-        "request": {
-            "frames": p.frames,
-            "width": p.width,
-            "height": p.height,
-            "fps": p.fps,
-            "seed": p.seed,
-            "steps": p.steps,
-        },
-        "queue_position": view.queue_position,
-        "eta_s": view.eta_s,
-        "slo_used": view.slo_used,
-        "progress": {
-            "phase": view.progress.phase,
-            "step": view.progress.step,
-            "total": view.progress.total,
-        },
-        "attempts": view.attempts,
-        "result_urls": urls,
-        "timings": {
-            "created_at": view.created_at_s,
-            "started_at": view.started_at_s,
-            "finished_at": view.finished_at_s,
-            "wait_s": view.wait_s,
-        },
-        "error": error_out(view.error),
-        "metadata": dict(view.metadata),
-    }
-
-
-def error_out(error: JobError | None) -> ErrorOut | None:
-    if error is None:
-        return None
-    return {"code": error.code, "message": error.message, "retryable": error.retryable}
 
 
 def submit_request(

@@ -3,6 +3,6 @@
 The scheduler's Ray actor owns the sender and the HTTP layer checks callback URLs with the same
 rules, so this package sits below both ``luma_ray.api`` and the Ray shell: it imports only
 :mod:`luma_ray.config`, :mod:`luma_ray.errors`, :mod:`luma_ray.storage.sqlite`, the standard
-library and httpx, and never Ray. Import what you need from its modules; this file re-exports
-nothing.
+library, httpx and its httpcore (``transport.py``), and never Ray. Import what you need from
+its modules; this file re-exports nothing.
 """

@@ -1,7 +1,10 @@
-"""One delivery attempt: build the signed ``POST`` for an event, send it within the timeout,
-and say what came of it (:class:`~luma_ray.notify.retries.Outcome`).
+"""One delivery attempt: build the signed ``POST`` for an event, send it within the attempt's
+deadline, and say what came of it (:class:`~luma_ray.notify.retries.Outcome`).
 
-Used by the sender's thread only, one attempt at a time. Unless ``allow_private``, the host is
+Used by the sender's delivery threads, each making one attempt at a time over the one shared
+client. The deadline covers the whole attempt (connect, TLS, send, status line and headers: see
+:mod:`luma_ray.notify.transport`), however the receiver paces its bytes. Unless
+``allow_private``, the host is
 resolved at send time and the request goes to the address that was checked (Host header and
 TLS name stay the hostname), so DNS rebinding cannot slip in between check and connect.
 Redirects are not followed, proxy variables are ignored and the response body is never read.
@@ -19,6 +22,7 @@ from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent
 from luma_ray.notify.retries import Outcome, classify, parse_retry_after
 from luma_ray.notify.signing import SIGNATURE_HEADER, sign, tenant_secret
 from luma_ray.notify.targets import Resolver, is_public
+from luma_ray.notify.transport import Deadline, DeadlineTransport
 
 USER_AGENT = "luma-ray-webhooks/1"
 
@@ -28,13 +32,16 @@ class _Refused(Exception):
 
 
 class WebhookPoster:
-    """Sends single attempts over one HTTP client; :meth:`close` when done."""
+    """Sends single attempts over one HTTP client, from any thread; :meth:`close` when done.
+
+    Without a ``transport`` (tests pass one) attempts go over a :class:`DeadlineTransport`,
+    which ends each of them ``attempt_timeout_s`` after it began."""
 
     def __init__(
         self,
         secret: bytes,
         *,
-        timeout_s: float,
+        attempt_timeout_s: float,
         allow_private: bool,
         transport: httpx.BaseTransport | None,
         clock: Callable[[], float],
@@ -44,9 +51,11 @@ class WebhookPoster:
         self._allow_private = allow_private
         self._clock = clock
         self._resolver = resolver
+        self._attempt_timeout_s = attempt_timeout_s
+        self._deadline = Deadline()
         self._client = httpx.Client(
-            transport=transport,
-            timeout=timeout_s,
+            transport=transport if transport is not None else DeadlineTransport(self._deadline),
+            timeout=attempt_timeout_s,
             follow_redirects=False,
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
@@ -54,18 +63,19 @@ class WebhookPoster:
 
     def post(self, event: WebhookEvent, body: bytes) -> Outcome:
         """Send ``body`` (the event's bytes) once; network failures become outcomes."""
-        try:
-            request = self._build_request(event, body)
-        except _Refused as exc:
-            return Outcome("drop", str(exc))
-        except OSError as exc:  # resolver failure, often temporary
-            return Outcome("retry", f"resolve failed ({type(exc).__name__})")
-        try:
-            response = self._client.send(request, stream=True)  # headers only, body never read
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            return Outcome("retry", type(exc).__name__)
-        except httpx.HTTPError as exc:
-            return Outcome("drop", type(exc).__name__)
+        with self._deadline.within(self._attempt_timeout_s):
+            try:
+                request = self._build_request(event, body)
+            except _Refused as exc:
+                return Outcome("drop", str(exc))
+            except OSError as exc:  # resolver failure, often temporary
+                return Outcome("retry", f"resolve failed ({type(exc).__name__})")
+            try:
+                response = self._client.send(request, stream=True)  # headers only, no body
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                return Outcome("retry", type(exc).__name__)
+            except httpx.HTTPError as exc:
+                return Outcome("drop", type(exc).__name__)
         try:
             retry_after_s = parse_retry_after(response.headers.get("Retry-After"), self._clock())
             return classify(response.status_code, retry_after_s)

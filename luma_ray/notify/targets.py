@@ -22,7 +22,17 @@ MAX_URL_CHARS = 2048
 
 # Hosts that inet_aton reads as IPv4 although ipaddress does not: "127.1", "0x7f.1", "2130706433".
 _NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: the IPv4 address decides.
+_EMBEDS_IPV4 = (
+    ipaddress.ip_network("64:ff9b::/96"),  # well-known NAT64 (RFC 6052)
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT, RFC 7915)
+)
+# IPv6 prefixes refused whole: they reach IPv4 hosts we cannot vet from here.
+_NEVER_PUBLIC = (
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated, RFC 4291), :: and ::1 too
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private translator
+    ipaddress.ip_network("2001::/32"),  # Teredo: a tunnel through an IPv4 relay
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -73,16 +83,22 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 def is_public(address: IPAddress) -> bool:
-    """False for anything but a global unicast address, looking inside IPv6 wrappings of IPv4."""
+    """False for anything but a global unicast address, looking inside IPv6 forms of IPv4.
+
+    IPv4-mapped (``::ffff:a.b.c.d``), IPv4-translated, well-known NAT64 (``64:ff9b::/96``) and
+    6to4 (``2002::/16``) addresses are as public as the IPv4 address inside them;
+    IPv4-compatible (``::/96``), local-use NAT64 (``64:ff9b:1::/48``) and Teredo
+    (``2001::/32``) addresses are never public.
+    """
     if address.is_multicast or not address.is_global:
         return False
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = [address.ipv4_mapped, address.sixtofour]
-        if address.teredo is not None:
-            embedded.append(address.teredo[1])
-        if address in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        return all(is_public(inner) for inner in embedded if inner is not None)
+        if any(address in network for network in _NEVER_PUBLIC):
+            return False
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and any(address in network for network in _EMBEDS_IPV4):
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        return inner is None or is_public(inner)
     return True
 
 

@@ -17,13 +17,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from luma_ray.config import parse_config
+from luma_ray.config import WebhookConfig, parse_config
 from luma_ray.errors import (
     ConfigError,
     JournalDamaged,
@@ -43,6 +43,7 @@ from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, JobEvent, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import open_store
+from luma_ray.wire.generation import generation_view
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class ActorSettings:
     webhook_secret_path: str | None = None
     """Master secret that signs webhooks; None sends none."""
     allow_private_callbacks: bool = False
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    """How webhooks are delivered: retry schedule, attempt deadline, per-tenant limits."""
     repository_uri: str | None = None
     """The model repository (pinned versions, rollouts); None: models are built in."""
     store_uri: str | None = None
@@ -111,7 +114,10 @@ class SchedulerActor:
             # Next to the journal: events not yet delivered survive a restart, like the jobs.
             outbox = WebhookOutbox(Path(journal_path).with_suffix(".webhooks.sqlite"))
             self.webhooks = WebhookSender(
-                secret, allow_private=settings.allow_private_callbacks, outbox=outbox
+                secret,
+                settings.webhooks,
+                allow_private=settings.allow_private_callbacks,
+                outbox=outbox,
             )
             self.service.on_change = self._notify
 
@@ -178,7 +184,10 @@ class SchedulerActor:
             log.warning("could not write rollout status of %s", model, exc_info=True)
 
     def _notify(self, event: JobEvent) -> None:
-        """Queue a webhook for a job's state change; delivery runs on the sender's thread."""
+        """Queue a webhook for a job's state change; delivery runs on the sender's threads.
+
+        The payload is the generation as ``GET /v1/generations/{id}`` shows it (API paths,
+        never the storage URIs or the tenant of the scheduler's own view)."""
         view = event.view
         if self.webhooks is None or not event.callback_url or view.state is JobState.LEASED:
             return
@@ -188,7 +197,7 @@ class SchedulerActor:
                 url=event.callback_url,
                 job_id=view.id,
                 state=view.state.value,
-                payload=view.as_dict(),
+                payload=generation_view(view),
                 created_at_s=event.at_s,
                 tenant=view.tenant,
             )

@@ -14,6 +14,7 @@ Pulled in the last seconds, the choice is made with almost everything that arriv
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -58,6 +59,18 @@ class LoopStats:
     """The job the model is running now."""
     busy_s: float = 0.0
     """Time the model spent generating, in total."""
+
+
+def error_reference(job: Assignment) -> str:
+    """A short reference to one failed attempt (the job and its lease's token): the worker logs
+    the exception with it and the tenant sees it, so an operator finds the one from the other."""
+    return hashlib.sha256(f"{job.job_id}/{job.token}".encode()).hexdigest()[:8]
+
+
+def tenant_message(what: str, ref: str) -> str:
+    """What a tenant reads of an internal failure: never the exception's text, which names
+    buckets, hosts and paths (boto, the file system, the model's own code)."""
+    return f"{what} (ref {ref}); the operator's logs have the details"
 
 
 class VersionSource(Protocol):
@@ -186,10 +199,11 @@ class WorkerLoop:
             self._last_end = self.clock()
             self._report_failure(job, "invalid_request", str(err), retryable=False)
             return
-        except Exception as err:  # a model crash: let another attempt try
+        except Exception:  # a model crash: let another attempt try
             self._last_end = self.clock()
-            log.exception("job %s: generate failed", job.job_id)
-            self._report_failure(job, "model_error", f"{type(err).__name__}: {err}", True)
+            ref = error_reference(job)
+            log.exception("job %s: generate failed (ref %s)", job.job_id, ref)
+            self._report_failure(job, "model_error", tenant_message("the model failed", ref), True)
             return
         self._last_end = self.clock()
         self.stats.generated[job.job_id] = self.stats.generated.get(job.job_id, 0) + 1
@@ -283,9 +297,11 @@ class WorkerLoop:
             self.stats.stale += 1
             log.warning("job %s: result refused (%s); deleting it", job.job_id, refused.code)
             self._discard(job)
-        except Exception as err:
-            log.exception("job %s: storing the result failed", job.job_id)
-            self._report_failure(job, "store_error", f"{type(err).__name__}: {err}", True)
+        except Exception:
+            ref = error_reference(job)
+            log.exception("job %s: storing the result failed (ref %s)", job.job_id, ref)
+            message = tenant_message("storing the result failed", ref)
+            self._report_failure(job, "store_error", message, True)
 
     def _discard(self, job: Assignment) -> None:
         try:

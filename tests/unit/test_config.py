@@ -137,3 +137,34 @@ def test_pools_file_and_its_errors(tmp_path: Path) -> None:
         load_pools(bad)
     with pytest.raises(ValueError, match="share a name"):
         RuntimeConfig(data_dir=str(tmp_path), pools=[PoolConfig(model="m"), PoolConfig(model="m")])
+
+
+def test_webhook_defaults_follow_standard_webhooks(tmp_path: Path) -> None:
+    hooks = RuntimeConfig(data_dir=str(tmp_path)).webhooks
+    assert hooks.retry_schedule_s == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert 27 * 3600 < sum(hooks.retry_schedule_s) < 28 * 3600  # about a day of retries
+    assert (hooks.attempt_timeout_s, hooks.max_in_flight_per_tenant) == (10.0, 2)
+    custom = RuntimeConfig(data_dir=str(tmp_path), webhooks={"retry_schedule_s": [1, 60]})
+    assert custom.webhooks.retry_schedule_s == (1.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"retry_schedule_s": [5, -1]}, "retry_schedule_s.1"),
+        ({"retry_schedule_s": [8 * 86400]}, "retry_schedule_s.0"),
+        ({"retry_schedule_s": [6 * 86400] * 6}, "at most 30 days"),
+        ({"retry_schedule_s": [1] * 31}, "retry_schedule_s"),
+        ({"attempt_timeout_s": 0}, "attempt_timeout_s"),
+        ({"attempt_timeout_s": 3600}, "attempt_timeout_s"),
+        ({"max_pending_per_tenant": 0}, "max_pending_per_tenant"),
+        ({"max_in_flight_per_tenant": 0}, "max_in_flight_per_tenant"),
+        ({"delivery_threads": 0}, "delivery_threads"),
+        ({"retries": 3}, "retries"),
+    ],
+)
+def test_webhook_settings_are_bounded(
+    tmp_path: Path, fields: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        RuntimeConfig(data_dir=str(tmp_path), webhooks=fields)

@@ -1,12 +1,12 @@
-"""Webhooks (luma_ray/notify/): signing, backoff, the SSRF guard, and delivery to a
-real HTTP server on 127.0.0.1. Time is a fake clock whose ``sleep`` records and advances."""
+"""Webhooks (luma_ray/notify/): signing, the retry policy, the SSRF guard, and delivery to a
+real HTTP server on 127.0.0.1. Time is a fake clock whose ``sleep`` records and advances.
+(Fairness between tenants, attempt deadlines and long outages: test_webhook_delivery.py.)"""
 
 from __future__ import annotations
 
 import email.utils
 import json
 import logging
-import random
 import socket
 import threading
 import time
@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from luma_ray.config import WebhookConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent, event_body
-from luma_ray.notify.retries import compute_backoff
+from luma_ray.notify.retries import Outcome, RetryPolicy
 from luma_ray.notify.sender import WebhookSender
 from luma_ray.notify.signing import SIGNATURE_HEADER, sign, verify
 from luma_ray.notify.targets import validate_callback_url
@@ -89,34 +90,33 @@ def test_verify_truncated_signature_of_the_right_body_fails() -> None:
     assert not verify(SECRET, b"x", header[:-1], now_s=T0)
 
 
-# --- compute_backoff -----------------------------------------------------------------------
+# --- RetryPolicy -----------------------------------------------------------------------------
 
 
-def test_backoff_doubles_from_base_then_caps() -> None:
-    delays = [compute_backoff(n) for n in range(1, 10)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
-    assert compute_backoff(10_000, base_s=0.1, cap_s=5.0) == 5.0  # no overflow
-
-
-def test_backoff_jitter_stays_within_fraction_and_is_seeded() -> None:
-    rng = random.Random(7)
-    for attempt in range(1, 12):
-        middle = min(60.0, 0.5 * 2 ** (attempt - 1))
-        for _ in range(50):
-            delay = compute_backoff(attempt, jitter=0.2, rng=rng)
-            assert middle * 0.8 <= delay <= middle * 1.2
-    first = [compute_backoff(3, jitter=0.5, rng=random.Random(1)) for _ in range(3)]
-    assert len(set(first)) == 1  # same seed, same delay
-    assert compute_backoff(3, jitter=0.5, rng=random.Random(2)) != first[0]
+def test_policy_waits_the_scheduled_time_then_the_event_expires() -> None:
+    policy = RetryPolicy((5.0, 300.0, 1800.0))
+    failed = Outcome("retry", "HTTP 503")
+    assert policy.max_attempts == 4
+    assert [policy.delay_s(failed, n) for n in (1, 2, 3)] == [5.0, 300.0, 1800.0]
+    assert [policy.retries(failed, n) for n in (1, 2, 3, 4)] == [True, True, True, False]
+    assert not policy.retries(Outcome("drop", "HTTP 400"), 1)
+    assert not RetryPolicy(()).retries(failed, 1)  # an empty schedule: one attempt
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"attempt": 0}, {"attempt": 1, "base_s": -1}, {"attempt": 1, "jitter": 1.5}],
+    ("retry_after_s", "expected_s"),
+    [(None, 5.0), (1.0, 5.0), (60.0, 60.0), (10**6, 1800.0)],
 )
-def test_backoff_rejects_nonsense(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
-        compute_backoff(**kwargs)
+def test_retry_after_lengthens_a_wait_up_to_the_longest_scheduled(
+    retry_after_s: float | None, expected_s: float
+) -> None:
+    policy = RetryPolicy((5.0, 300.0, 1800.0))
+    assert policy.delay_s(Outcome("retry", "HTTP 429", retry_after_s), 1) == expected_s
+
+
+def test_policy_refuses_a_negative_wait() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        RetryPolicy((5.0, -1.0))
 
 
 # --- validate_callback_url -----------------------------------------------------------------
@@ -285,19 +285,28 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+SHORT_SCHEDULE_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def settings(**overrides: Any) -> WebhookConfig:
+    """The tests' webhook settings: retries after 0.5, 1, 2, 4 and 8 s, attempts of 2 s."""
+    fields: dict[str, Any] = {"retry_schedule_s": SHORT_SCHEDULE_S, "attempt_timeout_s": 2.0}
+    return WebhookConfig(**{**fields, **overrides})
+
+
+SETTINGS = set(WebhookConfig.model_fields)
+
+
 @pytest.fixture
 def make_sender(clock: FakeClock) -> Iterator[Callable[..., WebhookSender]]:
+    """``make_sender(**kw)``: WebhookConfig fields among ``kw`` go to its settings."""
     senders: list[WebhookSender] = []
 
     def make(**overrides: Any) -> WebhookSender:
-        options: dict[str, Any] = {
-            "allow_private": True,
-            "sleep": clock.sleep,
-            "clock": clock.time,
-            "timeout_s": 2.0,
-        }
-        options.update(overrides)
-        sender = WebhookSender(SECRET, **options)
+        options: dict[str, Any] = {"allow_private": True, "sleep": clock.sleep, "clock": clock.time}
+        options.update({k: v for k, v in overrides.items() if k not in SETTINGS})
+        config = settings(**{k: v for k, v in overrides.items() if k in SETTINGS})
+        sender = WebhookSender(SECRET, config, **options)
         senders.append(sender)
         return sender
 
@@ -394,7 +403,7 @@ def test_closed_port_is_tried_max_attempts_times_then_dropped(
     make_sender: Callable[..., WebhookSender], clock: FakeClock
 ) -> None:
     transport = CountingTransport()
-    sender = make_sender(max_attempts=4, transport=transport)
+    sender = make_sender(retry_schedule_s=(0.5, 1.0, 2.0), transport=transport)
     sender.enqueue(make_event(f"http://127.0.0.1:{closed_port()}/hook"))
     assert sender.flush(FLUSH_S)
 
@@ -409,9 +418,11 @@ def test_order_per_job_and_a_backing_off_job_does_not_hold_up_others(
     clock: FakeClock,
 ) -> None:
     gate = threading.Event()
+    failed_once: set[str] = set()
 
     def respond(hit: Hit, index: int) -> tuple[int, dict[str, str]]:
-        if index == 0:  # the first attempt of a/1 answers once b/1 and a/2..3 are queued
+        if hit.event_id == "evt_a_1" and not failed_once:  # answers 503 once the gate opens
+            failed_once.add(hit.event_id)
             assert gate.wait(FLUSH_S)
             return 503, {}
         return 200, {}
@@ -422,10 +433,18 @@ def test_order_per_job_and_a_backing_off_job_does_not_hold_up_others(
     sender.enqueue(make_event(receiver.url, "a", 2))
     sender.enqueue(make_event(receiver.url, "b", 1))
     sender.enqueue(make_event(receiver.url, "a", 3))
+    # b/1 goes while a/1 is held in flight; a/2 waits behind a/1
+    wait_until(lambda: sorted(receiver.event_ids()) == ["evt_a_1", "evt_b_1"])
     gate.set()
     assert sender.flush(FLUSH_S)
 
-    assert receiver.event_ids() == ["evt_a_1", "evt_b_1", "evt_a_1", "evt_a_2", "evt_a_3"]
+    ids = receiver.event_ids()
+    assert [x for x in ids if x.startswith("evt_a_")] == [
+        "evt_a_1",
+        "evt_a_1",
+        "evt_a_2",
+        "evt_a_3",
+    ]
     assert clock.slept == [0.5]
     assert sender.stats == {"delivered": 4, "retried": 1, "dropped": 0}
 
@@ -456,21 +475,21 @@ def test_many_jobs_from_many_threads_keep_their_order(
 
 
 @pytest.mark.parametrize(
-    ("retry_after", "max_delay_s", "expected_s"),
-    [("7", 60.0, 7.0), ("1000", 30.0, 30.0), ("soon", 60.0, 0.5)],
+    ("retry_after", "expected_s"),
+    [("7", 7.0), ("1000", 8.0), ("soon", 0.5), ("0", 0.5)],
 )
 def test_retry_after_seconds_is_honoured_and_capped(
     serve: Callable[[Responder], Receiver],
     make_sender: Callable[..., WebhookSender],
     clock: FakeClock,
     retry_after: str,
-    max_delay_s: float,
     expected_s: float,
 ) -> None:
+    """Retry-After may lengthen the scheduled wait (0.5 s), at most to its longest (8 s)."""
     receiver = serve(
         lambda hit, index: (429, {"Retry-After": retry_after}) if index == 0 else (200, {})
     )
-    sender = make_sender(max_delay_s=max_delay_s)
+    sender = make_sender()
     sender.enqueue(make_event(receiver.url))
     assert sender.flush(FLUSH_S)
     assert clock.slept == [expected_s]
@@ -484,7 +503,7 @@ def test_retry_after_http_date(
 ) -> None:
     when = email.utils.formatdate(T0 + 12, usegmt=True)
     receiver = serve(lambda hit, index: (503, {"Retry-After": when}) if index == 0 else (204, {}))
-    sender = make_sender()
+    sender = make_sender(retry_schedule_s=(0.5, 60.0))
     sender.enqueue(make_event(receiver.url))
     assert sender.flush(FLUSH_S)
     assert clock.slept == [pytest.approx(12.0)]
@@ -503,7 +522,7 @@ def test_slow_endpoint_times_out_and_is_retried(
         return 200, {}
 
     receiver = serve(respond)
-    sender = make_sender(timeout_s=0.5)
+    sender = make_sender(attempt_timeout_s=0.5)
     try:
         sender.enqueue(make_event(receiver.url))
         assert sender.flush(FLUSH_S)
@@ -627,14 +646,14 @@ def test_unsendable_events_are_dropped_without_raising(
     assert sender.stats == {"delivered": 0, "retried": 0, "dropped": 4}
 
 
-def test_queue_limit_drops_instead_of_growing(make_sender: Callable[..., WebhookSender]) -> None:
+def test_pending_limit_drops_instead_of_growing(make_sender: Callable[..., WebhookSender]) -> None:
     gate = threading.Event()
 
     def handler(request: httpx.Request) -> httpx.Response:
         gate.wait(FLUSH_S)
         return httpx.Response(200)
 
-    sender = make_sender(transport=httpx.MockTransport(handler), max_pending=2)
+    sender = make_sender(transport=httpx.MockTransport(handler), max_pending_per_tenant=2)
     for n in range(4):
         sender.enqueue(make_event("https://example.com/x", "gen_a", n))
     gate.set()
@@ -654,7 +673,7 @@ def test_close_cuts_a_long_backoff_short_and_drops_what_is_left(
     serve: Callable[[Responder], Receiver],
 ) -> None:
     receiver = serve(script(503))
-    sender = WebhookSender(SECRET, allow_private=True, base_delay_s=30.0)  # real clock and wait
+    sender = WebhookSender(SECRET, settings(retry_schedule_s=(30.0,)), allow_private=True)
     sender.enqueue(make_event(receiver.url))
     wait_until(lambda: sender.stats["retried"] == 1)  # now backing off for 30 s
 
@@ -685,8 +704,11 @@ def test_undelivered_events_are_sent_by_the_next_sender(
         make_event(receiver.url, "gen_b", 1),
         make_event(receiver.url, "gen_a", 2),
     ]
-    first = WebhookSender(
-        SECRET, allow_private=True, base_delay_s=30.0, outbox=WebhookOutbox(tmp_path / "o.db")
+    first = WebhookSender(  # real clock: each job's first event fails, and waits 30 s
+        SECRET,
+        settings(retry_schedule_s=(30.0,)),
+        allow_private=True,
+        outbox=WebhookOutbox(tmp_path / "o.db"),
     )
     for event in events:
         first.enqueue(event)
@@ -695,13 +717,24 @@ def test_undelivered_events_are_sent_by_the_next_sender(
     assert first.stats["delivered"] == 0 and first.stats["dropped"] == 0
 
     outbox = WebhookOutbox(tmp_path / "o.db")
-    assert [e.event_id for e in outbox.pending()] == [e.event_id for e in events]
+    kept = outbox.pending()
+    assert [p.event.event_id for p in kept] == [e.event_id for e in events]
+    assert [p.attempts for p in kept] == [1, 1, 0]  # the schedule's state is kept too
     down["flag"] = False
     tried = len(receiver.hits)
-    second = WebhookSender(SECRET, allow_private=True, outbox=outbox)
+    later = FakeClock(time.time())  # the second run goes on where the first one stopped
+    second = WebhookSender(
+        SECRET,
+        settings(retry_schedule_s=(30.0,)),
+        allow_private=True,
+        outbox=outbox,
+        clock=later.time,
+        sleep=later.sleep,
+    )
     assert second.flush(FLUSH_S)
     second.close()
     assert second.stats == {"delivered": 3, "retried": 0, "dropped": 0}
+    assert 25.0 < later.slept[0] <= 30.0  # the retry waited for its due time
     sent = receiver.event_ids()[tried:]
     assert sorted(sent) == sorted(e.event_id for e in events)
     assert sent.index("evt_gen_a_1") < sent.index("evt_gen_a_2")  # order per job kept

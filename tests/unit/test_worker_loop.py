@@ -3,15 +3,18 @@ a fake model: prefetch, cancellation at the next step, failures, fencing. No Ray
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import threading
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pytest
 
 from luma_ray.config import parse_config
-from luma_ray.errors import StaleLease
+from luma_ray.errors import InvalidRequest, StaleLease
 from luma_ray.models.interface import GenerationCancelled, GenerationRequest, ModelLimits
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, Op, SubmitRequest
@@ -298,3 +301,89 @@ def test_a_result_refused_because_the_job_was_deleted_is_removed(tmp_path: Path)
     stats = WorkerLoop(ServicePort(svc), FakeModel(), sink, pull_wait_s=0.0).run(1)
     assert sink.stored == [job] and sink.discarded == [job]
     assert stats.succeeded == 0 and stats.stale == 1
+
+
+SECRET_DETAIL = "AccessDenied on s3://acme-private/results/x.mp4 (/var/lib/luma/cache/abc)"
+
+
+class LeakyModel(FakeModel):
+    def generate(self, request: GenerationRequest, on_step) -> np.ndarray:
+        if request.prompt == "bad input":
+            raise InvalidRequest("frames must be at most 64; ask for fewer")
+        raise OSError(SECRET_DETAIL)
+
+
+class LeakySink(Sink):
+    def store(self, a: Assignment, frames: np.ndarray) -> dict[str, str]:
+        raise PermissionError(SECRET_DETAIL)
+
+
+def reference_in(message: str) -> str:
+    match = re.fullmatch(r".* \(ref ([0-9a-f]{8})\); the operator's logs have the details", message)
+    assert match is not None, message
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("model", "sink", "code", "says"),
+    [
+        (LeakyModel(), Sink(), "model_error", "the model failed"),
+        (FakeModel(), LeakySink(), "store_error", "storing the result failed"),
+    ],
+)
+def test_internal_failures_reach_the_tenant_as_a_reference_and_the_log_has_the_text(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    model: FakeModel,
+    sink: Sink,
+    code: str,
+    says: str,
+) -> None:
+    svc = make(tmp_path, max_attempts=1)
+    job = svc.submit(SubmitRequest(prompt="p", tenant="acme")).id
+    loop = WorkerLoop(ServicePort(svc), model, sink, prefetch=False)
+    with caplog.at_level(logging.ERROR, logger="luma_ray.workers.loop"):
+        loop.run(max_jobs=1)
+
+    view = svc.get(job)
+    assert view.state == "failed" and view.error is not None
+    assert view.error.code == code and view.error.message.startswith(says)
+    assert "s3://" not in view.error.message and "/var/lib" not in view.error.message
+    assert "Error" not in view.error.message  # not even the exception's type
+    ref = reference_in(view.error.message)
+    (record,) = [r for r in caplog.records if ref in r.getMessage()]
+    assert record.exc_info is not None and SECRET_DETAIL in str(record.exc_info[1])
+    assert job in record.getMessage()
+
+
+class FailuresSeen(ServicePort):
+    """The real adapter, remembering every failure message it reported."""
+
+    def __init__(self, svc: SchedulerService) -> None:
+        super().__init__(svc)
+        self.messages: list[str] = []
+
+    def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
+        self.messages.append(message)
+        super().fail(a, code, message, retryable)
+
+
+def test_each_attempt_gets_its_own_reference(tmp_path: Path) -> None:
+    svc = make(tmp_path, max_attempts=2)
+    job = svc.submit(SubmitRequest(prompt="p")).id
+    port = FailuresSeen(svc)
+    WorkerLoop(port, LeakyModel(), Sink(), prefetch=False, pull_wait_s=0.0).run(max_jobs=2)
+    assert svc.get(job).state == "failed" and len(port.messages) == 2
+    assert len({reference_in(m) for m in port.messages}) == 2
+
+
+def test_bad_input_keeps_its_own_message(tmp_path: Path) -> None:
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="bad input")).id
+    WorkerLoop(ServicePort(svc), LeakyModel(), Sink(), prefetch=False).run(max_jobs=1)
+    view = svc.get(job)
+    assert view.state == "failed" and view.error is not None
+    assert (view.error.code, view.error.message) == (
+        "invalid_request",
+        "frames must be at most 64; ask for fewer",
+    )
