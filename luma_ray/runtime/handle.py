@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import ray
 
 from luma_ray.errors import LumaError, SchedulerUnavailable
+from luma_ray.runtime.backoff import backoff
 from luma_ray.scheduler.protocol import Op, Pull
 
 R = TypeVar("R")
@@ -32,17 +33,6 @@ CALL_TIMEOUT_S = 60.0
 """How long one attempt waits for its answer (a pull: plus its ``wait_s``)."""
 
 _RETRY = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, asyncio.TimeoutError)
-
-
-def _backoff(budget_s: float) -> Iterator[float]:
-    """The pause before each attempt: none before the first, then doubling from 0.1 s to 2 s
-    while the next attempt still starts within ``budget_s``."""
-    deadline = time.monotonic() + budget_s
-    yield 0.0
-    delay = 0.1
-    while time.monotonic() + delay <= deadline:
-        yield delay
-        delay = min(2.0, delay * 2)
 
 
 @contextlib.contextmanager
@@ -85,7 +75,7 @@ class SchedulerHandle(_Handle):
 
     def call(self, op: Op[R]) -> R:
         op = op.safe_to_retry()
-        for pause_s in _backoff(self.restart_wait_s):
+        for pause_s in backoff(self.restart_wait_s):
             time.sleep(pause_s)  # back off while Ray restarts the actor
             with _attempt():
                 answer: R = ray.get(self.actor.call.remote(op), timeout=self._timeout_s(op))
@@ -98,7 +88,7 @@ class AsyncSchedulerHandle(_Handle):
 
     async def call(self, op: Op[R]) -> R:
         op = op.safe_to_retry()
-        for pause_s in _backoff(self.restart_wait_s):
+        for pause_s in backoff(self.restart_wait_s):
             await asyncio.sleep(pause_s)  # back off while Ray restarts the actor
             with _attempt():
                 ref = self.actor.call.remote(op)

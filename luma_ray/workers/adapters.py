@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from luma_ray.errors import SchedulerUnavailable
+from luma_ray.errors import JournalUnavailable, SchedulerUnavailable
 from luma_ray.models.encode import encode_mp4, encode_thumbnail
+from luma_ray.runtime.backoff import backoff
 from luma_ray.scheduler.protocol import (
     Assignment,
     Complete,
@@ -35,6 +37,9 @@ from luma_ray.storage.keys import result_key
 
 log = logging.getLogger(__name__)
 
+REPORT_WAIT_S = 30.0
+"""How long a finished job's report is retried while the scheduler's journal refuses writes."""
+
 
 class SchedulerLeases:
     """The worker's ``LeasePort`` and the swapping worker's ``RolloutPort`` over the scheduler.
@@ -51,10 +56,12 @@ class SchedulerLeases:
         cluster: str,
         models: list[str] | Callable[[], list[str]],
         beats: SchedulerPort | None = None,
+        report_wait_s: float = REPORT_WAIT_S,
     ) -> None:
         self.scheduler = scheduler
         self.beats = beats or scheduler
         self.worker = worker
+        self.report_wait_s = report_wait_s
         self.cluster = cluster
         self.pulls_for = models
         """What this worker pulls for: its model, and ``model@version`` for pinned jobs (a
@@ -77,11 +84,25 @@ class SchedulerLeases:
     def complete(
         self, a: Assignment, result_uris: dict[str, str], version: str | None = None
     ) -> None:
-        self.scheduler.call(Complete(a.job_id, a.token, result_uris, version))
+        self._report(Complete(a.job_id, a.token, result_uris, version))
 
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
-        self.scheduler.call(Fail(a.job_id, a.token, code, message, retryable))
+        self._report(Fail(a.job_id, a.token, code, message, retryable))
 
+    def _report(self, op: Complete | Fail) -> None:
+        """A final report must land: while the scheduler's journal cannot be written (a full
+        disk), try again for up to ``report_wait_s`` rather than let the lease lapse and the
+        job run again. The lease is heartbeat-free meanwhile, so the wait stays well under
+        it by default."""
+        for pause_s in backoff(self.report_wait_s):
+            time.sleep(pause_s)  # back off while the operator frees space
+            try:
+                self.scheduler.call(op)
+                return
+            except JournalUnavailable as err:
+                last = err
+                log.warning("worker %s: %s; reporting again", self.worker, err)
+        raise last
     def release(self, a: Assignment) -> None:
         self.scheduler.call(Release(a.job_id, a.token))
 
