@@ -18,6 +18,7 @@ import ray
 from luma_ray.client.progress import JobProgress
 from luma_ray.config import RuntimeConfig, default_data_dir
 from luma_ray.errors import InvalidRequest, NotFound
+from luma_ray.notify.targets import validate_callback_url
 from luma_ray.runtime.handle import NAMESPACE, get_scheduler
 from luma_ray.scheduler.protocol import (
     CancelJob,
@@ -71,9 +72,14 @@ class Client:
         steps: int | None = None,
         negative_prompt: str = "",
         fps: int | None = None,
+        callback_url: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> str:
         """Queue one generation; returns its id. Bad parameters raise ``InvalidRequest``.
 
+        ``callback_url`` receives a signed webhook on every state change (the scheduler's
+        sender refuses addresses its deployment does not allow); ``metadata`` labels come back
+        as given.
         ``frames``, ``size`` (``"64x64"`` or ``(width, height)``), ``fps`` and ``steps`` left out
         take the model's defaults. ``tenant`` submits for another tenant than the client's; the
         client remembers it, so ``get``, ``wait``, ``cancel`` and ``download`` of this id ask
@@ -81,6 +87,8 @@ class Client:
         client submitted, need ``tenant=``)."""
         if isinstance(size, tuple):
             size = "x".join(str(side) for side in size)
+        if callback_url is not None:  # its form here; the sender checks the address it names
+            validate_callback_url(callback_url, allow_private=True)
         owner = tenant or self.tenant
         request = SubmitRequest(
             prompt=prompt,
@@ -93,6 +101,8 @@ class Client:
             fps=fps,
             seed=seed,
             steps=steps,
+            metadata=tuple(sorted((metadata or {}).items())),
+            callback_url=callback_url,
             idempotency_key=f"ray-client-{uuid.uuid4().hex}",
         )
         job_id = self.scheduler.call(Submit(request)).id

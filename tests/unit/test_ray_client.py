@@ -9,7 +9,7 @@ import pytest
 
 from luma_ray.client.ray_client import Client
 from luma_ray.config import parse_config
-from luma_ray.errors import NotFound
+from luma_ray.errors import InvalidRequest, NotFound
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Complete, Pull
@@ -72,3 +72,13 @@ def test_tenant_argument_and_isolation(tmp_path: Path) -> None:
         stranger.cancel(job)
     assert stranger.get(job, tenant="acme").id == job  # naming the tenant is how to follow it
     assert stranger.list() == []
+
+
+def test_a_callback_url_and_labels_reach_the_job_and_a_bad_url_is_refused(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    client = Client(svc, "file:///unused", tenant="acme")
+    job = client.submit("p", callback_url="https://hooks.example.com/x", metadata={"k": "v"})
+    assert svc.core.get(job).callback_url == "https://hooks.example.com/x"
+    assert client.get(job).metadata == {"k": "v"}
+    with pytest.raises(InvalidRequest):
+        client.submit("p", callback_url="ftp://hooks.example.com/x")
