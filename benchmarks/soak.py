@@ -1,13 +1,17 @@
 """Fault-injection soak: many jobs across every tier while workers, the scheduler and a gang
-rank are killed and a rollout and a rollback run; then check that nothing was lost or done
-twice.
+rank are killed, a rollout and a rollback run, the journal's disk fills up for a while, and
+webhook receivers go down or turn slow; then check that nothing was lost or done twice.
 
 A local cluster serves ``luma-tiny`` (3 replicas, rolled v1 → v2 → back to v1 mid-run) and
 ``tiny-gang`` (one 2-rank gloo gang). Jobs are small (4 frames, 32x32, 2 steps) so a 2-core
 machine gets through them in minutes. Faults: a random luma-tiny replica killed every
 ``--kill-every`` seconds, the scheduler actor killed once (Ray restarts it from its journal),
-rank 1 of the gang killed once. At the end every accepted job must be final, none missing,
-each committed at most once (the journal's history), and the report counts each fault.
+rank 1 of the gang killed once, the journal's disk (a 64 MiB tmpfs; needs root) filled for
+``--full-for`` seconds, the ``outage`` tenant's webhook receiver answering 503 for
+``--outage-for`` seconds and the ``slow`` tenant's drip-feeding for ``--slow-for`` seconds. At the
+end every accepted job must be final, none missing, each committed at most once (the journal's
+history), and every webhook event the journal implies delivered to its receiver; the report
+counts each fault.
 
     cd benchmarks && python soak.py [--jobs 1000] [--markdown ../docs/soak.md]
 """
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from _cluster import local_ray
+from _disk import fill, free, small_disk
+from _receivers import TENANTS, Receivers
 
 TIERS = ["api", "enterprise", "unlimited", "light", "free"]
 ASK: dict[str, Any] = {"frames": 4, "size": "32x32", "steps": 2}
@@ -59,9 +65,19 @@ def publish_v2(repo: Any, root: Path) -> None:
 class Faults:
     """Injects faults on a thread while jobs run; counts what it did."""
 
-    def __init__(self, client: Any, repo: Any, progress: Any, kill_every_s: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        repo: Any,
+        progress: Any,
+        kill_every_s: float,
+        windows: dict[str, float],
+        disk: Path | None,
+        receivers: Receivers,
+    ) -> None:
         self.client, self.repo, self.progress = client, repo, progress
         self.kill_every_s = kill_every_s
+        self.windows, self.disk, self.receivers = windows, disk, receivers
         self.counts: Counter[str] = Counter()
         self.log: list[str] = []
         self.errors: list[str] = []  # injections that could not be carried out
@@ -84,7 +100,15 @@ class Faults:
     def _run(self) -> None:
         import ray
 
-        once = {"scheduler": 0.3, "rank": 0.45, "rollout": 0.4, "rollback": 0.7}
+        once = {
+            "scheduler": 0.3,
+            "rank": 0.45,
+            "rollout": 0.4,
+            "disk_full": 0.5,
+            "webhook_outage": 0.55,
+            "slow_receiver": 0.6,
+            "rollback": 0.7,
+        }
         next_kill = time.monotonic() + self.kill_every_s
         while not self._stop.wait(0.5):  # the injector's pace, not synchronisation
             done = self.progress()
@@ -138,6 +162,31 @@ class Faults:
         self.repo.promote("luma-tiny", "v2", max_unavailable="1")
         self._note("rollout", "luma-tiny v1 -> v2")
 
+    def _window(self, kind: str, start: Any, end: Any, what: str) -> None:
+        """Start a fault now and end it ``--<kind>-for`` seconds later, on a timer."""
+        start()
+        self._note(kind, f"{what} for {self.windows[kind]:g} s")
+
+        def over() -> None:
+            end()
+            self._note(f"{kind}_over", what)
+
+        threading.Timer(self.windows[kind], over).start()
+
+    def _disk_full(self, ray: Any) -> None:
+        if self.disk is None:
+            raise RuntimeError("the journal is on no small disk (mounting a tmpfs needs root)")
+        disk = self.disk
+        self._window("disk_full", lambda: fill(disk), lambda: free(disk), "journal disk full")
+
+    def _webhook_outage(self, ray: Any) -> None:
+        down = self.receivers.down
+        self._window("webhook_outage", down.set, down.clear, "outage receiver answers 503")
+
+    def _slow_receiver(self, ray: Any) -> None:
+        slow = self.receivers.slow
+        self._window("slow_receiver", slow.set, slow.clear, "slow receiver drip-feeds")
+
     def _rollback(self, ray: Any) -> None:
         self.repo.rollback("luma-tiny")
         self._note("rollback", "luma-tiny v2 -> v1")
@@ -187,23 +236,79 @@ def journal_check(journal: str, ids: list[str]) -> dict[str, Any]:
     }
 
 
+def expected_events(journal: str, ids: list[str]) -> set[str]:
+    """Every webhook event the journal implies: the submit (``<id>.0``), then one per state
+    change but the lease (``<id>.<n>`` for the n-th entry of the job's history)."""
+    db = sqlite3.connect(journal)
+    try:
+        rows = dict(db.execute("SELECT id, record FROM jobs").fetchall())
+    finally:
+        db.close()
+    events: set[str] = set()
+    for job_id in ids:
+        if job_id in rows:
+            history = json.loads(rows[job_id])["history"]
+            events.add(f"{job_id}.0")
+            events |= {f"{job_id}.{n}" for n, h in enumerate(history, 1) if h[1] != "leased"}
+    return events
+
+
+def submit_until_accepted(client: Any, i: int, tenant: str, url: str, refused: Counter[str]) -> str:
+    """Submit job ``i``; while the journal's disk is full (503) wait and send it again."""
+    from luma_ray.errors import Unavailable
+
+    model = "tiny-gang" if i % 10 == 0 else "luma-tiny"
+    tier = random.Random(i).choice(TIERS)
+    while True:
+        try:
+            return str(
+                client.submit(
+                    f"soak {i}", model=model, tier=tier, seed=i, tenant=tenant,
+                    callback_url=url, **ASK,
+                )
+            )  # fmt: skip
+        except Unavailable as err:
+            refused[err.code] += 1
+            time.sleep(0.5)  # the client's back-off while the operator frees space
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--kill-every", type=float, default=10.0, help="seconds between kills")
+    parser.add_argument("--full-for", type=float, default=10.0, help="seconds the disk is full")
+    parser.add_argument("--outage-for", type=float, default=20.0, help="receiver 503 seconds")
+    parser.add_argument("--slow-for", type=float, default=20.0, help="receiver drip seconds")
     parser.add_argument("--markdown", help="write the report here")
     args = parser.parse_args()
 
     import luma_ray
-    from luma_ray.config import PoolConfig, RuntimeConfig, SchedulerConfig
+    from luma_ray.config import PoolConfig, RuntimeConfig, SchedulerConfig, WebhookConfig
     from luma_ray.models.repository import ModelRepository
     from luma_ray.storage import open_store
 
     started = time.time()
-    with local_ray(num_cpus=6) as root:
+    windows = {
+        "disk_full": args.full_for,
+        "webhook_outage": args.outage_for,
+        "slow_receiver": args.slow_for,
+    }
+    with (
+        local_ray(num_cpus=6) as root,
+        Receivers() as receivers,
+        small_disk(root / "journal-disk", 64) as no_disk,
+    ):
+        disk = None if no_disk else root / "journal-disk"
         runtime = RuntimeConfig(
             data_dir=str(root / "data"),
+            journal_path=str((disk or root / "data") / "journal.sqlite"),
             http_host=None,
+            allow_private_callbacks=True,  # the receivers listen on 127.0.0.1
+            # Retries over about two minutes (instead of a day), attempts cut at 2 s.
+            webhooks=WebhookConfig(
+                retry_schedule_s=(1, 2, 4, 8, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10),
+                attempt_timeout_s=2.0,
+            ),
             scheduler=SchedulerConfig(lease_ttl_s=6, max_attempts=5),
             pools=[
                 PoolConfig(replicas=3, num_cpus=1, watch_interval_s=1),
@@ -214,23 +319,22 @@ def main() -> None:
         publish_gang_model(repo, root / "versions")
         client = luma_ray.connect(runtime=runtime, quiet=True)
         publish_v2(repo, root / "versions")
-        rng = random.Random(1)
         ids: list[str] = []
+        refused: Counter[str] = Counter()
         final = {"succeeded", "failed", "cancelled"}
         finished: set[str] = set()
 
         def progress() -> float:
             return len(finished) / args.jobs
 
-        faults = Faults(client, repo, progress, args.kill_every)
+        faults = Faults(client, repo, progress, args.kill_every, windows, disk, receivers)
         faults.start()
         batch = 25
         for first in range(0, args.jobs, batch):
             for i in range(first, min(first + batch, args.jobs)):
-                model = "tiny-gang" if i % 10 == 0 else "luma-tiny"
-                ids.append(
-                    client.submit(f"soak {i}", model=model, tier=rng.choice(TIERS), seed=i, **ASK)
-                )
+                tenant = TENANTS[i % len(TENANTS)]
+                url = receivers.url(tenant)
+                ids.append(submit_until_accepted(client, i, tenant, url, refused))
             time.sleep(1.0)  # the arrival pace of the load, not synchronisation
             finished = final_ids(client) & set(ids)
         deadline = time.monotonic() + 1800
@@ -239,6 +343,11 @@ def main() -> None:
             finished = final_ids(client) & set(ids)
         faults.stop()
         check = journal_check(runtime.journal, ids)
+        expected = expected_events(runtime.journal, ids)
+        deadline = time.monotonic() + 300  # the last retries of the receivers' events
+        while not expected <= receivers.delivered_ids() and time.monotonic() < deadline:
+            time.sleep(2.0)  # polling for the last deliveries
+        lost = expected - receivers.delivered_ids()
     wall = time.time() - started
     ok = (
         not faults.errors
@@ -246,22 +355,31 @@ def main() -> None:
         and not check["committed_twice"]
         and sum(check["states"].values()) == len(ids)
         and all(s in final for s in check["states"])
+        and not lost
     )
+    delivered = {t: len(v) for t, v in sorted(receivers.delivered.items())}
     lines = [
         "# Fault-injection soak",
         "",
         f"Command: `cd benchmarks && python soak.py --jobs {args.jobs}"
-        f" --kill-every {args.kill_every:g}`",
+        f" --kill-every {args.kill_every:g} --full-for {args.full_for:g}"
+        f" --outage-for {args.outage_for:g} --slow-for {args.slow_for:g}`",
         "",
         f"Machine: {platform.machine()}, 2 cores, CPU only, Python {platform.python_version()};"
         f" {wall:.0f} s wall.",
         "",
-        f"- jobs accepted: {len(ids)} (every tier; 1 in 10 on the 2-rank gang)",
+        f"- jobs accepted: {len(ids)} (every tier; 1 in 10 on the 2-rank gang; tenants"
+        f" {', '.join(TENANTS)} in turn, each with its webhook receiver)",
         f"- final states (journal): {check['states']}",
         f"- missing from the journal: {len(check['missing'])}; committed twice:"
         f" {len(check['committed_twice'])}",
         f"- attempts per job: {check['attempts']}",
         f"- model versions that made them: {check['versions']}",
+        f"- submits refused while the journal's disk was full (sent again): {dict(refused)}",
+        f"- webhook events the journal implies: {len(expected)}; delivered by tenant:"
+        f" {delivered}; lost: {len(lost)}",
+        f"- receiver answers: 503 while down {dict(receivers.refused)}, drip-fed"
+        f" {receivers.dripped}",
         f"- faults injected: {dict(faults.counts)}",
         f"- injections that failed: {faults.errors or 'none'}",
         f"- verdict: {'PASS' if ok else 'FAIL'}",
@@ -272,6 +390,8 @@ def main() -> None:
     ]
     report = "\n".join(lines) + "\n"
     print(report)
+    if lost:
+        print("lost events (first 20):", sorted(lost)[:20])
     if args.markdown:
         Path(args.markdown).write_text(report)
     if not ok:
