@@ -67,11 +67,14 @@ class Receivers:
                     with receivers._lock:
                         receivers.dripped += 1
                     answer = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
-                    for byte in answer[:DRIP_BYTES]:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(DRIP_S)  # the drip itself, not synchronisation
                     self.close_connection = True
+                    try:
+                        for byte in answer[:DRIP_BYTES]:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(DRIP_S)  # the drip itself, not synchronisation
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the sender gave up at its attempt deadline, as it should
                     return
                 event_id = json.loads(body)["id"]
                 with receivers._lock:
