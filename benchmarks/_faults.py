@@ -134,22 +134,7 @@ class Faults:
             raise RuntimeError("the journal is on no small disk (mounting a tmpfs needs root)")
         disk = self.disk
 
-        def full() -> None:
-            fill(disk)
-            self._probe()
-
-        self._window("disk_full", full, lambda: free(disk), "journal disk full")
-
-    def _probe(self) -> None:
-        """A submit while the disk is full must be refused with the cause, and make no job."""
-        from luma_ray.errors import JournalUnavailable
-
-        try:
-            self.client.submit("probe on a full disk", tier="free", **ASK)
-        except JournalUnavailable as err:
-            self._note("journal_refused", str(err)[:100])
-        else:
-            self.errors.append("disk_full: a submit on the full disk was accepted")
+        self._window("disk_full", lambda: fill(disk), lambda: free(disk), "journal disk full")
 
     def _webhook_outage(self, ray: Any) -> None:
         down = self.receivers.down

@@ -225,6 +225,8 @@ def main() -> None:
         and sum(check["states"].values()) == len(ids)
         and all(s in final for s in check["states"])
         and not lost
+        # the full disk must have bitten: submits sent while it was full were refused (503)
+        and (disk is None or refused["journal_unavailable"] > 0)
     )
     delivered = {t: len(v) for t, v in sorted(receivers.delivered.items())}
     lines = [
@@ -244,7 +246,8 @@ def main() -> None:
         f" {len(check['committed_twice'])}",
         f"- attempts per job: {check['attempts']}",
         f"- model versions that made them: {check['versions']}",
-        f"- submits refused while the journal's disk was full (sent again): {dict(refused)}",
+        f"- journal disk: {'a 64 MiB tmpfs' if not no_disk else f'not mounted ({no_disk})'};"
+        f" submits refused while it was full (sent again): {dict(refused)}",
         f"- webhook events the journal implies: {len(expected)}; delivered by tenant:"
         f" {delivered}; lost: {len(lost)}",
         f"- receiver answers: 503 while down {dict(receivers.refused)}, drip-fed"
