@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from luma_ray.errors import ConfigError, InvalidRequest, NotFound, Unauthorized
-from luma_ray.storage.base import make_private_file
-from luma_ray.storage.sqlite import sqlite_companions
+from luma_ray.storage.sqlite import open_durable
 
 log = logging.getLogger(__name__)
 
@@ -184,23 +183,11 @@ class KeyStore:
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = None
-        try:
-            # Only hashes inside, but nobody else needs to read it (0600, and SQLite gives
-            # the -wal and -shm files the same mode).
-            make_private_file(path, *sqlite_companions(path))
-            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")  # wait out a concurrent CLI write
-            db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as err:
-            if db is not None:
-                db.close()
-            raise ConfigError(
-                f"keys file {path}: cannot open ({err}); pick a writable data directory"
-            ) from None
-        return db
+        # Only hashes inside, but nobody else needs to read it (0600, -wal and -shm too);
+        # a write waits out a concurrent CLI write.
+        return open_durable(
+            path, _SCHEMA, "keys file", "pick a writable data directory", busy_timeout_ms=5000
+        )
 
     def create(
         self,

@@ -39,15 +39,20 @@ def sqlite_companions(path: Path) -> tuple[Path, Path]:
     return Path(f"{path}-wal"), Path(f"{path}-shm")
 
 
-def open_durable(path: Path, schema: str, what: str, fix: str) -> sqlite3.Connection:
+def open_durable(
+    path: Path, schema: str, what: str, fix: str, busy_timeout_ms: int = 0
+) -> sqlite3.Connection:
     """The connection to ``path`` with ``schema`` applied; ``what`` and ``fix`` word the
-    error (``"journal"``, ``"pick a writable journal path"``)."""
+    error (``"journal"``, ``"pick a writable journal path"``). ``busy_timeout_ms``: how long
+    a write waits for another process's (the CLI's) write to end; 0 fails at once."""
     db: sqlite3.Connection | None = None
     try:
         make_private_file(path, *sqlite_companions(path))
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        if busy_timeout_ms:
+            db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         db.executescript(schema)
     except (OSError, sqlite3.Error) as err:
         if db is not None:
