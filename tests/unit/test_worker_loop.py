@@ -190,14 +190,17 @@ def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> No
     svc = make(tmp_path, lease_ttl_s=3)
     clock: Clock = svc.clock  # type: ignore[assignment]
     ids = [svc.submit(SubmitRequest(prompt=p, tier="api", steps=30)).id for p in "ab"]
+    port = ServicePort(svc)
 
     def during(request: GenerationRequest, step: int) -> None:
+        if step == 1:
+            port.wait_for_pulls(2)  # the prefetch (on the helper thread) holds its lease now
         clock.now += 1.0  # each step takes a second: the first job outlasts a lease period
         svc.tick()
 
     ticks = iter(range(10**6))
     loop = WorkerLoop(
-        ServicePort(svc),
+        port,
         FakeModel(during),
         Sink(),
         pull_wait_s=0.0,

@@ -1,0 +1,198 @@
+"""The scheduler's configuration: tiers, the dispatch policy, cluster and tenant limits.
+
+Loaded once at an entry point (CLI, actor start) with :func:`load_config` and passed down as
+values; nothing here reads the environment or a clock. A bad file raises
+:class:`~luma_ray.errors.ConfigError` whose one-line message names the field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from luma_ray.config.base import Strict, format_validation_error, read_list_file, read_yaml
+from luma_ray.errors import ConfigError
+
+
+class TierConfig(Strict):
+    """One service tier: its queue-wait SLO and its weight in weighted attainment."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")
+    """Tier name as clients send it, lower case (``api``, ``free``)."""
+    max_wait_s: float = Field(gt=0, le=7 * 24 * 3600)
+    """The SLO: the longest acceptable wait in the queue, in seconds."""
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    """Importance of one job of this tier in weighted attainment."""
+    shed_ratio: float | None = Field(default=None, gt=1)
+    """Admission control: refuse new jobs while the predicted wait exceeds this many SLOs.
+    ``None`` never sheds (the default, and the only choice for ``api``)."""
+
+
+class PolicyConfig(Strict):
+    """Which dispatch policy ranks queue heads, and its parameters."""
+
+    name: str = "slo_guard"
+    """One of ``fifo``, ``strict``, ``pct_slo``, ``edf``, ``slo_guard``."""
+    params: dict[str, float] = Field(default_factory=dict)
+    """Policy parameters, e.g. ``{r_cap: 2.0, guard_share: 0.25}`` for ``slo_guard``."""
+
+
+class TenantLimits(Strict):
+    """Per-tenant caps inside one tier, so one client cannot flood it."""
+
+    max_queued: int | None = Field(default=None, ge=1)
+    """Most jobs one tenant may have queued in the tier; submits past it get 429."""
+    max_leased: int | None = Field(default=None, ge=1)
+    """Most jobs one tenant may have leased or running in the tier; more wait in the queue."""
+
+
+DEFAULT_MAX_QUEUED = {
+    "api": 5000,
+    "enterprise": 5000,
+    "unlimited": 5000,
+    "light": 2000,
+    "free": 500,
+}
+"""Each tier's default ``max_queued`` per tenant (docs/scheduling.md); a config may change it."""
+OTHER_TIER_MAX_QUEUED = 2000
+"""The default ``max_queued`` per tenant of a tier not named in ``DEFAULT_MAX_QUEUED``."""
+
+
+def _with_default_caps(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every tier's default tenant caps under the fields it does not set itself
+    (``max_queued: null`` removes a cap). Entries naming unknown tiers are left for the check."""
+    tiers = data.get("tiers")
+    given = data.get("tenant_limits", {})
+    if not isinstance(given, dict) or (tiers is not None and not isinstance(tiers, list)):
+        return data  # validation will say what is wrong with them
+    names = [t.name for t in default_tiers()] if tiers is None else [_name(t) for t in tiers]
+    merged = dict(given)
+    for name in names:
+        own = given.get(name, {})
+        if isinstance(own, TenantLimits):
+            own = own.model_dump(include=own.model_fields_set)
+        if isinstance(name, str) and isinstance(own, dict):
+            default = DEFAULT_MAX_QUEUED.get(name, OTHER_TIER_MAX_QUEUED)
+            merged[name] = {"max_queued": default, **own}
+    return {**data, "tenant_limits": merged}
+
+
+def _name(tier: Any) -> Any:
+    return tier.get("name") if isinstance(tier, dict) else getattr(tier, "name", None)
+
+
+class ClusterConfig(Strict):
+    """A cluster that workers pull from, and its back-pressure limit."""
+
+    dispatch_limit: int | None = Field(ge=0)
+    """Most leased-but-unfinished jobs the cluster may hold (running, prefetched and being
+    uploaded); pulls past it get nothing. 0 sends the cluster nothing (to empty it); None is
+    no limit. docs/dispatch_limits.md: about the cluster's slot count works best."""
+
+
+def default_tiers() -> list[TierConfig]:
+    """The default tiers (docs/scheduling.md): api 2 min … free 2 h, weights 5 … 1."""
+    return [
+        TierConfig(name="api", max_wait_s=120, weight=5),
+        TierConfig(name="enterprise", max_wait_s=300, weight=4),
+        TierConfig(name="unlimited", max_wait_s=900, weight=3),
+        TierConfig(name="light", max_wait_s=1800, weight=2),
+        TierConfig(name="free", max_wait_s=7200, weight=1),
+    ]
+
+
+class SchedulerConfig(Strict):
+    """Everything the scheduler core needs, in one value."""
+
+    tiers: list[TierConfig] = Field(default_factory=default_tiers)
+    """Tiers in priority order (first = highest, used by ``strict``)."""
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
+    """Known clusters by name; a cluster not listed gets ``default_dispatch_limit``."""
+    default_dispatch_limit: int | None = Field(default=None, ge=1)
+    """Dispatch limit of clusters not listed in ``clusters``; ``None`` means unlimited."""
+    tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict)
+    """Per-tier tenant caps, keyed by tier name. Every tier has a default ``max_queued``
+    (``DEFAULT_MAX_QUEUED``); a field set here replaces that tier's default, ``null`` removes
+    it."""
+    lease_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    """A lease not renewed by a heartbeat for this long expires and its job is requeued."""
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    """Most attempts a job gets: a lease lost on the last one fails the job instead of
+    requeueing it."""
+    pinned_grace_s: float = Field(default=600.0, ge=0, le=30 * 86400)
+    """A job pinned to ``model@version`` fails, still queued, once no worker has run that
+    version for this long and it is not the active version (after a promotion moved every
+    worker on, and no rollback brought it back)."""
+    keep_finished_s: float = Field(default=86400.0, ge=0, le=365 * 86400)
+    """A finished job leaves the scheduler's memory this long after it finished; the journal
+    keeps it, and get, list and delete read it from there. Its Idempotency-Key is
+    remembered until then."""
+    retention_s: float | None = Field(default=2_592_000.0, gt=0, le=100 * 365 * 86400)
+    """A finished job is deleted this long after it finished (default 30 days): its row
+    leaves the journal and its files (``results/<job id>/``) the result store, and get
+    answers 404. ``None`` keeps every job and result for ever."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_caps(cls, data: Any) -> Any:
+        return _with_default_caps(data) if isinstance(data, dict) else data
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_unique(cls, tiers: list[TierConfig]) -> list[TierConfig]:
+        if not tiers:
+            raise ValueError("list at least one tier")
+        names = [t.name for t in tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; {', '.join(dupes)} appear twice")
+        return tiers
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SchedulerConfig:
+        names = {t.name for t in self.tiers}
+        unknown = sorted(set(self.tenant_limits) - names)
+        if unknown:
+            raise ValueError(
+                f"tenant_limits names unknown tier(s) {', '.join(unknown)}; "
+                f"use one of {', '.join(sorted(names))}"
+            )
+        for tier in self.tiers:
+            if tier.name == "api" and tier.shed_ratio is not None:
+                raise ValueError("tier 'api' is never shed; remove its shed_ratio")
+        return self
+
+    def tier(self, name: str) -> TierConfig:
+        """The tier called ``name``; raises ``KeyError`` for an unknown one."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+
+def parse_config(data: Any, source: str = "config") -> SchedulerConfig:
+    """Validate an already-parsed mapping; ``source`` names it in error messages."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ConfigError(f"{source}: the top level must be a mapping of fields, not {kind}")
+    try:
+        return SchedulerConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> SchedulerConfig:
+    """Read a YAML config file (safe loader only). Called once by entry points."""
+    path = Path(path)
+    return parse_config(read_yaml(path, "config"), str(path))
+
+
+def load_tiers(path: str | Path) -> list[TierConfig]:
+    """Read a tiers file: either ``{tiers: [...]}`` or a bare list of tiers."""
+    path = Path(path)
+    return parse_config({"tiers": read_list_file(path, "tiers")}, str(path)).tiers
