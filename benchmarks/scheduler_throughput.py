@@ -29,10 +29,14 @@ def main() -> None:
         import ray
 
         from luma_ray import launch
-        from luma_ray.config import RuntimeConfig
+        from luma_ray.config import RuntimeConfig, parse_config
         from luma_ray.scheduler.protocol import Complete, Pull, Submit, SubmitMany, SubmitRequest
 
-        runtime = RuntimeConfig(data_dir=str(root / "data"), pools=[], http_host=None)
+        # One tenant submits every job: lift the free tier's default cap of queued jobs.
+        scheduler = parse_config({"tenant_limits": {"free": {"max_queued": None}}})
+        runtime = RuntimeConfig(
+            data_dir=str(root / "data"), pools=[], http_host=None, scheduler=scheduler
+        )
         actor = launch.start(runtime).actor  # raw calls, many in flight: the actor's own speed
 
         def windowed(make_call, n: int) -> float:
