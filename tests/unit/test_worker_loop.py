@@ -191,15 +191,18 @@ def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> No
     clock: Clock = svc.clock  # type: ignore[assignment]
     ids = [svc.submit(SubmitRequest(prompt=p, tier="api", steps=30)).id for p in "ab"]
     port = ServicePort(svc)
+    box: dict[str, WorkerLoop] = {}
 
     def during(request: GenerationRequest, step: int) -> None:
-        if step == 1:
-            port.wait_for_pulls(2)  # the prefetch (on the helper thread) holds its lease now
+        if step == 1:  # fake time runs only once the prefetch (a helper thread) holds its lease
+            prefetch = box["loop"]._next
+            assert prefetch is not None
+            prefetch.result(timeout=10)
         clock.now += 1.0  # each step takes a second: the first job outlasts a lease period
         svc.tick()
 
     ticks = iter(range(10**6))
-    loop = WorkerLoop(
+    loop = box["loop"] = WorkerLoop(
         port,
         FakeModel(during),
         Sink(),
