@@ -33,10 +33,11 @@ class TierConfig(Strict):
 class PolicyConfig(Strict):
     """Which dispatch policy ranks queue heads, and its parameters."""
 
-    name: str = "slo_guard"
-    """One of ``fifo``, ``strict``, ``pct_slo``, ``edf``, ``slo_guard``."""
+    name: str = "slo_ratchet"
+    """One of ``fifo``, ``strict``, ``pct_slo``, ``edf``, ``slo_guard``, ``slo_ratchet``
+    (the default, ``luma_ray.scheduler.policies.DEFAULT_POLICY``)."""
     params: dict[str, float] = Field(default_factory=dict)
-    """Policy parameters, e.g. ``{r_cap: 2.0, guard_share: 0.25}`` for ``slo_guard``."""
+    """Policy parameters, e.g. ``{guard_share: 0.8}`` for ``slo_ratchet``."""
 
 
 class TenantLimits(Strict):

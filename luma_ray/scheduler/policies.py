@@ -39,8 +39,8 @@ class Policy:
     def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
         raise NotImplementedError
 
-    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float) -> None:
-        """Called once after each dispatch; stateful policies update their counters here."""
+    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float, now_s: float) -> None:
+        """Called once after each dispatch at ``now_s``; stateful policies update here."""
 
 
 class Fifo(Policy):
@@ -155,16 +155,105 @@ class SloGuard(Policy):
         base = self._OVERDUE_HIGH if self.credit >= 1.0 else self._OVERDUE_LOW
         return base + ratio
 
-    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float) -> None:
+    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float, now_s: float) -> None:
         overdue = band > 0 and band == len(self.bands(tier))
         if overdue and self.credit >= 1.0:
             self.credit -= 1.0
         self.credit = min(1.0, self.credit + self.guard_share)
 
 
-POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (Fifo, Strict, PctSlo, Edf, SloGuard)}
+class SloRatchet(Policy):
+    """Serve the savable first; guard the tail relative to the worst wait/SLO already served.
 
-DEFAULT_POLICY = "slo_guard"
+    Bands per tier, in SLO units (ratio = wait / SLO):
+
+    - *savable* (ratio < 1): ranked ``tier_bias * weight + ratio``, so a heavier tier goes
+      first and, inside a tier, the job nearest its deadline.
+    - *late* (1 <= ratio < guard): already missed; served when nothing savable waits,
+      highest ratio first.
+    - *guarded* (ratio >= guard): ahead of savable jobs on a reserved share ``guard_share``
+      of dispatches, otherwise just above late jobs; highest ratio first.
+
+    The guard is ``max(floor, ratchet * worst)``, where ``worst`` is the highest ratio
+    dispatched so far, forgotten with a half-life of ``memory_s``. So the guard follows the
+    day: near the floor when capacity keeps up, and as high as the overload forces when it
+    does not, one ratio for every tier (no tier's backlog is guarded earlier than another's).
+    The share is a credit: each dispatch adds ``guard_share`` (capped at ``1 + share``) and a
+    guarded dispatch ahead of savable jobs spends 1, so at most that share of dispatches goes
+    to missed jobs while jobs that can still make their SLO wait. ``guard_share`` is the
+    operator's knob between attainment (low) and the tail (high); docs/scheduling.md.
+    """
+
+    name = "slo_ratchet"
+    param_defaults = {
+        "guard_share": 0.65,
+        "ratchet": 0.7,
+        "tier_bias": 10.0,
+        "floor": 1.0,
+        "memory_s": 6 * 3600.0,
+    }
+
+    _SAVABLE, _LATE, _GUARD_LOW, _GUARD_HIGH = 2e6, 0.0, 1e6, 4e6
+
+    def __init__(self, **params: float) -> None:
+        super().__init__(**params)
+        p = self.params
+        self.tier_bias, self.ratchet, self.guard_share = (
+            p["tier_bias"],
+            p["ratchet"],
+            p["guard_share"],
+        )
+        self.floor, self.memory_s = p["floor"], p["memory_s"]
+        _check(self.name, "tier_bias", self.tier_bias, 0.0, 1e3)
+        _check(self.name, "guard_share", self.guard_share, 0.0, 1.0)
+        _check(self.name, "ratchet", self.ratchet, 0.0, 1.0)
+        _check(self.name, "floor", self.floor, 1.0, 1e5)
+        if not self.memory_s > 0:
+            raise ConfigError(f"policy {self.name}: memory_s must be > 0, got {self.memory_s}")
+        self.credit = 1.0 if self.guard_share > 0 else 0.0
+        self.worst = 0.0
+        """The highest ratio dispatched, decayed by ``memory_s``."""
+        self._worst_at_s: float | None = None
+
+    @property
+    def guard(self) -> float:
+        """The guard in SLO units."""
+        return max(self.floor, self.ratchet * self.worst)
+
+    def bands(self, tier: TierSpec) -> tuple[float, ...]:
+        slo, guard = tier.max_wait_s, self.guard
+        return (slo, guard * slo) if guard > 1.0 else (slo,)
+
+    def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
+        ratio = wait_s / tier.max_wait_s
+        if band == 0:
+            return self._SAVABLE + self.tier_bias * tier.weight + ratio
+        if band < len(self.bands(tier)):
+            return self._LATE + ratio
+        return (self._GUARD_HIGH if self.credit >= 1.0 else self._GUARD_LOW) + ratio
+
+    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float, now_s: float) -> None:
+        if band > 0 and band == len(self.bands(tier)) and self.credit >= 1.0:
+            self.credit -= 1.0
+        # Capped at 1 + share (not 1), so a share above one half is honoured.
+        self.credit = min(1.0 + self.guard_share, self.credit + self.guard_share)
+        ratio = wait_s / tier.max_wait_s
+        if self._worst_at_s is not None and now_s > self._worst_at_s:
+            self.worst *= 0.5 ** ((now_s - self._worst_at_s) / self.memory_s)
+        self._worst_at_s = now_s
+        self.worst = max(self.worst, ratio)
+
+
+def _check(policy: str, name: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise ConfigError(f"policy {policy}: {name} must be in [{lo:g}, {hi:g}], got {value}")
+
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls for cls in (Fifo, Strict, PctSlo, Edf, SloGuard, SloRatchet)
+}
+
+DEFAULT_POLICY = "slo_ratchet"
 
 
 def make_policy(name: str, params: Mapping[str, float] | None = None) -> Policy:

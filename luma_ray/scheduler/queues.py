@@ -223,7 +223,7 @@ class QueueBook:
         tier, q, i, band = best_at
         if take:
             q.remove_at(i)
-            policy.on_dispatch(tier, band, now_s - best_t)
+            policy.on_dispatch(tier, band, now_s - best_t, now_s)
         return Pick(tier.name, self._model_of[id(q)], best_s, best_t, band, now_s - best_t, best_r)
 
 

@@ -18,6 +18,7 @@ from luma_ray.config import (
     TierConfig,
     default_tiers,
 )
+from luma_ray.scheduler.policies import DEFAULT_POLICY
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class ClusterSpec:
 
 def scheduler_config(
     clusters: Sequence[ClusterSpec],
-    policy: str = "slo_guard",
+    policy: str = DEFAULT_POLICY,
     params: dict[str, float] | None = None,
     tiers: list[TierConfig] | None = None,
 ) -> SchedulerConfig:

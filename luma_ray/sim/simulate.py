@@ -83,7 +83,7 @@ def _replay(
                 start[i] = now
                 push(finish, now + service[i])
                 busy += 1
-                on_dispatch(specs[tier], 0, 0.0)
+                on_dispatch(specs[tier], 0, 0.0, now)
             elif tier in shed and q.live and now - q.times[q.first_live()] > shed[tier]:
                 pass  # admission control: the tier's head is far past its SLO; reject
             else:

@@ -45,7 +45,12 @@ class Clock:
 @pytest.fixture
 def served(tmp_path: Path):
     clock = Clock()
-    svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, clock)
+    svc = SchedulerService(
+        parse_config({"policy": {"name": "slo_guard"}}),
+        Journal(tmp_path / "j.sqlite"),
+        LIMITS,
+        clock,
+    )
     # Known state, t in seconds from the first submit: three free jobs at t=0, api jobs at 60,
     # 90 and 250. w1 pulls at 90 (the api job of t=60), w2 at 240: the api job of t=90 is past
     # its 120 s SLO by then, so slo_guard serves a savable free job first. The page is read at

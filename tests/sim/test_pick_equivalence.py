@@ -56,6 +56,9 @@ policy_specs = st.sampled_from(
         ("slo_guard", {"r_cap": 1.0, "guard_share": 1.0}),
         ("slo_guard", {"r_cap": 2.0, "guard_share": 0.25, "tier_bias": 1.0}),
         ("slo_guard", {"r_cap": 5.0, "guard_share": 0.0, "tier_bias": 0.2}),
+        ("slo_ratchet", {}),
+        ("slo_ratchet", {"ratchet": 0.5, "floor": 1.5, "memory_s": 600.0}),
+        ("slo_ratchet", {"guard_share": 1.0, "tier_bias": 0.0}),
     ]
 )
 
@@ -124,10 +127,10 @@ def test_head_only_pick_equals_brute_force(spec, ops, cap) -> None:
                 tier = TIERS[e.tier]
                 band = band_of(shadow.bands(tier), e.enqueued_at_s, now)
                 assert band == got.band
-                shadow.on_dispatch(tier, band, now - e.enqueued_at_s)
+                shadow.on_dispatch(tier, band, now - e.enqueued_at_s, now)
                 running[e.tenant] = running.get(e.tenant, 0) + 1
     assert len(book) == len(entries)
 
 
 def test_every_policy_is_covered() -> None:
-    assert set(POLICIES) == {"fifo", "strict", "pct_slo", "edf", "slo_guard"}
+    assert set(POLICIES) == {"fifo", "strict", "pct_slo", "edf", "slo_guard", "slo_ratchet"}

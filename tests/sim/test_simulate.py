@@ -51,7 +51,7 @@ def reference_replay(trace: Trace, capacity, policy, specs) -> list[float]:
             if len(running) < slots and not queued:
                 start[i] = now
                 running.append(now + trace.service_s[i])
-                policy.on_dispatch(specs[tier], 0, 0.0)
+                policy.on_dispatch(specs[tier], 0, 0.0, now)
             elif (
                 tier in shed and heads and now - min(trace.arrival_s[j] for j in heads) > shed[tier]
             ):
@@ -69,7 +69,10 @@ def reference_replay(trace: Trace, capacity, policy, specs) -> list[float]:
             j = max(queued, key=key)
             spec = specs[trace.tier[j]]
             policy.on_dispatch(
-                spec, band_of(policy.bands(spec), trace.arrival_s[j], now), now - trace.arrival_s[j]
+                spec,
+                band_of(policy.bands(spec), trace.arrival_s[j], now),
+                now - trace.arrival_s[j],
+                now,
             )
             queued.remove(j)
             start[j] = now
@@ -86,6 +89,8 @@ def reference_replay(trace: Trace, capacity, policy, specs) -> list[float]:
         ("edf", {}),
         ("slo_guard", {}),
         ("slo_guard", {"r_cap": 2.0, "guard_share": 0.3, "tier_bias": 0.5}),
+        ("slo_ratchet", {}),
+        ("slo_ratchet", {"ratchet": 0.7, "floor": 1.2, "guard_share": 0.3, "memory_s": 300.0}),
     ],
 )
 @pytest.mark.parametrize("seed", range(6))

@@ -15,6 +15,7 @@ from luma_ray.config import (
     parse_config,
 )
 from luma_ray.errors import ConfigError
+from luma_ray.scheduler.policies import DEFAULT_POLICY
 
 
 def test_defaults_match_the_design() -> None:
@@ -26,7 +27,7 @@ def test_defaults_match_the_design() -> None:
         ("light", 1800, 2),
         ("free", 7200, 1),
     ]
-    assert cfg.policy.name == "slo_guard"
+    assert cfg.policy.name == DEFAULT_POLICY == "slo_ratchet"
 
 
 def test_every_tier_caps_each_tenants_queued_jobs_out_of_the_box() -> None:
