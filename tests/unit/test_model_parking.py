@@ -127,8 +127,8 @@ GANG_ASK = replace(ASK, frames=5)
 
 
 def _gang_rank(rank: int, world: int, ckpt: str, init: str, out: str, mode: str) -> None:
-    """One rank: ``park`` parks at step 2 and saves the state (from every rank); ``resume``
-    resumes the saved state; ``plain`` runs unparked."""
+    """One rank: ``park`` parks at step 2 and saves the state (from every rank); ``runs``
+    runs unparked, then resumes the saved state."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
@@ -140,9 +140,10 @@ def _gang_rank(rank: int, world: int, ckpt: str, init: str, out: str, mode: str)
             except GenerationParked as parked:
                 Path(f"{out}.state.{rank}").write_bytes(parked.state)
             return
-        state = Path(f"{out}.state.0").read_bytes() if mode == "resume" else None
+        np.save(f"{out}.plain.{rank}.npy", model.generate(GANG_ASK, lambda step, total: True))
+        state = Path(f"{out}.state.0").read_bytes()
         video = model.generate(GANG_ASK, lambda step, total: True, resume=state)
-        np.save(f"{out}.{mode}.{rank}.npy", video)
+        np.save(f"{out}.resume.{rank}.npy", video)
     finally:
         dist.destroy_process_group()
 
@@ -160,8 +161,7 @@ def test_a_gang_parks_the_whole_latent_and_any_layout_resumes_it(
     _spawn(2, checkpoint, tmp_path, "park", "a")
     states = [(tmp_path / f"v.state.{r}").read_bytes() for r in range(2)]
     assert states[0] == states[1]  # every rank holds the whole latent after the gather
-    _spawn(2, checkpoint, tmp_path, "plain", "b")
-    _spawn(2, checkpoint, tmp_path, "resume", "c")
+    _spawn(2, checkpoint, tmp_path, "runs", "b")
     plain, resumed = (np.load(tmp_path / f"v.{m}.0.npy") for m in ("plain", "resume"))
     assert np.array_equal(resumed, plain)  # the same layout: bit for bit
     # One process resumes the gang's state: equal to the one-process video within the

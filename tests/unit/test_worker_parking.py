@@ -244,3 +244,42 @@ def test_the_sink_reads_and_deletes_only_the_job_s_own_states_of_its_version() -
     assert blobs.exists("results/gen_b/parked/1/v2/state.bin")
     sink.delete_parked("gen_a", uri)
     assert blobs.list("results/gen_a/") == []
+
+
+def test_a_rank_host_passes_the_park_answer_to_its_model_and_resumes(tiny: LumaTiny) -> None:
+    """Rank 0 of a gang, in this process (one rank: no group): the worker's answer to a step
+    (``wait_step``) parks the model, and a resumed generation goes on from the state."""
+    from luma_ray.models.interface import PARK, GenerationParked
+    from luma_ray.workers.host import ModelHost
+
+    host = ModelHost("luma-tiny", "v1", "unused", "unused", {}, torch.get_num_threads())
+    host.model = tiny
+    request = GenerationRequest("a harbour", frames=2, height=16, width=16, steps=6, seed=8)
+    outcome: list[object] = []
+
+    def run(generation: int, resume: bytes | None) -> None:
+        try:
+            outcome.append(host.generate(request, generation, resume))
+        except GenerationParked as parked:
+            outcome.append(parked)
+
+    worker = threading.Thread(target=run, args=(1, None))
+    worker.start()
+    assert host.wait_step(1, 0, "go", 10.0) == (1, 6, False)
+    assert host.wait_step(1, 1, "go", 10.0) == (2, 6, False)
+    assert host.wait_step(1, 2, PARK, 10.0) == (2, 6, True)  # parked after step 2: ended
+    worker.join(10)
+    (parked,) = outcome
+    assert isinstance(parked, GenerationParked) and parked.step == 2
+    outcome.clear()
+    worker = threading.Thread(target=run, args=(2, parked.state))
+    worker.start()
+    seen, step = [], 0
+    while True:
+        step, total, ended = host.wait_step(2, step, True, 10.0)
+        if ended:
+            break
+        seen.append(step)
+    worker.join(10)
+    assert seen == [3, 4, 5, 6]
+    assert np.array_equal(outcome[0], tiny.generate(request, lambda step, total: True))
