@@ -91,3 +91,10 @@ class Job:
     idempotency_key: str | None = None
     request_hash: str | None = None
     """With ``idempotency_key``: a retried submit with the same body returns this job."""
+    resume_uri: str | None = None
+    """Where the sampler state of its last park is (the result store, under the job's
+    results); the next lease resumes from it. None: it starts from its first step."""
+    preemptions: int = 0
+    """How many times it was parked at a step boundary for a more urgent job."""
+    parked_at_s: float | None = None
+    """When it was last parked (a job is not parked again too soon)."""

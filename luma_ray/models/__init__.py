@@ -7,9 +7,12 @@ only by the workers that need them. See docs/models.md.
 """
 
 from luma_ray.models.interface import (
+    PARK,
     GenerationCancelled,
+    GenerationParked,
     GenerationRequest,
     ModelLimits,
+    ParkedStateInvalid,
     StepCallback,
     VideoModel,
     validate_request,
@@ -18,9 +21,12 @@ from luma_ray.models.registry import MODELS, get_model_class, import_entrypoint
 
 __all__ = [
     "MODELS",
+    "PARK",
     "GenerationCancelled",
+    "GenerationParked",
     "GenerationRequest",
     "ModelLimits",
+    "ParkedStateInvalid",
     "StepCallback",
     "VideoModel",
     "get_model_class",

@@ -7,6 +7,11 @@ job with a ``GenerationRequest`` and a step callback. The callback reports progr
 scheduler and is the only way to stop a running generation: when it returns ``False`` the model
 raises ``GenerationCancelled`` before it starts the next step.
 
+Parking (optional): a model whose class sets ``can_park = True`` also stops when the callback
+returns :data:`PARK`, raising ``GenerationParked`` with its sampler state as bytes, and takes
+``generate(request, on_step, resume=state)`` to go on from that step; the result equals an
+unparked run. A model without the flag never parks: ``PARK`` is truthy, so it reads as "go on".
+
 The request and the limits live in ``luma_ray.jobs.request`` (the scheduler validates against
 them without importing any model code); they are re-exported here for model authors. This
 module imports neither torch nor numpy at run time.
@@ -15,7 +20,7 @@ module imports neither torch nor numpy at run time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 from luma_ray.jobs.request import (
     DEFAULT_FRAMES,
@@ -36,23 +41,36 @@ __all__ = [
     "MAX_FPS",
     "MAX_PROMPT_CHARS",
     "MAX_SEED",
+    "PARK",
     "GenerationCancelled",
+    "GenerationParked",
     "GenerationRequest",
+    "ParkedStateInvalid",
     "ModelLimits",
+    "StepAnswer",
     "StepCallback",
     "VideoModel",
+    "can_park",
     "validate_request",
 ]
+
+
+PARK: Final = "park"
+"""What a step callback returns to park the job at this step boundary (models with
+``can_park``); any other truthy answer, or ``None``, goes on; ``False`` cancels."""
+
+StepAnswer = bool | Literal["park"] | None
 
 
 class StepCallback(Protocol):
     """Called by ``VideoModel.generate`` after every sampler step (``step`` counts from 1).
 
     Return ``False`` to stop: the model raises ``GenerationCancelled`` before the next step.
+    Return :data:`PARK` to park (a model with ``can_park``): it raises ``GenerationParked``.
     The worker uses it to report progress and to poll for cancellation; keep it fast.
     """
 
-    def __call__(self, step: int, total: int) -> bool: ...
+    def __call__(self, step: int, total: int) -> StepAnswer: ...
 
 
 class GenerationCancelled(Exception):  # noqa: N818 - the name is the interface's contract
@@ -71,6 +89,35 @@ class GenerationCancelled(Exception):  # noqa: N818 - the name is the interface'
         return f"generation cancelled after step {self.step} of {self.total}"
 
 
+class GenerationParked(Exception):  # noqa: N818 - the name is the interface's contract
+    """Raised by ``generate`` when the step callback returned :data:`PARK` after step ``step``.
+
+    ``state`` is the sampler state after that step (the model's own format, e.g. safetensors
+    bytes): ``generate(request, on_step, resume=state)`` goes on from step ``step + 1`` and
+    gives the frames an unparked run gives. The worker stores it and the job is queued again;
+    it is not a failure. Pickles across Ray processes.
+    """
+
+    def __init__(self, step: int, total: int, state: bytes) -> None:
+        super().__init__(step, total, state)
+        self.step = step
+        self.total = total
+        self.state = state
+
+    def __str__(self) -> str:
+        return f"generation parked after step {self.step} of {self.total}"
+
+
+class ParkedStateInvalid(ValueError):
+    """``generate(..., resume=state)`` got a state it cannot resume from (another request,
+    another model, a damaged blob). The worker runs the job again from its first step."""
+
+
+def can_park(model: object) -> bool:
+    """Whether ``model`` parks on :data:`PARK` and resumes (its ``can_park`` flag)."""
+    return bool(getattr(model, "can_park", False))
+
+
 @runtime_checkable
 class VideoModel(Protocol):
     """A text-to-video model as a worker sees it.
@@ -79,6 +126,9 @@ class VideoModel(Protocol):
     gang's ``torch.distributed`` group (``None`` for a single-process worker), and every rank of
     a gang calls ``load`` and ``generate`` with the same arguments. ``generate`` returns
     ``uint8`` frames shaped ``[frames, height, width, 3]`` (RGB) on the host.
+
+    A model that can park sets ``can_park = True`` and takes ``resume`` (a
+    ``GenerationParked.state``) as a keyword argument of ``generate``; others need neither.
     """
 
     name: str

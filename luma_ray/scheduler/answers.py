@@ -51,6 +51,9 @@ class JobView:
     """Estimated seconds until it starts (queued) or finishes (running)."""
     slo_used: float = 0.0
     """``wait_s`` as a share of its tier's maximum wait."""
+    preemptions: int = 0
+    """How many times it was parked at a step boundary for a more urgent job (each time it
+    went back to its queue with its place and its progress, and resumed where it stopped)."""
 
     @property
     def done(self) -> bool:
@@ -87,14 +90,19 @@ class Assignment:
     wait_s: float
     lease_ttl_s: float = 60.0
     """A lease lapses this long after its last heartbeat; workers beat well within it."""
+    resume_uri: str | None = None
+    """The sampler state of the job's last park (the result store): resume from it. None:
+    start from the first step."""
 
 
 @dataclass(frozen=True)
 class HeartbeatReply:
-    """What a worker learns from a heartbeat: keep going, or stop (the job was cancelled)."""
+    """What a worker learns from a heartbeat: keep going, stop (the job was cancelled), or
+    park it at the next step boundary (a more urgent job needs the worker)."""
 
     cancel: bool
     lease_expires_at_s: float
+    park: bool = False
 
 
 @dataclass(frozen=True)

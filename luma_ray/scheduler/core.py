@@ -18,6 +18,7 @@ from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
 from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, WorkerId, transition
 from luma_ray.scheduler.answers import HeartbeatReply
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
+from luma_ray.scheduler.parking import Parking
 from luma_ray.scheduler.policies import Policy, make_policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.reports import SchedulerStats, TierQueues
@@ -54,6 +55,7 @@ class SchedulerCore:
         """Most leased-but-unfinished jobs each cluster ever held (never above its limit)."""
         self.dirty: dict[JobId, Job] = {}
         """Jobs changed since the shell last called :meth:`take_dirty` (to journal them)."""
+        self.parking = Parking()  # running jobs asked to park for a more urgent one
 
     # ---- submit and cancel -------------------------------------------------------------
 
@@ -237,7 +239,7 @@ class SchedulerCore:
             self._move(job, JobState.RUNNING, now_s, "worker started")
         lease.expires_at_s = now_s + self.config.lease_ttl_s
         job.progress = Progress(phase, step, total)
-        return HeartbeatReply(cancel=False, lease_expires_at_s=lease.expires_at_s)
+        return HeartbeatReply(False, lease.expires_at_s, park=self.parking.beat(job, now_s))
 
     def complete(
         self,
@@ -271,7 +273,7 @@ class SchedulerCore:
         self._move(job, JobState.FAILED, now_s, error.code)
         return GiveUp(job.id, job.attempts, error.code)
 
-    def release(self, job_id: JobId, token: int, now_s: float) -> Job:
+    def release(self, job_id: JobId, token: int, now_s: float, why: str = "handed back") -> Job:
         """A live worker hands back a lease in good order (it is stopping, swapping its model
         version, or its node is leaving): the job goes back to its queue with its place by age
         (``enqueued_at_s`` is kept) and without counting an attempt, as nothing failed.
@@ -279,7 +281,7 @@ class SchedulerCore:
         job = self.get(job_id)
         self._check_lease(job, token)
         self._release(job)
-        self._move(job, JobState.QUEUED, now_s, "handed back by its worker")
+        self._move(job, JobState.QUEUED, now_s, f"{why} by its worker")
         job.attempts -= 1
         self._enqueue(job)
         return job
@@ -376,6 +378,7 @@ class SchedulerCore:
             self._held.pop(job.id, None)
 
     def _release(self, job: Job) -> None:
+        self.parking.drop(job.id)
         if job.state in _LIVE and job.lease is not None:
             self._count_lease(job, -1)
 

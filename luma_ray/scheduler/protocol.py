@@ -90,6 +90,7 @@ __all__ = [
     "Complete",
     "Fail",
     "Release",
+    "Park",
     "WorkerLost",
     "GetBacklog",
     "RequestSwap",
@@ -273,6 +274,21 @@ class Release(Op[JobView]):
     job_id: str
     token: int
     method: ClassVar[str] = "release"
+    wakes_pulls: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Park(Op[JobView]):
+    """The worker parked the job after step ``step`` of ``total`` (its heartbeat asked it
+    to), its sampler state stored at ``state_uri``: the job goes back to its queue with its
+    place, its progress and that state, and no attempt counted."""
+
+    job_id: str
+    token: int
+    step: int
+    total: int
+    state_uri: str
+    method: ClassVar[str] = "park"
     wakes_pulls: ClassVar[bool] = True
 
 

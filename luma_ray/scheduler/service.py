@@ -22,6 +22,7 @@ from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.parking import mark_parks, park
 from luma_ray.scheduler.protocol import (
     Assignment,
     Backlog,
@@ -94,6 +95,7 @@ class SchedulerService:
         """
         job = self._accept(request)
         self._commit()
+        mark_parks(self.core, self.clock())
         return self.view(job)
 
     def submit_many(self, requests: Iterable[SubmitRequest]) -> list[JobView | SubmitRefused]:
@@ -105,6 +107,7 @@ class SchedulerService:
             except LumaError as err:
                 out.append(SubmitRefused(err.code, str(err)))
         self._commit()
+        mark_parks(self.core, self.clock())
         return out
 
     def _accept(self, request: SubmitRequest) -> Job:
@@ -226,6 +229,7 @@ class SchedulerService:
             job.attempts,
             dispatch.wait_s,
             self.config.lease_ttl_s,
+            job.resume_uri,
         )
 
     def heartbeat(
@@ -270,6 +274,16 @@ class SchedulerService:
         self._commit()
         self.counters.requeued["handed_back"] += 1
         log.info("job %s handed back by its worker (attempt %d)", job_id, job.attempts)
+        return self.view(job)
+
+    def park(self, job_id: str, token: int, step: int, total: int, state_uri: str) -> JobView:
+        """A worker parked the job at a step boundary (its heartbeat asked it to): queued
+        again with its place, progress and state (``parking.park``); no attempt counted."""
+        job = park(self.core, JobId(job_id), token, self.clock(), step, total, state_uri)
+        self._commit()
+        self.counters.requeued["parked"] += 1
+        log.info("job %s parked at step %d of %d (%d times)", job_id, step, total, job.preemptions)
+        mark_parks(self.core, self.clock())
         return self.view(job)
 
     # ---- rollouts ----------------------------------------------------------------------
@@ -321,6 +335,7 @@ class SchedulerService:
         for job in swept.evicted:  # its Idempotency-Key goes with it
             self.idempotency.forget(job)
         decisions = self.core.expire_leases(self.clock())
+        mark_parks(self.core, self.clock())
         if decisions:
             self._commit()
             self.counters.lost(decisions, "lease_expired")

@@ -42,6 +42,7 @@ def job_view(job: Job, now_s: float) -> JobView:
         finished_at_s=job.finished_at_s,
         wait_s=round(max(0.0, waited_until - job.enqueued_at_s), 3),
         metadata=dict(job.metadata),
+        preemptions=job.preemptions,
     )
 
 

@@ -26,6 +26,8 @@ from luma_ray.scheduler.protocol import (
     FinishSwap,
     HaltedVersions,
     Heartbeat,
+    HeartbeatReply,
+    Park,
     Pull,
     Release,
     RequestSwap,
@@ -33,10 +35,13 @@ from luma_ray.scheduler.protocol import (
     SwapVerdict,
 )
 from luma_ray.storage import BlobStore
-from luma_ray.storage.keys import result_key
+from luma_ray.storage.keys import result_key, results_prefix
 
 log = logging.getLogger(__name__)
 
+UNVERSIONED = "unversioned"
+"""The version segment of a parked state's key when the worker's model has no version."""
+STATE_FILE = "state.bin"
 REPORT_WAIT_S = 30.0
 """How long a finished job's report is retried while the scheduler's journal refuses writes."""
 
@@ -78,8 +83,8 @@ class SchedulerLeases:
             log.warning("worker %s: scheduler unreachable; pulling again", self.worker)
             return None
 
-    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
-        return self.beats.call(Heartbeat(a.job_id, a.token, step, total, phase)).cancel
+    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> HeartbeatReply:
+        return self.beats.call(Heartbeat(a.job_id, a.token, step, total, phase))
 
     def complete(
         self, a: Assignment, result_uris: dict[str, str], version: str | None = None
@@ -89,7 +94,10 @@ class SchedulerLeases:
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
         self._report(Fail(a.job_id, a.token, code, message, retryable))
 
-    def _report(self, op: Complete | Fail) -> None:
+    def park(self, a: Assignment, step: int, total: int, state_uri: str) -> None:
+        self._report(Park(a.job_id, a.token, step, total, state_uri))
+
+    def _report(self, op: Complete | Fail | Park) -> None:
         """A final report must land: while the scheduler's journal cannot be written (a full
         disk), try again for up to ``report_wait_s`` rather than let the lease lapse and the
         job run again. The lease is heartbeat-free meanwhile, so the wait stays well under
@@ -147,3 +155,45 @@ class StoreSink:
     def discard(self, a: Assignment) -> None:
         for key in self.blobs.list(result_key(a.job_id, a.token, "")):
             self.blobs.delete(key)
+
+    # -- parked sampler states: private files under the job's results, never served ------
+
+    def store_parked(self, a: Assignment, state: bytes, version: str | None) -> str:
+        """Store a parked state under ``results/<job>/parked/<token>/<version>/``; its URI."""
+        key = f"{results_prefix(a.job_id)}parked/{a.token}/{version or UNVERSIONED}/{STATE_FILE}"
+        return self.blobs.put_bytes(key, state, "application/octet-stream")
+
+    def load_parked(self, a: Assignment, version: str | None) -> bytes | None:
+        """The state ``a.resume_uri`` names, if this worker's model version made it (another
+        version's latent would not give that version's video); None otherwise."""
+        if a.resume_uri is None:
+            return None
+        key = self._parked_key(a.job_id, a.resume_uri)
+        if key is None:
+            log.warning("job %s: its resume state is not in this store; starting over", a.job_id)
+            return None
+        made_by = key.split("/")[-2]
+        if made_by != (version or UNVERSIONED):
+            log.info(
+                "job %s: parked by version %s, this is %s; starting over",
+                a.job_id,
+                made_by,
+                version,
+            )
+            return None
+        return self.blobs.get_bytes(key)
+
+    def delete_parked(self, job_id: str, uri: str | None) -> None:
+        key = self._parked_key(job_id, uri)
+        if key is not None:
+            self.blobs.delete(key)
+
+    def _parked_key(self, job_id: str, uri: str | None) -> str | None:
+        """The key of a parked state of ``job_id`` in this store, or None (no URI, another
+        store, another job's prefix)."""
+        base = self.blobs.uri.rstrip("/") + "/"
+        if uri is None or not uri.startswith(base):
+            return None
+        key = uri[len(base) :]
+        prefix = f"{results_prefix(job_id)}parked/"
+        return key if key.startswith(prefix) and ".." not in key.split("/") else None

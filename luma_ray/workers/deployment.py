@@ -182,6 +182,8 @@ class ModelWorker:
             "stopped_at": dict(s.stopped_at),
             "leaving": self.loop.leaving,
             "handed_back": list(s.handed_back),
+            "parked": {job: list(steps) for job, steps in s.parked.items()},
+            "resumed": dict(s.resumed),
             "current": s.current,
             "generated": dict(s.generated),
         }

@@ -25,9 +25,12 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from luma_ray.errors import LumaError
 from luma_ray.models.interface import (
+    PARK,
     GenerationCancelled,
+    GenerationParked,
     GenerationRequest,
     ModelLimits,
+    ParkedStateInvalid,
     StepCallback,
 )
 from luma_ray.models.manifest import Manifest
@@ -42,6 +45,8 @@ LOAD_TIMEOUT_S = 600.0
 """Longest a version may take to start, form its group, load and warm up."""
 STEP_POLL_S = 0.5
 BACKENDS = {"cpu": "gloo", "nvidia": "nccl", "amd": "nccl"}  # NCCL is RCCL on ROCm builds
+GO, STOP = "go", "stop"
+"""The worker's answer to a step, with ``PARK``: what ``ModelHost.wait_step`` takes."""
 
 
 class GangDied(RuntimeError):
@@ -60,8 +65,10 @@ class GangModel:
         limits: ModelLimits,
         source: str | None,
         rank_nodes: list[dict[str, str]] | None = None,
+        can_park: bool = False,
     ) -> None:
         self.ranks = ranks
+        self.can_park = can_park  # the version's model parks and resumes (rank 0 said so)
         self.rank_nodes = rank_nodes or []  # each rank's node labels, for stats
         self.followers = followers  # refs of ranks 1.. ``follow`` calls; ready = that rank ended
         self.name = name
@@ -71,21 +78,26 @@ class GangModel:
         self.dead = False
         self._generations = itertools.count(1)
 
-    def generate(self, request: GenerationRequest, on_step: StepCallback) -> Any:
+    def generate(
+        self, request: GenerationRequest, on_step: StepCallback, resume: bytes | None = None
+    ) -> Any:
+        """Run one job on the gang; ``resume`` (a parked state) goes to every rank."""
         lead = self.ranks[0]
         generation = next(self._generations)
-        ref = lead.generate.remote(request, generation)
-        seen, go = 0, True
+        ref = lead.generate.remote(request, generation, resume)
+        seen, answer = 0, GO
         while True:
             self._check_followers()
             try:
                 step, total, done = ray.get(
-                    lead.wait_step.remote(generation, seen, go, STEP_POLL_S)
+                    lead.wait_step.remote(generation, seen, answer, STEP_POLL_S)
                 )
             except ray.exceptions.RayActorError as err:
                 self._die("rank 0", err)
             if step > seen:
-                go = on_step(step, total) and go  # a stop is final
+                if answer == GO:  # a stop or a park is final
+                    said = on_step(step, total)
+                    answer = PARK if said == PARK else GO if said is None or said else STOP
                 seen = step
             elif done:
                 break
@@ -95,7 +107,9 @@ class GangModel:
             self._die("rank 0", err)
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
-            if isinstance(cause, (GenerationCancelled, LumaError)):
+            if isinstance(cause, (GenerationCancelled, GenerationParked, ParkedStateInvalid)):
+                raise cause from None
+            if isinstance(cause, LumaError):
                 raise cause from None
             self._check_followers()
             raise
@@ -202,6 +216,7 @@ class GangLauncher:
             lead["limits"],
             lead["source"],
             [i["node_labels"] for i in infos],
+            bool(lead.get("can_park", False)),
         )
         return GangHandle(model)
 

@@ -8,8 +8,10 @@ code shares module names run side by side and a swap starts fresh processes.
 A gang of N > 1 ranks forms one ``torch.distributed`` group (gloo on CPU, NCCL on NVIDIA and
 AMD/ROCm). Rank 0 is driven by the worker: ``generate`` broadcasts the job to the other ranks,
 which wait in ``follow``; every rank runs the model on its share of the sequence. After every
-sampler step rank 0 waits for the worker's answer (the heartbeat: go on, or stop) and
-broadcasts it, so all ranks stop at the same step and no collective is left waiting.
+sampler step rank 0 waits for the worker's answer (the heartbeat: go on, stop, or park) and
+broadcasts it, so all ranks stop at the same step and no collective is left waiting. A park
+gathers the whole latent on every rank (the model's own collective) before it raises, and a
+resumed job's state reaches every rank with the job.
 
 Progress crosses to the worker in one call per step: the worker's ``wait_step`` returns when
 rank 0 finished a step, the worker heartbeats, and its next ``wait_step`` carries the answer.
@@ -27,7 +29,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from luma_ray.models.interface import GenerationCancelled, GenerationRequest, ModelLimits
+from luma_ray.models.interface import (
+    PARK,
+    GenerationCancelled,
+    GenerationParked,
+    GenerationRequest,
+    ModelLimits,
+    ParkedStateInvalid,
+    StepAnswer,
+    can_park,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +85,7 @@ class ModelHost:
         self._generation = 0  # which generate call the step state belongs to
         self._running = False
         self._cancel = False
+        self._park = False
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -137,6 +149,7 @@ class ModelHost:
             "limits": self.model.limits,
             "pid": os.getpid(),
             "source": inspect.getsourcefile(type(self.model)),
+            "can_park": can_park(self.model),
         }
 
     # -- rank 0: driven by the worker --------------------------------------------------------
@@ -147,43 +160,50 @@ class ModelHost:
         tiny = GenerationRequest(
             "warm-up", frames=1, height=lim.size_multiple, width=lim.size_multiple, steps=1
         )
-        self._broadcast_job(tiny)
+        self._broadcast_job(tiny, None)
         self.model.generate(tiny, lambda step, total: self._share_answer(True))
 
-    def generate(self, request: GenerationRequest, generation: int) -> Any:
+    def generate(
+        self, request: GenerationRequest, generation: int, resume: bytes | None = None
+    ) -> Any:
         with self._cond:
             self._step, self._answered, self._running, self._cancel = (0, 0), 0, True, False
-            self._generation = generation
+            self._park, self._generation = False, generation
             self._cond.notify_all()
         try:
-            self._broadcast_job(request)
-            return self.model.generate(request, self._on_step)
+            self._broadcast_job(request, resume)
+            return _generate(self.model, request, self._on_step, resume)
         finally:
             with self._cond:
                 self._running = False
                 self._cond.notify_all()
 
-    def _on_step(self, step: int, total: int) -> bool:
+    def _on_step(self, step: int, total: int) -> StepAnswer:
         with self._cond:
             self._step = (step, total)
             self._cond.notify_all()
             # Wait for the worker's answer; if it never comes (worker gone), carry on.
-            self._cond.wait_for(lambda: self._answered >= step or self._cancel, ANSWER_WAIT_S)
-            go = not self._cancel
-        return self._share_answer(go)
+            self._cond.wait_for(
+                lambda: self._answered >= step or self._cancel or self._park, ANSWER_WAIT_S
+            )
+            answer: StepAnswer = False if self._cancel else PARK if self._park else True
+        return self._share_answer(answer)
 
     def wait_step(
-        self, generation: int, answered: int, go: bool, timeout_s: float
+        self, generation: int, answered: int, go: bool | str, timeout_s: float
     ) -> tuple[int, int, bool]:
-        """Take the answer for step ``answered`` (``go`` False stops the model), then block
-        until a later step is done, the generation ends, or ``timeout_s`` passes. Returns
-        (step, total, ended) of ``generation``; before it started, (0, 0, False)."""
+        """Take the answer for step ``answered`` (``go``: ``"go"`` or True goes on, ``"stop"``
+        or False stops the model, ``PARK`` parks it), then block until a later step is done,
+        the generation ends, or ``timeout_s`` passes. Returns (step, total, ended) of
+        ``generation``; before it started, (0, 0, False)."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._generation == generation, timeout_s):
                 return 0, 0, False
             if answered > self._answered:
                 self._answered = answered
-            if not go:
+            if go == PARK:
+                self._park = True
+            elif go is False or go == "stop":
                 self._cancel = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: self._step[0] > answered or not self._running, timeout_s)
@@ -191,23 +211,26 @@ class ModelHost:
 
     # -- the gang ----------------------------------------------------------------------------
 
-    def _broadcast_job(self, request: GenerationRequest) -> None:
+    def _broadcast_job(self, request: GenerationRequest, resume: bytes | None) -> None:
         if self.world > 1:
             import torch.distributed as dist
 
-            dist.broadcast_object_list([request], src=0, group=self.group)
+            dist.broadcast_object_list([(request, resume)], src=0, group=self.group)
 
-    def _share_answer(self, go: bool) -> bool:
-        """Rank 0's answer for this step, on every rank (a collective: all ranks call it)."""
+    def _share_answer(self, answer: StepAnswer) -> StepAnswer:
+        """Rank 0's answer for this step, on every rank (a collective: all ranks call it):
+        go on (True), stop (False) or park (``PARK``)."""
         if self.world == 1:
-            return go
+            return answer
         import torch
         import torch.distributed as dist
 
         device = "cuda" if self.backend == "nccl" else "cpu"  # NCCL moves GPU tensors only
-        flag = torch.tensor([1 if go else 0], dtype=torch.int32, device=device)
+        code = 2 if answer == PARK else 1 if answer else 0
+        flag = torch.tensor([code], dtype=torch.int32, device=device)
         dist.broadcast(flag, src=0, group=self.group)
-        return bool(flag.item())
+        answers: dict[int, StepAnswer] = {0: False, 1: True, 2: PARK}
+        return answers[int(flag.item())]
 
     def follow(self) -> None:
         """Ranks above 0: run every job rank 0 broadcasts, until the process is killed."""
@@ -216,6 +239,16 @@ class ModelHost:
         while True:
             box: list[Any] = [None]
             dist.broadcast_object_list(box, src=0, group=self.group)
-            # A stop is rank 0's decision, and rank 0 reports the job.
-            with contextlib.suppress(GenerationCancelled):
-                self.model.generate(box[0], lambda step, total: self._share_answer(True))
+            request, resume = box[0]
+            # A stop or a park is rank 0's decision, and rank 0 reports the job.
+            with contextlib.suppress(GenerationCancelled, GenerationParked, ParkedStateInvalid):
+                follow = lambda step, total: self._share_answer(True)  # noqa: E731
+                _generate(self.model, request, follow, resume)
+
+
+def _generate(model: Any, request: GenerationRequest, on_step: Any, resume: bytes | None) -> Any:
+    """``model.generate``, with ``resume`` only when there is a state (models that cannot
+    park take no such argument)."""
+    if resume is None:
+        return model.generate(request, on_step)
+    return model.generate(request, on_step, resume=resume)

@@ -4,7 +4,9 @@ Called from the worker's own thread (the Serve replica starts it). The accelerat
 never wait: near the end of a job (its last step, or when the steps left should take less than
 ``prefetch_lead_s``) a helper thread leases the next one (prefetch), and encoding and upload run
 on a CPU thread after ``generate`` returns. Every sampler step sends a heartbeat, which renews
-the lease, reports progress and brings back the cancel flag.
+the lease, reports progress and brings back the cancel flag, and the park flag: a model that
+can park then stops at that step boundary, its sampler state goes to the result store and the
+job back to its queue (``Park``); a lease that carries ``resume_uri`` resumes from that state.
 
 Why near the end and not at the start: a lease taken at the start of a job is held for the
 whole job, so an api job that arrives meanwhile waits behind the lower-tier job this worker
@@ -25,8 +27,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease
-from luma_ray.models.interface import GenerationCancelled
+from luma_ray.models.interface import (
+    PARK,
+    GenerationCancelled,
+    GenerationParked,
+    ParkedStateInvalid,
+    StepAnswer,
+    can_park,
+)
 from luma_ray.scheduler.protocol import Assignment
+from luma_ray.workers.parked import ParkedStates
 from luma_ray.workers.ports import LeasePort, ResultSink, Runner
 
 log = logging.getLogger(__name__)
@@ -55,6 +65,10 @@ class LoopStats:
     """Cancelled jobs and the (step, total) at which the model stopped."""
     handed_back: list[str] = field(default_factory=list)
     """Jobs stopped and returned to the queue because this worker had to leave in time."""
+    parked: dict[str, list[int]] = field(default_factory=dict)
+    """Jobs this worker parked for a more urgent one, and the steps it parked them at."""
+    resumed: dict[str, int] = field(default_factory=dict)
+    """Jobs this worker resumed from a parked state, and the first step it ran."""
     current: str | None = None
     """The job the model is running now."""
     busy_s: float = 0.0
@@ -113,12 +127,14 @@ class WorkerLoop:
         self._stop = threading.Event()
         self._puller = ThreadPoolExecutor(1, thread_name_prefix="luma-prefetch")
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="luma-upload")
+        self.parked = ParkedStates(scheduler, sink)
         self._next: Future[Assignment | None] | None = None
         self._next_beat = 0.0
         self._last_end: float | None = None
         self._leave_by: float | None = None  # set by leave(): stop pulling, go by then
         self._leaving = threading.Event()
         self._job_started = 0.0
+        self._steps_before: int | None = None  # steps done before this lease (a resume)
         self._hand_back = False
 
     def stop(self) -> None:
@@ -180,12 +196,17 @@ class WorkerLoop:
         start = self._job_started = self.clock()
         if self.prefetch_lead_s == math.inf:
             self._prefetch(job)
-        self.stats.current, self._hand_back = job.job_id, False
+        self.stats.current, self._hand_back, self._steps_before = job.job_id, False, None
         version = getattr(self.model, "version", None)
+        resume = self.parked.state_for(job, self.model, version)
         if self._last_end is not None:
             self.stats.gaps_s.append(start - self._last_end)
         try:
-            frames = self._generate(job)
+            frames = self._generate(job, resume)
+        except GenerationParked as parked:
+            self._last_end = self.clock()
+            self._park(job, parked, version)
+            return
         except GenerationCancelled as stop:
             self._last_end = self.clock()
             if self._hand_back:
@@ -193,6 +214,7 @@ class WorkerLoop:
                 return
             self.stats.cancelled += 1
             self.stats.stopped_at[job.job_id] = (stop.step, stop.total)
+            self.parked.drop(job)  # cancelled or deleted: nobody resumes it
             log.info("job %s cancelled at step %d of %d", job.job_id, stop.step, stop.total)
             return
         except InvalidRequest as err:
@@ -209,19 +231,35 @@ class WorkerLoop:
         self.stats.generated[job.job_id] = self.stats.generated.get(job.job_id, 0) + 1
         self._uploader.submit(self._finish, job, frames, version)
 
-    def _generate(self, job: Assignment) -> object:
+    def _generate(self, job: Assignment, resume: bytes | None) -> object:
         began = self.clock()
+
+        def on_step(step: int, total: int) -> StepAnswer:
+            return self._on_step(job, step, total)
+
         try:
-            return self.model.generate(job.request, lambda s, t: self._on_step(job, s, t))
+            if resume is not None:
+                try:
+                    return self.model.generate(job.request, on_step, resume=resume)  # type: ignore[call-arg]
+                except ParkedStateInvalid as err:
+                    log.warning("job %s: cannot resume (%s); starting over", job.job_id, err)
+                    self._steps_before = None
+            return self.model.generate(job.request, on_step)
         finally:
             self.stats.current = None
             self.stats.busy_s += self.clock() - began
 
+    def _park(self, job: Assignment, parked: GenerationParked, version: str | None) -> None:
+        self.stats.parked.setdefault(job.job_id, []).append(parked.step)
+        outcome = self.parked.park(job, parked, version)
+        if outcome == "unstored":
+            self._give_back(job, parked.step, parked.total)
+        elif outcome == "stale":
+            self.stats.stale += 1
+
     def _give_back(self, job: Assignment, step: int, total: int) -> None:
         self.stats.handed_back.append(job.job_id)
-        log.info(
-            "job %s handed back at step %d of %d: this worker is leaving", job.job_id, step, total
-        )
+        log.info("job %s handed back at step %d of %d", job.job_id, step, total)
         try:
             self.scheduler.release(job)
         except StaleLease:
@@ -236,9 +274,15 @@ class WorkerLoop:
         self._next = self._puller.submit(self.scheduler.pull, self.pull_wait_s)
         self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, job.lease_ttl_s / 3)
 
+    def _per_step_s(self, step: int) -> float:
+        """Time per step of this lease so far (a resumed job counts only its own steps)."""
+        if self._steps_before is None:
+            self._steps_before = step - 1  # the first step this lease ran
+        return (self.clock() - self._job_started) / max(step - self._steps_before, 1)
+
     def _near_the_end(self, step: int, total: int) -> bool:
         """One step left, or the steps left should take less than ``prefetch_lead_s``."""
-        per_step = (self.clock() - self._job_started) / max(step, 1)
+        per_step = self._per_step_s(step)
         return step >= total - 1 or per_step * (total - step) <= self.prefetch_lead_s
 
     def _must_stop_to_leave(self, step: int, total: int) -> bool:
@@ -246,16 +290,24 @@ class WorkerLoop:
         if not self._leaving.is_set() or self._leave_by is None:
             return False
         now = self.clock()
-        per_step = (now - self._job_started) / max(step, 1)
-        return now + per_step * (total - step) + FINISH_MARGIN_S > self._leave_by
+        return now + self._per_step_s(step) * (total - step) + FINISH_MARGIN_S > self._leave_by
 
-    def _on_step(self, job: Assignment, step: int, total: int) -> bool:
-        """Heartbeat with progress; False stops the model at this step (cancellation)."""
+    def _on_step(self, job: Assignment, step: int, total: int) -> StepAnswer:
+        """Heartbeat with progress; False stops the model at this step (cancellation), PARK
+        parks it (the scheduler asked, and the model can)."""
+        if self._steps_before is None:
+            self._per_step_s(step)  # note where this lease started
+            if job.resume_uri is not None and step > 1:
+                self.stats.resumed[job.job_id] = step
         if self._must_stop_to_leave(step, total):
+            if can_park(self.model):
+                return PARK  # the next lease resumes where this one stopped
             self._hand_back = True
             return False
+        park = False
         try:
-            cancelled = self.scheduler.heartbeat(job, step, total, "running")
+            reply = self.scheduler.heartbeat(job, step, total, "running")
+            cancelled, park = reply.cancel, reply.park
         except StaleLease:
             log.warning("job %s: lease lost during step %d; stopping", job.job_id, step)
             return False
@@ -268,7 +320,9 @@ class WorkerLoop:
         if self._next is None and self._near_the_end(step, total):
             self._prefetch(job)
         self._keep_prefetched_alive()
-        return not cancelled and not self._stop.is_set()
+        if cancelled or self._stop.is_set():
+            return False
+        return PARK if park and can_park(self.model) else True
 
     def _keep_prefetched_alive(self) -> None:
         nxt = self._next
@@ -280,7 +334,7 @@ class WorkerLoop:
         # Beat three times per lease period at least, so a slow job never costs the lease.
         self._next_beat = self.clock() + min(self.prefetch_heartbeat_s, held.lease_ttl_s / 3)
         try:
-            if self.scheduler.heartbeat(held, 0, 0, "prefetched"):
+            if self.scheduler.heartbeat(held, 0, 0, "prefetched").cancel:
                 self._next = None  # cancelled while waiting: drop it
         except (StaleLease, NotFound):
             self._next = None  # requeued meanwhile (another worker runs it), or deleted
@@ -293,6 +347,7 @@ class WorkerLoop:
             uris = self.sink.store(job, frames)  # type: ignore[arg-type]
             self.scheduler.complete(job, uris, version)
             self.stats.succeeded += 1
+            self.parked.drop(job)
         except (StaleLease, NotFound) as refused:
             self.stats.stale += 1
             log.warning("job %s: result refused (%s); deleting it", job.job_id, refused.code)
@@ -311,6 +366,8 @@ class WorkerLoop:
 
     def _report_failure(self, job: Assignment, code: str, message: str, retryable: bool) -> None:
         self.stats.failed += 1
+        if not retryable:
+            self.parked.drop(job)  # it ends here; a retry would resume from the state
         try:
             self.scheduler.fail(job, code, message, retryable)
         except StaleLease:

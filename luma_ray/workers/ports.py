@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from luma_ray.models.interface import GenerationRequest, StepCallback
-from luma_ray.scheduler.protocol import Assignment
+from luma_ray.scheduler.protocol import Assignment, HeartbeatReply
 
 if TYPE_CHECKING:
     import numpy
@@ -22,8 +22,9 @@ class LeasePort(Protocol):
     def pull(self, wait_s: float) -> Assignment | None:
         """Lease the next job for this worker, waiting up to ``wait_s`` for one."""
 
-    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> bool:
-        """Renew the lease and report progress; True means the job was cancelled: stop."""
+    def heartbeat(self, a: Assignment, step: int, total: int, phase: str) -> HeartbeatReply:
+        """Renew the lease and report progress; the reply says ``cancel`` (the job was
+        cancelled: stop) or ``park`` (park it at the next step boundary)."""
 
     def complete(
         self, a: Assignment, result_uris: dict[str, str], version: str | None = None
@@ -37,11 +38,16 @@ class LeasePort(Protocol):
     def release(self, a: Assignment) -> None:
         """Hand back an unstarted lease; the job is queued again without counting an attempt."""
 
+    def park(self, a: Assignment, step: int, total: int, state_uri: str) -> None:
+        """The job was parked after ``step`` of ``total``, its state stored at ``state_uri``:
+        it is queued again, and the next lease resumes from that state."""
+
 
 class Runner(Protocol):
     """A loaded model version as the pull loop drives it: one ``generate`` per job. A model
     in the worker's process (``VideoModel``) is one; so is a gang of rank processes
-    (``gang.GangModel``), which loads its version when it starts."""
+    (``gang.GangModel``), which loads its version when it starts. One with ``can_park``
+    also parks on ``PARK`` and takes ``generate(..., resume=state)``."""
 
     name: str
 
@@ -56,3 +62,13 @@ class ResultSink(Protocol):
     def discard(self, a: Assignment) -> None:
         """Delete what ``store`` wrote for this lease (its result was refused: the job was
         cancelled, deleted or moved on), so no orphaned video stays in the store."""
+
+    def store_parked(self, a: Assignment, state: bytes, version: str | None) -> str:
+        """Store a parked sampler state (private, under the job's results); its URI."""
+
+    def load_parked(self, a: Assignment, version: str | None) -> bytes | None:
+        """The state ``a.resume_uri`` names if ``version`` made it, else None; ``NotFound``
+        if it is gone."""
+
+    def delete_parked(self, job_id: str, uri: str | None) -> None:
+        """Delete a parked state of ``job_id`` (None, or not one of its states: nothing)."""

@@ -2,8 +2,9 @@
 
 The session starts the scheduler actor, one ``luma-tiny`` worker replica (a short lease
 period), a two-replica pool of ``tiny-roll`` (published here as v1, for the rollout tests)
-and one two-rank gang of ``tiny-gang`` (the gang tests), and shuts everything down at the
-end. Tests poll with deadlines; none sleeps to synchronise.
+and one two-rank gang of ``tiny-gang`` (the gang tests), two replicas of the slow-stepping
+``tiny-park`` (the preemption tests), and shuts everything down at the end. Tests poll with
+deadlines; none sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def system() -> Iterator[dict[str, Any]]:
     from luma_ray.runtime.handle import NAMESPACE
     from luma_ray.storage import open_store
 
-    from .versions import AUTO_MODEL, GANG_MODEL, MIXED_MODEL, publish_version
+    from .versions import (
+        AUTO_MODEL,
+        GANG_MODEL,
+        MIXED_MODEL,
+        PARK_MODEL,
+        publish_park_model,
+        publish_version,
+    )
     from .versions import MODEL as ROLL_MODEL
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
@@ -143,18 +151,24 @@ def system() -> Iterator[dict[str, Any]]:
                 )
                 for kind, labels in (("a", {ACCEL: "cpu-a"}), ("b", {ACCEL: "cpu-b"}))
             ),
+            # The preemption tests' pool: two replicas of a model whose steps take seconds.
+            PoolConfig(
+                model=PARK_MODEL, replicas=2, num_cpus=0.25, cluster="park", node_labels=ON_HEAD
+            ),
         ],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
     for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL, AUTO_MODEL):
         publish_version(repo, root / "versions", "v1", model)
         repo.promote(model, "v1")
+    publish_park_model(repo, root / "versions")
+    repo.promote(PARK_MODEL, "v1")
     # Three Ray nodes on this machine: the head (cluster "local") and two labelled nodes of
     # different kinds in clusters "east" and "west".
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
-            "num_cpus": 4,
+            "num_cpus": 5,  # 4, and one for the preemption tests' pool
             "include_dashboard": False,
             "labels": {CLUSTER: "local", ACCEL: "cpu"},
             "metrics_export_port": metrics_port,

@@ -44,3 +44,45 @@ def publish_version(repo: ModelRepository, root: Path, version: str, model: str 
     extra = _BROKEN if version == "v3" else ""
     (package / "__init__.py").write_text(_CODE.format(version=version, extra=extra))
     repo.publish(model, version, folder)
+
+
+PARK_MODEL = "tiny-park"
+PARK_STEP_S = 3.0
+"""Each step of tiny-park takes this long on top of its compute: a job of 50 steps runs for
+minutes, as a real model's would, while the CPU mostly idles."""
+
+_PARK_CODE = '''"""tiny-park: the reference model, each step slowed to the pace of a big model."""
+import time
+
+from luma_ray.models.reference.model import LumaTiny
+
+
+class Model(LumaTiny):
+    name = "tiny-park"
+
+    def __init__(self, step_delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.step_delay_s = step_delay_s
+
+    def generate(self, request, on_step, resume=None):
+        def slowed(step, total):
+            time.sleep(self.step_delay_s)  # the rest of a big model's step
+            return on_step(step, total)
+
+        return super().generate(request, slowed, resume=resume)
+'''
+
+
+def publish_park_model(repo: ModelRepository, root: Path) -> None:
+    """Publish ``tiny-park@v1``: the reference weights behind slow steps."""
+    folder = write_reference_folder(
+        root / PARK_MODEL / "v1",
+        entrypoint="parkmodel:Model",
+        params={"step_delay_s": PARK_STEP_S},
+        limits=asdict(LIMITS),
+        metadata={"purpose": "preemption tests"},
+    )
+    package = folder / "code" / "parkmodel"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(_PARK_CODE)
+    repo.publish(PARK_MODEL, "v1", folder)

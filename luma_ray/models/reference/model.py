@@ -11,10 +11,18 @@ Sampling is rectified flow: ``x_t = (1 - t) * x_0 + t * noise``. The network pre
 ``steps`` Euler steps go from ``t = 1`` (noise from a CPU ``torch.Generator`` seeded with the
 request's seed) to ``t = 0``, with classifier-free guidance against the negative prompt. Pixels
 in ``[-1, 1]`` are mapped to ``uint8`` RGB.
+
+Parking (``can_park``): when the step callback answers ``PARK`` after step ``k``, the latent
+after step ``k`` (the whole video: a gang gathers its frames first) goes into
+``GenerationParked.state`` as safetensors bytes, with ``k`` and a fingerprint of the request;
+``generate(request, on_step, resume=state)`` runs steps ``k + 1`` onwards from it. Every step
+depends only on the latent and ``k``, so the result is the unparked run's, bit for bit. A gang
+of any size resumes any state (each rank takes its frames of the whole latent).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,13 +30,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, load_file, save, save_file
 
 from luma_ray.errors import ConfigError
 from luma_ray.models.interface import (
+    PARK,
     GenerationCancelled,
+    GenerationParked,
     GenerationRequest,
     ModelLimits,
+    ParkedStateInvalid,
     StepCallback,
     validate_request,
 )
@@ -49,6 +61,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 DEFAULT_GUIDANCE_SCALE = 3.0
+PARKED_FORMAT = f"{MODEL_NAME}/parked/1"
 
 LIMITS = ModelLimits(
     max_frames=48,
@@ -99,6 +112,7 @@ class LumaTiny:
 
     name = MODEL_NAME
     limits = LIMITS
+    can_park = True
 
     def __init__(self) -> None:
         self._net: LumaTinyNet | None = None
@@ -152,22 +166,30 @@ class LumaTiny:
             self._world,
         )
 
-    def generate(self, request: GenerationRequest, on_step: StepCallback) -> np.ndarray:
+    def generate(
+        self, request: GenerationRequest, on_step: StepCallback, resume: bytes | None = None
+    ) -> np.ndarray:
         """Frames ``uint8 [frames, height, width, 3]`` for ``request``; called by the worker.
 
         Calls ``on_step(step, total)`` after every sampler step; when it returns ``False``
-        raises ``GenerationCancelled`` before the next step. ``InvalidRequest`` if the request
-        is outside ``limits``. The same request gives the same frames, bit for bit, on the same
-        device type and thread count.
+        raises ``GenerationCancelled`` before the next step, when it returns ``PARK`` raises
+        ``GenerationParked`` with the sampler state. ``resume`` (such a state) goes on from
+        its step; ``ParkedStateInvalid`` if it is not a state of this request.
+        ``InvalidRequest`` if the request is outside ``limits``. The same request gives the
+        same frames, bit for bit, on the same device type and thread count, parked or not.
         """
         validate_request(request, self.limits)
         net = self.network
         with torch.inference_mode():
-            video = self._sample(net, request, on_step)
+            video = self._sample(net, request, on_step, resume)
         return _to_uint8(video)
 
     def _sample(
-        self, net: LumaTinyNet, request: GenerationRequest, on_step: StepCallback
+        self,
+        net: LumaTinyNet,
+        request: GenerationRequest,
+        on_step: StepCallback,
+        resume: bytes | None,
     ) -> torch.Tensor:
         """Euler steps of rectified flow with classifier-free guidance; ``[F, C, H, W]``."""
         cfg = net.cfg
@@ -176,8 +198,13 @@ class LumaTiny:
         ids, mask = ids.to(self._device), mask.to(self._device)
         text, pooled = net.text(ids, mask)
         shape = (1, request.frames, cfg.channels, request.height, request.width)
-        generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        x = torch.randn(shape, generator=generator).to(self._device)  # same noise on every rank
+        done = 0
+        if resume is None:
+            generator = torch.Generator(device="cpu").manual_seed(request.seed)
+            x = torch.randn(shape, generator=generator)  # the same noise on every rank
+        else:
+            done, x = self._unpark(resume, request, shape)
+        x = x.to(self._device)
         first, gather = 0, None
         if self._world > 1 and request.frames >= self._world:
             mine = local_token_slice(self._rank, self._world, request.frames, 1)  # frames
@@ -185,17 +212,61 @@ class LumaTiny:
             x = x[:, mine]
             shape = (1, x.shape[1], *shape[2:])
         times = torch.linspace(1.0, 0.0, request.steps + 1, device=self._device)
-        for i in range(request.steps):
+        for i in range(done, request.steps):
             t, t_next = times[i], times[i + 1]
             both = net(x.expand(2, *shape[1:]), t.expand(2), text, mask, pooled, first, gather)
             x0_cond, x0_uncond = both.chunk(2)
             x0 = x0_uncond + self._guidance_scale * (x0_cond - x0_uncond)
             x = x + (t_next - t) * (x - x0) / t  # Euler step on the velocity (x - x0) / t
-            if not _keep_going(on_step(i + 1, request.steps)):
+            answer = on_step(i + 1, request.steps)
+            if isinstance(answer, str) and answer == PARK:
+                whole = x if gather is None else gather(x)  # every rank calls the collective
+                state = self._park(whole, request, i + 1)
+                raise GenerationParked(i + 1, request.steps, state)
+            if not _keep_going(answer):
                 raise GenerationCancelled(i + 1, request.steps)
         if gather is not None:
             x = gather(x)  # every rank ends with the whole video; rank 0's is stored
         return x[0]
+
+    def _park(self, x: torch.Tensor, request: GenerationRequest, step: int) -> bytes:
+        """The whole latent after ``step`` as safetensors bytes, with what it belongs to (one
+        metadata key: safetensors writes a map's keys in no fixed order)."""
+        about = {"format": PARKED_FORMAT, "step": step, "request": self._fingerprint(request)}
+        metadata = {"parked": json.dumps(about, sort_keys=True)}
+        return bytes(save({"x": x.detach().to("cpu").contiguous()}, metadata=metadata))
+
+    def _unpark(
+        self, state: bytes, request: GenerationRequest, shape: tuple[int, ...]
+    ) -> tuple[int, torch.Tensor]:
+        """The step and the whole latent of a parked ``state``, checked against ``request``."""
+        try:
+            x = load(bytes(state)).get("x")
+            about = json.loads(_safetensors_metadata(state).get("parked", "{}"))
+        except (SafetensorError, ValueError, TypeError) as exc:
+            raise ParkedStateInvalid(f"not a {PARKED_FORMAT} state: {exc}") from None
+        if not isinstance(about, dict) or about.get("format") != PARKED_FORMAT or x is None:
+            raise ParkedStateInvalid(f"not a {PARKED_FORMAT} state")
+        if about.get("request") != self._fingerprint(request) or tuple(x.shape) != shape:
+            raise ParkedStateInvalid("the parked state belongs to another request")
+        step = about.get("step")
+        if not isinstance(step, int) or not 0 < step <= request.steps:
+            raise ParkedStateInvalid(f"parked step {step} is not within 1..{request.steps}")
+        return step, x
+
+    def _fingerprint(self, request: GenerationRequest) -> str:
+        """What the latent depends on: the request's sampling fields and the guidance."""
+        fields = [
+            request.prompt,
+            request.negative_prompt,
+            request.frames,
+            request.height,
+            request.width,
+            request.seed,
+            request.steps,
+            self._guidance_scale,
+        ]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
     def _frame_gatherer(self, frames: int) -> FrameGather:
         """All-gather along the frame dimension (dim 1). Ranks hold uneven frame counts
@@ -219,6 +290,16 @@ class LumaTiny:
             return torch.cat([part[:, :n] for part, n in zip(parts, counts, strict=True)], dim=1)
 
         return gather
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes (an 8-byte length, then a JSON header)."""
+    size = int.from_bytes(data[:8], "little")
+    if not 0 < size <= len(data) - 8:
+        raise ValueError("the header length is out of range")
+    header = json.loads(data[8 : 8 + size])
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    return {str(k): str(v) for k, v in metadata.items()}
 
 
 def _keep_going(answer: object) -> bool:

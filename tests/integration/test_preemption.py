@@ -1,0 +1,107 @@
+"""Preemption at step boundaries on the live system: two long free jobs fill the two workers of
+``tiny-park`` (a model whose steps take seconds), api jobs arrive that would wait past their
+SLO behind them, the scheduler has the free jobs parked at a step boundary, the api jobs start
+within their SLO, and each free job resumes from its stored state on the other worker and
+makes the same video as an unparked run with the same seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from luma_ray.scheduler.protocol import JobEvents
+
+from .conftest import wait_for
+from .versions import PARK_MODEL
+
+pytestmark = pytest.mark.timeout(600)
+
+ASK: dict[str, Any] = {"model": PARK_MODEL, "frames": 4, "size": "32x32", "fps": 8}
+API_SLO_S = 120.0
+
+
+def decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def unparked(tmp_path: Path, prompt: str, seed: int, steps: int) -> np.ndarray:
+    """The video of an unparked run: the reference weights (the published checkpoint's) in
+    this process, on one torch thread like the workers."""
+    import torch
+
+    from luma_ray.models.interface import GenerationRequest
+    from luma_ray.models.reference import LumaTiny, make_checkpoint
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = LumaTiny()
+        model.load(make_checkpoint(tmp_path / "ckpt"), torch.device("cpu"))
+        request = GenerationRequest(prompt, frames=4, height=32, width=32, steps=steps, seed=seed)
+        return model.generate(request, lambda step, total: True)
+    finally:
+        torch.set_num_threads(before)
+
+
+def leased_to(system: dict[str, Any], job_id: str) -> list[str]:
+    """The workers that held the job, in order (from its journaled history)."""
+    changes = system["scheduler"].call(JobEvents(job_id))
+    return [c.reason.removeprefix("leased to ") for c in changes if c.state == "leased"]
+
+
+def test_free_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
+    system: dict[str, Any], tmp_path: Path
+) -> None:
+    from luma_ray.models.encode import encode_mp4
+    from luma_ray.storage import open_store
+
+    client = system["client"]
+    # Two free jobs fill both workers; the first has the most steps left, so it parks first.
+    free = {
+        client.submit("a long slow pan", tier="free", steps=50, seed=31, **ASK): (31, 50),
+        client.submit("another long take", tier="free", steps=48, seed=32, **ASK): (32, 48),
+    }
+    first, second = free
+    wait_for(
+        lambda: all((v := client.get(j)).state == "running" and v.progress.step >= 2 for j in free),
+        timeout_s=300,
+        what="both free jobs to run",
+    )
+    # Each would now wait over 2 minutes for a worker (about 45 steps of 3 s left on each).
+    long_api = client.submit("now please", tier="api", steps=8, seed=33, **ASK)
+    short_api = client.submit("me too", tier="api", steps=2, seed=34, **ASK)
+    for job in (long_api, short_api):
+        view = client.wait(job, timeout=120)
+        assert view.state == "succeeded" and view.preemptions == 0, view
+        assert view.wait_s < API_SLO_S / 4, view  # they started well within their SLO
+    for job in free:
+        view = client.wait(job, timeout=400)
+        assert view.state == "succeeded" and view.preemptions == 1, view
+        assert view.attempts == 1, view  # a park is not a failure
+    # The first parked free job went to the worker that ran the short api job; the second
+    # resumed on the worker of the long api job: each on the other worker.
+    assert leased_to(system, long_api)[0] == leased_to(system, first)[0]
+    assert leased_to(system, short_api)[0] == leased_to(system, second)[0]
+    for job in free:
+        workers = leased_to(system, job)
+        assert len(workers) == 2 and workers[0] != workers[1], workers
+    # The same video as an unparked run: the lossless thumbnail exactly, and the MP4 decoded
+    # equals the unparked frames encoded the same way and decoded.
+    for job, (seed, steps) in free.items():
+        prompt = client.get(job).params.prompt
+        expected = unparked(tmp_path / job, prompt, seed, steps)
+        thumb = decode(client.download(job, tmp_path / f"{job}.png", "thumbnail"))[0]
+        assert np.array_equal(thumb, expected[len(expected) // 2])
+        video = decode(client.download(job, tmp_path / f"{job}.mp4"))
+        reference = decode(encode_mp4(expected, 8, tmp_path / f"{job}-unparked.mp4"))
+        assert np.array_equal(video, reference)
+    # The parked states went with the finished jobs; only the results stay.
+    store = open_store(system["runtime"].store)
+    for job in free:
+        assert store.list(f"results/{job}/parked/") == []
+        assert store.list(f"results/{job}/")
