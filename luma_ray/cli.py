@@ -42,7 +42,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     trace = read_trace(args.trace, [t.name for t in tiers])
     capacity = read_capacity(args.capacity)
-    result = simulate(trace, capacity, policy, tiers)
+    result = simulate(trace, capacity, policy, tiers, jobs_out=args.jobs_out)
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     text = json.dumps(result, indent=2)
     if args.out:
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--tiers", help="YAML file of tiers (default: docs/scheduling.md's five)")
     sim.add_argument("--out", help="also write the result JSON here")
+    sim.add_argument(
+        "--jobs-out",
+        metavar="FILE",
+        help="also write one CSV row per job here: "
+        "arrival_s,tenant,tier,model,service_s,start_s,end_s,preemptions",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     trace = sub.add_parser("trace", help="write a trace and capacity CSV into a folder")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
 from luma_ray.sim.bounds import capacity_integral, fluid_lower_bound
+from luma_ray.sim.jobs_out import write_jobs
 from luma_ray.sim.traces.reader import Trace
 
 __all__ = ["fluid_lower_bound", "simulate", "summarize"]
@@ -33,10 +35,16 @@ def simulate(
     capacity: list[tuple[float, int]],
     policy: Policy,
     tiers: list[TierConfig] | None = None,
+    jobs_out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping."""
+    """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping.
+
+    ``jobs_out``: also write one row per job there (:func:`luma_ray.sim.jobs_out.write_jobs`).
+    """
     specs = tier_specs(tiers or default_tiers())
     start = _replay(trace, capacity, policy, specs)
+    if jobs_out is not None:
+        write_jobs(jobs_out, trace, start)
     return summarize(trace, capacity, policy, specs, start)
 
 
