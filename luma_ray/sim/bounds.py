@@ -88,6 +88,8 @@ def fluid_lower_bound(
     max_slots = max(s for _, s in capacity)
     if max_slots == 0 or capacity[-1][1] == 0:
         return _INF  # jobs arriving after the last step could never start
+    if capacity[0][0] > arrival[0]:  # no slots before the first step
+        capacity = [(float(arrival[0]), 0), *capacity]
     times = np.array([c[0] for c in capacity], dtype=np.float64)
     slots = np.array([c[1] for c in capacity], dtype=np.float64)
     # top[k]: the sum of the k largest service times (the most that k running jobs hold).

@@ -114,3 +114,12 @@ def test_simulate_reexports_the_bound() -> None:
 @pytest.mark.parametrize("capacity", [[(0.0, 0)], [(0.0, 2), (5.0, 0)]])
 def test_no_capacity_at_the_end_is_infinite(capacity) -> None:
     assert fluid_lower_bound(np.zeros(2), np.ones(2), np.ones(2), capacity) == math.inf
+
+
+def test_capacity_that_starts_late_counts_no_slots_before_it() -> None:
+    # Two 1 s jobs at 0, SLO 10; the only slot appears at t = 100: the best schedule starts
+    # them at 100 and 101, max wait/SLO 10.1.
+    inst = ([0.0, 0.0], [1.0, 1.0], [10.0, 10.0], [(0.0, 0), (100.0, 1)])
+    assert best_max_ratio(*inst) == pytest.approx(10.1)
+    lower = fluid_lower_bound(np.zeros(2), np.ones(2), np.full(2, 10.0), [(100.0, 1)])
+    assert 10.0 <= lower <= 10.1
