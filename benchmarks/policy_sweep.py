@@ -234,6 +234,9 @@ def main() -> None:
     results, rows = sweep(tasks, args.workers)
     elapsed = time.perf_counter() - started
     header = (
+        "# Policy sweep\n\n"
+        "`python benchmarks/policy_sweep.py` (issue 13): the default policy on days it was not "
+        "tuned on.\n\n"
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; {len(results)} replays on {args.workers} processes in "
         f"{elapsed:.0f} s (trace writing included). Scenarios: seeds {args.seed}-"
