@@ -1,9 +1,9 @@
 """The ``luma-ray`` command line.
 
 Subcommands: ``simulate`` (replay a trace through a policy), ``trace`` (write a launch-day or
-GenTD26 trace), and ``up``, ``down``, ``status``, ``generate`` (run the system; see
-``serving_cli``). Bad input ends with one line on stderr naming what to fix, and exit code 2; a
-system that cannot be reached, with one line saying so, and exit code 1.
+GenTD26 trace, or a family of scenario days), and ``up``, ``down``, ``status``, ``generate``
+(run the system; see ``serving_cli``). Bad input ends with one line on stderr naming what to
+fix, and exit code 2; a system that cannot be reached, with one line saying so, and exit code 1.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     trace = read_trace(args.trace, [t.name for t in tiers])
     capacity = read_capacity(args.capacity)
-    result = simulate(trace, capacity, policy, tiers)
+    result = simulate(trace, capacity, policy, tiers, jobs_out=args.jobs_out)
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     text = json.dumps(result, indent=2)
     if args.out:
@@ -71,6 +71,35 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(text: str, name: str) -> int:
+    from luma_ray.errors import TraceError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise TraceError(f"--{name}: {text!r} is not a whole number") from None
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from luma_ray.errors import TraceError
+    from luma_ray.sim.traces.scenarios import write_scenarios
+
+    try:
+        scale = float(args.scale)
+    except ValueError:
+        raise TraceError(f"--scale: {args.scale!r} is not a number") from None
+    written = write_scenarios(
+        args.out, count=_whole(args.count, "count"), seed=_whole(args.seed, "seed"), scale=scale
+    )
+    for spec, summary in written:
+        flood = f", {spec.flood.tenant} floods {spec.flood.factor:g}x" if spec.flood else ""
+        print(
+            f"{spec.name}: {summary.jobs} jobs, {spec.capacity_kind} capacity, offered load "
+            f"{summary.offered_load:.2f}{flood} -> {summary.trace_path.parent}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from luma_ray.scheduler.policies import DEFAULT_POLICY, POLICIES
 
@@ -92,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--tiers", help="YAML file of tiers (default: docs/scheduling.md's five)")
     sim.add_argument("--out", help="also write the result JSON here")
+    sim.add_argument(
+        "--jobs-out",
+        metavar="FILE",
+        help="also write one CSV row per job here: "
+        "arrival_s,tenant,tier,model,service_s,start_s,end_s,preemptions",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     trace = sub.add_parser("trace", help="write a trace and capacity CSV into a folder")
@@ -113,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     gentd.add_argument("--out", required=True, help="folder for trace.csv and capacity.csv")
     for p in (launch, gentd):
         p.set_defaults(func=_cmd_trace)
+    family = kinds.add_parser(
+        "scenarios", help="N varied 24 h overload days (docs/traces.md, scenarios)"
+    )
+    family.add_argument("--count", default="20", help="how many scenarios (1-1000)")
+    family.add_argument(
+        "--seed", default="0", help="scenario k is drawn from seed + k and named scenario-<seed+k>"
+    )
+    family.add_argument("--scale", default="1", help="1 = about 60k-250k jobs a day; in (0, 10]")
+    family.add_argument("--out", required=True, help="folder; one sub-folder per scenario")
+    family.set_defaults(func=_cmd_scenarios)
 
     from luma_ray.api.keys_cli import add_commands as add_key_commands
     from luma_ray.models.repository_cli import add_commands as add_model_commands

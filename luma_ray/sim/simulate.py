@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,11 @@ from luma_ray.config import TierConfig, default_tiers
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
+from luma_ray.sim.bounds import capacity_integral, fluid_lower_bound
+from luma_ray.sim.jobs_out import write_jobs
 from luma_ray.sim.traces.reader import Trace
+
+__all__ = ["fluid_lower_bound", "simulate", "summarize"]
 
 _INF = math.inf
 
@@ -30,10 +35,16 @@ def simulate(
     capacity: list[tuple[float, int]],
     policy: Policy,
     tiers: list[TierConfig] | None = None,
+    jobs_out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping."""
+    """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping.
+
+    ``jobs_out``: also write one row per job there (:func:`luma_ray.sim.jobs_out.write_jobs`).
+    """
     specs = tier_specs(tiers or default_tiers())
     start = _replay(trace, capacity, policy, specs)
+    if jobs_out is not None:
+        write_jobs(jobs_out, trace, start)
     return summarize(trace, capacity, policy, specs, start)
 
 
@@ -161,16 +172,6 @@ def _group_stats(wait: np.ndarray, ratio: np.ndarray, met: np.ndarray) -> dict[s
     }
 
 
-def _capacity_integral(capacity: list[tuple[float, int]], t: np.ndarray) -> np.ndarray:
-    """Slot-seconds available in [0, t], for each t (capacity is a step function)."""
-    times = np.array([c[0] for c in capacity], dtype=np.float64)
-    slots = np.array([c[1] for c in capacity], dtype=np.float64)
-    cum = np.concatenate([[0.0], np.cumsum(slots[:-1] * np.diff(times))])
-    k = np.searchsorted(times, t, side="right") - 1
-    k = np.clip(k, 0, len(times) - 1)
-    return np.where(t < times[0], 0.0, cum[k] + slots[k] * (t - times[k]))
-
-
 def _utilization(
     started: np.ndarray,
     service: np.ndarray,
@@ -180,81 +181,8 @@ def _utilization(
     if not len(arrival):
         return 0.0
     horizon = float(arrival[-1])
-    available = float(_capacity_integral(capacity, np.array([horizon]))[0])
+    available = float(capacity_integral(capacity, np.array([horizon]))[0])
     ok = ~np.isnan(started)
     s, e = started[ok], started[ok] + service[ok]
     busy = float(np.clip(np.minimum(e, horizon) - s, 0.0, None).sum())
     return round(busy / available, 6) if available > 0 else 0.0
-
-
-def fluid_lower_bound(
-    arrival: np.ndarray,
-    service: np.ndarray,
-    slo: np.ndarray,
-    capacity: list[tuple[float, int]],
-    buckets: int = 2000,
-    windows: int = 400,
-    tol: float = 1e-3,
-) -> float:
-    """A lower bound on the max wait/SLO of any non-preemptive policy that serves every job.
-
-    For a max ratio ``r`` every job j must start by ``d_j = a_j + r * slo_j``. Over a window
-    ``[t1, t]``, the jobs arriving at or after ``t1`` with ``d_j <= t`` must all start inside
-    it: the work they bring is at most what the slots deliver in the window plus what can still
-    be running at ``t`` (no more than the K largest services, K = the most slots ever).
-
-    To stay fast at millions of jobs the check runs on a relaxation that can only lower the
-    bound: time is cut into ``buckets`` equal buckets, the jobs of one (bucket, SLO) are one
-    lump of work that arrives at the bucket's end (later deadlines are easier), and ``t1``
-    runs over up to ``windows`` bucket starts (where membership ``a >= t1`` is exact). The
-    smallest ``r`` for which every window passes is found by bisection to relative ``tol``.
-    """
-    n = len(arrival)
-    if n == 0:
-        return 0.0
-    max_slots = max(s for _, s in capacity)
-    if max_slots == 0:
-        return _INF
-    slack = float(np.sort(service)[-max_slots:].sum())
-    width = max(float(arrival[-1]) / buckets, 1e-9)
-    bucket = np.minimum((arrival / width).astype(np.int64), buckets - 1)
-    slos, slo_code = np.unique(slo, return_inverse=True)
-    lump = bucket * len(slos) + slo_code
-    work = np.bincount(lump, weights=service, minlength=buckets * len(slos))
-    keep = work > 0
-    lump_ids = np.nonzero(keep)[0]
-    work = work[keep]
-    lump_bucket = lump_ids // len(slos)
-    lump_slo = slos[lump_ids % len(slos)]
-    lump_arrival = (lump_bucket + 1) * width  # the bucket's end: only later, never earlier
-    starts = np.unique(np.linspace(0, buckets - 1, min(windows, buckets)).astype(np.int64))
-    t1s = starts * width
-    cap_t1 = _capacity_integral(capacity, t1s)
-
-    def feasible(r: float) -> bool:
-        deadline = lump_arrival + r * lump_slo
-        order = np.argsort(deadline, kind="stable")
-        b, w = lump_bucket[order], work[order]
-        room = _capacity_integral(capacity, deadline[order]) + slack
-        for start, c1 in zip(starts, cap_t1, strict=True):
-            inside = b >= start
-            total = np.cumsum(np.where(inside, w, 0.0))
-            if np.any(inside & (total > room - c1)):
-                return False
-        return True
-
-    if feasible(0.0):
-        return 0.0
-    hi = 1.0
-    while not feasible(hi):
-        hi *= 2.0
-        if hi > 1e7:
-            return _INF
-    lo = hi / 2.0 if hi > 1.0 else 0.0
-    while hi - lo > tol * max(hi, 1.0):
-        mid = (lo + hi) / 2.0
-        if feasible(mid):
-            hi = mid
-        else:
-            lo = mid
-    return round(hi, 4)

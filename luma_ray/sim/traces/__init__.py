@@ -1,4 +1,4 @@
-"""Workload traces for ``luma-ray simulate``: a synthetic launch day and a real replay.
+"""Workload traces for ``luma-ray simulate``: a launch day, a real replay, a family of days.
 
 Each generator writes ``DIR/trace.csv`` (``arrival_s,tenant,tier,model,service_s``, sorted by
 arrival) and ``DIR/capacity.csv`` (``time_s,slots``, a step function) and returns a
@@ -8,6 +8,14 @@ Pure Python and numpy: no Ray, no clock reads, randomness from a seeded generato
 
 from luma_ray.sim.traces.gentd26 import write_gentd26
 from luma_ray.sim.traces.launch_day import write_launch_day
+from luma_ray.sim.traces.scenarios import write_scenarios
 from luma_ray.sim.traces.writer import TIER_SHARES, TIERS, TraceSummary
 
-__all__ = ["TIERS", "TIER_SHARES", "TraceSummary", "write_gentd26", "write_launch_day"]
+__all__ = [
+    "TIERS",
+    "TIER_SHARES",
+    "TraceSummary",
+    "write_gentd26",
+    "write_launch_day",
+    "write_scenarios",
+]
