@@ -22,8 +22,21 @@ from tests.unit.test_service import Clock, service
 def fill_disk(svc: SchedulerService) -> None:
     """The journal's file may not grow any more (as on a full disk)."""
     db = svc.journal._db
+    db.execute("CREATE TABLE IF NOT EXISTS filler (b BLOB)")  # for use_up_the_last_page
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def use_up_the_last_page(svc: SchedulerService) -> None:
+    """Fill whatever room the full file still has, down to the byte, so that any write that
+    grows a row fails too (how much room a refused insert leaves depends on row sizes)."""
+    db = svc.journal._db
+    size = 4096
+    while size >= 1:
+        try:
+            db.execute("INSERT INTO filler VALUES (zeroblob(?))", (size,))
+        except sqlite3.OperationalError:
+            size //= 2
 
 
 def free_disk(svc: SchedulerService) -> None:
@@ -100,7 +113,10 @@ def test_a_pull_on_a_full_disk_leaves_the_job_queued(tmp_path: Path) -> None:
     svc = service(db, clock, lease_ttl_s=30)
     fill_disk(svc)
     acknowledged, _ = submit_until_full(svc, clock)
-    for worker in ("w1", "w2"):
+    use_up_the_last_page(svc)
+    # Worker ids longer than a page: the leased row needs a page the file has no room for,
+    # however much room is left inside the row's own page.
+    for worker in ("w1" * 2500, "w2" * 2500):
         with pytest.raises(JournalUnavailable, match="full"):
             svc.pull(worker, "local", ["luma-tiny"])
         assert states(svc) == states(service(db, clock)) == dict.fromkeys(acknowledged, "queued")
