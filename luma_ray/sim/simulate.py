@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from luma_ray.config import TierConfig, default_tiers
+from luma_ray.config import PreemptionConfig, TierConfig, default_tiers
 from luma_ray.scheduler.policies import Policy
+from luma_ray.scheduler.preemption import PreemptionRule
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
+from luma_ray.sim.preemptive import DEFAULT_STEPS, replay_preemptive
 from luma_ray.sim.traces.reader import Trace
 
 _INF = math.inf
@@ -30,11 +32,34 @@ def simulate(
     capacity: list[tuple[float, int]],
     policy: Policy,
     tiers: list[TierConfig] | None = None,
+    preemption: PreemptionConfig | None = None,
+    default_steps: int = DEFAULT_STEPS,
 ) -> dict[str, Any]:
-    """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping."""
+    """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping.
+
+    With ``preemption``, jobs are divided into steps and may be parked at step boundaries
+    (:mod:`luma_ray.sim.preemptive`); the result gains a ``preemption`` section."""
     specs = tier_specs(tiers or default_tiers())
-    start = _replay(trace, capacity, policy, specs)
-    return summarize(trace, capacity, policy, specs, start)
+    if preemption is None:
+        start = _replay(trace, capacity, policy, specs)
+        return summarize(trace, capacity, policy, specs, start)
+    run = replay_preemptive(
+        trace, capacity, policy, specs, PreemptionRule(preemption), default_steps
+    )
+    result = summarize(trace, capacity, policy, specs, run.start)
+    parks = np.asarray(run.preemptions, dtype=np.int64)
+    tier = np.asarray(trace.tier)
+    result["preemption"] = {
+        **preemption.model_dump(),
+        "default_steps": default_steps if trace.steps is None else None,
+        "parks": int(parks.sum()),
+        "jobs_parked": int((parks > 0).sum()),
+        "max_parks_per_job": int(parks.max()) if len(parks) else 0,
+        "parks_by_tier": {
+            name: int(parks[tier == name].sum()) for name in specs if (tier == name).any()
+        },
+    }
+    return result
 
 
 def _replay(
