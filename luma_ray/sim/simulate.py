@@ -49,6 +49,9 @@ def simulate(
     result = summarize(trace, capacity, policy, specs, run.start)
     parks = np.asarray(run.preemptions, dtype=np.int64)
     tier = np.asarray(trace.tier)
+    # What parking cost the parked jobs: how much later they ended than an uninterrupted run.
+    late = (np.asarray(run.end) - np.asarray(run.start) - np.asarray(trace.service_s))[parks > 0]
+    late = np.maximum(late[~np.isnan(late)], 0.0)  # float noise: never a negative delay
     result["preemption"] = {
         **preemption.model_dump(),
         "default_steps": default_steps if trace.steps is None else None,
@@ -58,6 +61,8 @@ def simulate(
         "parks_by_tier": {
             name: int(parks[tier == name].sum()) for name in specs if (tier == name).any()
         },
+        "parked_delay_p50_s": round(_q(late, 0.5), 3),
+        "parked_delay_max_s": round(float(late.max()) if len(late) else 0.0, 3),
     }
     return result
 

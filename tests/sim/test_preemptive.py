@@ -181,6 +181,8 @@ def test_an_api_job_on_a_pool_of_long_free_jobs_makes_its_slo_only_by_parking() 
     assert with_["tiers"]["api"]["attainment"] == 1.0
     assert with_["tiers"]["api"]["wait_max_s"] == pytest.approx(1000 / 30 - 10, abs=1e-3)
     assert with_["preemption"]["parks"] == 1 and with_["preemption"]["parks_by_tier"]["free"] == 1
+    # The parked job ends as much later as the api job ran (60 s) plus the overhead (0 s).
+    assert with_["preemption"]["parked_delay_max_s"] == pytest.approx(60.0, abs=1e-3)
     assert with_["tiers"]["free"] == without["tiers"]["free"]  # waits count to the first start
 
 
