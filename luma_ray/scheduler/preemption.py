@@ -20,12 +20,16 @@ Among the victims the cheapest goes: the lowest tier first, then the one whose b
 soonest (the waiting job starts earliest), then the one with the most work left. The parked
 job pays ``overhead_s`` more work when it resumes; the caller counts it.
 
+:meth:`PreemptionRule.decide_each` applies the rule to several queued jobs in serving order
+(the live scheduler's queue heads), each claiming its own slot; :meth:`Running.from_progress`
+builds a running job's view from its progress reports.
+
 Pure: no clock reads (``now_s`` is an argument), no state; decisions are frozen values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from luma_ray.config import PreemptionConfig
@@ -73,6 +77,37 @@ class Running:
     def frees_at(self) -> float:
         """When its slot frees if nothing new is decided."""
         return self.next_boundary_s if self.parking else self.finish_s
+
+    @classmethod
+    def from_progress(
+        cls,
+        key: Hashable,
+        tier: TierSpec,
+        steps_done: int,
+        steps_total: int,
+        step_s: float,
+        last_step_s: float,
+        *,
+        last_parked_s: float | None = None,
+        parks: int = 0,
+        parking: bool = False,
+    ) -> Running:
+        """A job seen through its progress reports: step ``steps_done`` ended at
+        ``last_step_s`` and a step takes ``step_s`` (``inf`` while its pace is unknown)."""
+        left = steps_total - steps_done
+        boundary = last_step_s + step_s if left > 1 else _INF
+        return cls(
+            key,
+            tier,
+            steps_done,
+            steps_total,
+            step_s,
+            boundary,
+            last_step_s + left * step_s,
+            last_parked_s,
+            parks,
+            parking,
+        )
 
 
 @dataclass(frozen=True)
@@ -143,3 +178,30 @@ class PreemptionRule:
             f"{best.steps_done + 1} of {best.steps_total}"
         )
         return Park(best.key, best.next_boundary_s, reason)
+
+    def decide_each(
+        self, heads: Sequence[Waiting], running: Iterable[Running], now_s: float
+    ) -> list[Park]:
+        """:meth:`decide` for several queued jobs that share the same running jobs' slots,
+        ``heads`` in the order they will be served (most urgent first).
+
+        Each head claims a slot: the one that frees soonest if that is in time for it (or if
+        parking cannot help it), else the slot of the job :meth:`decide` parks for it. A
+        claimed job is not offered to the heads after it, so two heads never count on the
+        same slot and a job is parked at most once."""
+        free = list(running)
+        parks: list[Park] = []
+        for head in heads:
+            if not free:
+                break
+            soonest = min(free, key=Running.frees_at)
+            deadline = self.deadline(head, now_s)
+            park = None
+            if deadline is not None and soonest.frees_at() > deadline:
+                park = self.decide(head, free, now_s)
+            if park is None:
+                free.remove(soonest)
+            else:
+                parks.append(park)
+                free = [r for r in free if r.key != park.key]
+        return parks

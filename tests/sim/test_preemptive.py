@@ -124,6 +124,29 @@ def test_rule_leaves_a_job_about_to_finish_alone() -> None:
     assert loose.decide(waiting, [running("a", boundary=100.0, finish=125.0)], 0.0) is None
 
 
+def test_rule_for_several_heads_gives_each_its_own_slot() -> None:
+    rule = PreemptionRule(ON)
+    jobs = [running("a", boundary=5.0), running("b", boundary=8.0), running("c", boundary=9.0)]
+    two = [Waiting(API, 0.0), Waiting(API, 10.0)]
+    assert [p.key for p in rule.decide_each(two, jobs, 0.0)] == ["a", "b"]
+    # A job that ends in time serves the first head; only the second needs a park.
+    ending = [running("a", finish=100.0), *jobs[1:]]
+    assert [p.key for p in rule.decide_each(two, ending, 0.0)] == ["b"]
+    # A late head ahead in line claims a slot (it never causes a park); b parks for the next.
+    late_first = [Waiting(API, 500.0), Waiting(API, 10.0)]
+    assert [p.key for p in rule.decide_each(late_first, jobs, 0.0)] == ["b"]
+    assert rule.decide_each(two, [], 0.0) == []
+
+
+def test_running_from_progress_reports() -> None:
+    r = Running.from_progress("a", FREE, 10, 30, 4.0, last_step_s=100.0, parks=1)
+    assert (r.next_boundary_s, r.finish_s, r.parks) == (104.0, 180.0, 1)
+    last = Running.from_progress("a", FREE, 29, 30, 4.0, last_step_s=100.0)
+    assert (last.next_boundary_s, last.finish_s) == (math.inf, 104.0)
+    unknown = Running.from_progress("a", FREE, 0, 30, math.inf, last_step_s=100.0)
+    assert PreemptionRule(ON).decide(Waiting(API, 0.0), [unknown], 100.0) is None
+
+
 def test_preemption_config_is_off_by_default_and_validated() -> None:
     assert parse_config({}).preemption == PreemptionConfig()
     assert not PreemptionConfig().enabled
