@@ -13,7 +13,7 @@ import pytest
 from luma_ray.cli import main
 from luma_ray.config import PreemptionConfig, TierConfig, default_tiers, parse_config
 from luma_ray.errors import ConfigError, TraceError
-from luma_ray.scheduler.policies import DEFAULT_POLICY, make_policy
+from luma_ray.scheduler.policies import DEFAULT_POLICY, POLICIES, make_policy
 from luma_ray.scheduler.preemption import Park, PreemptionRule, Running, Waiting
 from luma_ray.scheduler.tiers import tier_specs
 from luma_ray.sim.preemptive import replay_preemptive
@@ -161,7 +161,7 @@ def test_preemption_config_is_off_by_default_and_validated() -> None:
 # ---- the replay ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["fifo", "strict", "pct_slo", "edf", "slo_guard"])
+@pytest.mark.parametrize("name", sorted(POLICIES))
 @pytest.mark.parametrize("seed", range(4))
 def test_with_preemption_off_the_replay_equals_the_plain_one(name, seed) -> None:
     rows = random_rows(seed)
