@@ -31,8 +31,28 @@ def _param(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a number") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 3600 seconds")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from luma_ray.config import default_tiers, load_tiers
+    from luma_ray.config import PreemptionConfig, default_tiers, load_tiers
     from luma_ray.scheduler.policies import make_policy
     from luma_ray.sim.simulate import simulate
     from luma_ray.sim.traces.reader import read_capacity, read_trace
@@ -42,7 +62,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     trace = read_trace(args.trace, [t.name for t in tiers])
     capacity = read_capacity(args.capacity)
-    result = simulate(trace, capacity, policy, tiers, jobs_out=args.jobs_out)
+    preemption = None
+    if args.preempt:
+        preemption = PreemptionConfig(enabled=True, overhead_s=args.park_overhead_s)
+    result = simulate(
+        trace, capacity, policy, tiers, preemption, args.steps, jobs_out=args.jobs_out
+    )
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     text = json.dumps(result, indent=2)
     if args.out:
@@ -71,7 +96,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whole(text: str, name: str) -> int:
+def _whole_arg(text: str, name: str) -> int:
     from luma_ray.errors import TraceError
 
     try:
@@ -89,7 +114,10 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     except ValueError:
         raise TraceError(f"--scale: {args.scale!r} is not a number") from None
     written = write_scenarios(
-        args.out, count=_whole(args.count, "count"), seed=_whole(args.seed, "seed"), scale=scale
+        args.out,
+        count=_whole_arg(args.count, "count"),
+        seed=_whole_arg(args.seed, "seed"),
+        scale=scale,
     )
     for spec, summary in written:
         flood = f", {spec.flood.tenant} floods {spec.flood.factor:g}x" if spec.flood else ""
@@ -126,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write one CSV row per job here: "
         "arrival_s,tenant,tier,model,service_s,start_s,end_s,preemptions",
+    )
+    sim.add_argument(
+        "--preempt",
+        action="store_true",
+        help="park running jobs at step boundaries for more urgent ones (docs/scheduling.md)",
+    )
+    sim.add_argument(
+        "--park-overhead-s",
+        type=_seconds,
+        default=2.0,
+        help="with --preempt: seconds one park + resume adds to the parked job (default 2)",
+    )
+    sim.add_argument(
+        "--steps",
+        type=_at_least_one,
+        default=30,
+        help="with --preempt: steps per job when the trace has no steps column (default 30)",
     )
     sim.set_defaults(func=_cmd_simulate)
 

@@ -40,6 +40,28 @@ class PolicyConfig(Strict):
     """Policy parameters, e.g. ``{guard_share: 0.8}`` for ``slo_ratchet``."""
 
 
+class PreemptionConfig(Strict):
+    """When a running job may be parked at a step boundary for a more urgent one
+    (docs/scheduling.md, "Preemption"). Off by default."""
+
+    enabled: bool = False
+    """Park running jobs at all. Off by default: parking needs models that can park and
+    resume (docs/models.md), and the simulator shows it pays only on some days."""
+    overhead_s: float = Field(default=2.0, ge=0, le=3600)
+    """What one park and resume costs, in seconds added to the parked job's remaining work
+    (writing and reading its latent and sampler state)."""
+    min_gap_s: float = Field(default=600.0, ge=0, le=7 * 24 * 3600)
+    """A job parked once is not parked again until this long after."""
+    min_remaining_s: float = Field(default=30.0, ge=0, le=7 * 24 * 3600)
+    """Never park a job with less work than this left after its next step boundary."""
+    min_remaining_fraction: float = Field(default=0.1, ge=0, le=1)
+    """Never park a job with less than this share of its steps left after that boundary."""
+    min_tier_gap: int = Field(default=1, ge=1, le=100)
+    """The parked job's tier is at least this many tiers below the waiting job's."""
+    max_parks: int = Field(default=3, ge=1, le=1000)
+    """Most times one job is parked; after that it runs to the end."""
+
+
 class TenantLimits(Strict):
     """Per-tenant caps inside one tier, so one client cannot flood it."""
 
@@ -110,6 +132,8 @@ class SchedulerConfig(Strict):
     tiers: list[TierConfig] = Field(default_factory=default_tiers)
     """Tiers in priority order (first = highest, used by ``strict``)."""
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    preemption: PreemptionConfig = Field(default_factory=PreemptionConfig)
+    """Parking running jobs at step boundaries for more urgent ones (off by default)."""
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     """Known clusters by name; a cluster not listed gets ``default_dispatch_limit``."""
     default_dispatch_limit: int | None = Field(default=None, ge=1)

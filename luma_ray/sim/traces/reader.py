@@ -18,6 +18,8 @@ from typing import TextIO
 from luma_ray.errors import TraceError
 
 TRACE_COLUMNS = ("arrival_s", "tenant", "tier", "model", "service_s")
+STEPS_COLUMN = "steps"
+"""Optional trace column: sampler steps per job (whole number >= 1), for preemption."""
 CAPACITY_COLUMNS = ("time_s", "slots")
 ENCODING = "utf-8-sig"
 """UTF-8, with or without a byte order mark."""
@@ -32,6 +34,8 @@ class Trace:
     tier: list[str]
     model: list[str]
     service_s: list[float]
+    steps: list[int] | None = None
+    """Sampler steps per job, if the trace has a ``steps`` column."""
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -73,8 +77,10 @@ def _first_bad_byte(path: Path) -> tuple[int, int] | None:
 
 
 def _open_rows(
-    path: Path, columns: tuple[str, ...]
+    path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> tuple[Iterator[list[str]], list[int], TextIO]:
+    """The rows after the header, the index of each column (then of each ``optional`` one,
+    -1 where absent) and the open file."""
     try:
         f = path.open(newline="", encoding=ENCODING)
     except OSError as err:
@@ -96,7 +102,8 @@ def _open_rows(
             f"{path}: row 1: missing column(s) {', '.join(missing)}; "
             f"the header must name {','.join(columns)}"
         )
-    return reader, [header.index(c) for c in columns], f
+    found = [header.index(c) for c in columns]
+    return reader, found + [header.index(c) if c in header else -1 for c in optional], f
 
 
 def _number(text: str, path: Path, row: int, column: str) -> float:
@@ -112,9 +119,10 @@ def _number(text: str, path: Path, row: int, column: str) -> float:
 def read_trace(path: str | Path, tiers: Collection[str]) -> Trace:
     """Read a trace; arrivals must be >= 0 and sorted, services > 0, tiers known."""
     path = Path(path)
-    reader, idx, f = _open_rows(path, TRACE_COLUMNS)
-    ia, it, itr, im, isv = idx
+    reader, idx, f = _open_rows(path, TRACE_COLUMNS, (STEPS_COLUMN,))
+    ia, it, itr, im, isv, ist = idx
     width = max(idx) + 1
+    steps: list[int] | None = [] if ist >= 0 else None
     arrival: list[float] = []
     tenant: list[str] = []
     tier: list[str] = []
@@ -144,6 +152,8 @@ def read_trace(path: str | Path, tiers: Collection[str]) -> Trace:
                     f"{path}: row {row_no}: column tier: unknown tier {t!r}; "
                     f"use one of {', '.join(sorted(known))} or add it to --tiers"
                 )
+            if steps is not None:
+                steps.append(_steps(row[ist], path, row_no))
             last = a
             arrival.append(a)
             service.append(s)
@@ -154,7 +164,16 @@ def read_trace(path: str | Path, tiers: Collection[str]) -> Trace:
         raise not_utf8(path) from None
     finally:
         f.close()
-    return Trace(arrival, tenant, tier, model, service)
+    return Trace(arrival, tenant, tier, model, service, steps)
+
+
+def _steps(text: str, path: Path, row: int) -> int:
+    value = _number(text, path, row, STEPS_COLUMN)
+    if value < 1 or value != int(value):
+        raise TraceError(
+            f"{path}: row {row}: column {STEPS_COLUMN}: {text!r} must be a whole number >= 1"
+        )
+    return int(value)
 
 
 def _explain_bad_times(
