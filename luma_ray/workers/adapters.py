@@ -103,6 +103,7 @@ class SchedulerLeases:
                 last = err
                 log.warning("worker %s: %s; reporting again", self.worker, err)
         raise last
+
     def release(self, a: Assignment) -> None:
         self.scheduler.call(Release(a.job_id, a.token))
 

@@ -7,8 +7,11 @@ exactly the job that ranking *all* queued jobs would choose, dispatch after disp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections import Counter
+from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +134,322 @@ def test_head_only_pick_equals_brute_force(spec, ops, cap) -> None:
 
 def test_every_policy_is_covered() -> None:
     assert set(POLICIES) == {"fifo", "strict", "pct_slo", "edf", "slo_guard"}
+
+
+# ---- fair share ---------------------------------------------------------------------------
+#
+# The definition, written out over every queued job (no heaps, no sub-queues): per lane
+# (tier, model), each tenant has a virtual time and a stamp; a tenant that gets a queued job
+# while it has none is lifted to max(own vtime, least vtime of the lane's tenants with queued
+# jobs, or the lane's floor when there are none) and stamped; a dispatch adds cost / weight and
+# stamps; a tenant left with no queued job raises the floor to its vtime. A pick takes the
+# argmax by (rank, older, lower seq) over (a) per lane, the band-0 job of an uncapped tenant
+# that is least by (vtime, stamp, -rank, enqueue time, seq), and (b) every queued job of an
+# uncapped tenant in a band >= 1.
+
+
+class Shifting(Policy):
+    """slo_guard whose band thresholds move after every dispatch (an adaptive policy): bands
+    are read at pick time, so tenants must leave and re-enter band 0 without a push."""
+
+    name = "shifting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = make_policy("slo_guard", {"r_cap": 3.0})
+        self.n = 0
+
+    def bands(self, tier):  # type: ignore[no-untyped-def]
+        scale = (1.0, 0.4, 2.5, 1.0, 0.7)[self.n % 5]
+        return tuple(h * scale for h in self.inner.bands(tier))
+
+    def rank(self, tier, band, wait_s):  # type: ignore[no-untyped-def]
+        return self.inner.rank(tier, band, wait_s)
+
+    def on_dispatch(self, tier, band, wait_s) -> None:  # type: ignore[no-untyped-def]
+        self.inner.on_dispatch(tier, band, wait_s)
+        self.n += 1
+
+
+def fresh_policy(spec: tuple[str, dict]) -> Policy:
+    name, params = spec
+    return Shifting() if name == "shifting" else make_policy(name, params)
+
+
+@dataclass
+class FairEntry:
+    tier: str
+    model: str
+    tenant: str
+    enqueued_at_s: float
+    seq: int
+    cost: float
+
+
+@dataclass
+class Definition:
+    policy: Policy
+    weights: dict[str, float]
+    caps: dict[str, int]
+    queued: dict[int, FairEntry] = field(default_factory=dict)
+    vtime: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    stamp: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    floor: dict[tuple[str, str], float] = field(default_factory=dict)
+    clock: dict[tuple[str, str], int] = field(default_factory=dict)
+    leased: Counter = field(default_factory=Counter)
+    seen: Counter = field(default_factory=Counter)
+    """Fair-share states met: lifts, vtime ties, parked tenants passed over."""
+
+    def has_queued(self, tier: str, model: str, tenant: str) -> bool:
+        return any(
+            (e.tier, e.model, e.tenant) == (tier, model, tenant) for e in self.queued.values()
+        )
+
+    def _stamp(self, key: tuple[str, str, str]) -> None:
+        lane = key[:2]
+        self.clock[lane] = self.clock.get(lane, 0) + 1
+        self.stamp[key] = self.clock[lane]
+
+    def push(self, e: FairEntry) -> None:
+        key = (e.tier, e.model, e.tenant)
+        if not self.has_queued(*key):
+            others = {
+                self.vtime[(o.tier, o.model, o.tenant)]
+                for o in self.queued.values()
+                if (o.tier, o.model) == (e.tier, e.model)
+            }
+            least = min(others) if others else self.floor.get((e.tier, e.model), 0.0)
+            if least > self.vtime.get(key, 0.0):
+                self.seen["lift"] += 1
+            self.vtime[key] = max(self.vtime.get(key, 0.0), least)
+            self._stamp(key)
+        self.queued[e.seq] = e
+
+    def _left(self, e: FairEntry) -> None:
+        key = (e.tier, e.model, e.tenant)
+        if not self.has_queued(*key):
+            lane = (e.tier, e.model)
+            self.floor[lane] = max(self.floor.get(lane, 0.0), self.vtime[key])
+
+    def dispatch(self, e: FairEntry) -> None:
+        del self.queued[e.seq]
+        key = (e.tier, e.model, e.tenant)
+        self.vtime[key] += e.cost / self.weights.get(e.tenant, 1.0)
+        self._stamp(key)
+        self._left(e)
+
+    def cancel(self, e: FairEntry) -> None:
+        del self.queued[e.seq]
+        self._left(e)
+
+    def capped(self, tier: str, tenant: str) -> bool:
+        cap = self.caps.get(tier)
+        return cap is not None and self.leased[(tier, tenant)] >= cap
+
+    def pick(self, models: set[str], now_s: float) -> tuple[int, int] | None:
+        """(seq, band) of the job the definition picks, or None."""
+        p = self.policy
+        best: tuple[float, float, int] | None = None
+        best_at: tuple[int, int] | None = None
+        fair: dict[tuple[str, str], tuple] = {}
+        for e in self.queued.values():
+            if e.model not in models:
+                continue
+            if self.capped(e.tier, e.tenant):
+                self.seen["parked"] += 1
+                continue
+            tier = TIERS[e.tier]
+            band = band_of(p.bands(tier), e.enqueued_at_s, now_s)
+            r = p.rank(tier, band, now_s - e.enqueued_at_s)
+            if band == 0:
+                key3 = (e.tier, e.model, e.tenant)
+                order = (self.vtime[key3], self.stamp[key3], -r, e.enqueued_at_s, e.seq)
+                lane = (e.tier, e.model)
+                held = fair.get(lane)
+                if held is not None and held[0][0] == order[0] and held[2] != e.tenant:
+                    self.seen["vtime_tie"] += 1
+                if held is None or order < held[0]:
+                    fair[lane] = (order, (r, -e.enqueued_at_s, -e.seq), e.tenant, band)
+                continue
+            key = (r, -e.enqueued_at_s, -e.seq)
+            if best is None or key > best:
+                best, best_at = key, (e.seq, band)
+        for _order, key, _tenant, band in fair.values():
+            if best is None or key > best:
+                best, best_at = key, (-key[2], band)
+        return best_at
+
+
+FAIR_SPECS = [
+    ("fifo", {}),
+    ("strict", {}),
+    ("pct_slo", {}),
+    ("edf", {}),
+    ("slo_guard", {}),
+    ("slo_guard", {"r_cap": 2.0, "guard_share": 0.25, "tier_bias": 1.0}),
+    ("slo_guard", {"r_cap": 5.0, "guard_share": 0.0, "tier_bias": 0.2}),
+    ("shifting", {}),
+]
+fair_policies = st.sampled_from(FAIR_SPECS)
+TENANTS = ["a", "b", "c", "d"]
+fair_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.sampled_from(list(TIERS)),
+            st.sampled_from(MODELS[:2]),
+            st.sampled_from(TENANTS),
+            times | st.sampled_from([-0.0 - 1e-9, -60.0, -600.0, -5000.0]),
+            st.sampled_from([1.0, 1.0, 2.0, 0.5]),
+        ),
+        st.tuples(st.just("cancel"), st.integers(0, 200)),
+        st.tuples(st.just("finish"), st.integers(0, 200)),
+        st.tuples(st.just("requeue"), st.integers(0, 200)),
+        st.tuples(
+            st.just("pick"),
+            st.sets(st.sampled_from(MODELS[:2]), min_size=1),
+            st.integers(0, 30).map(lambda k: k * 400.0),
+        ),
+    ),
+    min_size=1,
+    max_size=150,
+)
+
+
+def run_fair(
+    spec: tuple[str, dict],
+    ops: list,
+    caps: dict[str, int],
+    weights: dict[str, float],
+    compactions: list[int] | None = None,
+) -> tuple[Counter, Counter]:
+    """Replay ``ops`` on a fair-share book and on the definition, checking every pick.
+    Returns the picks made by kind ("fair", 0) / ("age", band), and the states met."""
+    policy, shadow = fresh_policy(spec), fresh_policy(spec)
+    book = QueueBook(TIERS, fair_share=True, weights=weights)
+    d = Definition(shadow, weights, caps)
+    leased: list[FairEntry] = []
+    kinds: Counter = Counter()
+    order: list[int] = []
+    now, seq = 0.0, 0
+
+    def lease_delta(e: FairEntry, delta: int) -> None:
+        before = d.leased[(e.tier, e.tenant)]
+        d.leased[(e.tier, e.tenant)] += delta
+        cap = caps.get(e.tier)
+        if cap is not None and (before >= cap) != (before + delta >= cap):
+            book.set_capped(e.tier, e.tenant, before + delta >= cap)
+
+    def queue(e: FairEntry) -> None:
+        d.push(e)
+        book.push(e.tier, e.model, e.enqueued_at_s, e.seq, e.tenant, e.cost)
+
+    for op in ops:
+        if op[0] == "add":
+            _, tier, model, tenant, t, cost = op
+            at = now + t if t < 0 else min(t, now + 3600.0)  # t < 0: that long before now
+            e = FairEntry(tier, model, tenant, at, seq, cost)
+            order.append(seq)
+            seq += 1
+            queue(e)
+        elif op[0] == "cancel" and order:
+            victim = d.queued.get(order[op[1] % len(order)])
+            if victim is not None:
+                d.cancel(victim)
+                assert book.discard(
+                    victim.tier, victim.model, victim.enqueued_at_s, victim.seq, victim.tenant
+                )
+        elif op[0] in ("finish", "requeue") and leased:
+            e = leased.pop(op[1] % len(leased))
+            lease_delta(e, -1)
+            if op[0] == "requeue":  # back to its tenant's queue with its original enqueue time
+                queue(e)
+        elif op[0] == "pick":
+            _, models, dt = op
+            now = max(now, max((e.enqueued_at_s for e in d.queued.values()), default=0.0)) + dt
+            want = d.pick(models, now)
+            got = book.pick(policy, models, now)
+            assert ((got.seq, got.band) if got else None) == want, (spec, now, got, want)
+            if got is None:
+                continue
+            e = d.queued[got.seq]
+            assert got.tenant == e.tenant
+            tier = TIERS[e.tier]
+            shadow.on_dispatch(tier, got.band, now - e.enqueued_at_s)
+            d.dispatch(e)
+            kinds[("fair", 0) if got.band == 0 else ("age", got.band)] += 1
+            leased.append(e)
+            lease_delta(e, +1)
+    assert len(book) == len(d.queued)
+    if compactions is not None:
+        compactions.append(sum(lane.compactions for lane in book.queues.values()))
+    return kinds, d.seen
+
+
+caps_st = st.sampled_from([{}, {"free": 1}, {t: 1 for t in TIERS}, {"api": 2, "free": 1}])
+weights_st = st.sampled_from([{}, {"a": 2.0}, {"a": 0.5, "c": 3.0}])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=fair_policies, ops=fair_ops, caps=caps_st, weights=weights_st)
+def test_fair_share_pick_equals_definition(spec, ops, caps, weights) -> None:
+    run_fair(spec, ops, caps, weights)
+
+
+def random_ops(
+    rng: random.Random, n: int, tiers: list[str] | None = None, models: list[str] = MODELS[:2]
+) -> list:
+    tiers = tiers or list(TIERS)
+    out: list = []
+    for _ in range(n):
+        x = rng.random()
+        if x < 0.4:
+            out.append(
+                (
+                    "add",
+                    rng.choice(tiers),
+                    rng.choice(models),
+                    rng.choice(TENANTS),
+                    rng.choice(
+                        [rng.randint(0, 40) * 90.0, -rng.choice([1e-9, 1e-9, 60, 600, 5000])]
+                    ),
+                    rng.choice([1.0, 1.0, 2.0, 0.5]),
+                )
+            )
+        elif x < 0.45:
+            out.append(("cancel", rng.randint(0, 10_000)))
+        elif x < 0.6:
+            out.append(("finish", rng.randint(0, 10_000)))
+        elif x < 0.65:
+            out.append(("requeue", rng.randint(0, 10_000)))
+        else:
+            models_now = set(rng.sample(models, rng.randint(1, len(models))))
+            out.append(("pick", models_now, rng.choice([0.0, 10.0, 30.0, 100.0, 400.0, 3000.0])))
+    return out
+
+
+@pytest.mark.parametrize("spec", FAIR_SPECS)
+def test_fair_share_runs_meet_every_kind_of_pick(spec) -> None:
+    """A long seeded run per policy, with caps and weights: every pick kind the policy has
+    (fair-share band 0; age pick in each band >= 1) and every fair-share state occurs."""
+    kinds: Counter = Counter()
+    seen: Counter = Counter()
+    for seed in range(3):
+        k, s = run_fair(
+            spec, random_ops(random.Random(seed), 700), {"free": 1, "api": 2}, {"a": 2.0}
+        )
+        kinds += k
+        seen += s
+    print(spec, dict(kinds), dict(seen))
+    bands = 3 if spec[0] in ("slo_guard", "shifting") else 1
+    assert set(kinds) == {("fair", 0)} | {("age", b) for b in range(1, bands)}
+    assert seen["lift"] and seen["vtime_tie"] and seen["parked"]
+
+
+def test_long_run_through_heap_compaction() -> None:
+    """Thousands of dispatches in few lanes: the lanes rebuild their heaps (dropping stale
+    entries) along the way, and every pick still equals the definition."""
+    ops = random_ops(random.Random(7), 9000, tiers=["free"], models=["m0"])
+    kinds, _ = run_fair(("fifo", {}), ops, {}, {"b": 3.0}, compactions := [])
+    assert sum(kinds.values()) > 2000
+    assert compactions[0] > 0

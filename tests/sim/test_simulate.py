@@ -107,7 +107,7 @@ def test_replay_matches_reference(name, params, seed) -> None:
         for c in TIERS
     ]
     specs = tier_specs(tiers)
-    got = _replay(trace, capacity, make_policy(name, params), specs)
+    got = _replay(trace, capacity, make_policy(name, params), specs, fair_share=False)
     want = reference_replay(trace, capacity, make_policy(name, params), specs)
     assert got == pytest.approx(want, nan_ok=True)
 
