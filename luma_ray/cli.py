@@ -42,7 +42,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     trace = read_trace(args.trace, [t.name for t in tiers])
     capacity = read_capacity(args.capacity)
-    result = simulate(trace, capacity, policy, tiers)
+    result = simulate(trace, capacity, policy, tiers, fair_share=args.fair_share)
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     text = json.dumps(result, indent=2)
     if args.out:
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--tiers", help="YAML file of tiers (default: docs/scheduling.md's five)")
     sim.add_argument("--out", help="also write the result JSON here")
+    sim.add_argument(
+        "--no-fair-share",
+        dest="fair_share",
+        action="store_false",
+        help="first come, first served across the tenants of a tier (default: fair share)",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     trace = sub.add_parser("trace", help="write a trace and capacity CSV into a folder")

@@ -278,4 +278,9 @@ class QueueBook:
 
 def band_of(thresholds: tuple[float, ...], enqueued_at_s: float, now_s: float) -> int:
     """The band of a job, computed exactly as :meth:`QueueBook.pick` cuts bands."""
-    return sum(1 for h in thresholds if enqueued_at_s <= now_s - h)
+    band = 0
+    for h in thresholds:  # ascending, so the first miss ends it
+        if enqueued_at_s > now_s - h:
+            break
+        band += 1
+    return band
