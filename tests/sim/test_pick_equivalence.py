@@ -197,6 +197,7 @@ class Definition:
     floor: dict[tuple[str, str], float] = field(default_factory=dict)
     clock: dict[tuple[str, str], int] = field(default_factory=dict)
     leased: Counter = field(default_factory=Counter)
+    tiers: dict = field(default_factory=lambda: TIERS)
     seen: Counter = field(default_factory=Counter)
     """Fair-share states met: lifts, vtime ties, parked tenants passed over."""
 
@@ -258,7 +259,7 @@ class Definition:
             if self.capped(e.tier, e.tenant):
                 self.seen["parked"] += 1
                 continue
-            tier = TIERS[e.tier]
+            tier = self.tiers[e.tier]
             band = band_of(p.bands(tier), e.enqueued_at_s, now_s)
             r = p.rank(tier, band, now_s - e.enqueued_at_s)
             if band == 0:
