@@ -114,6 +114,7 @@ class FairLane:
             heappush(self._fair, (rec.vtime, rec.stamp, tenant))
         if new_head:
             heappush(self._age, (enqueued_at_s, seq, tenant))
+        self._bound()
 
     def take(self, rec: Tenant, i: int) -> None:
         """Dispatch the job at index ``i`` of ``rec``'s queue and charge the tenant for it."""
@@ -133,8 +134,7 @@ class FairLane:
                 heappush(self._fair, (rec.vtime, rec.stamp, rec.name))
             if was_head:
                 self._push_head(rec)
-        if len(self._fair) + len(self._active) + len(self._age) > 12 * len(self.tenants) + 3072:
-            self._compact()
+        self._bound()
 
     def discard(self, enqueued_at_s: float, seq: int, tenant: str) -> bool:
         """Tombstone a queued job (a cancel); False if it was not queued. No charge."""
@@ -169,6 +169,7 @@ class FairLane:
             rec.fair = True
             heappush(self._fair, (rec.vtime, rec.stamp, tenant))
             self._push_head(rec)
+            self._bound()
 
     # ---- candidates ------------------------------------------------------------------------
 
@@ -255,6 +256,12 @@ class FairLane:
         q = rec.q
         i = q.first_live()
         heappush(self._age, (q.times[i], q.seqs[i], rec.name))
+
+    def _bound(self) -> None:
+        """Rebuild the heaps once stale entries make them several times the tenant count."""
+        held = len(self._fair) + len(self._active) + len(self._age) + len(self._dormant)
+        if held > 12 * len(self.tenants) + 3072:
+            self._compact()
 
     def _compact(self) -> None:
         """Rebuild the heaps from the tenants' state, dropping every stale entry."""
