@@ -241,8 +241,8 @@ def main() -> None:
     if depths:
         print("\nflatness: head-only cost at the largest depth / at the smallest")
     for name in policies if depths else []:
-        small = next(r for r in results if r["policy"] == name and r["depth"] == depths[0])
-        large = next(r for r in results if r["policy"] == name and r["depth"] == depths[-1])
+        small = next(r for r in results if r.get("policy") == name and r["depth"] == depths[0])
+        large = next(r for r in results if r.get("policy") == name and r["depth"] == depths[-1])
         print(f"  {name:<10} {large['head_only_us'] / small['head_only_us']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
