@@ -13,7 +13,7 @@ from luma_ray.scheduler.queues import band_of
 from luma_ray.scheduler.tiers import tier_specs
 from luma_ray.sim.simulate import _replay, fluid_lower_bound, simulate
 from luma_ray.sim.traces.reader import Trace
-from tests.sim.test_pick_equivalence import Definition, FairEntry
+from tests.sim.fair_definition import Definition, FairEntry
 
 TIERS = default_tiers()
 SPECS = tier_specs(TIERS)
