@@ -37,7 +37,7 @@ def simulate(
     ``fair_share`` False queues first come, first served across the tenants of a tier."""
     specs = tier_specs(tiers or default_tiers())
     start = _replay(trace, capacity, policy, specs, fair_share)
-    return summarize(trace, capacity, policy, specs, start)
+    return {**summarize(trace, capacity, policy, specs, start), "fair_share": fair_share}
 
 
 def _replay(

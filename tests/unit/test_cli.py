@@ -83,6 +83,7 @@ def test_simulate_shares_a_tier_fairly_unless_told_not_to(tmp_path, capsys) -> N
     fair = json.loads(capsys.readouterr().out)
     assert main([*args, "--no-fair-share"]) == 0
     fifo = json.loads(capsys.readouterr().out)
+    assert fair["fair_share"] is True and fifo["fair_share"] is False
     assert fair["tiers"]["free"]["wait_max_s"] == 208.0  # b goes at 200, after a's one job
     assert fifo["tiers"]["free"]["wait_max_s"] == 297.0  # b waits behind both of a's jobs
 
