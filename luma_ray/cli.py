@@ -66,7 +66,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.preempt:
         preemption = PreemptionConfig(enabled=True, overhead_s=args.park_overhead_s)
     result = simulate(
-        trace, capacity, policy, tiers, preemption, args.steps, jobs_out=args.jobs_out
+        trace,
+        capacity,
+        policy,
+        tiers,
+        preemption,
+        args.steps,
+        jobs_out=args.jobs_out,
+        fair_share=args.fair_share,
     )
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     text = json.dumps(result, indent=2)
@@ -171,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least_one,
         default=30,
         help="with --preempt: steps per job when the trace has no steps column (default 30)",
+    )
+    sim.add_argument(
+        "--no-fair-share",
+        dest="fair_share",
+        action="store_false",
+        help="first come, first served across the tenants of a tier (default: fair share)",
     )
     sim.set_defaults(func=_cmd_simulate)
 

@@ -142,6 +142,14 @@ class SchedulerConfig(Strict):
     """Per-tier tenant caps, keyed by tier name. Every tier has a default ``max_queued``
     (``DEFAULT_MAX_QUEUED``); a field set here replaces that tier's default, ``null`` removes
     it."""
+    fair_share: bool = True
+    """Share each tier fairly between its tenants (docs/scheduling.md, "Fair share inside a
+    tier"): dispatches go to the tenant with the least virtual time (its past dispatches'
+    sizes over its weight), so one tenant's flood costs the others little. ``false``: first
+    come, first served across the tenants of a tier."""
+    tenant_weights: dict[str, float] = Field(default_factory=dict)
+    """Fair-share weight per tenant id (default 1): a tenant of weight 2 gets twice the
+    dispatches of a weight-1 tenant of its tier while both have jobs waiting."""
     lease_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     """A lease not renewed by a heartbeat for this long expires and its job is requeued."""
     max_attempts: int = Field(default=3, ge=1, le=100)
@@ -175,6 +183,14 @@ class SchedulerConfig(Strict):
         if dupes:
             raise ValueError(f"tier names must be unique; {', '.join(dupes)} appear twice")
         return tiers
+
+    @field_validator("tenant_weights")
+    @classmethod
+    def _weights_positive(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = sorted(t for t, w in weights.items() if not 0 < w < float("inf"))
+        if bad:
+            raise ValueError(f"weight of {', '.join(bad)} must be a number > 0 (1 is the default)")
+        return weights
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SchedulerConfig:

@@ -11,10 +11,9 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
 
 from luma_ray.config import SchedulerConfig
-from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
+from luma_ray.errors import InvalidRequest, NotFound, StaleLease
 from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, WorkerId, transition
 from luma_ray.scheduler.answers import HeartbeatReply
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
@@ -22,6 +21,8 @@ from luma_ray.scheduler.parking import Parking
 from luma_ray.scheduler.policies import Policy, make_policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.reports import SchedulerStats, TierQueues
+from luma_ray.scheduler.shares import job_cost
+from luma_ray.scheduler.tenant_caps import TenantCaps
 from luma_ray.scheduler.tiers import tier_specs
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class SchedulerCore:
         self.config = config
         self.tiers = tier_specs(config.tiers)
         self.policy = policy or make_policy(config.policy.name, config.policy.params)
-        self.queues = QueueBook(self.tiers)
+        self.queues = QueueBook(self.tiers, config.fair_share, config.tenant_weights)
+        self.caps = TenantCaps(config.tenant_limits, self.queues)
         self.jobs: dict[JobId, Job] = {}
         self._seq_of: dict[JobId, int] = {}
         self._job_at: dict[int, Job] = {}
@@ -46,8 +48,6 @@ class SchedulerCore:
         """Jobs with a live lease (leased or running): what expiry and worker loss scan."""
         self.in_flight: Counter[str] = Counter()
         """Leased-but-unfinished jobs per cluster (the back-pressure counter)."""
-        self.queued_by_tenant: Counter[tuple[str, str]] = Counter()
-        self.leased_by_tenant: Counter[tuple[str, str]] = Counter()
         self.refused_pulls: Counter[str] = Counter()
         """Pulls refused because the cluster was at its dispatch limit (a pull that waits and
         is asked again counts once)."""
@@ -67,15 +67,8 @@ class SchedulerCore:
             raise InvalidRequest(f"job id {job.id} already exists; submit with a new id")
         if job.state is not JobState.QUEUED:
             raise InvalidRequest(f"job {job.id} must be queued to be submitted")
-        limits = self.config.tenant_limits.get(job.tier)
-        key = (job.tier, job.tenant)
-        cap = limits.max_queued if limits else None
-        if cap is not None and self.queued_by_tenant[key] >= cap:
-            raise TenantLimited(
-                f"tenant has {cap} jobs queued in tier {job.tier}, its limit; "
-                "wait for some to start",
-                retry_after_s=max(1.0, self.tiers[job.tier].max_wait_s / 10),
-            )
+        retry_after_s = max(1.0, self.tiers[job.tier].max_wait_s / 10)
+        self.caps.check_submit(job.tier, job.tenant, retry_after_s)
         self.jobs[job.id] = job
         self.dirty[job.id] = job
         self._enqueue(job)
@@ -153,16 +146,13 @@ class SchedulerCore:
         return True
 
     def position(self, job: Job) -> int | None:
-        """Queued jobs ahead of ``job`` in its own queue (tombstones may count: an upper
-        bound); None unless it is queued. Other tiers may still go first, per the policy."""
-        if job.state is not JobState.QUEUED:
-            return None
-        q = self.queues.queues.get((job.tier, job.model))
+        """Queued jobs ahead of ``job`` in its own queue (with fair share: its tenant's own
+        jobs; tombstones may count: an upper bound); None unless it is queued. Other tenants and
+        tiers may still go first, per fair share and the policy."""
         seq = self._seq_of.get(job.id)
-        if q is None or seq is None:
+        if job.state is not JobState.QUEUED or seq is None:
             return None
-        i = q.find(job.enqueued_at_s, seq)
-        return None if i is None else max(0, min(i - q.head, q.live - 1))
+        return self.queues.ahead(job.tier, job.model, job.enqueued_at_s, seq, job.tenant)
 
     def queued_ahead_of_new(self, tier: str, model: str) -> int:
         """Jobs a new job of ``tier`` would likely wait behind: every queued job of the same
@@ -175,10 +165,8 @@ class SchedulerCore:
         )
 
     def oldest_wait_s(self, tier: str, model: str, now_s: float) -> float:
-        q = self.queues.queues.get((tier, model))
-        if q is None or not q.live:
-            return 0.0
-        return now_s - q.times[q.first_live()]
+        oldest = self.queues.oldest_s(tier, model)
+        return 0.0 if oldest is None else now_s - oldest
 
     def get(self, job_id: JobId) -> Job:
         job = self.jobs.get(job_id)
@@ -206,11 +194,11 @@ class SchedulerCore:
         if limit is not None and self.in_flight[cluster] >= limit:
             self.refused_pulls[cluster] += first_try
             return None
-        pick = self.queues.pick(self.policy, models, now_s, self._eligible_fn())
+        pick = self.queues.pick(self.policy, models, now_s, self.caps.eligible(self._job_at))
         if pick is None:
             return None
         job = self._job_at.pop(pick.seq)
-        self.queued_by_tenant[(job.tier, job.tenant)] -= 1
+        self.caps.count_queued(job, -1)
         self._next_token += 1
         job.lease = Lease(worker, cluster, now_s + self.config.lease_ttl_s, self._next_token)
         self._move(job, JobState.LEASED, now_s, f"leased to {worker}")
@@ -308,7 +296,7 @@ class SchedulerCore:
             entry["queued"] += q.live
             entry["models"][model] = q.live
             if q.live:
-                oldest = now_s - q.times[q.first_live()]
+                oldest = self.oldest_wait_s(tier, model, now_s)
                 entry["oldest_wait_s"] = max(entry["oldest_wait_s"], oldest)
         states = Counter(j.state.value for j in self.jobs.values())
         return {
@@ -328,30 +316,15 @@ class SchedulerCore:
             seq = self._seq_of[job.id] = self._next_seq
             self._next_seq += 1
         self._job_at[seq] = job
-        self.queues.push(job.tier, job.model, job.enqueued_at_s, seq)
-        self.queued_by_tenant[(job.tier, job.tenant)] += 1
+        cost = job_cost(job)  # what fair share charges the tenant when the job is dispatched
+        self.queues.push(job.tier, job.model, job.enqueued_at_s, seq, job.tenant, cost)
+        self.caps.count_queued(job, +1)
 
     def _dequeue(self, job: Job) -> None:
         seq = self._seq_of[job.id]
-        self.queues.discard(job.tier, job.model, job.enqueued_at_s, seq)
+        self.queues.discard(job.tier, job.model, job.enqueued_at_s, seq, job.tenant)
         self._job_at.pop(seq, None)
-        self.queued_by_tenant[(job.tier, job.tenant)] -= 1
-
-    def _eligible_fn(self) -> Any:
-        capped = {
-            tier: lim.max_leased
-            for tier, lim in self.config.tenant_limits.items()
-            if lim.max_leased is not None
-        }
-        if not capped:
-            return None
-        job_at, leased = self._job_at, self.leased_by_tenant
-
-        def eligible(tier: str, seq: int) -> bool:
-            cap = capped.get(tier)
-            return cap is None or leased[(tier, job_at[seq].tenant)] < cap
-
-        return eligible
+        self.caps.count_queued(job, -1)
 
     def _move(self, job: Job, to: JobState, now_s: float, reason: str) -> None:
         transition(job, to, now_s, reason)
@@ -371,7 +344,7 @@ class SchedulerCore:
         self.in_flight[job.lease.cluster] += delta
         cluster = job.lease.cluster
         self.peak_in_flight[cluster] = max(self.peak_in_flight[cluster], self.in_flight[cluster])
-        self.leased_by_tenant[(job.tier, job.tenant)] += delta
+        self.caps.count_lease(job, delta)
         if delta > 0:
             self._held[job.id] = job
         else:

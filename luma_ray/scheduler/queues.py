@@ -1,121 +1,41 @@
-"""FIFO queues per (tier, model) and the head-only pick across them.
+"""The queue book: every queued job by (tier, model), and the head-only pick across them.
 
-A :class:`JobQueue` keeps entries ``(enqueued_at_s, seq)`` in time order in two parallel lists.
-New jobs append at the tail in O(1); a requeued job keeps its original enqueue time and is
-inserted at its place by age. Removing a job that is not at the head (a cancel, or a policy
-picking the oldest job of a younger band) leaves a tombstone that a path-compressed skip map
-jumps over, so no removal moves memory; tombstones are dropped when the head passes them.
+With fair share (the default, ``SchedulerConfig.fair_share``), each (tier, model) queue is a
+:class:`~luma_ray.scheduler.shares.FairLane`: per-tenant FIFO sub-queues with virtual time.
+The pick reads the policy's band thresholds per tier at pick time and ranks two candidates per
+lane: the fair-share candidate of band 0 (the least-vtime tenant's oldest band-0 job) and the
+age candidate (the lane's oldest job of any uncapped tenant) when it is in a band >= 1. The
+policy contract (:mod:`luma_ray.scheduler.policies`) makes the oldest job the best one among
+bands >= 1. Tenants at their ``max_leased`` cap are parked by :meth:`QueueBook.set_capped`,
+so no pick scans past their jobs: O(lanes x log tenants) amortised, flat in depth.
 
-:meth:`QueueBook.pick` asks the policy for its band thresholds per tier, finds each band's
-oldest live job per queue with one bisection, and ranks only those: O(queues x bands x log n).
+Without fair share each lane is one :class:`~luma_ray.scheduler.job_queue.JobQueue`, FIFO
+across tenants: the pick finds each band's oldest live job with one bisection and ranks those,
+O(queues x bands x log n); caps then cost a forward scan through ``eligible``.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
+from luma_ray.scheduler.shares import FairLane
 from luma_ray.scheduler.tiers import TierSpec
 
-_COMPACT_MIN = 4096
+__all__ = ["FairLane", "JobQueue", "Pick", "QueueBook", "band_of"]
+
 _INF = float("inf")
 
-
-class JobQueue:
-    """One (tier, model) queue. Entries are job sequence numbers ordered by enqueue time."""
-
-    __slots__ = ("times", "seqs", "head", "live", "_skip")
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.seqs: list[int] = []
-        self.head = 0
-        self.live = 0
-        self._skip: dict[int, int] = {}
-
-    def __len__(self) -> int:
-        return self.live
-
-    def push(self, enqueued_at_s: float, seq: int) -> None:
-        """Add a job. Appends unless it is older than the tail (a requeue), then inserts."""
-        times = self.times
-        if (
-            not times
-            or enqueued_at_s > times[-1]
-            or (enqueued_at_s == times[-1] and seq > self.seqs[-1])
-        ):
-            times.append(enqueued_at_s)
-            self.seqs.append(seq)
-        else:
-            self._rebuild()
-            i = bisect.bisect_left(self.times, enqueued_at_s)
-            while i < len(self.times) and self.times[i] == enqueued_at_s and self.seqs[i] < seq:
-                i += 1
-            self.times.insert(i, enqueued_at_s)
-            self.seqs.insert(i, seq)
-        self.live += 1
-
-    def live_from(self, i: int) -> int:
-        """The first index >= ``i`` that holds a live entry (or ``len(times)``)."""
-        skip = self._skip
-        if i not in skip:
-            return i
-        path = []
-        while i in skip:
-            path.append(i)
-            i = skip[i]
-        for p in path:
-            skip[p] = i
-        return i
-
-    def first_younger_than(self, cut_s: float) -> int:
-        """Index of the oldest live entry enqueued strictly after ``cut_s``."""
-        i = bisect.bisect_right(self.times, cut_s, self.head)
-        return self.live_from(i)
-
-    def first_live(self) -> int:
-        return self.live_from(self.head)
-
-    def remove_at(self, i: int) -> None:
-        """Remove the live entry at index ``i`` (found by one of the lookups above)."""
-        self.live -= 1
-        if i == self.head:
-            self.head = self.live_from(i + 1)
-            if self.head > _COMPACT_MIN and self.head * 2 > len(self.times):
-                self._rebuild()
-        else:
-            self._skip[i] = i + 1
-
-    def find(self, enqueued_at_s: float, seq: int) -> int | None:
-        """Index of the live entry for ``seq`` (enqueued at ``enqueued_at_s``), if queued."""
-        i = bisect.bisect_left(self.times, enqueued_at_s, self.head)
-        while i < len(self.times) and self.times[i] == enqueued_at_s:
-            if self.seqs[i] == seq:
-                return i if self.live_from(i) == i else None
-            i += 1
-        return None
-
-    def entries(self) -> Iterator[tuple[float, int]]:
-        """Live entries, oldest first (for brute-force checks and snapshots)."""
-        i = self.live_from(self.head)
-        while i < len(self.times):
-            yield self.times[i], self.seqs[i]
-            i = self.live_from(i + 1)
-
-    def _rebuild(self) -> None:
-        """Drop the consumed head and every tombstone, O(n); rare (compaction, requeue)."""
-        pairs = list(self.entries())
-        self.times = [t for t, _ in pairs]
-        self.seqs = [s for _, s in pairs]
-        self.head = 0
-        self._skip = {}
+Lane = JobQueue | FairLane
 
 
 @dataclass(frozen=True)
 class Pick:
-    """The job a pick chose: its queue key, sequence number, band and wait."""
+    """The job a pick chose: its queue key, sequence number, band and wait (and, with fair
+    share, its tenant; band 0 is then a fair-share pick, a band >= 1 an age pick)."""
 
     tier: str
     model: str
@@ -124,44 +44,113 @@ class Pick:
     band: int
     wait_s: float
     rank: float
+    tenant: str = ""
 
 
 class QueueBook:
     """All queues, keyed by (tier, model), and the head-only pick over them."""
 
-    def __init__(self, tiers: dict[str, TierSpec]) -> None:
+    def __init__(
+        self,
+        tiers: dict[str, TierSpec],
+        fair_share: bool = False,
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
         self.tiers = tiers
-        self.queues: dict[tuple[str, str], JobQueue] = {}
-        self._by_model: dict[str, list[tuple[TierSpec, str, JobQueue]]] = {}
+        self.fair_share = fair_share
+        self.weights = dict(weights or {})
+        self.queues: dict[tuple[str, str], Lane] = {}
+        self._by_model: dict[str, list[tuple[TierSpec, str, Lane]]] = {}
         self._model_of: dict[int, str] = {}
+        self._lanes_of_tier: dict[str, list[FairLane]] = {}
+        self._capped: set[tuple[str, str]] = set()
 
-    def queue(self, tier: str, model: str) -> JobQueue:
+    def queue(self, tier: str, model: str) -> Lane:
         key = (tier, model)
         q = self.queues.get(key)
         if q is None:
-            q = self.queues[key] = JobQueue()
+            if self.fair_share:
+                lane = FairLane(self._weight_of)
+                self._lanes_of_tier.setdefault(tier, []).append(lane)
+                q = lane
+            else:
+                q = JobQueue()
+            self.queues[key] = q
             self._model_of[id(q)] = model
             self._by_model.setdefault(model, []).append((self.tiers[tier], model, q))
         return q
 
-    def push(self, tier: str, model: str, enqueued_at_s: float, seq: int) -> None:
-        self.queue(tier, model).push(enqueued_at_s, seq)
+    def _weight_of(self, tenant: str) -> float:
+        return self.weights.get(tenant, 1.0)
 
-    def discard(self, tier: str, model: str, enqueued_at_s: float, seq: int) -> bool:
+    def push(
+        self,
+        tier: str,
+        model: str,
+        enqueued_at_s: float,
+        seq: int,
+        tenant: str = "",
+        cost: float = 1.0,
+    ) -> None:
+        """Queue a job; with fair share ``tenant`` is charged ``cost`` when it is dispatched."""
+        q = self.queue(tier, model)
+        if isinstance(q, FairLane):
+            q.push(enqueued_at_s, seq, tenant, cost, (tier, tenant) in self._capped)
+        else:
+            q.push(enqueued_at_s, seq)
+
+    def discard(
+        self, tier: str, model: str, enqueued_at_s: float, seq: int, tenant: str = ""
+    ) -> bool:
         """Tombstone a queued job (cancel, tenant limit); False if it was not queued."""
         q = self.queues.get((tier, model))
         if q is None:
             return False
+        if isinstance(q, FairLane):
+            return q.discard(enqueued_at_s, seq, tenant)
         i = q.find(enqueued_at_s, seq)
         if i is None:
             return False
         q.remove_at(i)
         return True
 
+    def set_capped(self, tier: str, tenant: str, capped: bool) -> None:
+        """A tenant reached (``capped``) or dropped below its ``max_leased`` cap in ``tier``.
+        With fair share its jobs offer no candidate while capped; without, a no-op (the pick's
+        ``eligible`` filter applies caps)."""
+        if capped:
+            self._capped.add((tier, tenant))
+        else:
+            self._capped.discard((tier, tenant))
+        for lane in self._lanes_of_tier.get(tier, ()):
+            lane.set_capped(tenant, capped)
+
+    def oldest_s(self, tier: str, model: str) -> float | None:
+        """Enqueue time of the queue's oldest job, or None when it is empty."""
+        q = self.queues.get((tier, model))
+        if q is None or not q.live:
+            return None
+        if isinstance(q, FairLane):
+            return q.oldest_s()
+        return q.times[q.first_live()]
+
+    def ahead(
+        self, tier: str, model: str, enqueued_at_s: float, seq: int, tenant: str = ""
+    ) -> int | None:
+        """Queued jobs ahead of this one in its queue (with fair share: its tenant's own jobs
+        ahead of it); an upper bound, as tombstones may count. None if it is not queued."""
+        q = self.queues.get((tier, model))
+        if q is None:
+            return None
+        if isinstance(q, FairLane):
+            return q.ahead(enqueued_at_s, seq, tenant)
+        i = q.find(enqueued_at_s, seq)
+        return None if i is None else max(0, min(i - q.head, q.live - 1))
+
     def __len__(self) -> int:
         return sum(q.live for q in self.queues.values())
 
-    def candidates(self, models: Iterable[str]) -> Iterator[tuple[TierSpec, str, JobQueue]]:
+    def candidates(self, models: Iterable[str]) -> Iterator[tuple[TierSpec, str, Lane]]:
         for model in models:
             yield from self._by_model.get(model, ())
 
@@ -175,13 +164,72 @@ class QueueBook:
     ) -> Pick | None:
         """The best queued job a worker serving ``models`` can run now, per ``policy``.
 
-        For each queue and each of the policy's bands, the band's oldest live job is the only
-        candidate (rank does not fall with wait inside a band); the best candidate by
-        (rank, older, lower seq) wins. ``eligible(tier, seq)`` filters out jobs that may not
-        start now (a tenant at its running cap); it costs a forward scan past ineligible jobs,
-        bounded by those tenants' queued caps. With ``take`` the job leaves its queue and the
-        policy is told. This is the hot path of the scheduler and the simulator, hence flat.
+        Candidates are ranked by (rank, older, lower seq). With fair share, each lane offers
+        its fair-share band-0 candidate and its age candidate (when that one is in a band >=
+        1); caps come from :meth:`set_capped` and ``eligible`` must be None. Without fair
+        share, each queue offers each band's oldest live job, and ``eligible(tier, seq)``
+        filters out jobs that may not start now (a tenant at its running cap) at the cost of a
+        forward scan past them. With ``take`` the job leaves its queue, its tenant is charged
+        and the policy is told. This is the hot path of the scheduler and the simulator.
         """
+        if self.fair_share:
+            if eligible is not None:
+                raise ValueError("with fair share, caps go through set_capped, not eligible")
+            return self._pick_fair(policy, models, now_s, take)
+        return self._pick_fifo(policy, models, now_s, eligible, take)
+
+    def _pick_fair(
+        self, policy: Policy, models: Iterable[str], now_s: float, take: bool
+    ) -> Pick | None:
+        rank = policy.rank
+        bands = policy.bands
+        best_r = -_INF
+        best_t = _INF
+        best_s = -1
+        best_at = None
+        for tier, _model, lane in self.candidates(models):
+            if not lane.live:
+                continue
+            assert isinstance(lane, FairLane)
+            thresholds = bands(tier)
+            cut = now_s - thresholds[0] if thresholds else -_INF
+            found = lane.fair_candidate(cut)
+            if found is not None:
+                rec, i = found
+                t, s = rec.q.times[i], rec.q.seqs[i]
+                r = rank(tier, 0, now_s - t)
+                if r > best_r or (r == best_r and (t < best_t or (t == best_t and s < best_s))):
+                    best_r, best_t, best_s, best_at = r, t, s, (tier, lane, rec, i, 0)
+            if not thresholds:
+                continue
+            found = lane.age_candidate()
+            if found is None:
+                continue
+            rec, i = found
+            t, s = rec.q.times[i], rec.q.seqs[i]
+            if t > cut:
+                continue
+            band = band_of(thresholds, t, now_s)
+            r = rank(tier, band, now_s - t)
+            if r > best_r or (r == best_r and (t < best_t or (t == best_t and s < best_s))):
+                best_r, best_t, best_s, best_at = r, t, s, (tier, lane, rec, i, band)
+        if best_at is None:
+            return None
+        tier, lane, rec, i, band = best_at
+        if take:
+            lane.take(rec, i)
+            policy.on_dispatch(tier, band, now_s - best_t, now_s)
+        model = self._model_of[id(lane)]
+        return Pick(tier.name, model, best_s, best_t, band, now_s - best_t, best_r, rec.name)
+
+    def _pick_fifo(
+        self,
+        policy: Policy,
+        models: Iterable[str],
+        now_s: float,
+        eligible: Callable[[str, int], bool] | None,
+        take: bool,
+    ) -> Pick | None:
         rank = policy.rank
         bands = policy.bands
         best_r = -_INF
@@ -191,6 +239,7 @@ class QueueBook:
         for tier, _model, q in self.candidates(models):
             if not q.live:
                 continue
+            assert isinstance(q, JobQueue)
             thresholds = bands(tier)
             times, seqs, skip, head = q.times, q.seqs, q._skip, q.head
             n = len(times)
@@ -229,4 +278,9 @@ class QueueBook:
 
 def band_of(thresholds: tuple[float, ...], enqueued_at_s: float, now_s: float) -> int:
     """The band of a job, computed exactly as :meth:`QueueBook.pick` cuts bands."""
-    return sum(1 for h in thresholds if enqueued_at_s <= now_s - h)
+    band = 0
+    for h in thresholds:  # ascending, so the first miss ends it
+        if enqueued_at_s > now_s - h:
+            break
+        band += 1
+    return band

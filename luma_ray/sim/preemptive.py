@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.preemption import PreemptionRule, Running, Waiting
-from luma_ray.scheduler.queues import QueueBook
+from luma_ray.scheduler.queues import JobQueue, QueueBook
 from luma_ray.scheduler.tiers import TierSpec
 from luma_ray.sim.traces.reader import Trace
 
@@ -76,10 +76,16 @@ def replay_preemptive(
     log: list[tuple[float, int, int]] = []
     running_of: dict[str, set[int]] = {t: set() for t in specs}
 
-    book = QueueBook(specs)
+    book = QueueBook(specs)  # first come, first served inside a tier: JobQueues
+
+    def fifo(tier: str, model: str) -> JobQueue:
+        q = book.queue(tier, model)
+        assert isinstance(q, JobQueue)
+        return q
+
     models = ["*", PARKED]
     tiers_used = sorted(set(tier_of))
-    queue_of = {t: book.queue(t, "*") for t in tiers_used}
+    queue_of = {t: fifo(t, "*") for t in tiers_used}
     shed = {name: s.shed_ratio * s.max_wait_s for name, s in specs.items() if s.shed_ratio}
     pick, on_dispatch = book.pick, policy.on_dispatch
     events: list[tuple[float, int, int, int]] = []  # (time, kind, seq, version)
@@ -167,7 +173,7 @@ def replay_preemptive(
                 last_parked[j] = _t
                 parking[j] = False
                 end[j] = math.nan
-                book.queue(tier_of[j], PARKED).push(arrival[j], j)  # made at the first park
+                fifo(tier_of[j], PARKED).push(arrival[j], j)  # made at the first park
                 queued += 1
         while cap_times[c + 1] <= now:
             c += 1

@@ -4,7 +4,8 @@ The simulator uses the scheduler's own :class:`~luma_ray.scheduler.queues.QueueB
 policy objects, so what it measures is what the actor runs. Slots are identical and serve any
 model; a slot runs one job at a time without preemption. Dispatch happens at every arrival,
 completion and capacity step, while a slot is free. The run ends when every job has started
-or been rejected.
+or been rejected. With fair share (the default, as in the scheduler) each job is queued under
+its trace tenant and charges that tenant its ``service_s`` when it starts.
 """
 
 from __future__ import annotations
@@ -40,24 +41,27 @@ def simulate(
     preemption: PreemptionConfig | None = None,
     default_steps: int = DEFAULT_STEPS,
     jobs_out: str | Path | None = None,
+    fair_share: bool = True,
 ) -> dict[str, Any]:
     """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping.
 
     ``jobs_out``: also write one row per job there (:func:`luma_ray.sim.jobs_out.write_jobs`).
     With ``preemption``, jobs are divided into steps and may be parked at step boundaries
-    (:mod:`luma_ray.sim.preemptive`); the result gains a ``preemption`` section."""
+    (:mod:`luma_ray.sim.preemptive`, first come first served inside a tier); the result gains
+    a ``preemption`` section. ``fair_share`` False queues first come, first served across the
+    tenants of a tier."""
     specs = tier_specs(tiers or default_tiers())
     if preemption is None:
-        start = _replay(trace, capacity, policy, specs)
+        start = _replay(trace, capacity, policy, specs, fair_share)
         if jobs_out is not None:
             write_jobs(jobs_out, trace, start)
-        return summarize(trace, capacity, policy, specs, start)
+        return {**summarize(trace, capacity, policy, specs, start), "fair_share": fair_share}
     run = replay_preemptive(
         trace, capacity, policy, specs, PreemptionRule(preemption), default_steps
     )
     if jobs_out is not None:
         write_jobs(jobs_out, trace, run.start, run.end, run.preemptions)
-    result = summarize(trace, capacity, policy, specs, run.start)
+    result = {**summarize(trace, capacity, policy, specs, run.start), "fair_share": False}
     parks = np.asarray(run.preemptions, dtype=np.int64)
     tier = np.asarray(trace.tier)
     # What parking cost the parked jobs: how much later they ended than an uninterrupted run.
@@ -79,17 +83,32 @@ def simulate(
 
 
 def _replay(
-    trace: Trace, capacity: list[tuple[float, int]], policy: Policy, specs: dict[str, TierSpec]
+    trace: Trace,
+    capacity: list[tuple[float, int]],
+    policy: Policy,
+    specs: dict[str, TierSpec],
+    fair_share: bool = True,
 ) -> list[float]:
     """Start time of every job (NaN for a rejected one)."""
-    arrival, service, tier_of = trace.arrival_s, trace.service_s, trace.tier
+    arrival, service, tier_of, tenant_of = (
+        trace.arrival_s,
+        trace.service_s,
+        trace.tier,
+        trace.tenant,
+    )
     n = len(arrival)
     start = [math.nan] * n
-    book = QueueBook(specs)
+    book = QueueBook(specs, fair_share)
     # Every slot serves every model, so one queue per tier picks exactly what per-model queues
-    # would (the pick is an argmax over the union), with half the candidates.
+    # would (the pick is an argmax over the union), with half the candidates. Fair share is
+    # then per tier, over everything a tenant runs in it.
     models = ["*"]
     queue_of = {t: book.queue(t, "*") for t in sorted(set(tier_of))}
+    book_push = book.push
+
+    def head_of(tier: str) -> float:
+        return book.oldest_s(tier, "*") or 0.0
+
     shed = {name: s.shed_ratio * s.max_wait_s for name, s in specs.items() if s.shed_ratio}
     pick, on_dispatch = book.pick, policy.on_dispatch
     finish: list[float] = []  # heap of finish times of running jobs
@@ -118,17 +137,18 @@ def _replay(
             slots = cap_slots[c]
         while i < n and arrival[i] <= now:
             tier = tier_of[i]
-            q = queue_of[tier]
             if busy < slots and not queued:
-                # Nothing waits, so the job starts at once; tell stateful policies.
+                # Nothing waits, so the job starts at once; tell stateful policies (fair share
+                # charges only jobs that queued: a tenant is not behind anyone it never waited
+                # with).
                 start[i] = now
                 push(finish, now + service[i])
                 busy += 1
                 on_dispatch(specs[tier], 0, 0.0, now)
-            elif tier in shed and q.live and now - q.times[q.first_live()] > shed[tier]:
+            elif tier in shed and queue_of[tier].live and now - head_of(tier) > shed[tier]:
                 pass  # admission control: the tier's head is far past its SLO; reject
             else:
-                q.push(arrival[i], i)
+                book_push(tier, "*", arrival[i], i, tenant_of[i], service[i])
                 queued += 1
             i += 1
         while busy < slots and queued:

@@ -177,7 +177,7 @@ def test_with_preemption_off_the_replay_equals_the_plain_one(name, seed) -> None
         for c in default_tiers()
     ]
     specs = tier_specs(tiers)
-    want = _replay(trace, capacity, make_policy(name), specs)
+    want = _replay(trace, capacity, make_policy(name), specs, False)
     off = PreemptionRule(PreemptionConfig(enabled=False, overhead_s=5.0))
     got = replay_preemptive(trace, capacity, make_policy(name), specs, off)
     assert got.start == pytest.approx(want, nan_ok=True, rel=0, abs=0)
@@ -186,7 +186,7 @@ def test_with_preemption_off_the_replay_equals_the_plain_one(name, seed) -> None
     ended = [s + d if not math.isnan(s) else math.nan for s, d in pairs]
     assert got.end == pytest.approx(ended, nan_ok=True, rel=0, abs=0)
     # And simulate() gives the same summary either way, plus its preemption section.
-    plain = simulate(trace, capacity, make_policy(name), tiers)
+    plain = simulate(trace, capacity, make_policy(name), tiers, fair_share=False)
     again = simulate(trace, capacity, make_policy(name), tiers, PreemptionConfig())
     assert again.pop("preemption")["parks"] == 0
     assert again == plain

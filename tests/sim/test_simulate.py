@@ -13,6 +13,7 @@ from luma_ray.scheduler.queues import band_of
 from luma_ray.scheduler.tiers import tier_specs
 from luma_ray.sim.simulate import _replay, fluid_lower_bound, simulate
 from luma_ray.sim.traces.reader import Trace
+from tests.sim.fair_definition import Definition, FairEntry
 
 TIERS = default_tiers()
 SPECS = tier_specs(TIERS)
@@ -28,8 +29,10 @@ def make_trace(rows: list[tuple[float, str, float]]) -> Trace:
     )
 
 
-def reference_replay(trace: Trace, capacity, policy, specs) -> list[float]:
-    """Slow and obvious: at each event time, rank every queued job, start the best."""
+def reference_replay(trace: Trace, capacity, policy, specs, fair: bool = False) -> list[float]:
+    """Slow and obvious: at each event time, rank every queued job, start the best. With
+    ``fair``, the best by the written-out fair-share definition (test_pick_equivalence)."""
+    definition = Definition(policy, {}, {}, tiers=specs)
     n = len(trace)
     start = [math.nan] * n
     running: list[float] = []  # finish times
@@ -58,6 +61,8 @@ def reference_replay(trace: Trace, capacity, policy, specs) -> list[float]:
                 pass
             else:
                 queued.append(i)
+                definition.push(FairEntry(tier, "*", trace.tenant[i], trace.arrival_s[i], i, 0.0))
+                definition.queued[i].cost = trace.service_s[i]
             i += 1
         while len(running) < slots and queued:
 
@@ -67,6 +72,11 @@ def reference_replay(trace: Trace, capacity, policy, specs) -> list[float]:
                 return (policy.rank(spec, band, now - trace.arrival_s[j]), -trace.arrival_s[j], -j)
 
             j = max(queued, key=key)
+            if fair:
+                picked = definition.pick({"*"}, now)
+                assert picked is not None
+                j = picked[0]
+            definition.dispatch(definition.queued[j])
             spec = specs[trace.tier[j]]
             policy.on_dispatch(
                 spec,
@@ -112,9 +122,10 @@ def test_replay_matches_reference(name, params, seed) -> None:
         for c in TIERS
     ]
     specs = tier_specs(tiers)
-    got = _replay(trace, capacity, make_policy(name, params), specs)
-    want = reference_replay(trace, capacity, make_policy(name, params), specs)
-    assert got == pytest.approx(want, nan_ok=True)
+    for fair in (False, True):
+        got = _replay(trace, capacity, make_policy(name, params), specs, fair_share=fair)
+        want = reference_replay(trace, capacity, make_policy(name, params), specs, fair)
+        assert got == pytest.approx(want, nan_ok=True), fair
 
 
 def test_hand_checked_waits_and_metrics() -> None:

@@ -75,6 +75,19 @@ def test_simulate_writes_the_result_json(tmp_path, capsys) -> None:
     assert saved["tiers"]["api"]["wait_max_s"] == 90.0
 
 
+def test_simulate_shares_a_tier_fairly_unless_told_not_to(tmp_path, capsys) -> None:
+    # One slot; tenant a queues two long jobs before b's short one.
+    trace = HEADER + "0,a,free,m,100\n1,a,free,m,100\n2,a,free,m,100\n3,b,free,m,10\n"
+    args = write(tmp_path, trace, "time_s,slots\n0,1\n")
+    assert main(args) == 0
+    fair = json.loads(capsys.readouterr().out)
+    assert main([*args, "--no-fair-share"]) == 0
+    fifo = json.loads(capsys.readouterr().out)
+    assert fair["fair_share"] is True and fifo["fair_share"] is False
+    assert fair["tiers"]["free"]["wait_max_s"] == 208.0  # b goes at 200, after a's one job
+    assert fifo["tiers"]["free"]["wait_max_s"] == 297.0  # b waits behind both of a's jobs
+
+
 def test_console_script_runs_as_a_module(tmp_path) -> None:
     args = write(tmp_path, HEADER + "0,a,gold,m,5\n")
     proc = subprocess.run(

@@ -28,6 +28,7 @@ def test_defaults_match_the_design() -> None:
         ("free", 7200, 1),
     ]
     assert cfg.policy.name == DEFAULT_POLICY == "slo_ratchet"
+    assert cfg.fair_share is True and cfg.tenant_weights == {}
 
 
 def test_every_tier_caps_each_tenants_queued_jobs_out_of_the_box() -> None:
@@ -64,6 +65,8 @@ def test_full_file_loads(tmp_path: Path) -> None:
         "clusters: {onprem: {dispatch_limit: 16}}\n"
         "default_dispatch_limit: 64\n"
         "tenant_limits: {free: {max_queued: 10, max_leased: 2}}\n"
+        "fair_share: false\n"
+        "tenant_weights: {acme: 2.5}\n"
         "tiers:\n"
         "  - {name: api, max_wait_s: 60, weight: 5}\n"
         "  - {name: free, max_wait_s: 3600, weight: 1, shed_ratio: 4}\n"
@@ -73,6 +76,7 @@ def test_full_file_loads(tmp_path: Path) -> None:
     assert cfg.clusters["onprem"].dispatch_limit == 16
     assert cfg.tenant_limits["free"].max_leased == 2
     assert cfg.tier("free").shed_ratio == 4
+    assert cfg.fair_share is False and cfg.tenant_weights == {"acme": 2.5}
 
 
 @pytest.mark.parametrize(
@@ -90,6 +94,9 @@ def test_full_file_loads(tmp_path: Path) -> None:
         ),
         ("- just\n- a list", "top level must be a mapping"),
         ("tiers: [unclosed", "is not valid YAML"),
+        ("tenant_weights: {acme: 0}", "field 'tenant_weights': Value error, weight of acme"),
+        ("tenant_weights: {acme: -1, b: .inf}", "weight of acme, b must be a number > 0"),
+        ("fair_share: sometimes", "field 'fair_share'"),
     ],
 )
 def test_bad_files_get_one_line_errors(tmp_path: Path, text: str, expected: str) -> None:

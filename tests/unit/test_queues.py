@@ -62,3 +62,33 @@ def test_ties_across_queues_go_to_the_earlier_submission() -> None:
     book.push("free", "a", 0.0, 3)
     pick = book.pick(make_policy("fifo"), ["b", "a"], 10.0)
     assert pick is not None and (pick.model, pick.seq) == ("a", 3)
+
+
+def test_fair_share_an_idle_tenant_banks_no_credit() -> None:
+    book = QueueBook(tier_specs(default_tiers()), fair_share=True)
+    fifo = make_policy("fifo")
+    for seq in range(5):  # a runs alone: its virtual time reaches 5, then its queue empties
+        book.push("free", "m", float(seq), seq, "a")
+    assert [book.pick(fifo, ["m"], 5.0).tenant for _ in range(5)] == ["a"] * 5  # type: ignore[union-attr]
+    for seq in range(5, 8):  # b never ran, but starts level with what a had, not 5 behind
+        book.push("free", "m", 5.0 + seq, seq, "b")
+    for seq in range(8, 11):
+        book.push("free", "m", 5.0 + seq, seq, "a")
+    got = [book.pick(fifo, ["m"], 20.0).tenant for _ in range(6)]  # type: ignore[union-attr]
+    assert got == ["b", "a", "b", "a", "b", "a"]
+
+
+def test_fair_share_views_count_parked_tenants() -> None:
+    book = QueueBook(tier_specs(default_tiers()), fair_share=True)
+    book.push("free", "m", 1.0, 0, "a")
+    book.push("free", "m", 2.0, 1, "a")
+    book.push("free", "m", 3.0, 2, "b")
+    book.set_capped("free", "a", True)
+    assert book.oldest_s("free", "m") == 1.0  # a's parked jobs still wait
+    assert book.ahead("free", "m", 2.0, 1, "a") == 1
+    assert book.pick(make_policy("fifo"), ["m"], 10.0).seq == 2  # type: ignore[union-attr]
+    assert book.pick(make_policy("fifo"), ["m"], 10.0) is None
+    book.set_capped("free", "a", False)
+    assert book.pick(make_policy("fifo"), ["m"], 10.0).seq == 0  # type: ignore[union-attr]
+    assert book.discard("free", "m", 2.0, 1, "a") and len(book) == 0
+    assert not book.discard("free", "m", 2.0, 1, "a")

@@ -178,3 +178,47 @@ def test_stats_show_depths_waits_and_counters() -> None:
     assert st["tiers"]["free"]["queued"] == 1
     assert st["tiers"]["api"]["oldest_wait_s"] == 60.0
     assert st["states"] == {"queued": 2}
+
+
+def test_two_tenants_of_a_tier_alternate_under_a_flood() -> None:
+    s = sched(tenant_limits={"free": {"max_queued": None}})
+    for n in range(100):  # one tenant floods the free tier first
+        s.submit(job(n, tenant="flood", at=float(n)), float(n))
+    for n in range(100, 105):
+        s.submit(job(n, tenant="small", at=float(n)), float(n))
+    got = [s.get(s.pull(W1, "c", ["m"], 200.0 + k).job_id).tenant for k in range(10)]  # type: ignore[union-attr]
+    assert got == ["flood", "small"] * 5
+    fifo = sched(tenant_limits={"free": {"max_queued": None}}, fair_share=False)
+    for n in range(105):
+        fifo.submit(job(n, tenant="flood" if n < 100 else "small", at=float(n)), float(n))
+    assert {fifo.get(fifo.pull(W1, "c", ["m"], 200.0).job_id).tenant for _ in range(10)} == {  # type: ignore[union-attr]
+        "flood"
+    }
+
+
+def test_weights_and_job_size_set_the_shares() -> None:
+    s = sched(tenant_weights={"gold": 3.0})
+    for n in range(40):
+        s.submit(job(n, tenant="gold" if n % 2 else "plain", at=float(n)), float(n))
+    got = [s.get(s.pull(W1, "c", ["m"], 100.0).job_id).tenant for _ in range(16)]  # type: ignore[union-attr]
+    assert got.count("gold") == 12 and got.count("plain") == 4
+
+
+def test_a_capped_tenant_is_skipped_and_unparked_when_a_lease_ends() -> None:
+    s = sched(tenant_limits={"free": {"max_queued": None, "max_leased": 1}})
+    for n in range(50):
+        s.submit(job(n, tenant="heavy", at=float(n)), float(n))
+    s.submit(job(50, tenant="light", at=60.0), 60.0)
+    first = s.pull(W1, "c", ["m"], 100.0)
+    assert first is not None and s.get(first.job_id).tenant == "heavy"
+    # heavy is at its running cap: its 49 queued jobs are parked, light's job goes.
+    assert s.pull(W1, "c", ["m"], 101.0).job_id == "gen_0050"  # type: ignore[union-attr]
+    assert s.pull(W1, "c", ["m"], 103.0) is None  # both tenants at their cap
+    assert s.oldest_wait_s("free", "m", 103.0) == 102.0  # parked jobs still count as waiting
+    s.complete(first.job_id, first.token, 104.0, {"video": "v"})
+    again = s.pull(W1, "c", ["m"], 105.0)
+    assert again is not None and again.job_id == "gen_0001"
+    # the same holds when the lease ends by expiry, failure or hand-back
+    s.release(again.job_id, again.token, 106.0)
+    assert s.pull(W1, "c", ["m"], 107.0).job_id == "gen_0001"  # type: ignore[union-attr]
+    assert s.position(s.get(JobId("gen_0003"))) == 1  # its tenant's own jobs ahead of it

@@ -1,0 +1,281 @@
+"""Fair share inside one (tier, model) queue: per-tenant FIFO sub-queues and virtual time.
+
+A :class:`FairLane` splits one (tier, model) queue by tenant. Each tenant has a time-ordered
+:class:`~luma_ray.scheduler.job_queue.JobQueue` and a *virtual time* (VTC-style): every
+dispatch of one of its jobs adds ``cost / weight`` to it (the cost is given at push: the
+simulator passes the job's service time, the live scheduler :func:`job_cost`). A tenant that
+(re)joins the lane, i.e. gets a queued job while it had none, is lifted to
+``max(its vtime, least vtime among the lane's other tenants with queued jobs)``, or, when no
+tenant has queued jobs, to the lane's *floor* (the largest vtime any tenant had when it last
+left), so an idle tenant banks no credit. Every charge and every join also stamps the tenant
+with a lane-wide counter; among equal vtimes the older stamp goes first (round robin).
+
+The lane offers two candidates, head-only, for the book's pick (:mod:`.queues`):
+
+- the *fair-share candidate* for band 0 (waits younger than the policy's first threshold,
+  ``cut = now - threshold``): among tenants that are not capped and have a job younger than
+  ``cut``, the least (vtime, stamp); its oldest such job. A heap of (vtime, stamp, tenant)
+  with lazy deletion; a tenant found without a band-0 job is moved to a *dormant* heap keyed
+  by its youngest job, and comes back on its next push, or at a pick where the cut has moved
+  back before its youngest job (a policy whose thresholds change);
+- the *age candidate*: the oldest job of any tenant that is not capped (a heap keyed by each
+  tenant's head), which the pick lets compete only in a band >= 1.
+
+Capped tenants (``max_leased`` reached) are parked: they stay out of both heaps, with no scan,
+until :meth:`FairLane.set_capped` unparks them. Stale heap entries are skipped when they
+surface and the heaps are rebuilt once they hold several times more entries than tenants, so
+every operation costs O(log tenants + log jobs) amortised, however deep the lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from heapq import heapify, heappop, heappush
+
+from luma_ray.jobs import Job
+from luma_ray.jobs.request import DEFAULT_FRAMES, DEFAULT_STEPS
+from luma_ray.scheduler.job_queue import JobQueue
+
+_INF = float("inf")
+_UNIT_SIZE = DEFAULT_FRAMES * 64 * 64 * DEFAULT_STEPS
+
+
+def job_cost(job: Job) -> float:
+    """What one dispatch of ``job`` charges its tenant in the live scheduler: its size,
+    frames x width x height x steps, in units of a default request (16 frames of 64x64, 8 steps)."""
+    p = job.params
+    return max(p.frames * p.width * p.height * p.steps / _UNIT_SIZE, 1e-6)
+
+
+class Tenant:
+    """One tenant's share of a lane: its queued jobs, virtual time and flags."""
+
+    __slots__ = ("name", "q", "vtime", "stamp", "fair", "capped")
+
+    def __init__(self, name: str, capped: bool) -> None:
+        self.name = name
+        self.q = JobQueue()
+        self.vtime = 0.0
+        self.stamp = 0
+        self.fair = False
+        """In the fair-share heap (True) or in the dormant heap (False); meaningful only while
+        it has queued jobs and is not capped."""
+        self.capped = capped
+
+
+class FairLane:
+    """One (tier, model) queue, split by tenant, with virtual-time fair share."""
+
+    def __init__(self, weight_of: Callable[[str], float]) -> None:
+        self.weight_of = weight_of
+        self.tenants: dict[str, Tenant] = {}
+        self.live = 0
+        self.floor = 0.0
+        self._stamp = 0
+        self._cost: dict[int, float] = {}
+        self._fair: list[tuple[float, int, str]] = []  # (vtime, stamp, tenant)
+        self._dormant: list[tuple[float, str]] = []  # (-youngest job's time (a bound), tenant)
+        self._age: list[tuple[float, int, str]] = []  # (head's enqueue time, head's seq, tenant)
+        self._active: list[tuple[float, str]] = []  # (vtime, tenant) of tenants with jobs
+        self._capped: set[str] = set()
+        self.compactions = 0
+        """Heap rebuilds so far (they drop stale entries; memory stays O(tenants + jobs))."""
+
+    def __len__(self) -> int:
+        return self.live
+
+    # ---- changes ---------------------------------------------------------------------------
+
+    def push(self, enqueued_at_s: float, seq: int, tenant: str, cost: float, capped: bool) -> None:
+        """Queue a job (new or requeued: a requeue keeps its enqueue time and goes back by age).
+        ``capped``: the tenant's state when the lane first sees it."""
+        rec = self.tenants.get(tenant)
+        if rec is None:
+            rec = self.tenants[tenant] = Tenant(tenant, capped)
+            if capped:
+                self._capped.add(tenant)
+        q = rec.q
+        joined = not q.live
+        if joined:
+            rec.vtime = max(rec.vtime, self._least_active())
+            rec.stamp = self._next_stamp()
+            heappush(self._active, (rec.vtime, tenant))
+            new_head = True
+        else:
+            i = q.first_live()
+            new_head = (enqueued_at_s, seq) < (q.times[i], q.seqs[i])
+        q.push(enqueued_at_s, seq)
+        self._cost[seq] = cost
+        self.live += 1
+        if rec.capped:
+            return
+        if joined or not rec.fair:
+            rec.fair = True
+            heappush(self._fair, (rec.vtime, rec.stamp, tenant))
+        if new_head:
+            heappush(self._age, (enqueued_at_s, seq, tenant))
+        self._bound()
+
+    def take(self, rec: Tenant, i: int) -> None:
+        """Dispatch the job at index ``i`` of ``rec``'s queue and charge the tenant for it."""
+        q = rec.q
+        was_head = i == q.first_live()
+        seq = q.seqs[i]
+        q.remove_at(i)
+        self.live -= 1
+        rec.vtime += self._cost.pop(seq) / self.weight_of(rec.name)
+        rec.stamp = self._next_stamp()
+        if not q.live:
+            self.floor = max(self.floor, rec.vtime)
+            return
+        heappush(self._active, (rec.vtime, rec.name))
+        if not rec.capped:
+            if rec.fair:
+                heappush(self._fair, (rec.vtime, rec.stamp, rec.name))
+            if was_head:
+                self._push_head(rec)
+        self._bound()
+
+    def discard(self, enqueued_at_s: float, seq: int, tenant: str) -> bool:
+        """Tombstone a queued job (a cancel); False if it was not queued. No charge."""
+        rec = self.tenants.get(tenant)
+        if rec is None:
+            return False
+        q = rec.q
+        i = q.find(enqueued_at_s, seq)
+        if i is None:
+            return False
+        was_head = i == q.first_live()
+        q.remove_at(i)
+        self.live -= 1
+        self._cost.pop(seq, None)
+        if not q.live:
+            self.floor = max(self.floor, rec.vtime)
+        elif was_head and not rec.capped:
+            self._push_head(rec)
+        return True
+
+    def set_capped(self, tenant: str, capped: bool) -> None:
+        """Park (``capped``) or unpark a tenant; parked tenants offer no candidate."""
+        rec = self.tenants.get(tenant)
+        if rec is None or rec.capped == capped:
+            return
+        rec.capped = capped
+        if capped:
+            self._capped.add(tenant)
+            return
+        self._capped.discard(tenant)
+        if rec.q.live:
+            rec.fair = True
+            heappush(self._fair, (rec.vtime, rec.stamp, tenant))
+            self._push_head(rec)
+            self._bound()
+
+    # ---- candidates ------------------------------------------------------------------------
+
+    def fair_candidate(self, cut_s: float) -> tuple[Tenant, int] | None:
+        """The least-vtime uncapped tenant with a job enqueued after ``cut_s``, and the index
+        of its oldest such job."""
+        dormant = self._dormant
+        while dormant and -dormant[0][0] > cut_s:
+            _, name = heappop(dormant)
+            rec = self.tenants[name]
+            if rec.fair or rec.capped or not rec.q.live:
+                continue
+            youngest = rec.q.newest()
+            if youngest > cut_s:
+                rec.fair = True
+                heappush(self._fair, (rec.vtime, rec.stamp, name))
+            else:
+                heappush(dormant, (-youngest, name))
+        heap = self._fair
+        while heap:
+            _, stamp, name = heap[0]
+            rec = self.tenants[name]
+            if rec.fair and not rec.capped and rec.q.live and rec.stamp == stamp:
+                q = rec.q
+                i = q.first_younger_than(cut_s)
+                if i < len(q.times):
+                    return rec, i
+                rec.fair = False
+                heappush(dormant, (-q.times[-1], name))
+            heappop(heap)
+        return None
+
+    def age_candidate(self) -> tuple[Tenant, int] | None:
+        """The uncapped tenant whose head is the oldest job, and its head's index."""
+        heap = self._age
+        while heap:
+            t, seq, name = heap[0]
+            rec = self.tenants[name]
+            if not rec.capped and rec.q.live:
+                q = rec.q
+                i = q.first_live()
+                if q.seqs[i] == seq and q.times[i] == t:
+                    return rec, i
+            heappop(heap)
+        return None
+
+    # ---- views -----------------------------------------------------------------------------
+
+    def oldest_s(self) -> float | None:
+        """Enqueue time of the oldest queued job of any tenant, capped ones included."""
+        found = self.age_candidate()
+        best = found[0].q.times[found[1]] if found else _INF
+        for name in self._capped:
+            q = self.tenants[name].q
+            if q.live:
+                best = min(best, q.times[q.first_live()])
+        return None if best == _INF else best
+
+    def ahead(self, enqueued_at_s: float, seq: int, tenant: str) -> int | None:
+        """The tenant's own queued jobs ahead of this one (an upper bound); None if absent."""
+        rec = self.tenants.get(tenant)
+        if rec is None:
+            return None
+        i = rec.q.find(enqueued_at_s, seq)
+        return None if i is None else max(0, min(i - rec.q.head, rec.q.live - 1))
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _next_stamp(self) -> int:
+        self._stamp += 1
+        return self._stamp
+
+    def _least_active(self) -> float:
+        heap = self._active
+        while heap:
+            v, name = heap[0]
+            rec = self.tenants[name]
+            if rec.q.live and rec.vtime == v:
+                return v
+            heappop(heap)
+        return self.floor
+
+    def _push_head(self, rec: Tenant) -> None:
+        q = rec.q
+        i = q.first_live()
+        heappush(self._age, (q.times[i], q.seqs[i], rec.name))
+
+    def _bound(self) -> None:
+        """Rebuild the heaps once stale entries make them several times the tenant count."""
+        held = len(self._fair) + len(self._active) + len(self._age) + len(self._dormant)
+        if held > 12 * len(self.tenants) + 3072:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heaps from the tenants' state, dropping every stale entry."""
+        self.compactions += 1
+        live = [r for r in self.tenants.values() if r.q.live]
+        self._active = [(r.vtime, r.name) for r in live]
+        free = [r for r in live if not r.capped]
+        self._fair = [(r.vtime, r.stamp, r.name) for r in free if r.fair]
+        self._dormant = [(-r.q.times[-1], r.name) for r in free if not r.fair]
+        self._age = []
+        for r in free:
+            i = r.q.first_live()
+            self._age.append((r.q.times[i], r.q.seqs[i], r.name))
+        heapify(self._active)
+        heapify(self._fair)
+        heapify(self._dormant)
+        heapify(self._age)

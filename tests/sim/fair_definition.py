@@ -1,0 +1,129 @@
+"""The fair-share pick, written out over every queued job: the definition that
+:meth:`QueueBook.pick` with fair share must equal (tests/sim/test_pick_equivalence.py) and that
+the simulator's fair-share replay must follow (tests/sim/test_simulate.py).
+
+No heaps, no sub-queues: per lane (tier, model), each tenant has a virtual time and a
+stamp; a tenant that gets a queued job while it has none is lifted to max(own vtime, least
+vtime of the lane's tenants with queued jobs, or the lane's floor when there are none) and
+stamped; a dispatch adds cost / weight and stamps; a tenant left with no queued job raises the
+floor to its vtime. A pick takes the argmax by (rank, older, lower seq) over (a) per lane, the
+band-0 job of an uncapped tenant that is least by (vtime, stamp, -rank, enqueue time, seq),
+and (b) every queued job of an uncapped tenant in a band >= 1.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from luma_ray.config import default_tiers
+from luma_ray.scheduler.policies import Policy
+from luma_ray.scheduler.queues import band_of
+from luma_ray.scheduler.tiers import tier_specs
+
+TIERS = tier_specs(default_tiers())
+
+
+@dataclass
+class FairEntry:
+    tier: str
+    model: str
+    tenant: str
+    enqueued_at_s: float
+    seq: int
+    cost: float
+
+
+@dataclass
+class Definition:
+    policy: Policy
+    weights: dict[str, float]
+    caps: dict[str, int]
+    queued: dict[int, FairEntry] = field(default_factory=dict)
+    vtime: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    stamp: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    floor: dict[tuple[str, str], float] = field(default_factory=dict)
+    clock: dict[tuple[str, str], int] = field(default_factory=dict)
+    leased: Counter = field(default_factory=Counter)
+    tiers: dict = field(default_factory=lambda: TIERS)
+    seen: Counter = field(default_factory=Counter)
+    """Fair-share states met: lifts, vtime ties, parked tenants passed over."""
+
+    def has_queued(self, tier: str, model: str, tenant: str) -> bool:
+        return any(
+            (e.tier, e.model, e.tenant) == (tier, model, tenant) for e in self.queued.values()
+        )
+
+    def _stamp(self, key: tuple[str, str, str]) -> None:
+        lane = key[:2]
+        self.clock[lane] = self.clock.get(lane, 0) + 1
+        self.stamp[key] = self.clock[lane]
+
+    def push(self, e: FairEntry) -> None:
+        key = (e.tier, e.model, e.tenant)
+        if not self.has_queued(*key):
+            others = {
+                self.vtime[(o.tier, o.model, o.tenant)]
+                for o in self.queued.values()
+                if (o.tier, o.model) == (e.tier, e.model)
+            }
+            least = min(others) if others else self.floor.get((e.tier, e.model), 0.0)
+            if least > self.vtime.get(key, 0.0):
+                self.seen["lift"] += 1
+            self.vtime[key] = max(self.vtime.get(key, 0.0), least)
+            self._stamp(key)
+        self.queued[e.seq] = e
+
+    def _left(self, e: FairEntry) -> None:
+        key = (e.tier, e.model, e.tenant)
+        if not self.has_queued(*key):
+            lane = (e.tier, e.model)
+            self.floor[lane] = max(self.floor.get(lane, 0.0), self.vtime[key])
+
+    def dispatch(self, e: FairEntry) -> None:
+        del self.queued[e.seq]
+        key = (e.tier, e.model, e.tenant)
+        self.vtime[key] += e.cost / self.weights.get(e.tenant, 1.0)
+        self._stamp(key)
+        self._left(e)
+
+    def cancel(self, e: FairEntry) -> None:
+        del self.queued[e.seq]
+        self._left(e)
+
+    def capped(self, tier: str, tenant: str) -> bool:
+        cap = self.caps.get(tier)
+        return cap is not None and self.leased[(tier, tenant)] >= cap
+
+    def pick(self, models: set[str], now_s: float) -> tuple[int, int] | None:
+        """(seq, band) of the job the definition picks, or None."""
+        p = self.policy
+        best: tuple[float, float, int] | None = None
+        best_at: tuple[int, int] | None = None
+        fair: dict[tuple[str, str], tuple] = {}
+        for e in self.queued.values():
+            if e.model not in models:
+                continue
+            if self.capped(e.tier, e.tenant):
+                self.seen["parked"] += 1
+                continue
+            tier = self.tiers[e.tier]
+            band = band_of(p.bands(tier), e.enqueued_at_s, now_s)
+            r = p.rank(tier, band, now_s - e.enqueued_at_s)
+            if band == 0:
+                key3 = (e.tier, e.model, e.tenant)
+                order = (self.vtime[key3], self.stamp[key3], -r, e.enqueued_at_s, e.seq)
+                lane = (e.tier, e.model)
+                held = fair.get(lane)
+                if held is not None and held[0][0] == order[0] and held[2] != e.tenant:
+                    self.seen["vtime_tie"] += 1
+                if held is None or order < held[0]:
+                    fair[lane] = (order, (r, -e.enqueued_at_s, -e.seq), e.tenant, band)
+                continue
+            key = (r, -e.enqueued_at_s, -e.seq)
+            if best is None or key > best:
+                best, best_at = key, (e.seq, band)
+        for _order, key, _tenant, band in fair.values():
+            if best is None or key > best:
+                best, best_at = key, (-key[2], band)
+        return best_at
