@@ -40,7 +40,10 @@ def run_one(task: tuple[str, str, str, dict[str, float]]) -> dict:
     trace = read_trace(Path(folder) / "trace.csv", TIER_NAMES)
     capacity = read_capacity(Path(folder) / "capacity.csv")
     started = time.perf_counter()
-    result = simulate(trace, capacity, make_policy(name, params))
+    # The default runs with fair share inside a tier, as the scheduler does; every other policy
+    # keeps its classic first-come order inside a tier (what it is named after).
+    fair = name == DEFAULT_POLICY
+    result = simulate(trace, capacity, make_policy(name, params), fair_share=fair)
     result["elapsed_s"] = time.perf_counter() - started
     result["trace"] = label
     return result

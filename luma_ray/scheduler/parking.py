@@ -157,7 +157,11 @@ class Parking:
 def mark_parks(core: SchedulerCore, now_s: float) -> set[JobId]:
     """Ask running jobs to park where a queue head would miss its SLO otherwise
     (:func:`park_when`); their heartbeats carry the marks. O(queues + leases). The service
-    calls it after submits and parks, and on its timer."""
+    calls it after submits and parks, and on its timer. Nothing is marked unless
+    ``preemption.enabled`` (off by default, as in the simulator; docs/scheduling.md)."""
+    if not core.config.preemption.enabled:
+        core.parking.marked = set()
+        return set()
     heads = [
         (tier, model, core.oldest_wait_s(tier, model, now_s))
         for (tier, model), q in core.queues.queues.items()

@@ -59,6 +59,7 @@ def system() -> Iterator[dict[str, Any]]:
         AutoscalingConfig,
         IngressLimits,
         PoolConfig,
+        PreemptionConfig,
         RuntimeConfig,
         SchedulerConfig,
         TierConfig,
@@ -98,6 +99,8 @@ def system() -> Iterator[dict[str, Any]]:
         data_dir=str(root / "data"),
         scheduler=SchedulerConfig(
             lease_ttl_s=LEASE_TTL_S,
+            # The preemption test parks running free jobs for api jobs (off by default).
+            preemption=PreemptionConfig(enabled=True),
             clusters={"local": {"dispatch_limit": 2}, "east": {"dispatch_limit": 1}},
             # A tier only the admission-control test uses: 5 s SLO, shed past 10 SLOs.
             tiers=[

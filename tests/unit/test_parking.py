@@ -33,8 +33,9 @@ class Clock:
         return self.now
 
 
-def service(path: Path, clock: Clock) -> SchedulerService:
-    return SchedulerService(parse_config({}), Journal(path), LIMITS, clock)
+def service(path: Path, clock: Clock, enabled: bool = True) -> SchedulerService:
+    config = parse_config({"preemption": {"enabled": enabled}})
+    return SchedulerService(config, Journal(path), LIMITS, clock)
 
 
 def lease(svc: SchedulerService, worker: str = "w1") -> Assignment:
@@ -115,6 +116,17 @@ def test_an_api_job_that_would_miss_its_slo_parks_the_free_job(tmp_path: Path) -
     svc.complete(nxt.job_id, nxt.token, {"video": "memory://v"})
     resumed = lease(svc)
     assert (resumed.job_id, resumed.resume_uri) == (free.job_id, "memory://s")
+
+
+def test_nothing_is_parked_unless_preemption_is_enabled(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock, enabled=False)  # the default
+    svc.submit(SubmitRequest(prompt="a long free take", tier="free", steps=50))
+    free = running(svc, clock, "w1", pace_s=10.0)
+    svc.submit(SubmitRequest(prompt="now please", tier="api", steps=4))
+    clock.now += 2
+    svc.tick()
+    assert not beat(svc, free)
 
 
 def test_no_park_when_a_worker_frees_in_time_or_the_runner_is_not_lower(tmp_path: Path) -> None:

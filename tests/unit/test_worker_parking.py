@@ -102,7 +102,10 @@ class World:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = Clock()
         self.svc = SchedulerService(
-            parse_config({}), Journal(tmp_path / "j.sqlite"), {"luma-tiny": LIMITS}, self.clock
+            parse_config({"preemption": {"enabled": True}}),
+            Journal(tmp_path / "j.sqlite"),
+            {"luma-tiny": LIMITS},
+            self.clock,
         )
         self.blobs = InMemoryBlobStore()
         self.sink = FramesSink(self.blobs)
