@@ -73,9 +73,9 @@ def test_the_flood_is_ten_times_the_free_tier(gentd26) -> None:
             {},
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="not met yet (issue 13): slo_ratchet guards the oldest jobs of a tier, "
-                "the flood's, on 0.65 of dispatches ahead of savable api jobs: api 0.84, other "
-                "free tenants 0.48x their attainment without the flood",
+                reason="not met yet (issue 13): slo_ratchet guards a tier's oldest jobs, the "
+                "flood's, ahead of savable free jobs and, on its reserved shares, of savable "
+                "api jobs: api 0.970, other free tenants 0.31x their attainment without the flood",
             ),
         ),
         ("slo_guard", {"guard_share": 0.1}),
