@@ -28,11 +28,12 @@ from luma_ray.sim.traces.reader import read_capacity, read_trace
 
 TIER_NAMES = [t.name for t in default_tiers()]
 FRONTIER = [
-    {"r_cap": r, "guard_wait_s": w * 3600.0, "guard_share": g, "tier_bias": 10.0}
-    for r in (3.0, 5.0, 10.0, 20.0)
-    for w in (4.0, 8.0, 1e6)
-    for g in (0.5, 1.0)
-] + [{"r_cap": 10.0, "guard_wait_s": 8 * 3600.0, "guard_share": 1.0, "tier_bias": 0.0}]
+    {"guard_share": g, "worst_share": w}
+    for g in (0.1, 0.2, 0.35, 0.5)
+    for w in (0.6, 0.8, 0.95)
+    if g <= w
+]
+"""``--frontier``: settings of the default policy's shares (docs/scheduling.md, the knob)."""
 
 
 def run_one(task: tuple[str, str, str, dict[str, float]]) -> dict:
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument(
         "--frontier",
         action="store_true",
-        help="also sweep slo_guard parameters on the launch-day seeds",
+        help="also sweep the default policy's shares",
     )
     parser.add_argument("--cache", default=os.environ.get("LUMA_BENCH_CACHE", "out/bench"))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -115,8 +116,10 @@ def main() -> None:
 
     policies = [(name, {}) for name in sorted(POLICIES)]
     if args.frontier:
-        defaults = make_policy("slo_guard").params
-        policies += [("slo_guard", p) for p in FRONTIER if p != defaults]
+        defaults = make_policy(DEFAULT_POLICY).params
+        policies += [
+            (DEFAULT_POLICY, p) for p in FRONTIER if any(defaults[k] != v for k, v in p.items())
+        ]
     tasks = [
         (label, str(folder), name, params)
         for label, folder in traces.items()
