@@ -1,12 +1,16 @@
 """Dispatch policies: pure rank functions of (tier, wait).
 
-A policy splits each tier's waits into *bands* at fixed thresholds (seconds) and ranks a job by
-``rank(tier, band, wait_s)``; higher goes first. Inside one band the rank must not decrease as
-the wait grows. Then, in a queue ordered by enqueue time, the best job of a band is the oldest
-one in it, so a pick compares O(queues x bands) candidates however deep the queues are
+A policy splits each tier's waits into *bands* at thresholds (seconds, read at every pick: a
+policy may move them between dispatches) and ranks a job by ``rank(tier, band, wait_s)``;
+higher goes first. The contract the head-only pick relies on: inside one band the rank does
+not decrease as the wait grows, and among the bands above the first (band 0, the youngest) a
+higher band never ranks below a lower one. Then the best job of a band is its oldest, and with
+fair share a queue offers two candidates (band 0 by tenant, the oldest job for the rest), so a
+pick compares O(queues x bands) candidates however deep the queues are
 (:mod:`luma_ray.scheduler.queues`). Ties go to the older job, then to the lower sequence
-number. Policies never read a clock; the wait is an argument. A policy may keep state that
-changes only through :meth:`Policy.on_dispatch` (``slo_guard``'s reserved share).
+number. Policies never read a clock; the wait and the time are arguments. A policy may keep
+state that changes only through :meth:`Policy.on_dispatch` (the reserved shares of
+``slo_guard`` and ``slo_ratchet``, and the worst ratio ``slo_ratchet`` has served).
 """
 
 from __future__ import annotations
