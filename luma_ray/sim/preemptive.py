@@ -28,6 +28,7 @@ from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.preemption import PreemptionRule, Running, Waiting
 from luma_ray.scheduler.queues import JobQueue, QueueBook
 from luma_ray.scheduler.tiers import TierSpec
+from luma_ray.sim.capacity import capacity_steps
 from luma_ray.sim.traces.reader import Trace
 
 _INF = math.inf
@@ -90,11 +91,7 @@ def replay_preemptive(
     pick, on_dispatch = book.pick, policy.on_dispatch
     events: list[tuple[float, int, int, int]] = []  # (time, kind, seq, version)
     push, pop = heapq.heappush, heapq.heappop
-    cap_times = [t for t, _ in capacity] + [_INF]
-    cap_slots = [s for _, s in capacity]
-    c = 0
-    while cap_times[c + 1] <= 0:
-        c += 1
+    cap_times, cap_slots, c = capacity_steps(capacity)
     slots = cap_slots[c]
     busy = 0
     queued = 0

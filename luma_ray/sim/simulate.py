@@ -24,6 +24,7 @@ from luma_ray.scheduler.preemption import PreemptionRule
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
 from luma_ray.sim.bounds import capacity_integral, fluid_lower_bound
+from luma_ray.sim.capacity import capacity_steps
 from luma_ray.sim.jobs_out import write_jobs
 from luma_ray.sim.preemptive import DEFAULT_STEPS, replay_preemptive
 from luma_ray.sim.traces.reader import Trace
@@ -113,11 +114,7 @@ def _replay(
     pick, on_dispatch = book.pick, policy.on_dispatch
     finish: list[float] = []  # heap of finish times of running jobs
     push, pop = heapq.heappush, heapq.heappop
-    cap_times = [t for t, _ in capacity] + [_INF]
-    cap_slots = [s for _, s in capacity]
-    c = 0
-    while cap_times[c + 1] <= 0:
-        c += 1
+    cap_times, cap_slots, c = capacity_steps(capacity)
     slots = cap_slots[c]
     busy = 0
     queued = 0
