@@ -300,8 +300,8 @@ class WorkerLoop:
             if job.resume_uri is not None and step > 1:
                 self.stats.resumed[job.job_id] = step
         if self._must_stop_to_leave(step, total):
-            if can_park(self.model):
-                return PARK  # the next lease resumes where this one stopped
+            # Handed back, not parked: a park writes the sampler state, and a leaving node may
+            # not live long enough for that (the drain deadline is often seconds).
             self._hand_back = True
             return False
         park = False

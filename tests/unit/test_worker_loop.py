@@ -7,6 +7,7 @@ import logging
 import math
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TypeVar
 
@@ -198,6 +199,12 @@ def test_prefetched_lease_is_kept_alive_through_a_long_job(tmp_path: Path) -> No
             prefetch = box["loop"]._next
             assert prefetch is not None
             prefetch.result(timeout=10)
+        if request.prompt == "b" and step == 1:
+            # ... and, in the second job, once the first one's upload (another thread) has
+            # committed: on a loaded machine fake seconds could otherwise expire its lease.
+            deadline = time.monotonic() + 30
+            while svc.get(ids[0]).state.value != "succeeded" and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling interval
         clock.now += 1.0  # each step takes a second: the first job outlasts a lease period
         svc.tick()
 
