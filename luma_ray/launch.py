@@ -20,6 +20,7 @@ from ray import serve
 from luma_ray.config import PoolConfig, RuntimeConfig
 from luma_ray.errors import ConfigError
 from luma_ray.jobs import ModelLimits
+from luma_ray.jobs.request import limits_from_yaml
 from luma_ray.models.manifest import Manifest
 from luma_ray.models.registry import MODELS, get_model_class
 from luma_ray.models.repository import ModelRepository
@@ -57,7 +58,7 @@ def model_limits(runtime: RuntimeConfig | None = None) -> dict[str, ModelLimits]
 def limits_of(manifest: Manifest) -> ModelLimits:
     """A version's request limits: from its model.yaml, or its built-in class."""
     if manifest.limits is not None:
-        return ModelLimits(**manifest.limits)
+        return limits_from_yaml(manifest.limits, f"{manifest.model}@{manifest.version}")
     builtin = {entry: name for name, entry in MODELS.items()}.get(manifest.entrypoint)
     if builtin is None:
         raise ConfigError(

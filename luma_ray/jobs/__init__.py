@@ -10,13 +10,15 @@ from luma_ray.jobs.model import (
     WorkerId,
     new_job_id,
 )
-from luma_ray.jobs.request import GenerationRequest, ModelLimits
+from luma_ray.jobs.request import INPUT_KINDS, GenerationInputs, GenerationRequest, ModelLimits
 from luma_ray.jobs.states import TERMINAL, TERMINAL_VALUES, TRANSITIONS, JobState, transition
 
 __all__ = [
+    "INPUT_KINDS",
     "TERMINAL",
     "TERMINAL_VALUES",
     "TRANSITIONS",
+    "GenerationInputs",
     "GenerationRequest",
     "Job",
     "JobError",

@@ -11,10 +11,12 @@ model's :class:`ModelLimits` without loading a deep-learning stack.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from luma_ray.errors import InvalidRequest
+from luma_ray.errors import ConfigError, InvalidRequest
 
 MAX_PROMPT_CHARS = 2000
 """Longest prompt (and negative prompt) any model accepts, in characters."""
@@ -47,6 +49,38 @@ def validate_name(value: object, *, what: str = "model name") -> str:
     return value
 
 
+INPUT_KINDS = ("first_frame", "last_frame", "source_video", "extend_video")
+"""What a request can be conditioned on besides its prompt. A model lists the kinds it takes in
+:attr:`ModelLimits.inputs`; a request that uses another kind is refused at intake."""
+
+
+@dataclass(frozen=True)
+class GenerationInputs:
+    """Media a request is conditioned on, as keys of blobs already in the blob store.
+
+    The ingress checks every input (decodable, size, frame count) and stores it under the
+    tenant before the job is queued; the worker reads the blobs and decodes them into the
+    model's ``Conditioning`` (``luma_ray.models.interface``), at the request's size.
+
+    - ``first_frame`` / ``last_frame``: an image the video starts / ends on (image-to-video,
+      interpolation when both are given).
+    - ``source_video`` with ``strength``: video-to-video; the source is noised to ``strength``
+      (0 keeps it, 1 ignores it) and denoised under the prompt.
+    - ``extend_video``: the video this one continues (a previous generation's result); its
+      last frame becomes the first frame. Not together with ``first_frame``.
+    """
+
+    first_frame: str | None = None
+    last_frame: str | None = None
+    source_video: str | None = None
+    strength: float | None = None
+    extend_video: str | None = None
+
+    def kinds(self) -> tuple[str, ...]:
+        """The input kinds (of :data:`INPUT_KINDS`) this request uses."""
+        return tuple(kind for kind in INPUT_KINDS if getattr(self, kind) is not None)
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What a worker hands the model for one job: prompt, video shape, sampler settings.
@@ -64,6 +98,8 @@ class GenerationRequest:
     fps: int = 8
     seed: int = 0
     steps: int = DEFAULT_STEPS
+    inputs: GenerationInputs | None = None
+    """Images or videos the generation is conditioned on; ``None`` for text-to-video."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +120,32 @@ class ModelLimits:
     size_multiple: int
     default_frames: int = DEFAULT_FRAMES
     """Frames of a request that gives neither ``frames`` nor ``seconds``."""
+    inputs: tuple[str, ...] = ()
+    """The input kinds (of :data:`INPUT_KINDS`) the model takes; text-to-video only if empty."""
+
+
+def limits_from_yaml(fields: Mapping[str, object], where: str) -> ModelLimits:
+    """``ModelLimits`` from a model.yaml ``limits`` mapping; ``ConfigError`` naming ``where``
+    and the fix when a field is unknown, missing or of the wrong type."""
+    names = {f.name for f in dataclasses.fields(ModelLimits)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown limits {unknown}; known: {sorted(names)}")
+    values: dict[str, object] = {}
+    for name, value in fields.items():
+        if name == "inputs":
+            kinds = tuple(value) if isinstance(value, list | tuple) else None
+            if kinds is None or any(kind not in INPUT_KINDS for kind in kinds):
+                raise ConfigError(f"{where}: limits.inputs must be a list of {list(INPUT_KINDS)}")
+            values[name] = kinds
+        elif isinstance(value, int) and not isinstance(value, bool):
+            values[name] = value
+        else:
+            raise ConfigError(f"{where}: limits.{name} must be a whole number, not {value!r}")
+    try:
+        return ModelLimits(**values)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"{where}: limits are incomplete ({exc})") from None
 
 
 def validate_request(request: GenerationRequest, limits: ModelLimits) -> None:
@@ -123,6 +185,31 @@ def _problems(request: GenerationRequest, limits: ModelLimits) -> list[str]:
     problems.extend(_range_problem("steps", request.steps, 1, limits.max_steps))
     problems.extend(_range_problem("fps", request.fps, 1, MAX_FPS))
     problems.extend(_range_problem("seed", request.seed, 0, MAX_SEED))
+    if request.inputs is not None:
+        problems.extend(_input_problems(request.inputs, limits))
+    return problems
+
+
+def _input_problems(inputs: GenerationInputs, limits: ModelLimits) -> list[str]:
+    """Inputs the model cannot take, and inputs that contradict each other."""
+    problems: list[str] = []
+    for kind in inputs.kinds():
+        if kind not in limits.inputs:
+            takes = ", ".join(limits.inputs) or "no image or video inputs (text-to-video only)"
+            problems.append(f"{kind} is not supported by this model; it takes {takes}")
+    if inputs.first_frame is not None and inputs.extend_video is not None:
+        problems.append(
+            "give first_frame or extend_video, not both: extending starts the "
+            "video on the previous video's last frame"
+        )
+    if inputs.source_video is not None:
+        if inputs.strength is None or not 0.0 < inputs.strength <= 1.0:
+            problems.append(
+                f"strength is {inputs.strength}; with source_video give a strength "
+                "greater than 0 and at most 1 (how far to move from the source)"
+            )
+    elif inputs.strength is not None:
+        problems.append("strength applies to source_video only; remove it or add source_video")
     return problems
 
 

@@ -19,14 +19,17 @@ module imports neither torch nor numpy at run time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 from luma_ray.jobs.request import (
     DEFAULT_FRAMES,
+    INPUT_KINDS,
     MAX_FPS,
     MAX_PROMPT_CHARS,
     MAX_SEED,
+    GenerationInputs,
     GenerationRequest,
     ModelLimits,
     validate_request,
@@ -38,11 +41,14 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
 
 __all__ = [
     "DEFAULT_FRAMES",
+    "INPUT_KINDS",
     "MAX_FPS",
     "MAX_PROMPT_CHARS",
     "MAX_SEED",
     "PARK",
+    "Conditioning",
     "GenerationCancelled",
+    "GenerationInputs",
     "GenerationParked",
     "GenerationRequest",
     "ParkedStateInvalid",
@@ -71,6 +77,25 @@ class StepCallback(Protocol):
     """
 
     def __call__(self, step: int, total: int) -> StepAnswer: ...
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """A request's inputs, decoded by the worker, for ``generate(..., conditioning=...)``.
+
+    Every array is ``uint8`` RGB at the request's ``height`` x ``width``: ``first_frame`` and
+    ``last_frame`` are ``[H, W, 3]``, ``source_video`` is ``[request.frames, H, W, 3]`` (the
+    worker resamples the source's frames to the request's count). Extending a video arrives as
+    ``first_frame`` (the previous video's last frame) with ``extended`` set. ``strength`` goes
+    with ``source_video``: 0 keeps the source, 1 ignores it. A model receives only the kinds it
+    lists in ``limits.inputs`` (the scheduler refuses the others at intake).
+    """
+
+    first_frame: numpy.ndarray | None = None
+    last_frame: numpy.ndarray | None = None
+    source_video: numpy.ndarray | None = None
+    strength: float | None = None
+    extended: bool = False
 
 
 class GenerationCancelled(Exception):  # noqa: N818 - the name is the interface's contract
@@ -129,6 +154,9 @@ class VideoModel(Protocol):
 
     A model that can park sets ``can_park = True`` and takes ``resume`` (a
     ``GenerationParked.state``) as a keyword argument of ``generate``; others need neither.
+    A model that lists input kinds in ``limits.inputs`` takes ``conditioning`` (a
+    :class:`Conditioning`) as a keyword argument; the worker passes it only to requests
+    that carry inputs.
     """
 
     name: str

@@ -39,9 +39,10 @@ class Manifest:
     requirements: tuple[str, ...]  # pip requirement lines from requirements.txt
     created_at_s: float  # clock() at publish
     metadata: dict[str, Any] = field(default_factory=dict)  # free-form, from model.yaml
-    limits: dict[str, int] | None = None
-    """``ModelLimits`` fields from model.yaml; None: the entrypoint is a built-in model whose
-    class says them. The scheduler validates requests against these without importing code."""
+    limits: dict[str, int | list[str]] | None = None
+    """``ModelLimits`` fields from model.yaml (numbers, and ``inputs`` as a list of input
+    kinds); None: the entrypoint is a built-in model whose class says them. The scheduler
+    validates requests against these without importing code."""
 
     @property
     def size_bytes(self) -> int:
