@@ -108,7 +108,7 @@ def cmd_webhook_secret(args: argparse.Namespace) -> int:
     path = _data_dir(args) / "webhook.secret"
     if not path.exists():
         raise NotFound(f"no webhook secret at {path}; `luma-ray up` makes it on first start")
-    print(tenant_secret(path.read_bytes().strip(), args.tenant).decode())
+    print(tenant_secret(path.read_bytes().strip(), args.tenant))
     return 0
 
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-EVENT_ID_HEADER = "X-Luma-Event-Id"
-"""Carries :attr:`WebhookEvent.event_id`; receivers deduplicate on it (at-least-once delivery)."""
+EVENT_ID_HEADER = "webhook-id"
+"""Carries :attr:`WebhookEvent.event_id` (Standard Webhooks' id header); receivers deduplicate
+on it (at-least-once delivery)."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WebhookEvent:
     state: str  # queued, running, succeeded, failed or cancelled -> type "generation.<state>"
     payload: Mapping[str, object]  # JSON-serialisable; sent as "data"
     created_at_s: float  # unix seconds when the state changed; sent as "created_at"
-    tenant: str | None = None  # signs with tenant_secret(master, tenant); None: the master
+    tenant: str | None = None  # signs with tenant_secret(master, tenant) (signing.py)
 
 
 def event_body(event: WebhookEvent) -> bytes:

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent
+from luma_ray.notify.events import WebhookEvent
 from luma_ray.notify.retries import Outcome, classify, parse_retry_after
-from luma_ray.notify.signing import SIGNATURE_HEADER, sign, tenant_secret
+from luma_ray.notify.signing import sign_headers, signing_secret
 from luma_ray.notify.targets import Resolver, is_public
 from luma_ray.notify.transport import Deadline, DeadlineTransport
 
@@ -87,10 +87,10 @@ class WebhookPoster:
 
     def _build_request(self, event: WebhookEvent, body: bytes) -> httpx.Request:
         url = httpx.URL(event.url)
+        secret = signing_secret(self._secret, event.tenant)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret_for(event), body, int(self._clock())),
-            EVENT_ID_HEADER: event.event_id,
+            **sign_headers(secret, event.event_id, body, int(self._clock())),
         }
         extensions: dict[str, Any] = {}
         if not self._allow_private:
@@ -106,9 +106,3 @@ class WebhookPoster:
         return self._client.build_request(
             "POST", url, content=body, headers=headers, extensions=extensions
         )
-
-    def _secret_for(self, event: WebhookEvent) -> bytes:
-        """The tenant's own secret (derived from the master), or the master without one."""
-        if event.tenant is None:
-            return self._secret
-        return tenant_secret(self._secret, event.tenant)

@@ -15,7 +15,7 @@ delivered or dropped), while a job that is waiting for its retry does not hold u
 
 With an outbox (``luma_ray.notify.outbox``) events not yet delivered outlive the process, and so
 does where their retry schedule stands: a new sender on the same outbox goes on from there.
-Delivery is at least once: receivers deduplicate on ``X-Luma-Event-Id``. Logs name the tenant,
+Delivery is at least once: receivers deduplicate on ``webhook-id``. Logs name the tenant,
 the job, the event and ``scheme://host`` only, never the secret, the path or the query string of
 a callback URL (they often carry tokens).
 """

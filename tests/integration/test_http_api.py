@@ -164,16 +164,15 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from luma_ray.notify.events import EVENT_ID_HEADER
-    from luma_ray.notify.signing import SIGNATURE_HEADER, tenant_secret, verify
+    from luma_ray.notify.signing import ID_HEADER, deployment_secret, tenant_secret, verify
 
-    received: list[tuple[dict[str, Any], str, bytes]] = []
+    received: list[tuple[dict[str, Any], dict[str, str], bytes]] = []
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((json.loads(body), self.headers[SIGNATURE_HEADER], body))
-            assert self.headers[EVENT_ID_HEADER]
+            received.append((json.loads(body), dict(self.headers.items()), body))
+            assert self.headers[ID_HEADER]
             self.send_response(204)
             self.end_headers()
 
@@ -202,7 +201,7 @@ def test_webhooks_are_signed_and_follow_the_job(system) -> None:
         assert types == ["generation.queued", "generation.running", "generation.succeeded"]
         assert all(e["data"]["id"] == gen["id"] for e, _, _ in received)
         assert all(verify(secret, body, sig, time.time()) for _, sig, body in received)
-        assert not verify(master, received[0][2], received[0][1], time.time())
+        assert not verify(deployment_secret(master), received[0][2], received[0][1], time.time())
         other = tenant_secret(master, "someone-else")
         assert not verify(other, received[0][2], received[0][1], time.time())
     finally:

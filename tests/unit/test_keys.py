@@ -341,22 +341,22 @@ def test_cli_revoke_unknown(tmp_path: Path) -> None:
 def test_cli_webhook_secret_is_the_tenants_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from luma_ray.notify.signing import sign, tenant_secret, verify
+    from luma_ray.notify.signing import sign_headers, tenant_secret, verify
 
     data = ["--data-dir", str(tmp_path)]
     with pytest.raises(NotFound, match="luma-ray up"):
         _run(["keys", "webhook-secret", "--tenant", "acme", *data])
     (tmp_path / "webhook.secret").write_bytes(b"master-secret-0123456789\n")
     assert _run(["keys", "webhook-secret", "--tenant", "acme", *data]) == 0
-    acme = capsys.readouterr().out.strip().encode()
+    acme = capsys.readouterr().out.strip()
     assert acme == tenant_secret(b"master-secret-0123456789", "acme")
-    assert acme.startswith(b"whsec_") and b"master" not in acme
+    assert acme.startswith("whsec_") and "master" not in acme
     _run(["keys", "webhook-secret", "--tenant", "zeta", *data])
-    zeta = capsys.readouterr().out.strip().encode()
+    zeta = capsys.readouterr().out.strip()
     assert zeta != acme
     # What one tenant signs, another tenant's secret does not verify.
-    header = sign(acme, b"{}", 1_700_000_000)
-    assert verify(acme, b"{}", header, now_s=1_700_000_000)
-    assert not verify(zeta, b"{}", header, now_s=1_700_000_000)
+    headers = sign_headers(acme, "evt_1", b"{}", 1_700_000_000)
+    assert verify(acme, b"{}", headers, now_s=1_700_000_000)
+    assert not verify(zeta, b"{}", headers, now_s=1_700_000_000)
     with pytest.raises(InvalidRequest, match="--tenant"):
         _run(["keys", "webhook-secret", "--tenant", " ", *data])

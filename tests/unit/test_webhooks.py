@@ -20,10 +20,18 @@ import pytest
 
 from luma_ray.config import WebhookConfig
 from luma_ray.errors import InvalidRequest
-from luma_ray.notify.events import EVENT_ID_HEADER, WebhookEvent, event_body
+from luma_ray.notify.events import WebhookEvent, event_body
 from luma_ray.notify.retries import Outcome, RetryPolicy
 from luma_ray.notify.sender import WebhookSender
-from luma_ray.notify.signing import SIGNATURE_HEADER, sign, verify
+from luma_ray.notify.signing import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    deployment_secret,
+    sign_headers,
+    tenant_secret,
+    verify,
+)
 from luma_ray.notify.targets import validate_callback_url
 
 SECRET = b"whsec_test_0123456789"
@@ -31,63 +39,111 @@ T0 = 1_700_000_000.0
 FLUSH_S = 5.0
 
 
-# --- sign / verify -------------------------------------------------------------------------
+# --- sign / verify (Standard Webhooks) ----------------------------------------------------
+
+TENANT_SECRET = tenant_secret(SECRET, "acme")
+
+
+def _signed(body: bytes = b'{"id":"evt_1"}', stamp: float = T0) -> dict[str, str]:
+    return sign_headers(TENANT_SECRET, "evt_1", body, int(stamp))
 
 
 def test_sign_verify_round_trip() -> None:
     body = b'{"id":"evt_1"}'
-    header = sign(SECRET, body, 1_700_000_000)
-    assert header.startswith("t=1700000000,v1=")
-    assert verify(SECRET, body, header, now_s=1_700_000_010)
+    headers = _signed(body)
+    assert headers[ID_HEADER] == "evt_1" and headers[TIMESTAMP_HEADER] == "1700000000"
+    assert headers[SIGNATURE_HEADER].startswith("v1,")
+    assert verify(TENANT_SECRET, body, headers, now_s=T0 + 10)
+    upper = {k.upper(): v for k, v in headers.items()}  # header names are case-insensitive
+    assert verify(TENANT_SECRET, body, upper, now_s=T0 + 10)
+
+
+def test_the_signature_is_the_standard_one() -> None:
+    """v1,base64(HMAC-SHA256(base64decode(secret after whsec_), id.timestamp.body))."""
+    import base64
+    import hashlib
+    import hmac as hmac_
+
+    body = b'{"id":"evt_1"}'
+    key = base64.b64decode(TENANT_SECRET.removeprefix("whsec_"))
+    digest = hmac_.new(key, b"evt_1.1700000000." + body, hashlib.sha256).digest()
+    assert _signed(body)[SIGNATURE_HEADER] == "v1," + base64.b64encode(digest).decode()
+
+
+def test_the_standardwebhooks_package_and_the_openai_sdk_verify_it() -> None:
+    import time
+
+    import openai
+    import standardwebhooks
+
+    body = b'{"created_at":1.0,"data":{"id":"gen_a"},"id":"evt_1","type":"generation.queued"}'
+    now = time.time()
+    headers = sign_headers(TENANT_SECRET, "evt_1", body, int(now))
+    assert standardwebhooks.Webhook(TENANT_SECRET).verify(body, headers)["id"] == "evt_1"
+    client = openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1")
+    client.webhooks.unwrap(body, headers, secret=TENANT_SECRET)  # raises when it does not match
+    forged = {
+        **headers,
+        SIGNATURE_HEADER: sign_headers(tenant_secret(SECRET, "eve"), "evt_1", body, int(now))[
+            SIGNATURE_HEADER
+        ],
+    }
+    replayed = sign_headers(TENANT_SECRET, "evt_1", body, int(now) - 301)
+    for bad in (forged, replayed):
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(TENANT_SECRET).verify(body, bad)
+        with pytest.raises(openai.InvalidWebhookSignatureError):
+            client.webhooks.unwrap(body, bad, secret=TENANT_SECRET)
+        assert not verify(TENANT_SECRET, body, bad, now_s=now)
 
 
 @pytest.mark.parametrize(
     ("body", "secret", "now_s"),
     [
-        (b'{"id":"evt_2"}', SECRET, T0),  # tampered body
-        (b'{"id":"evt_1"}', b"other secret", T0),  # wrong secret
-        (b'{"id":"evt_1"}', SECRET, T0 + 301),  # too old
-        (b'{"id":"evt_1"}', SECRET, T0 - 301),  # from the future
+        (b'{"id":"evt_2"}', TENANT_SECRET, T0),  # tampered body
+        (b'{"id":"evt_1"}', tenant_secret(SECRET, "zeta"), T0),  # another tenant's secret
+        (b'{"id":"evt_1"}', TENANT_SECRET, T0 + 301),  # too old
+        (b'{"id":"evt_1"}', TENANT_SECRET, T0 - 301),  # from the future
     ],
 )
-def test_verify_refuses(body: bytes, secret: bytes, now_s: float) -> None:
-    header = sign(SECRET, b'{"id":"evt_1"}', int(T0))
-    assert not verify(secret, body, header, now_s=now_s)
+def test_verify_refuses(body: bytes, secret: str, now_s: float) -> None:
+    assert not verify(secret, body, _signed(), now_s=now_s)
 
 
 def test_verify_tolerance_is_adjustable() -> None:
-    header = sign(SECRET, b"x", int(T0))
-    assert verify(SECRET, b"x", header, now_s=T0 + 900, tolerance_s=1000)
-    assert not verify(SECRET, b"x", header, now_s=T0 + 11, tolerance_s=10)
+    headers = _signed(b"x")
+    assert verify(TENANT_SECRET, b"x", headers, now_s=T0 + 900, tolerance_s=1000)
+    assert not verify(TENANT_SECRET, b"x", headers, now_s=T0 + 11, tolerance_s=10)
 
 
-def test_verify_accepts_any_of_several_v1() -> None:
-    good = sign(SECRET, b"x", int(T0)).partition(",")[2]
-    assert verify(SECRET, b"x", f"t={int(T0)},v1={'0' * 64},{good}", now_s=T0)
+def test_verify_accepts_any_of_several_signatures() -> None:
+    headers = _signed(b"x")
+    rotated = {**headers, SIGNATURE_HEADER: f"v1,{'A' * 44} {headers[SIGNATURE_HEADER]}"}
+    assert verify(TENANT_SECRET, b"x", rotated, now_s=T0)
 
 
 @pytest.mark.parametrize(
-    "header",
+    "change",
     [
-        "",
-        "garbage",
-        "v1=" + "a" * 64,  # no timestamp
-        f"t={int(T0)}",  # no signature
-        f"t=abc,v1={'a' * 64}",
-        f"t=-5,v1={'a' * 64}",
-        f"t={int(T0)},t={int(T0)},v1={'a' * 64}",  # two timestamps
-        f"t={int(T0)},v1=zz",
-        f"t={int(T0)},v1=é",  # non-ASCII must not raise from compare_digest
-        "t=1," + "v1=x," * 500,  # oversized
+        {SIGNATURE_HEADER: ""},
+        {SIGNATURE_HEADER: "garbage"},
+        {TIMESTAMP_HEADER: ""},
+        {TIMESTAMP_HEADER: "abc"},
+        {TIMESTAMP_HEADER: "-5"},
+        {ID_HEADER: ""},
+        {ID_HEADER: "evt_2"},  # the id is signed too
+        {SIGNATURE_HEADER: "v1,é"},  # non-ASCII must not raise from compare_digest
+        {SIGNATURE_HEADER: "v1,x " * 500},  # oversized
     ],
 )
-def test_verify_malformed_header_is_false_not_an_error(header: str) -> None:
-    assert verify(SECRET, b"x", header, now_s=T0) is False
+def test_verify_malformed_headers_are_false_not_an_error(change: dict[str, str]) -> None:
+    assert verify(TENANT_SECRET, b"x", {**_signed(b"x"), **change}, now_s=T0) is False
 
 
 def test_verify_truncated_signature_of_the_right_body_fails() -> None:
-    header = sign(SECRET, b"x", int(T0))
-    assert not verify(SECRET, b"x", header[:-1], now_s=T0)
+    headers = _signed(b"x")
+    cut = {**headers, SIGNATURE_HEADER: headers[SIGNATURE_HEADER][:-2]}
+    assert not verify(TENANT_SECRET, b"x", cut, now_s=T0)
 
 
 # --- RetryPolicy -----------------------------------------------------------------------------
@@ -349,9 +405,9 @@ def test_two_503s_then_200_delivers_the_same_signed_event_three_times(
 
     assert len(receiver.hits) == 3
     for hit in receiver.hits:
-        assert hit.headers[EVENT_ID_HEADER.lower()] == event.event_id
+        assert hit.headers[ID_HEADER] == event.event_id
         assert hit.body == event_body(event)
-        assert verify(SECRET, hit.body, hit.headers[SIGNATURE_HEADER.lower()], now_s=clock.now_s)
+        assert verify(deployment_secret(SECRET), hit.body, hit.headers, now_s=clock.now_s)
         assert hit.headers["content-type"] == "application/json"
         assert hit.headers["user-agent"] == "luma-ray-webhooks/1"
     assert clock.slept == [0.5, 1.0]
@@ -766,18 +822,15 @@ def test_events_are_signed_with_their_tenants_secret(
 ) -> None:
     from dataclasses import replace
 
-    from luma_ray.notify.signing import tenant_secret
-
     receiver = serve(script(200))
     sender = make_sender()
     sender.enqueue(replace(make_event(receiver.url, "gen_a"), tenant="acme"))
     sender.enqueue(make_event(receiver.url, "gen_b"))  # no tenant: the master secret
     assert sender.flush(FLUSH_S)
     by_job = {json.loads(hit.body)["data"]["id"]: hit for hit in receiver.hits}
-    acme, header = tenant_secret(SECRET, "acme"), by_job["gen_a"].headers
-    signature = header[SIGNATURE_HEADER.lower()]
-    assert verify(acme, by_job["gen_a"].body, signature, now_s=clock.now_s)
-    assert not verify(SECRET, by_job["gen_a"].body, signature, now_s=clock.now_s)
-    assert not verify(tenant_secret(SECRET, "zeta"), by_job["gen_a"].body, signature, clock.now_s)
-    plain = by_job["gen_b"].headers[SIGNATURE_HEADER.lower()]
-    assert verify(SECRET, by_job["gen_b"].body, plain, now_s=clock.now_s)
+    acme, signed = tenant_secret(SECRET, "acme"), by_job["gen_a"].headers
+    assert verify(acme, by_job["gen_a"].body, signed, now_s=clock.now_s)
+    assert not verify(deployment_secret(SECRET), by_job["gen_a"].body, signed, clock.now_s)
+    assert not verify(tenant_secret(SECRET, "zeta"), by_job["gen_a"].body, signed, clock.now_s)
+    plain = by_job["gen_b"].headers
+    assert verify(deployment_secret(SECRET), by_job["gen_b"].body, plain, now_s=clock.now_s)
