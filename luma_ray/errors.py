@@ -60,6 +60,13 @@ class Conflict(LumaError):
     code = "conflict"
 
 
+class NotReady(Conflict):
+    """The job exists but what was asked of it is not there yet (its video while it is still
+    queued or running): ask again when it has finished."""
+
+    code = "not_ready"
+
+
 class IllegalTransition(Conflict):
     """A job was asked to move between states the transition table does not connect."""
 

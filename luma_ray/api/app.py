@@ -17,6 +17,7 @@ from luma_ray.api import admin, generations, limits, openai_compat, problems
 from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
+from luma_ray.api.request_ids import RequestId
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
 from luma_ray.storage import BlobStore
@@ -42,8 +43,9 @@ def create_app(
     app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
     app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository, clock)
     problems.install(app)
-    # Outermost of the app's own layers: every body is counted before any route or key check.
+    # Every body is counted before any route or key check.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestId)  # outermost: every answer carries x-request-id
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

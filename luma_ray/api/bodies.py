@@ -65,7 +65,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         err = TooLarge(f"request body is over {self.max_bytes} bytes; send a smaller request")
-        response = luma_problem(err)
+        response = luma_problem(err, scope.get("path", ""))
         response.headers["Connection"] = "close"  # do not read the rest to keep the connection
         await response(scope, receive, send)
 

@@ -20,7 +20,8 @@ from fastapi.responses import Response, StreamingResponse
 from luma_ray.api.context import Caller, Ports, ports
 from luma_ray.api.keys import Principal
 from luma_ray.api.schemas import CreateGeneration, DeletedOut, GenerationPage, submit_request
-from luma_ray.errors import NotFound
+from luma_ray.errors import NotFound, NotReady
+from luma_ray.jobs import JobState
 from luma_ray.notify.targets import validate_callback_url
 from luma_ray.scheduler.protocol import (
     CancelJob,
@@ -46,8 +47,13 @@ async def submit(
 async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> Response:
     """The bytes of a finished job's ``video`` or ``thumbnail``."""
     view = await p.scheduler.call(GetJob(job_id, tenant))
-    if view.state != "succeeded":
-        raise NotFound(f"generation {view.id} has no content yet (it is {view.state.value})")
+    if view.state in (JobState.FAILED, JobState.CANCELLED):
+        raise NotFound(f"generation {view.id} is {view.state.value}; it has no content")
+    if view.state != JobState.SUCCEEDED:
+        raise NotReady(
+            f"generation {view.id} is {view.state.value}; its content is ready once it has "
+            "succeeded (poll it, or pass a callback_url)"
+        )
     uri = view.result_uris.get(variant)
     if uri is None:
         raise NotFound(f"generation {view.id} has no {variant!r}; try video or thumbnail")

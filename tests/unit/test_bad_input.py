@@ -56,7 +56,14 @@ def api(tmp_path: Path) -> dict[str, Any]:
 
 
 def assert_problem(r: httpx.Response, status: int, code: str, text: str = "") -> None:
+    """A problem body, or OpenAI's error body under /v1/videos, with ``code`` and ``text``."""
     assert r.status_code == status, r.text
+    if r.request.url.path.startswith("/v1/videos"):
+        assert r.headers["content-type"] == "application/json"
+        error = r.json()["error"]
+        assert error["code"] == code and text in error["message"], r.text
+        assert error["type"] == "invalid_request_error", r.text
+        return
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == code and text in r.json()["detail"], r.text
 
@@ -246,3 +253,58 @@ def test_the_openai_package_still_creates_videos_through_the_form_parser(api) ->
 
     video = asyncio.run(go())
     assert video.status == "queued" and video.prompt == "a paper boat" and video.seconds == "4"
+
+
+def test_openai_sdk_errors_carry_our_message_and_content_not_ready_says_so(api) -> None:
+    openai = pytest.importorskip("openai")
+    key = api["alice"]["Authorization"].removeprefix("Bearer ")
+
+    async def go() -> tuple[Any, Any, Any]:
+        transport = httpx.ASGITransport(app=api["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            client = openai.AsyncOpenAI(
+                base_url="http://test/v1", api_key=key, http_client=http, max_retries=0
+            )
+            with pytest.raises(openai.BadRequestError) as bad:
+                await client.videos.create(prompt="a boat", size="1280xfoo")  # type: ignore[arg-type]
+            video = await client.videos.create(prompt="a paper boat", seconds="4")
+            with pytest.raises(openai.ConflictError) as early:
+                await client.videos.download_content(video.id)
+            with pytest.raises(openai.NotFoundError) as missing:
+                await client.videos.retrieve("gen_nope")
+            return bad.value, early.value, missing.value
+
+    bad, early, missing = asyncio.run(go())
+    assert "size" in bad.message and "1280xfoo" in bad.message, bad.message
+    assert bad.code == "invalid_request" and bad.type == "invalid_request_error"
+    assert "is queued" in early.message and "ready once it has succeeded" in early.message
+    assert early.code == "not_ready"
+    assert missing.code == "not_found"
+
+
+def test_native_content_of_a_queued_generation_is_409_not_ready(api) -> None:
+    gen = api["client"].post("/v1/generations", json={"prompt": "x"}, headers=api["alice"])
+    r = api["client"].get(f"/v1/generations/{gen.json()['id']}/content", headers=api["alice"])
+    assert_problem(r, 409, "not_ready", "is queued")
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/healthz", 200), ("/v1/generations/gen_nope", 404), ("/v1/videos/gen_nope", 404)],
+)
+def test_every_answer_carries_a_request_id(api, path: str, status: int) -> None:
+    c = api["client"]
+    r = c.get(path, headers=api["alice"])
+    assert r.status_code == status
+    assert r.headers["x-request-id"].startswith("req_") and len(r.headers["x-request-id"]) > 20
+    assert c.get(path, headers=api["alice"]).headers["x-request-id"] != r.headers["x-request-id"]
+    mine = c.get(path, headers={**api["alice"], "X-Request-Id": "client-7.a:b"})
+    assert mine.headers["x-request-id"] == "client-7.a:b"  # a sane id of the caller's is kept
+    odd = c.get(path, headers={**api["alice"], "X-Request-Id": "a b\tc" + "x" * 200})
+    assert odd.headers["x-request-id"].startswith("req_")  # anything else is replaced
+
+
+def test_a_refused_oversize_body_also_carries_a_request_id(api) -> None:
+    headers = {**api["alice"], "Content-Type": "application/json"}
+    r = post_streamed(api["app"], "/v1/generations", Counted(total=2 << 20).__aiter__(), headers)
+    assert r.status_code == 413 and r.headers["x-request-id"].startswith("req_")
