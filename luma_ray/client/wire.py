@@ -152,11 +152,12 @@ class ForbiddenError(ApiError, Forbidden):
 
 
 class NotFoundError(ApiError, NotFound):
-    """404: no such generation, or one of another tenant, or no content yet."""
+    """404: no such generation, or one of another tenant, or one that failed (no content)."""
 
 
 class ConflictError(ApiError, Conflict):
-    """409: for example an Idempotency-Key reused with a different body."""
+    """409: an Idempotency-Key reused with a different body, or content asked for before the
+    generation succeeded (``code`` ``not_ready``)."""
 
 
 class BusyError(ApiError, BackPressure):  # type: ignore[misc]
