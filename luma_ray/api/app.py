@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from luma_ray.api import admin, generations, limits, openai_compat, problems
+from luma_ray.api import admin, dream_machine, generations, limits, openai_compat, problems
 from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
@@ -54,5 +54,6 @@ def create_app(
     generations.add_routes(app)
     limits.add_routes(app)
     openai_compat.add_routes(app)
+    dream_machine.add_routes(app)
     admin.add_routes(app)
     return app

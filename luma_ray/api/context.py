@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
 from luma_ray.api.throttles import KeyRates, StreamSlots
-from luma_ray.config import IngressLimits
+from luma_ray.config import DreamMachineConfig, IngressLimits
 from luma_ray.errors import Forbidden, NotFound, RateLimited
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
@@ -36,6 +36,8 @@ class ApiSettings:
     sse_timeout_s: float = 3600.0
     limits: IngressLimits = field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams, counted in this replica."""
+    dream_machine: DreamMachineConfig = field(default_factory=DreamMachineConfig)
+    """Model names and labels of the Dream Machine-compatible API."""
 
 
 @dataclass

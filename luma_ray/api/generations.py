@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
@@ -36,12 +36,20 @@ from luma_ray.wire.generation import GenerationOut, generation_view
 
 
 async def submit(
-    p: Ports, who: Principal, body: CreateGeneration, idempotency_key: str | None
+    p: Ports,
+    who: Principal,
+    body: CreateGeneration,
+    idempotency_key: str | None,
+    api: str = "native",
+    api_request: str | None = None,
 ) -> JobView:
-    """Validate what the ingress can check alone, then one call to the scheduler."""
+    """Validate what the ingress can check alone, then one call to the scheduler. ``api`` and
+    ``api_request``: the API the request came through and the request as it came (the
+    Dream Machine API echoes it, and its callbacks take that API's shape)."""
     if body.callback_url is not None:
         validate_callback_url(body.callback_url, allow_private=p.settings.allow_private_callbacks)
-    return await p.scheduler.call(Submit(submit_request(body, who, idempotency_key)))
+    request = replace(submit_request(body, who, idempotency_key), api=api, api_request=api_request)
+    return await p.scheduler.call(Submit(request))
 
 
 async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> Response:

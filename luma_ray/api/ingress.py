@@ -18,7 +18,13 @@ from ray import serve
 
 from luma_ray.api.app import ApiSettings, create_app
 from luma_ray.api.keys import KeyStore, keys_path
-from luma_ray.config import IngressLimits, RuntimeConfig, default_data_dir, default_tiers
+from luma_ray.config import (
+    DreamMachineConfig,
+    IngressLimits,
+    RuntimeConfig,
+    default_data_dir,
+    default_tiers,
+)
 from luma_ray.models.repository import ModelRepository
 from luma_ray.runtime.handle import get_async_scheduler
 from luma_ray.storage import open_store
@@ -37,6 +43,7 @@ def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
         "settings": {
             "allow_private_callbacks": runtime.allow_private_callbacks,
             "limits": runtime.ingress.model_dump(),
+            "dream_machine": runtime.dream_machine.model_dump(),
         },
     }
 
@@ -53,6 +60,9 @@ def build_app() -> FastAPI:
     keys = KeyStore(cfg["keys_path"], cfg["tiers"])
     settings = dict(cfg["settings"])
     settings["limits"] = IngressLimits.model_validate(settings.get("limits") or {})
+    settings["dream_machine"] = DreamMachineConfig.model_validate(
+        settings.get("dream_machine") or {}
+    )
     return create_app(
         get_async_scheduler(),
         keys,

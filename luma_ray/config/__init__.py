@@ -4,6 +4,7 @@ pools, autoscaling, ingress limits, webhooks, where state lives). A bad file rai
 :class:`~luma_ray.errors.ConfigError` whose one-line message names the field and the fix.
 """
 
+from luma_ray.config.dream_machine import DreamMachineConfig, DreamModel
 from luma_ray.config.scheduling import (
     DEFAULT_MAX_QUEUED,
     OTHER_TIER_MAX_QUEUED,
@@ -33,6 +34,8 @@ __all__ = [
     "AutoscalingConfig",
     "ClusterConfig",
     "DEFAULT_MAX_QUEUED",
+    "DreamMachineConfig",
+    "DreamModel",
     "IngressLimits",
     "OTHER_TIER_MAX_QUEUED",
     "PolicyConfig",

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from luma_ray.config.base import Strict, format_validation_error, read_list_file
+from luma_ray.config.dream_machine import DreamMachineConfig
 from luma_ray.config.scheduling import SchedulerConfig
 from luma_ray.errors import ConfigError
 
@@ -153,6 +154,8 @@ class RuntimeConfig(Strict):
     """Per-key request rate and per-tenant event streams at each HTTP ingress replica."""
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
     """Webhook delivery: retry schedule, attempt deadline, per-tenant limits."""
+    dream_machine: DreamMachineConfig = Field(default_factory=DreamMachineConfig)
+    """The Dream Machine-compatible API's model names and their resolutions and durations."""
     repository_uri: str | None = None
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)

@@ -98,3 +98,8 @@ class Job:
     """How many times it was parked at a step boundary for a more urgent job."""
     parked_at_s: float | None = None
     """When it was last parked (a job is not parked again too soon)."""
+    api: str = "native"
+    """The API it was submitted through (``native``, ``openai``, ``dream-machine``); its
+    webhooks take that API's shape."""
+    api_request: str | None = None
+    """The request as that API received it (JSON), for APIs that echo it (Dream Machine)."""

@@ -27,10 +27,15 @@ class WebhookEvent:
     payload: Mapping[str, object]  # JSON-serialisable; sent as "data"
     created_at_s: float  # unix seconds when the state changed; sent as "created_at"
     tenant: str | None = None  # signs with tenant_secret(master, tenant) (signing.py)
+    shape: str = "event"
+    """``event``: the body wraps ``payload`` as ``data`` with the event's id and type;
+    ``object``: the body is ``payload`` itself (Dream Machine callbacks post the Generation)."""
 
 
 def event_body(event: WebhookEvent) -> bytes:
     """The exact bytes POSTed (and signed): sorted keys, compact separators, ASCII."""
+    if event.shape == "object":
+        return _canonical(event.payload)
     state = event.state.value if isinstance(event.state, Enum) else event.state
     document = {
         "id": event.event_id,
@@ -38,4 +43,9 @@ def event_body(event: WebhookEvent) -> bytes:
         "created_at": event.created_at_s,
         "data": event.payload,
     }
+    return _canonical(document)
+
+
+def _canonical(document: Mapping[str, object]) -> bytes:
+    """Sorted keys, compact separators, ASCII: the same bytes in every process."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()

@@ -43,6 +43,9 @@ from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, JobEvent, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import open_store
+from luma_ray.wire.dream_machine import API as DREAM_MACHINE
+from luma_ray.wire.dream_machine import asset_path as dream_asset_path
+from luma_ray.wire.dream_machine import dream_generation
 from luma_ray.wire.generation import generation_view
 
 log = logging.getLogger(__name__)
@@ -191,15 +194,19 @@ class SchedulerActor:
         view = event.view
         if self.webhooks is None or not event.callback_url or view.state is JobState.LEASED:
             return
+        dream = view.api == DREAM_MACHINE  # its callbacks post the SDK's Generation itself
         self.webhooks.enqueue(
             WebhookEvent(
                 event_id=event.event_id,
                 url=event.callback_url,
                 job_id=view.id,
                 state=view.state.value,
-                payload=generation_view(view),
+                payload=dream_generation(view, dream_asset_path)
+                if dream
+                else generation_view(view),
                 created_at_s=event.at_s,
                 tenant=view.tenant,
+                shape="object" if dream else "event",
             )
         )
 

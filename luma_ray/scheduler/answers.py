@@ -54,6 +54,10 @@ class JobView:
     preemptions: int = 0
     """How many times it was parked at a step boundary for a more urgent job (each time it
     went back to its queue with its place and its progress, and resumed where it stopped)."""
+    api: str = "native"
+    """The API it was submitted through; presenters of webhooks take its shape."""
+    api_request: str | None = None
+    """The request as that API received it (JSON), for APIs that echo it."""
 
     @property
     def done(self) -> bool:

@@ -93,4 +93,6 @@ def make_job(
         enqueued_at_s=now,
         metadata=dict(request.metadata),
         callback_url=request.callback_url,
+        api=request.api,
+        api_request=request.api_request,
     )

@@ -42,6 +42,11 @@ class SubmitRequest:
     callback_url: str | None = None
     """Webhook target for state changes, validated at the ingress."""
     idempotency_key: str | None = None
+    api: str = "native"
+    """The API it came through (``native``, ``openai``, ``dream-machine``): its webhooks take
+    that API's shape."""
+    api_request: str | None = None
+    """The request as that API received it (JSON), for APIs whose answers echo it."""
 
     def fingerprint(self) -> str:
         """A hash of everything but the idempotency key: what "the same request" means."""

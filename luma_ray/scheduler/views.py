@@ -43,6 +43,8 @@ def job_view(job: Job, now_s: float) -> JobView:
         wait_s=round(max(0.0, waited_until - job.enqueued_at_s), 3),
         metadata=dict(job.metadata),
         preemptions=job.preemptions,
+        api=job.api,
+        api_request=job.api_request,
     )
 
 
