@@ -1,8 +1,9 @@
 """The Dream Machine-compatible API driven by the official ``lumaai`` SDK, in process.
 
 The real app over an in-process scheduler (no Ray); a test worker leases the job and stores a
-real MP4, as a model worker would. The SDK (its async client) talks to the app through httpx's ASGI transport, so
-every request goes through the same routing, auth and error handling as over the network.
+real MP4, as a model worker would. The SDK (its async client) talks to the app through httpx's
+ASGI transport, so every request goes through the same routing, auth and error handling as over
+the network.
 """
 
 from __future__ import annotations
