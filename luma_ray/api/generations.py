@@ -11,13 +11,14 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from luma_ray.api.context import Caller, Ports, ports
+from luma_ray.api.inputs import delete_keys, input_keys, store_inputs
 from luma_ray.api.keys import Principal
 from luma_ray.api.schemas import CreateGeneration, DeletedOut, GenerationPage, submit_request
 from luma_ray.errors import NotFound
@@ -37,10 +38,17 @@ from luma_ray.wire.generation import GenerationOut, generation_view
 async def submit(
     p: Ports, who: Principal, body: CreateGeneration, idempotency_key: str | None
 ) -> JobView:
-    """Validate what the ingress can check alone, then one call to the scheduler."""
+    """Validate what the ingress can check alone, check and store the inputs, then one call
+    to the scheduler; a refused submit leaves no input copies behind."""
     if body.callback_url is not None:
         validate_callback_url(body.callback_url, allow_private=p.settings.allow_private_callbacks)
-    return await p.scheduler.call(Submit(submit_request(body, who, idempotency_key)))
+    request = submit_request(body, who, idempotency_key)  # its own checks before any fetch
+    stored = await store_inputs(p, who, body, idempotency_key)
+    try:
+        return await p.scheduler.call(Submit(replace(request, inputs=stored.inputs)))
+    except BaseException:
+        await asyncio.to_thread(delete_keys, p, stored.written)  # nothing queued, nothing kept
+        raise
 
 
 async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> Response:
@@ -65,12 +73,13 @@ async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> 
 
 
 async def delete_job(p: Ports, job_id: str, tenant: str) -> JobView:
-    """Forget the job, then its stored results."""
+    """Forget the job, then its stored results and its copies of its inputs."""
     view = await p.scheduler.call(DeleteJob(job_id, tenant))
 
     def purge() -> None:
         for key in p.store.list(results_prefix(view.id)):
             p.store.delete(key)
+        delete_keys(p, input_keys(view.params.inputs))  # the job's own copies of its inputs
 
     await asyncio.to_thread(purge)
     return view
