@@ -20,7 +20,7 @@ from luma_ray.scheduler.protocol import SubmitRequest
 from luma_ray.wire.generation import GenerationOut
 
 MAX_METADATA_KEYS = 16
-_INPUT_CHARS = 1 << 20  # a data: URL fits the 1 MiB body; larger files go through /v1/files
+_INPUT_CHARS = 2 << 20  # a data: URL fits the 1 MiB body; larger files go through /v1/files
 
 
 class ModelAction(BaseModel):

@@ -243,7 +243,7 @@ class WorkerLoop:
             return self._on_step(job, step, total)
 
         try:
-            conditioning = build_conditioning(job.request, self.sink.load_input)
+            conditioning = build_conditioning(job.request, lambda key: self.sink.load_input(key))
             extra = {} if conditioning is None else {"conditioning": conditioning}
             if resume is not None:
                 try:

@@ -349,3 +349,27 @@ def test_url_to_loopback_is_refused_by_default_even_when_it_serves(api, media_se
     routes["/a.png"] = (200, image_bytes(), {})
     assert_refused(create(api, first_frame=f"{base}/a.png"), 400, "first_frame points at a private")
     assert queued(api) == 0
+
+
+# ---- OpenAI-compatible /v1/videos -----------------------------------------------------------
+
+
+def test_openai_input_reference_becomes_the_first_frame(api) -> None:
+    c = api["client"]
+    files = {"input_reference": ("start.png", image_bytes(), "image/png")}
+    r = c.post("/v1/videos", data={"prompt": "a fox"}, files=files, headers=api["alice"])
+    assert r.status_code == 200, r.text
+    key = job_inputs(api, r.json()["id"]).first_frame
+    assert api["store"].get_bytes(key) == image_bytes()
+    as_id = upload(api, image_bytes(seed=5)).json()["id"]
+    r2 = c.post(
+        "/v1/videos", json={"prompt": "a fox", "input_reference": as_id}, headers=api["alice"]
+    )
+    assert r2.status_code == 200, r2.text
+
+
+def test_openai_bad_input_reference_is_400_naming_it(api) -> None:
+    files = {"input_reference": ("start.png", BROKEN_PNG, "image/png")}
+    r = api["client"].post("/v1/videos", data={"prompt": "a"}, files=files, headers=api["alice"])
+    assert_refused(r, 400, "input_reference: the image does not decode")
+    assert queued(api) == 0 and inputs_stored(api) == []
