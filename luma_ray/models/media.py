@@ -102,7 +102,7 @@ def decode_video(source: Source, *, max_frames: int = MAX_PROBE_FRAMES) -> np.nd
     """The video's frames as ``uint8 [F, H, W, 3]`` RGB, at most ``max_frames`` of them."""
     frames: list[np.ndarray] = []
     try:
-        with av.open(_readable(source)) as container:
+        with av.open(_readable(source), mode="r") as container:
             for frame in container.decode(video=0):
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if len(frames) >= max_frames:
@@ -168,7 +168,7 @@ def _probe_image(source: Source, fmt: str, max_side: int) -> MediaInfo:
 
 def _probe_video(source: Source, fmt: str, max_side: int, max_frames: int) -> MediaInfo:
     try:
-        with av.open(_readable(source)) as container:
+        with av.open(_readable(source), mode="r") as container:
             if not container.streams.video:
                 raise MediaError("the file has no video stream")
             stream = container.streams.video[0]

@@ -251,7 +251,7 @@ class WorkerLoop:
                 except ParkedStateInvalid as err:
                     log.warning("job %s: cannot resume (%s); starting over", job.job_id, err)
                     self._steps_before = None
-            return self.model.generate(job.request, on_step, **extra)  # type: ignore[call-arg]
+            return self.model.generate(job.request, on_step, **extra)
         finally:
             self.stats.current = None
             self.stats.busy_s += self.clock() - began
