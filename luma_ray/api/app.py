@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from luma_ray.api import admin, dream_machine, generations, limits, openai_compat, problems
+from luma_ray.api import admin, dream_machine, files, generations, limits, openai_compat, problems
 from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
 from luma_ray.api.request_ids import RequestId
+from luma_ray.api.uploads import MULTIPART_SLACK
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
 from luma_ray.storage import BlobStore
@@ -41,10 +42,13 @@ def create_app(
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",
     )
     app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
-    app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository, clock)
+    settings = settings or ApiSettings()
+    app.state.ports = Ports(scheduler, keys, store, settings, repository, clock)
     problems.install(app)
-    # Every body is counted before any route or key check.
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    # Every body is counted before any route or key check; uploads stream to the route
+    # (which writes them to disk), up to their own limit.
+    upload_limit = settings.limits.max_upload_bytes + 2 * MULTIPART_SLACK  # a backstop
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, streamed={"/v1/files": upload_limit})
     app.add_middleware(RequestId)  # outermost: every answer carries x-request-id
 
     @app.get("/healthz", include_in_schema=False)
@@ -52,6 +56,7 @@ def create_app(
         return {"status": "ok"}
 
     generations.add_routes(app)
+    files.add_routes(app)
     limits.add_routes(app)
     openai_compat.add_routes(app)
     dream_machine.add_routes(app)

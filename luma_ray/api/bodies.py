@@ -14,7 +14,7 @@ cost at most the limit plus one chunk. The app then gets the body in one piece.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -38,15 +38,30 @@ class BodyLimit:
     app; 413 ``too_large`` (problem+json, ``Connection: close``) past that. The rest of an
     oversize body is never read."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        streamed: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = dict(streamed or {})
+        """Paths whose bodies go to the app as they arrive (uploads), with their own limit:
+        a declared length past it is refused here, a longer body fails as the app reads it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
+        stream_limit = self.streamed.get(scope.get("path", ""))
+        if stream_limit is not None:
+            if declared is not None and declared > stream_limit:
+                await self._refuse(scope, receive, send, stream_limit)
+                return
+            await self.app(scope, _counted(receive, stream_limit), send)
+            return
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
@@ -63,8 +78,11 @@ class BodyLimit:
                 break
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        err = TooLarge(f"request body is over {self.max_bytes} bytes; send a smaller request")
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int | None = None
+    ) -> None:
+        limit = self.max_bytes if limit is None else limit
+        err = TooLarge(f"request body is over {limit} bytes; send a smaller request")
         response = luma_problem(err, scope.get("path", ""))
         response.headers["Connection"] = "close"  # do not read the rest to keep the connection
         await response(scope, receive, send)
@@ -76,6 +94,22 @@ def _content_length(scope: Scope) -> int | None:
             text = value.decode("latin-1").strip()
             return int(text) if text.isdigit() else None
     return None
+
+
+def _counted(receive: Receive, max_bytes: int) -> Receive:
+    """A ``receive`` that raises ``TooLarge`` once the body passes ``max_bytes`` (the route
+    reading it answers 413; the rest is never read)."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > max_bytes:
+            raise TooLarge(f"request body is over {max_bytes} bytes; upload a smaller file")
+        return message
+
+    return counted
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

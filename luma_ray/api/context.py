@@ -20,6 +20,7 @@ from luma_ray.api.throttles import KeyRates, StreamSlots
 from luma_ray.config import DreamMachineConfig, IngressLimits
 from luma_ray.errors import Forbidden, NotFound, RateLimited
 from luma_ray.models.repository import ModelRepository
+from luma_ray.notify.targets import Resolver, resolve_host
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
 from luma_ray.storage import BlobStore
 
@@ -32,6 +33,10 @@ class ApiSettings:
 
     allow_private_callbacks: bool = False
     """Let callback_url point at loopback/private hosts (tests, on-prem receivers)."""
+    allow_private_inputs: bool = False
+    """Let http(s) input URLs point at loopback/private hosts (tests, on-prem media servers)."""
+    resolver: Resolver = resolve_host
+    """How input URLs' hosts are looked up (tests pass a fake one)."""
     sse_poll_s: float = 0.2
     sse_timeout_s: float = 3600.0
     limits: IngressLimits = field(default_factory=IngressLimits)

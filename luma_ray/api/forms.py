@@ -8,7 +8,7 @@ so the route can refuse it by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -30,18 +30,27 @@ MAX_FORM_PARTS = 32
 
 @dataclass(frozen=True)
 class Form:
-    """A parsed form: its text fields, and the names of its file parts (their bytes dropped)."""
+    """A parsed form: its text fields, the names of its file parts (their bytes dropped), and
+    the bytes of the file parts the caller asked to keep."""
 
     fields: dict[str, str]
     files: tuple[str, ...]
+    kept: dict[str, bytes] = field(default_factory=dict)
 
 
-def parse_form(body: bytes, content_type: str, max_part_bytes: int = MAX_PART_BYTES) -> Form:
+def parse_form(
+    body: bytes,
+    content_type: str,
+    max_part_bytes: int = MAX_PART_BYTES,
+    keep_files: frozenset[str] = frozenset(),
+) -> Form:
     """Parse a ``multipart/form-data`` or ``application/x-www-form-urlencoded`` body.
 
     Raises :class:`TooLarge` for a part over ``max_part_bytes`` and :class:`InvalidRequest`
     for a malformed body, a field given twice, a text field that is not UTF-8, or more than
-    :data:`MAX_FORM_PARTS` parts; each message names the field.
+    :data:`MAX_FORM_PARTS` parts; each message names the field. The bytes of file parts named
+    in ``keep_files`` are kept (bounded by the body, which ``BodyLimit`` bounded), not counted
+    against ``max_part_bytes``.
     """
     kind, params = parse_options_header(content_type)
     if kind == b"application/x-www-form-urlencoded":
@@ -49,7 +58,7 @@ def parse_form(body: bytes, content_type: str, max_part_bytes: int = MAX_PART_BY
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidRequest("multipart/form-data needs a boundary in its Content-Type")
-    parts = _Parts(max_part_bytes)
+    parts = _Parts(max_part_bytes, keep_files)
     try:
         parser = MultipartParser(boundary, parts.callbacks())
         parser.write(body)
@@ -58,7 +67,7 @@ def parse_form(body: bytes, content_type: str, max_part_bytes: int = MAX_PART_BY
         raise InvalidRequest("the multipart body is malformed; send it as the SDK does") from None
     if not parts.ended:
         raise InvalidRequest("the multipart body ends before its closing boundary")
-    return Form(parts.fields, tuple(parts.files))
+    return Form(parts.fields, tuple(parts.files), parts.kept)
 
 
 def _text(name: str, raw: bytes) -> str:
@@ -95,8 +104,10 @@ def _urlencoded(body: bytes, max_part_bytes: int) -> Form:
 class _Parts:
     """The parser's callbacks: collect each part's headers, then its bytes (text fields)."""
 
-    def __init__(self, max_part_bytes: int) -> None:
+    def __init__(self, max_part_bytes: int, keep_files: frozenset[str] = frozenset()) -> None:
         self.max_part_bytes = max_part_bytes
+        self.keep_files = keep_files
+        self.kept: dict[str, bytes] = {}
         self.fields: dict[str, str] = {}
         self.files: list[str] = []
         self.ended = False
@@ -145,6 +156,9 @@ class _Parts:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         self._size += end - start
+        if self._is_file and self._name in self.keep_files:
+            self._data += data[start:end]
+            return
         if self._size > self.max_part_bytes:
             raise TooLarge(f"form field {self._name!r} is over {self.max_part_bytes} bytes")
         if not self._is_file:
@@ -153,6 +167,8 @@ class _Parts:
     def _part_end(self) -> None:
         value = None if self._is_file else _text(self._name, bytes(self._data))
         _add(self.fields, self.files, self._name, value)
+        if self._is_file and self._name in self.keep_files:
+            self.kept[self._name] = bytes(self._data)
 
     def _end(self) -> None:
         self.ended = True

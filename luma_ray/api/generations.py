@@ -18,6 +18,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from luma_ray.api.context import Caller, Ports, ports
+from luma_ray.api.inputs import delete_keys, input_keys, store_inputs
 from luma_ray.api.keys import Principal
 from luma_ray.api.schemas import CreateGeneration, DeletedOut, GenerationPage, submit_request
 from luma_ray.errors import NotFound, NotReady
@@ -43,13 +44,20 @@ async def submit(
     api: str = "native",
     api_request: str | None = None,
 ) -> JobView:
-    """Validate what the ingress can check alone, then one call to the scheduler. ``api`` and
+    """Validate what the ingress can check alone, check and store the inputs, then one call
+    to the scheduler; a refused submit leaves no input copies behind. ``api`` and
     ``api_request``: the API the request came through and the request as it came (the
     Dream Machine API echoes it, and its callbacks take that API's shape)."""
     if body.callback_url is not None:
         validate_callback_url(body.callback_url, allow_private=p.settings.allow_private_callbacks)
-    request = replace(submit_request(body, who, idempotency_key), api=api, api_request=api_request)
-    return await p.scheduler.call(Submit(request))
+    request = submit_request(body, who, idempotency_key)  # its own checks before any fetch
+    request = replace(request, api=api, api_request=api_request)
+    stored = await store_inputs(p, who, body, idempotency_key)
+    try:
+        return await p.scheduler.call(Submit(replace(request, inputs=stored.inputs)))
+    except BaseException:
+        await asyncio.to_thread(delete_keys, p, stored.written)  # nothing queued, nothing kept
+        raise
 
 
 async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> Response:
@@ -79,12 +87,13 @@ async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> 
 
 
 async def delete_job(p: Ports, job_id: str, tenant: str) -> JobView:
-    """Forget the job, then its stored results."""
+    """Forget the job, then its stored results and its copies of its inputs."""
     view = await p.scheduler.call(DeleteJob(job_id, tenant))
 
     def purge() -> None:
         for key in p.store.list(results_prefix(view.id)):
             p.store.delete(key)
+        delete_keys(p, input_keys(view.params.inputs))  # the job's own copies of its inputs
 
     await asyncio.to_thread(purge)
     return view

@@ -42,6 +42,7 @@ def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
         "repository": runtime.repository,
         "settings": {
             "allow_private_callbacks": runtime.allow_private_callbacks,
+            "allow_private_inputs": runtime.allow_private_inputs,
             "limits": runtime.ingress.model_dump(),
             "dream_machine": runtime.dream_machine.model_dump(),
         },

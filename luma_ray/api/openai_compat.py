@@ -7,6 +7,7 @@ knows (``1280x720``…) keep their aspect ratio and are scaled to what the model
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Header, Query, Request
@@ -95,7 +96,9 @@ def video_object(view: JobView) -> VideoOut:
     }
 
 
-_FIELDS = ("prompt", "model", "seconds", "size")
+_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
+"""``input_reference`` (the image the video starts on) is a file part, or text: a file id from
+``/v1/files``, a ``data:`` URL or an http(s) URL. It becomes the native ``first_frame``."""
 
 
 async def _body(request: Request) -> CreateGeneration:
@@ -104,15 +107,17 @@ async def _body(request: Request) -> CreateGeneration:
     raw = await request.body()  # BodyLimit has read it already: at most MAX_BODY_BYTES
     fields: dict[str, object]
     if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = parse_form(raw, ctype)
-        if "input_reference" in form.files:
-            raise InvalidRequest("input_reference is not supported yet; send a prompt only")
-        if form.files:
+        form = parse_form(raw, ctype, keep_files=frozenset({"input_reference"}))
+        others = [name for name in form.files if name not in form.kept]
+        if others:
             raise InvalidRequest(
-                f"file field(s) {', '.join(form.files)} are not accepted; "
-                f"send text fields {', '.join(_FIELDS)}"
+                f"file field(s) {', '.join(others)} are not accepted; "
+                f"send text fields {', '.join(_FIELDS)} and the file input_reference"
             )
         fields = dict(form.fields)
+        if "input_reference" in form.kept:  # the image to start on, as the SDK uploads it
+            data = base64.b64encode(form.kept["input_reference"]).decode()
+            fields["input_reference"] = f"data:application/octet-stream;base64,{data}"
     else:
         try:
             fields = parse_json(raw)
@@ -137,6 +142,7 @@ async def _body(request: Request) -> CreateGeneration:
             model=str(fields.get("model") or "luma-tiny"),
             seconds=float(str(seconds)) if seconds not in (None, "") else 2.0,
             size=str(fields["size"]) if fields.get("size") else None,
+            first_frame=str(fields["input_reference"]) if fields.get("input_reference") else None,
         )
     except (ValueError, ValidationError) as err:
         first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
@@ -149,7 +155,15 @@ def add_routes(app: FastAPI) -> None:
         request: Request, who: Caller, idempotency_key: Annotated[str | None, Header()] = None
     ) -> VideoOut:
         body = await _body(request)
-        return video_object(await submit(ports(request), who, body, idempotency_key))
+        try:
+            return video_object(await submit(ports(request), who, body, idempotency_key))
+        except InvalidRequest as err:  # TooLarge too: name the field this API calls it
+            if str(err).startswith("first_frame"):
+                text = "input_reference" + str(err)[len("first_frame") :]
+                raise type(err)(
+                    text.replace("take first_frame", "take an input_reference")
+                ) from None
+            raise
 
     @app.get("/v1/videos/{video_id}", tags=["openai"])
     async def retrieve_video(request: Request, video_id: str, who: Caller) -> VideoOut:

@@ -15,10 +15,12 @@ from typing_extensions import TypedDict
 
 from luma_ray.api.keys import Principal
 from luma_ray.errors import InvalidRequest
+from luma_ray.jobs.request import GenerationInputs
 from luma_ray.scheduler.protocol import SubmitRequest
 from luma_ray.wire.generation import GenerationOut
 
 MAX_METADATA_KEYS = 16
+_INPUT_CHARS = 2 << 20  # a data: URL fits the 1 MiB body; larger files go through /v1/files
 
 
 class ModelAction(BaseModel):
@@ -48,6 +50,27 @@ class CreateGeneration(BaseModel):
     steps: int | None = Field(default=None, ge=1, le=1000)
     callback_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, str] | None = None
+    first_frame: str | None = Field(
+        default=None,
+        max_length=_INPUT_CHARS,
+        description="image to start on: file id, data: or http(s) URL",
+    )
+    last_frame: str | None = Field(
+        default=None,
+        max_length=_INPUT_CHARS,
+        description="image to end on: file id, data: or http(s) URL",
+    )
+    source_video: str | None = Field(
+        default=None,
+        max_length=_INPUT_CHARS,
+        description="video to transform: file id, data: or http(s) URL",
+    )
+    strength: float | None = Field(
+        default=None, gt=0, le=1, description="with source_video: 0 keeps the source, 1 ignores it"
+    )
+    extend: str | None = Field(
+        default=None, max_length=64, description="id of a succeeded generation to continue"
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -76,9 +99,13 @@ class DeletedOut(TypedDict):
 
 
 def submit_request(
-    body: CreateGeneration, who: Principal, idempotency_key: str | None
+    body: CreateGeneration,
+    who: Principal,
+    idempotency_key: str | None,
+    inputs: GenerationInputs | None = None,
 ) -> SubmitRequest:
-    """The scheduler's request for a create body, as the caller's tenant and tier."""
+    """The scheduler's request for a create body, as the caller's tenant and tier; ``inputs``
+    are the keys the ingress stored the body's checked inputs under (``api.inputs``)."""
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise InvalidRequest("Idempotency-Key must be 1-255 characters")
     return SubmitRequest(
@@ -97,4 +124,5 @@ def submit_request(
         metadata=tuple(sorted((body.metadata or {}).items())),
         callback_url=body.callback_url,
         idempotency_key=idempotency_key,
+        inputs=inputs,
     )

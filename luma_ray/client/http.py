@@ -102,7 +102,13 @@ class _Base:
         )
         url = self.base_url + op.path
         return self._http.build_request(
-            op.method, url, params=op.params, json=op.json, headers=headers, timeout=timeout
+            op.method,
+            url,
+            params=op.params,
+            json=op.json,
+            files=op.files,
+            headers=headers,
+            timeout=timeout,
         )
 
 
@@ -158,9 +164,21 @@ class LumaClient(_Base):
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         retry_on_busy: bool = False,
+        first_frame: str | os.PathLike[str] | None = None,
+        last_frame: str | os.PathLike[str] | None = None,
+        source_video: str | os.PathLike[str] | None = None,
+        strength: float | None = None,
+        extend: str | None = None,
     ) -> Generation:
         """Queue a generation. ``retry_on_busy`` waits out up to ``BUSY_RETRIES`` 429s (each
-        for its Retry-After, at most ``MAX_BUSY_WAIT_S``) instead of raising ``BusyError``."""
+        for its Retry-After, at most ``MAX_BUSY_WAIT_S``) instead of raising ``BusyError``.
+
+        ``first_frame``, ``last_frame`` (images) and ``source_video`` (with ``strength``) are
+        each a local path (uploaded first, with :meth:`upload_file`), a file id, a ``data:``
+        URL or an http(s) URL; ``extend`` is the id of a succeeded generation to continue."""
+        given = {"first_frame": first_frame, "last_frame": last_frame}
+        given["source_video"] = source_video
+        inputs = {name: self._input(value) for name, value in given.items() if value}
         return self._run(
             ops.create(
                 prompt,
@@ -177,8 +195,27 @@ class LumaClient(_Base):
                 metadata=metadata,
                 idempotency_key=idempotency_key,
                 retry_on_busy=retry_on_busy,
+                strength=strength,
+                extend=extend,
+                **inputs,
             )
         )
+
+    def upload_file(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Upload an image (PNG, JPEG, WebP) or video (MP4, MOV, WebM) to use as an input:
+        ``{id, url, kind, bytes, width, height, frames, ...}``."""
+        return self._send(ops.upload(path))
+
+    def get_file(self, file_id: str) -> dict[str, Any]:
+        return self._send(ops.file_info(file_id))
+
+    def delete_file(self, file_id: str) -> None:
+        """Delete an uploaded file; generations already submitted keep their own copy."""
+        self._send(ops.delete_file(file_id))
+
+    def _input(self, value: str | os.PathLike[str]) -> str:
+        path = ops.local_input(value)
+        return str(value) if path is None else str(self.upload_file(path)["id"])
 
     def get(self, generation_id: str) -> Generation:
         """The job as it is now; ``NotFoundError`` when absent or another tenant's."""

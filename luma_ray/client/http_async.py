@@ -71,8 +71,16 @@ class AsyncLumaClient(_Base):
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         retry_on_busy: bool = False,
+        first_frame: str | os.PathLike[str] | None = None,
+        last_frame: str | os.PathLike[str] | None = None,
+        source_video: str | os.PathLike[str] | None = None,
+        strength: float | None = None,
+        extend: str | None = None,
     ) -> Generation:
         """See :meth:`LumaClient.create`."""
+        given = {"first_frame": first_frame, "last_frame": last_frame}
+        given["source_video"] = source_video
+        inputs = {name: await self._input(value) for name, value in given.items() if value}
         return await self._run(
             ops.create(
                 prompt,
@@ -89,8 +97,25 @@ class AsyncLumaClient(_Base):
                 metadata=metadata,
                 idempotency_key=idempotency_key,
                 retry_on_busy=retry_on_busy,
+                strength=strength,
+                extend=extend,
+                **inputs,
             )
         )
+
+    async def upload_file(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """See :meth:`LumaClient.upload_file`."""
+        return await self._send(ops.upload(path))
+
+    async def get_file(self, file_id: str) -> dict[str, Any]:
+        return await self._send(ops.file_info(file_id))
+
+    async def delete_file(self, file_id: str) -> None:
+        await self._send(ops.delete_file(file_id))
+
+    async def _input(self, value: str | os.PathLike[str]) -> str:
+        path = ops.local_input(value)
+        return str(value) if path is None else str((await self.upload_file(path))["id"])
 
     async def get(self, generation_id: str) -> Generation:
         """See :meth:`LumaClient.get`."""

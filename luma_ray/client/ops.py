@@ -12,9 +12,11 @@ retry and wait rule is written here once.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -52,6 +54,8 @@ class Op(Generic[T]):
     params: Mapping[str, Any] | None = None
     json: Any = None
     headers: Mapping[str, str] | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
+    """Multipart file parts (an upload), instead of ``json``."""
     read_timeout_s: float | None | Literal["client"] = "client"
     delay_s: float = 0.0
 
@@ -165,6 +169,37 @@ def cancel(generation_id: str) -> Op[Generation]:
 
 def delete(generation_id: str) -> Op[None]:
     return Op("DELETE", _path(generation_id), _nothing)
+
+
+INPUT_FIELDS = ("first_frame", "last_frame", "source_video")
+"""The create fields that take an image or video: a local path (uploaded first), a file id,
+a ``data:`` URL or an http(s) URL."""
+
+
+def local_input(value: str | os.PathLike[str]) -> Path | None:
+    """The local file an input names, or None for a file id or a URL (sent as given)."""
+    if isinstance(value, os.PathLike):
+        return Path(value)
+    if value.startswith(("file_", "data:", "http://", "https://")):
+        return None
+    return Path(value)
+
+
+def upload(path: str | os.PathLike[str]) -> Op[dict[str, Any]]:
+    """``POST /v1/files`` with the file's bytes (the server checks what it is)."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no file {source} to upload")
+    part = (source.name, source.read_bytes(), "application/octet-stream")
+    return Op("POST", "/v1/files", _body, files={"file": part})
+
+
+def file_info(file_id: str) -> Op[dict[str, Any]]:
+    return Op("GET", f"/v1/files/{quote(file_id, safe='')}", _body)
+
+
+def delete_file(file_id: str) -> Op[None]:
+    return Op("DELETE", f"/v1/files/{quote(file_id, safe='')}", _nothing)
 
 
 def limits() -> Op[dict[str, Any]]:

@@ -92,6 +92,13 @@ class IngressLimits(Strict):
     max_streams_per_tenant: int | None = Field(default=16, ge=1, le=1_000_000)
     """Event streams (``/v1/generations/{id}/events``) one tenant may hold open; past it,
     429 ``stream_limit``. ``None``: no limit."""
+    max_upload_bytes: int = Field(default=50 * 2**20, ge=1024, le=2**40)
+    """Largest file ``POST /v1/files`` takes, and largest input fetched from an http(s) URL
+    (50 MiB); past it, 413 ``too_large``. The upload is streamed to disk, never held whole."""
+    max_input_side: int = Field(default=4096, ge=16, le=65_536)
+    """Widest and tallest image or video input accepted, in pixels; past it, 400."""
+    input_fetch_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Deadline of fetching one http(s) input: connect, TLS, headers and the whole body."""
 
 
 STANDARD_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -150,6 +157,9 @@ class RuntimeConfig(Strict):
     (each node binds ``http_host:http_port``)."""
     allow_private_callbacks: bool = False
     """Let webhook callback URLs point at loopback and private networks."""
+    allow_private_inputs: bool = False
+    """Let http(s) URLs of generation inputs (first_frame...) point at loopback and private
+    networks. Off: only public addresses, checked after DNS resolution (the SSRF guard)."""
     ingress: IngressLimits = Field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams at each HTTP ingress replica."""
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig)

@@ -39,38 +39,41 @@ Resolver = Callable[[str, int], list[str]]
 """``(host, port) -> addresses``: how the sender looks a host up at send time."""
 
 
-def validate_callback_url(url: str, *, allow_private: bool = False) -> str:
+def validate_callback_url(
+    url: str, *, allow_private: bool = False, what: str = "callback_url"
+) -> str:
     """Return ``url`` if it may receive webhooks; raise ``InvalidRequest`` saying what to fix.
 
     Only ``http``/``https`` with a host, no ``user:password@``, at most ``MAX_URL_CHARS``.
     Unless ``allow_private``, refuses ``localhost`` and literal loopback, private, link-local and
     reserved addresses (the SSRF guard). Hostnames are not resolved here: the sender resolves
-    them before each attempt and refuses private answers then.
+    them before each attempt and refuses private answers then. ``what`` names the URL in
+    messages (the ingress checks input URLs such as ``first_frame`` the same way).
     """
     if len(url) > MAX_URL_CHARS:
-        raise InvalidRequest(f"callback_url has {len(url)} characters; at most {MAX_URL_CHARS}")
+        raise InvalidRequest(f"{what} has {len(url)} characters; at most {MAX_URL_CHARS}")
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise InvalidRequest("callback_url must not contain spaces or control characters")
+        raise InvalidRequest(f"{what} must not contain spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidRequest("callback_url must start with http:// or https://")
+        raise InvalidRequest(f"{what} must start with http:// or https://")
     if "@" in parts.netloc:
-        raise InvalidRequest("callback_url must not contain user:password@; use a path token")
+        raise InvalidRequest(f"{what} must not contain user:password@; use a path token")
     if not parts.hostname:
-        raise InvalidRequest("callback_url needs a host, as in https://example.com/hook")
+        raise InvalidRequest(f"{what} needs a host, as in https://example.com/hook")
     try:
         _ = parts.port
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL):
-        raise InvalidRequest("callback_url is not a valid URL (check the host and port)") from None
+        raise InvalidRequest(f"{what} is not a valid URL (check the host and port)") from None
     if not allow_private:
         host = parts.hostname.rstrip(".")
         if host == "localhost" or host.endswith(".localhost"):
-            raise InvalidRequest("callback_url must not point at localhost; use a public host")
+            raise InvalidRequest(f"{what} must not point at localhost; use a public host")
         address = _literal_ip(host)
         if address is not None and not is_public(address):
             raise InvalidRequest(
-                "callback_url points at a private, loopback, link-local or reserved address; "
+                f"{what} points at a private, loopback, link-local or reserved address; "
                 "use a public host"
             )
     return url

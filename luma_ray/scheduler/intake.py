@@ -80,6 +80,7 @@ def make_job(
         fps=fps,
         seed=seed,
         steps=request.steps if request.steps is not None else limits.default_steps,
+        inputs=request.inputs,
     )
     validate_request(params, limits)
     return Job(

@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from luma_ray.jobs.request import GenerationInputs
+
 
 @dataclass(frozen=True)
 class SubmitRequest:
@@ -42,6 +44,8 @@ class SubmitRequest:
     callback_url: str | None = None
     """Webhook target for state changes, validated at the ingress."""
     idempotency_key: str | None = None
+    inputs: GenerationInputs | None = None
+    """Images or videos to condition on, as keys of blobs the ingress checked and stored."""
     api: str = "native"
     """The API it came through (``native``, ``openai``, ``dream-machine``): its webhooks take
     that API's shape."""
@@ -51,4 +55,6 @@ class SubmitRequest:
     def fingerprint(self) -> str:
         """A hash of everything but the idempotency key: what "the same request" means."""
         body = {k: v for k, v in asdict(self).items() if k != "idempotency_key"}
+        if body["inputs"] is None:
+            del body["inputs"]  # requests without inputs hash as they did before inputs existed
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -254,7 +254,12 @@ def _generate_with(args: argparse.Namespace, url: str) -> int:
 
     with LumaClient(url, args.tier_key, timeout_s=60.0) as client:
         gen = client.create(
-            args.prompt, frames=args.frames, size=args.size, seed=args.seed, steps=args.steps
+            args.prompt,
+            frames=args.frames,
+            size=args.size,
+            seed=args.seed,
+            steps=args.steps,
+            **_inputs_of(args),
         )
         print(f"submitted {gen.id} ({gen.tier} tier)", flush=True)
         final = client.wait(gen.id, timeout_s=args.timeout)
@@ -267,11 +272,22 @@ def _generate_with(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _inputs_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The image and video inputs given on the command line."""
+    names = ("first_frame", "last_frame", "source_video", "strength", "extend")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import ray
 
     if args.tier_key:
         return _generate_over_http(args)
+    if _inputs_of(args):
+        raise InvalidRequest(
+            "--first-frame, --last-frame, --source-video, --strength and --extend go through "
+            "the HTTP API: add --tier-key KEY (luma-ray keys create --tenant NAME --tier TIER)"
+        )
     if args.url:
         raise InvalidRequest(
             "--url needs --tier-key KEY (the HTTP API takes an API key: luma-ray keys create "
@@ -355,4 +371,10 @@ def add_commands(sub: Any) -> None:
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--steps", type=int, default=None)
     gen.add_argument("--timeout", type=float, default=600.0)
+    media = "a local file (uploaded), a file id, or an http(s) URL; needs --tier-key"
+    gen.add_argument("--first-frame", help=f"image the video starts on: {media}")
+    gen.add_argument("--last-frame", help=f"image the video ends on: {media}")
+    gen.add_argument("--source-video", help=f"video to transform (with --strength): {media}")
+    gen.add_argument("--strength", type=float, help="with --source-video: 0 keeps it, 1 ignores")
+    gen.add_argument("--extend", help="id of a succeeded generation to continue; needs --tier-key")
     gen.set_defaults(func=cmd_generate)

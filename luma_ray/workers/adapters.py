@@ -183,6 +183,10 @@ class StoreSink:
             return None
         return self.blobs.get_bytes(key)
 
+    def load_input(self, key: str) -> bytes:
+        """A job's input blob (the ingress stored it; see ``luma_ray.api.inputs``)."""
+        return self.blobs.get_bytes(key)
+
     def delete_parked(self, job_id: str, uri: str | None) -> None:
         key = self._parked_key(job_id, uri)
         if key is not None:

@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from luma_ray.errors import LumaError
 from luma_ray.models.interface import (
     PARK,
+    Conditioning,
     GenerationCancelled,
     GenerationParked,
     GenerationRequest,
@@ -79,12 +80,17 @@ class GangModel:
         self._generations = itertools.count(1)
 
     def generate(
-        self, request: GenerationRequest, on_step: StepCallback, resume: bytes | None = None
+        self,
+        request: GenerationRequest,
+        on_step: StepCallback,
+        resume: bytes | None = None,
+        conditioning: Conditioning | None = None,
     ) -> Any:
-        """Run one job on the gang; ``resume`` (a parked state) goes to every rank."""
+        """Run one job on the gang; ``resume`` (a parked state) and ``conditioning`` (the
+        decoded inputs) go to every rank."""
         lead = self.ranks[0]
         generation = next(self._generations)
-        ref = lead.generate.remote(request, generation, resume)
+        ref = lead.generate.remote(request, generation, resume, conditioning)
         seen, answer = 0, GO
         while True:
             self._check_followers()

@@ -11,7 +11,8 @@ which wait in ``follow``; every rank runs the model on its share of the sequence
 sampler step rank 0 waits for the worker's answer (the heartbeat: go on, stop, or park) and
 broadcasts it, so all ranks stop at the same step and no collective is left waiting. A park
 gathers the whole latent on every rank (the model's own collective) before it raises, and a
-resumed job's state reaches every rank with the job.
+resumed job's state and a job's decoded inputs (``Conditioning``) reach every rank with the
+job.
 
 Progress crosses to the worker in one call per step: the worker's ``wait_step`` returns when
 rank 0 finished a step, the worker heartbeats, and its next ``wait_step`` carries the answer.
@@ -31,6 +32,7 @@ from typing import Any
 
 from luma_ray.models.interface import (
     PARK,
+    Conditioning,
     GenerationCancelled,
     GenerationParked,
     GenerationRequest,
@@ -160,19 +162,23 @@ class ModelHost:
         tiny = GenerationRequest(
             "warm-up", frames=1, height=lim.size_multiple, width=lim.size_multiple, steps=1
         )
-        self._broadcast_job(tiny, None)
+        self._broadcast_job(tiny, None, None)
         self.model.generate(tiny, lambda step, total: self._share_answer(True))
 
     def generate(
-        self, request: GenerationRequest, generation: int, resume: bytes | None = None
+        self,
+        request: GenerationRequest,
+        generation: int,
+        resume: bytes | None = None,
+        conditioning: Conditioning | None = None,
     ) -> Any:
         with self._cond:
             self._step, self._answered, self._running, self._cancel = (0, 0), 0, True, False
             self._park, self._generation = False, generation
             self._cond.notify_all()
         try:
-            self._broadcast_job(request, resume)
-            return _generate(self.model, request, self._on_step, resume)
+            self._broadcast_job(request, resume, conditioning)
+            return _generate(self.model, request, self._on_step, resume, conditioning)
         finally:
             with self._cond:
                 self._running = False
@@ -211,11 +217,18 @@ class ModelHost:
 
     # -- the gang ----------------------------------------------------------------------------
 
-    def _broadcast_job(self, request: GenerationRequest, resume: bytes | None) -> None:
+    def _broadcast_job(
+        self,
+        request: GenerationRequest,
+        resume: bytes | None,
+        conditioning: Conditioning | None,
+    ) -> None:
+        """The job, its parked state and its decoded inputs, from rank 0 to every rank."""
         if self.world > 1:
             import torch.distributed as dist
 
-            dist.broadcast_object_list([(request, resume)], src=0, group=self.group)
+            job = (request, resume, conditioning)
+            dist.broadcast_object_list([job], src=0, group=self.group)
 
     def _share_answer(self, answer: StepAnswer) -> StepAnswer:
         """Rank 0's answer for this step, on every rank (a collective: all ranks call it):
@@ -239,16 +252,26 @@ class ModelHost:
         while True:
             box: list[Any] = [None]
             dist.broadcast_object_list(box, src=0, group=self.group)
-            request, resume = box[0]
+            request, resume, conditioning = box[0]
             # A stop or a park is rank 0's decision, and rank 0 reports the job.
             with contextlib.suppress(GenerationCancelled, GenerationParked, ParkedStateInvalid):
                 follow = lambda step, total: self._share_answer(True)  # noqa: E731
-                _generate(self.model, request, follow, resume)
+                _generate(self.model, request, follow, resume, conditioning)
 
 
-def _generate(model: Any, request: GenerationRequest, on_step: Any, resume: bytes | None) -> Any:
+def _generate(
+    model: Any,
+    request: GenerationRequest,
+    on_step: Any,
+    resume: bytes | None,
+    conditioning: Conditioning | None = None,
+) -> Any:
     """``model.generate``, with ``resume`` only when there is a state (models that cannot
-    park take no such argument)."""
-    if resume is None:
-        return model.generate(request, on_step)
-    return model.generate(request, on_step, resume=resume)
+    park take no such argument) and ``conditioning`` only when the request has inputs (models
+    without inputs take no such argument)."""
+    extra: dict[str, Any] = {}
+    if resume is not None:
+        extra["resume"] = resume
+    if conditioning is not None:
+        extra["conditioning"] = conditioning
+    return model.generate(request, on_step, **extra)

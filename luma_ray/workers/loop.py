@@ -1,4 +1,4 @@
-"""The pull loop of one model worker: lease, generate, hand off, repeat.
+"""The pull loop of one model worker: lease, decode inputs, generate, hand off, repeat.
 
 Called from the worker's own thread (the Serve replica starts it). The accelerator should
 never wait: near the end of a job (its last step, or when the steps left should take less than
@@ -36,6 +36,7 @@ from luma_ray.models.interface import (
     can_park,
 )
 from luma_ray.scheduler.protocol import Assignment
+from luma_ray.workers.conditioning import InputUnavailable, build_conditioning
 from luma_ray.workers.parked import ParkedStates
 from luma_ray.workers.ports import LeasePort, ResultSink, Runner
 
@@ -221,6 +222,10 @@ class WorkerLoop:
             self._last_end = self.clock()
             self._report_failure(job, "invalid_request", str(err), retryable=False)
             return
+        except InputUnavailable as err:  # gone or undecodable: another attempt cannot help
+            self._last_end = self.clock()
+            self._report_failure(job, "input_unavailable", str(err), retryable=False)
+            return
         except Exception:  # a model crash: let another attempt try
             self._last_end = self.clock()
             ref = error_reference(job)
@@ -238,13 +243,15 @@ class WorkerLoop:
             return self._on_step(job, step, total)
 
         try:
+            conditioning = build_conditioning(job.request, lambda key: self.sink.load_input(key))
+            extra = {} if conditioning is None else {"conditioning": conditioning}
             if resume is not None:
                 try:
-                    return self.model.generate(job.request, on_step, resume=resume)  # type: ignore[call-arg]
+                    return self.model.generate(job.request, on_step, resume=resume, **extra)  # type: ignore[call-arg]
                 except ParkedStateInvalid as err:
                     log.warning("job %s: cannot resume (%s); starting over", job.job_id, err)
                     self._steps_before = None
-            return self.model.generate(job.request, on_step)
+            return self.model.generate(job.request, on_step, **extra)
         finally:
             self.stats.current = None
             self.stats.busy_s += self.clock() - began

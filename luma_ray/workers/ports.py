@@ -47,7 +47,8 @@ class Runner(Protocol):
     """A loaded model version as the pull loop drives it: one ``generate`` per job. A model
     in the worker's process (``VideoModel``) is one; so is a gang of rank processes
     (``gang.GangModel``), which loads its version when it starts. One with ``can_park``
-    also parks on ``PARK`` and takes ``generate(..., resume=state)``."""
+    also parks on ``PARK`` and takes ``generate(..., resume=state)``; a request with inputs
+    comes with ``generate(..., conditioning=...)`` (a ``Conditioning``)."""
 
     name: str
 
@@ -68,6 +69,10 @@ class ResultSink(Protocol):
 
     def load_parked(self, a: Assignment, version: str | None) -> bytes | None:
         """The state ``a.resume_uri`` names if ``version`` made it, else None; ``NotFound``
+        if it is gone."""
+
+    def load_input(self, key: str) -> bytes:
+        """The bytes of a job's input blob (``GenerationInputs`` holds its key); ``NotFound``
         if it is gone."""
 
     def delete_parked(self, job_id: str, uri: str | None) -> None:
