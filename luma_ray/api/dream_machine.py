@@ -47,6 +47,9 @@ MODIFY_STRENGTH = {
 """``video.modify`` modes → how far the result may move from the source (0 keeps it)."""
 
 _RATIO = re.compile(r"^(\d{1,2}):(\d{1,2})$")
+_OWN_ASSET = re.compile(
+    r"^https?://[^/]+" + re.escape(PREFIX) + r"/generations/(gen_[0-9a-z]{26})/content$"
+)
 _Url = Annotated[str, Field(min_length=1, max_length=1 << 20)]
 
 
@@ -146,11 +149,19 @@ def modify_fields(body: ModifyVideo, table: DreamMachineConfig) -> dict[str, obj
     fields = _common(entry, body.model, body.prompt, body.callback_url)
     fields["size"] = _size(entry, body.model, None, None)
     fields["seconds"] = _seconds(entry, body.model, None)
-    fields["source_video"] = body.media.url
+    fields["source_video"] = own_generation(body.media.url) or body.media.url
     fields["strength"] = MODIFY_STRENGTH[body.mode]
     if body.first_frame is not None:
         fields["first_frame"] = body.first_frame.url
     return fields
+
+
+def own_generation(url: str) -> str | None:
+    """The generation id of one of our own asset URLs (``assets.video`` of an earlier answer),
+    so that modifying a finished generation reads its video from the store instead of
+    fetching it back over HTTP; None for any other URL."""
+    match = _OWN_ASSET.search(url.partition("?")[0])
+    return match.group(1) if match else None
 
 
 def _entry(name: str, table: DreamMachineConfig) -> DreamModel:

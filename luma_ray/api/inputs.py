@@ -2,7 +2,8 @@
 
 ``POST /v1/generations`` (and ``/v1/videos`` with ``input_reference``) call
 :func:`store_inputs`. Each of ``first_frame``, ``last_frame`` (images) and ``source_video``
-(a video) is a file id from ``/v1/files``, a ``data:`` URL (base64) or an http(s) URL, fetched
+(a video; also the id of a succeeded generation of the caller, for remix and modify) is a file
+id from ``/v1/files``, a ``data:`` URL (base64) or an http(s) URL, fetched
 under the webhooks' address rules (``remote_media``). Every input is recognised by its
 content, proved decodable and measured (``luma_ray.models.media.probe``): a side over
 ``max_input_side`` pixels, a source video with more frames than the model's ``max_frames``, an
@@ -21,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass
@@ -39,6 +41,8 @@ from luma_ray.scheduler.protocol import DescribeLimits, GetJob
 MEDIA_FIELDS = {"first_frame": "image", "last_frame": "image", "source_video": "video"}
 """The body's media fields and the kind each must be."""
 _KIND_OF_FIELD = {"extend": "extend_video"}
+GENERATION_ID = re.compile(r"^gen_[0-9a-z]{26}$")
+"""A job id: ``source_video`` may name a succeeded generation of the caller (its video)."""
 
 
 @dataclass
@@ -120,20 +124,25 @@ def _check_kinds(fields: list[str], limits: ModelLimits) -> None:
 
 
 async def _extend_key(p: Ports, tenant: str, job_id: str) -> str:
+    return (await _generation_video(p, tenant, job_id, "extend"))[0]
+
+
+async def _generation_video(p: Ports, tenant: str, job_id: str, name: str) -> tuple[str, int]:
+    """The store key and frame count of a succeeded generation's video, for field ``name``."""
     try:
         view = await p.scheduler.call(GetJob(job_id, tenant))
     except NotFound:
-        raise InvalidRequest(f"extend: no generation {job_id[:64]!r} of yours") from None
+        raise InvalidRequest(f"{name}: no generation {job_id[:64]!r} of yours") from None
     if view.state != "succeeded":
         raise InvalidRequest(
-            f"extend: generation {view.id} is {view.state.value}; only a succeeded "
-            "generation can be extended"
+            f"{name}: generation {view.id} is {view.state.value}; only a succeeded "
+            "generation's video can be used"
         )
     uri = view.result_uris.get("video", "")
     base = p.store.uri.rstrip("/") + "/"
     if not uri.startswith(base):
-        raise InvalidRequest(f"extend: the video of generation {view.id} is not in this store")
-    return uri[len(base) :]
+        raise InvalidRequest(f"{name}: the video of generation {view.id} is not in this store")
+    return uri[len(base) :], view.params.frames
 
 
 async def _resolve(
@@ -155,6 +164,10 @@ async def _resolve(
         )
         await asyncio.to_thread(fetcher.fetch, value, name, path)
         resolved = _Resolved(name, "", path=path)
+    elif name == "source_video" and GENERATION_ID.match(value):  # modify / remix a generation
+        key, frames = await _generation_video(p, tenant, value, name)
+        _check_media(name, "video", frames, limits)
+        return _Resolved(name, value, file_key=key)
     elif FILE_ID.match(value):
         try:
             record = await asyncio.to_thread(load_record, p, tenant, value)

@@ -1,13 +1,15 @@
 """OpenAI-compatible videos API (``/v1/videos``) over the same core.
 
 The official ``openai`` package's ``client.videos.create``, ``create_and_poll``, ``retrieve``,
-``list``, ``delete`` and ``download_content`` work against it unchanged. Sizes the OpenAI API
+``list``, ``delete``, ``remix`` (video-to-video of a completed video) and ``download_content``
+work against it unchanged. Sizes the OpenAI API
 knows (``1280x720``…) keep their aspect ratio and are scaled to what the model can make.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Header, Query, Request
@@ -22,6 +24,10 @@ from luma_ray.api.generations import content_response, delete_job, submit
 from luma_ray.api.schemas import CreateGeneration, DeletedOut
 from luma_ray.errors import InvalidRequest
 from luma_ray.scheduler.protocol import GetJob, JobView, ListJobs
+
+REMIX_STRENGTH = 0.6
+"""How far a remix may move from its source (0 keeps it, 1 ignores it): the new prompt
+changes content and colours, the source's layout and motion mostly stay."""
 
 _STATUS = {
     "queued": "queued",
@@ -92,8 +98,20 @@ def video_object(view: JobView) -> VideoOut:
         "seconds": f"{p.frames / p.fps:g}",
         "size": f"{p.width}x{p.height}",
         "error": error,
-        "remixed_from_video_id": None,
+        "remixed_from_video_id": _remixed_from(view),
     }
+
+
+def _remixed_from(view: JobView) -> str | None:
+    """The video a remix was made from (its request as this API received it says)."""
+    if view.api != "openai" or not view.api_request:
+        return None
+    try:
+        sent = json.loads(view.api_request)
+    except ValueError:
+        return None
+    source = sent.get("remixed_from_video_id") if isinstance(sent, dict) else None
+    return source if isinstance(source, str) else None
 
 
 _FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
@@ -164,6 +182,41 @@ def add_routes(app: FastAPI) -> None:
                     text.replace("take first_frame", "take an input_reference")
                 ) from None
             raise
+
+    @app.post("/v1/videos/{video_id}/remix", tags=["openai"])
+    async def remix_video(
+        request: Request,
+        video_id: str,
+        who: Caller,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> VideoOut:
+        """Video-to-video of a completed video of the caller's, under a new prompt."""
+        p = ports(request)
+        source = await p.scheduler.call(GetJob(video_id, who.tenant))  # 404 if not theirs
+        try:
+            fields = parse_json(await request.body())
+        except ValueError:
+            raise InvalidRequest('send the body as JSON: {"prompt": ...}') from None
+        if not isinstance(fields, dict) or set(fields) - {"prompt"} or "prompt" not in fields:
+            raise InvalidRequest('the remix body is {"prompt": "..."} and nothing else')
+        if not isinstance(fields["prompt"], str):
+            raise InvalidRequest("prompt must be a string")
+        params = source.params
+        try:
+            body = CreateGeneration(
+                prompt=fields["prompt"],
+                model=source.model,
+                frames=params.frames,
+                size=f"{params.width}x{params.height}",
+                fps=params.fps,
+                source_video=source.id,
+                strength=REMIX_STRENGTH,
+            )
+        except ValidationError as err:
+            raise InvalidRequest(f"invalid remix request: {err.errors()[0]['msg']}") from None
+        echo = json.dumps({"remixed_from_video_id": source.id})
+        view = await submit(p, who, body, idempotency_key, api="openai", api_request=echo)
+        return video_object(view)
 
     @app.get("/v1/videos/{video_id}", tags=["openai"])
     async def retrieve_video(request: Request, video_id: str, who: Caller) -> VideoOut:

@@ -63,7 +63,7 @@ class CreateGeneration(BaseModel):
     source_video: str | None = Field(
         default=None,
         max_length=_INPUT_CHARS,
-        description="video to transform: file id, data: or http(s) URL",
+        description="video to transform: file id, data: or http(s) URL, or a generation id",
     )
     strength: float | None = Field(
         default=None, gt=0, le=1, description="with source_video: 0 keeps the source, 1 ignores it"

@@ -8,65 +8,42 @@ the network.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
 import pytest
 
-from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.keys import KeyStore
-from luma_ray.config import DreamMachineConfig, default_tiers, parse_config
-from luma_ray.models.encode import encode_mp4, probe_mp4
-from luma_ray.models.interface import ModelLimits
+from luma_ray.config import DreamMachineConfig
+from luma_ray.models.encode import probe_mp4
 from luma_ray.notify.events import WebhookEvent, event_body
-from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.protocol import Complete, GetJob, InProcessScheduler, Pull
-from luma_ray.scheduler.service import SchedulerService
-from luma_ray.storage import LocalBlobStore
+from luma_ray.scheduler.protocol import GetJob, Pull
 from luma_ray.wire.dream_machine import asset_path, dream_generation
+from tests.unit.media_samples import data_url, image_bytes
+from tests.unit.served_app import run, run_next, served_app
 
 lumaai = pytest.importorskip("lumaai")
 
-LIMITS = {"luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8)}
 BASE = "http://test/dream-machine/v1"
 
 
 @pytest.fixture
 def dm(tmp_path: Path) -> dict[str, Any]:
-    svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, lambda: 1e9)
-    keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
-    store = LocalBlobStore(tmp_path / "results")
-    app = create_app(InProcessScheduler(svc), keys, store, ApiSettings())
-    key, _ = keys.create("alice", "api", now_s=0)
-    other, _ = keys.create("bob", "api", now_s=0)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    served = served_app(tmp_path)
 
-    def client(token: str = key) -> Any:
-        return lumaai.AsyncLumaAI(base_url=BASE, auth_token=token, http_client=http, max_retries=0)
+    def client(token: str = served.keys["alice"]) -> Any:
+        return lumaai.AsyncLumaAI(
+            base_url=BASE, auth_token=token, http_client=served.http, max_retries=0
+        )
 
-    return {"svc": svc, "store": store, "client": client, "bob": other, "tmp": tmp_path}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def run_next(dm: dict[str, Any]) -> str:
-    """Lease the next job as a worker would, store a real MP4 and a PNG, complete it."""
-    svc, store = dm["svc"], dm["store"]
-    lease = svc.call(Pull("w1", "local", ("luma-tiny",)))
-    assert lease is not None
-    p = lease.request
-    frames = np.full((p.frames, p.height, p.width, 3), 200, dtype=np.uint8)
-    mp4 = encode_mp4(frames, p.fps, dm["tmp"] / f"{lease.job_id}.mp4")
-    video = store.put_file(f"results/{lease.job_id}/{lease.token}/video.mp4", mp4)
-    thumb = store.put_bytes(f"results/{lease.job_id}/{lease.token}/thumb.png", b"\x89PNG fake")
-    svc.call(Complete(lease.job_id, lease.token, {"video": video, "thumbnail": thumb}))
-    return str(lease.job_id)
+    return {
+        "served": served,
+        "svc": served.svc,
+        "store": served.store,
+        "client": client,
+        "bob": served.keys["bob"],
+        "tmp": tmp_path,
+    }
 
 
 def test_create_get_list_download_delete_with_the_sdk(dm: dict[str, Any]) -> None:
@@ -80,7 +57,7 @@ def test_create_get_list_download_delete_with_the_sdk(dm: dict[str, Any]) -> Non
     assert made.request.prompt == "a red circle moving right"  # the request is echoed
     job = dm["svc"].call(GetJob(made.id, "alice"))
     assert (job.params.width, job.params.height, job.params.frames) == (96, 96, 40)  # 720p, 5 s
-    assert run_next(dm) == made.id
+    assert run_next(dm["served"]) == made.id
     done = run(client.generations.get(made.id))
     assert done.state == "completed" and done.failure_reason is None
     assert done.assets.video.endswith(asset_path(made.id, "video"))
@@ -103,6 +80,47 @@ def test_create_get_list_download_delete_with_the_sdk(dm: dict[str, Any]) -> Non
     run(client.generations.delete(made.id))
     with pytest.raises(lumaai.NotFoundError):
         run(client.generations.get(made.id))
+
+
+def test_keyframes_and_modify_become_the_jobs_inputs(dm: dict[str, Any]) -> None:
+    client = dm["client"]()
+    first = run(client.generations.create(prompt="a red circle moving right", model="ray-2"))
+    run_next(dm["served"])
+    image = {"type": "image", "url": data_url(image_bytes())}
+    i2v = run(
+        client.generations.create(
+            prompt="a red circle", model="ray-2", keyframes={"frame0": image, "frame1": image}
+        )
+    )
+    extend = run(
+        client.generations.create(
+            prompt="a red circle moving right",
+            model="ray-2",
+            keyframes={"frame0": {"type": "generation", "id": first.id}},
+        )
+    )
+    video_url = run(client.generations.get(first.id)).assets.video
+    modify = run(
+        client.generations.video.modify(
+            generation_type="modify_video",
+            media={"url": video_url},
+            mode="adhere_2",
+            model="ray-2",
+            prompt="a blue circle moving right",
+        )
+    )
+    svc = dm["svc"]
+    i2v_inputs = svc.call(GetJob(i2v.id, "alice")).params.inputs
+    assert i2v_inputs.first_frame and i2v_inputs.last_frame and not i2v_inputs.extend_video
+    first_video = svc.call(GetJob(first.id, "alice")).result_uris["video"]
+    extended = svc.call(GetJob(extend.id, "alice")).params.inputs
+    assert first_video.endswith(extended.extend_video)  # the earlier generation's own video
+    modified = svc.call(GetJob(modify.id, "alice")).params.inputs
+    assert modified.strength == 0.3 and modified.source_video  # adhere_2, a copy in the store
+    assert dm["store"].get_bytes(modified.source_video) == dm["store"].get_bytes(
+        extended.extend_video
+    )
+    assert modify.request.mode == "adhere_2"  # the echo parses as the SDK's modify request
 
 
 def test_other_tenants_generations_are_not_found(dm: dict[str, Any]) -> None:
@@ -159,7 +177,7 @@ def test_images_and_unknown_modify_modes_are_refused_clearly(dm: dict[str, Any])
 
 def test_the_callback_body_is_the_generation_object_the_sdk_parses(dm: dict[str, Any]) -> None:
     made = run(dm["client"]().generations.create(prompt="a red circle", model="ray-2"))
-    run_next(dm)
+    run_next(dm["served"])
     view = dm["svc"].call(GetJob(made.id, "alice"))
     payload = dream_generation(view, lambda job, variant: "https://h" + asset_path(job, variant))
     event = WebhookEvent(

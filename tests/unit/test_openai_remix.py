@@ -1,0 +1,39 @@
+"""``client.videos.remix`` of the official ``openai`` SDK: video-to-video of a completed video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from luma_ray.scheduler.protocol import GetJob
+from tests.unit.served_app import run, run_next, served_app
+
+openai = pytest.importorskip("openai")
+
+
+def test_remix_is_video_to_video_of_the_callers_completed_video(tmp_path: Path) -> None:
+    served = served_app(tmp_path)
+
+    def client(tenant: str) -> object:
+        return openai.AsyncOpenAI(
+            base_url="http://test/v1",
+            api_key=served.keys[tenant],
+            http_client=served.http,
+            max_retries=0,
+        )
+
+    alice = client("alice")
+    video = run(alice.videos.create(prompt="a red circle moving right", seconds="2"))
+    with pytest.raises(openai.BadRequestError, match="only a succeeded generation"):
+        run(alice.videos.remix(video.id, prompt="a blue circle"))  # not completed yet
+    run_next(served)
+    remix = run(alice.videos.remix(video.id, prompt="a blue circle moving right"))
+    assert remix.remixed_from_video_id == video.id and remix.status == "queued"
+    assert remix.prompt == "a blue circle moving right" and remix.size == video.size
+    job = served.svc.call(GetJob(remix.id, "alice"))
+    assert job.params.inputs.source_video and job.params.inputs.strength == 0.6
+    assert job.params.frames == served.svc.call(GetJob(video.id, "alice")).params.frames
+    assert run(alice.videos.retrieve(remix.id)).remixed_from_video_id == video.id
+    with pytest.raises(openai.NotFoundError):  # another tenant's video is not there for bob
+        run(client("bob").videos.remix(video.id, prompt="mine now"))
