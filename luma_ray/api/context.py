@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from luma_ray.api.events import EventHub
 from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
 from luma_ray.api.throttles import KeyRates, StreamSlots
 from luma_ray.config import IngressLimits
@@ -33,7 +34,17 @@ class ApiSettings:
     allow_private_callbacks: bool = False
     """Let callback_url point at loopback/private hosts (tests, on-prem receivers)."""
     sse_poll_s: float = 0.2
+    """What each stream polled before job events were pushed; only the benchmark's baseline
+    reads it now."""
     sse_timeout_s: float = 3600.0
+    """An event stream ends (with ``done`` and the job as last seen) after this long."""
+    sse_keepalive_s: float = 15.0
+    """A comment line on every stream at this interval, so that proxies and load balancers
+    (which cut idle connections after ~60 s) keep a stream open while its job waits."""
+    sse_feed_wait_s: float = 10.0
+    """How long the replica's one subscriber waits in each ``EventFeed`` call."""
+    sse_queue: int = 256
+    """Events waiting per stream; a stream this far behind skips to its job's latest state."""
     limits: IngressLimits = field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams, counted in this replica."""
 
@@ -50,11 +61,15 @@ class Ports:
     """Monotonic seconds, for the request rates; tests pass a fake one."""
     rates: KeyRates = field(init=False)
     streams: StreamSlots = field(init=False)
+    events: EventHub = field(init=False)
+    """The replica's one reader of the scheduler's job events, for every event stream."""
 
     def __post_init__(self) -> None:
         limits = self.settings.limits
         self.rates = KeyRates(limits.key_rate_per_s, limits.key_burst)
         self.streams = StreamSlots(limits.max_streams_per_tenant)
+        s = self.settings
+        self.events = EventHub(self.scheduler, s.sse_feed_wait_s, s.sse_queue)
 
 
 def ports(request: Request) -> Ports:
