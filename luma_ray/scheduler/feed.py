@@ -52,7 +52,9 @@ class EventLog:
         self._tail_progress.pop(view.id, None)
         self._append("state", view.id, view.tenant, view.state, view.progress, at_s, view)
 
-    def progress(self, job_id: str, tenant: str, state: JobState, progress: Progress, at_s: float):
+    def progress(
+        self, job_id: str, tenant: str, state: JobState, progress: Progress, at_s: float
+    ) -> None:
         """A heartbeat moved the job's progress (its state did not change)."""
         older = self._tail_progress.pop(job_id, None)
         if older is not None:
