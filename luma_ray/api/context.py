@@ -43,6 +43,9 @@ class ApiSettings:
     (which cut idle connections after ~60 s) keep a stream open while its job waits."""
     sse_feed_wait_s: float = 10.0
     """How long the replica's one subscriber waits in each ``EventFeed`` call."""
+    sse_feed_interval_s: float = 0.2
+    """At least this long between two ``EventFeed`` calls of a replica (at most 5 a second):
+    a stream sees an event up to this much later, as when each stream polled every 0.2 s."""
     sse_queue: int = 256
     """Events waiting per stream; a stream this far behind skips to its job's latest state."""
     limits: IngressLimits = field(default_factory=IngressLimits)
@@ -69,7 +72,9 @@ class Ports:
         self.rates = KeyRates(limits.key_rate_per_s, limits.key_burst)
         self.streams = StreamSlots(limits.max_streams_per_tenant)
         s = self.settings
-        self.events = EventHub(self.scheduler, s.sse_feed_wait_s, s.sse_queue)
+        self.events = EventHub(
+            self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s
+        )
 
 
 def ports(request: Request) -> Ports:

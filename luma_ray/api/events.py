@@ -79,9 +79,17 @@ class Subscriber:
     """The replica's one reader of the scheduler's job events, on one event loop."""
 
     def __init__(
-        self, port: AsyncSchedulerPort, wait_s: float, size: int, on_stop: Callable[[], None]
+        self,
+        port: AsyncSchedulerPort,
+        wait_s: float,
+        size: int,
+        on_stop: Callable[[], None],
+        interval_s: float = 0.0,
     ) -> None:
         self.port, self.wait_s, self.size, self._on_stop = port, wait_s, size, on_stop
+        self.interval_s = interval_s
+        """At least this long between two feed calls: events arriving meanwhile come in one
+        answer, so a busy cluster costs at most 1/interval_s calls a second per replica."""
         self.cursor = 0
         self._followers: dict[str, set[Follower]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +139,11 @@ class Subscriber:
         self._on_stop()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_call = loop.time()
         while True:
+            await asyncio.sleep(max(0.0, next_call - loop.time()))  # a rate cap, not a poll
+            next_call = loop.time() + self.interval_s
             try:
                 page = await self.port.call(EventFeed(self.cursor, 1000, self.wait_s))
             except asyncio.CancelledError:
@@ -167,15 +179,19 @@ class EventHub:
     """The app's subscribers, one per event loop (a Serve replica has one; tests may drive
     the same app from several)."""
 
-    def __init__(self, port: AsyncSchedulerPort, wait_s: float, size: int) -> None:
-        self.port, self.wait_s, self.size = port, wait_s, size
+    def __init__(
+        self, port: AsyncSchedulerPort, wait_s: float, size: int, interval_s: float = 0.0
+    ) -> None:
+        self.port, self.wait_s, self.size, self.interval_s = port, wait_s, size, interval_s
         self._subscribers: dict[asyncio.AbstractEventLoop, Subscriber] = {}
 
     def subscriber(self) -> Subscriber:
         loop = asyncio.get_running_loop()
         found = self._subscribers.get(loop)
         if found is None:
-            found = Subscriber(self.port, self.wait_s, self.size, lambda: self._drop(loop, found))
+            found = Subscriber(
+                self.port, self.wait_s, self.size, lambda: self._drop(loop, found), self.interval_s
+            )
             self._subscribers[loop] = found
         return found
 
