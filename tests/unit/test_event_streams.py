@@ -332,3 +332,21 @@ def test_a_slow_stream_skips_to_its_jobs_latest_state_and_progress() -> None:
     assert kept[0].cursor == 1 and kept[-1].cursor == 9 and len(kept) <= 4  # the newest ones
     assert [e.cursor for e in kept] == sorted(e.cursor for e in kept)
     assert skipped == 9 - len(kept) > 0
+
+
+def test_shutting_the_app_down_stops_its_event_subscriber(tmp_path: Path) -> None:
+    api = build(tmp_path)
+    job = submit(api["svc"])
+    hub = api["app"].state.ports.events
+
+    async def main() -> None:
+        subscriber = hub.subscriber()
+        follower, _ = await subscriber.follow(job, "alice", None)
+        assert hub.subscribers == 1
+        lifespan = api["app"].router.lifespan_context(api["app"])
+        await lifespan.__aenter__()
+        await lifespan.__aexit__(None, None, None)
+        assert hub.subscribers == 0 and not subscriber.running
+        subscriber.leave(follower)
+
+    asyncio.run(main())
