@@ -350,3 +350,19 @@ def test_shutting_the_app_down_stops_its_event_subscriber(tmp_path: Path) -> Non
         subscriber.leave(follower)
 
     asyncio.run(main())
+
+
+def test_a_last_event_id_this_api_never_sent_is_a_400_that_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    api = build(tmp_path)
+    job = submit(api["svc"])
+
+    async def main() -> Stream:
+        stream = Stream(api["app"], job, api["alice"], last_id="abc")
+        await asyncio.wait_for(stream.task, 5)
+        return stream
+
+    stream = asyncio.run(main())
+    assert stream.status == 400 and "reconnect without it" in stream.body
+    assert api["app"].state.ports.events.subscribers == 0
