@@ -8,8 +8,9 @@ and ``admin``; what they share (ports, the caller) in ``context``.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -36,7 +37,14 @@ def create_app(
 ) -> FastAPI:
     """Build the app over its ports. ``clock`` (monotonic seconds) times the per-key request
     rates; tests pass a fake one."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.ports.events.stop()  # shutting down: the replica's event subscriber too
+
     app = FastAPI(
+        lifespan=lifespan,
         title="luma_ray",
         version="1",
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",

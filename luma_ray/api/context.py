@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from luma_ray.api.events import EventHub
 from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
 from luma_ray.api.throttles import KeyRates, StreamSlots
 from luma_ray.config import DreamMachineConfig, IngressLimits
@@ -38,7 +39,20 @@ class ApiSettings:
     resolver: Resolver = resolve_host
     """How input URLs' hosts are looked up (tests pass a fake one)."""
     sse_poll_s: float = 0.2
+    """What each stream polled before job events were pushed; only the benchmark's baseline
+    reads it now."""
     sse_timeout_s: float = 3600.0
+    """An event stream ends (with ``done`` and the job as last seen) after this long."""
+    sse_keepalive_s: float = 15.0
+    """A comment line on every stream at this interval, so that proxies and load balancers
+    (which cut idle connections after ~60 s) keep a stream open while its job waits."""
+    sse_feed_wait_s: float = 10.0
+    """How long the replica's one subscriber waits in each ``EventFeed`` call."""
+    sse_feed_interval_s: float = 0.2
+    """At least this long between two ``EventFeed`` calls of a replica (at most 5 a second):
+    a stream sees an event up to this much later, as when each stream polled every 0.2 s."""
+    sse_queue: int = 256
+    """Events waiting per stream; a stream this far behind skips to its job's latest state."""
     limits: IngressLimits = field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams, counted in this replica."""
     dream_machine: DreamMachineConfig = field(default_factory=DreamMachineConfig)
@@ -57,11 +71,17 @@ class Ports:
     """Monotonic seconds, for the request rates; tests pass a fake one."""
     rates: KeyRates = field(init=False)
     streams: StreamSlots = field(init=False)
+    events: EventHub = field(init=False)
+    """The replica's one reader of the scheduler's job events, for every event stream."""
 
     def __post_init__(self) -> None:
         limits = self.settings.limits
         self.rates = KeyRates(limits.key_rate_per_s, limits.key_burst)
         self.streams = StreamSlots(limits.max_streams_per_tenant)
+        s = self.settings
+        self.events = EventHub(
+            self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s
+        )
 
 
 def ports(request: Request) -> Ports:

@@ -8,15 +8,13 @@ as if absent).
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict, replace
-from typing import Annotated, Any
+from dataclasses import replace
+from typing import Annotated
 
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
+from luma_ray.api import streams
 from luma_ray.api.context import Caller, Ports, ports
 from luma_ray.api.inputs import delete_keys, input_keys, store_inputs
 from luma_ray.api.keys import Principal
@@ -151,61 +149,31 @@ def add_routes(app: FastAPI) -> None:
         return await content_response(ports(request), job_id, who.tenant, variant)
 
     @app.get("/v1/generations/{job_id}/events")
-    async def generation_events(request: Request, job_id: str, who: Caller) -> Response:
-        """Server-sent events: ``progress`` on every step, ``state`` on every state change,
-        ending after a final state."""
+    async def generation_events(
+        request: Request,
+        job_id: str,
+        who: Caller,
+        last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+    ) -> Response:
+        """Server-sent events with ids: ``state`` on every state change, ``progress`` on every
+        step, ``done`` after a final state; ``Last-Event-ID`` resumes (``api/streams.py``)."""
         p = ports(request)
-        first = await p.scheduler.call(GetJob(job_id, who.tenant))  # 404 before the stream
-        close = p.streams.open(who.tenant)  # 429 before the stream, past the tenant's limit
-        return _SlotStream(
-            _events(p, job_id, who.tenant, first, request),
-            close,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        after = streams.last_event_id(last_event_id)
+        subscriber = p.events.subscriber()
+        # 404 before the stream (the one scheduler call a stream makes), then 429 past the
+        # tenant's limit of open streams.
+        follower, watch = await subscriber.follow(job_id, who.tenant, after)
+        try:
+            close = p.streams.open(who.tenant)
+        except BaseException:
+            subscriber.leave(follower)
+            raise
+        events = streams.job_events(
+            subscriber, follower, watch, after is not None, p.settings.sse_timeout_s
         )
 
+        def done() -> None:
+            close()
+            subscriber.leave(follower)  # if the stream never started
 
-class _SlotStream(StreamingResponse):
-    """A stream that gives back its tenant's stream slot when it ends, however it ends
-    (finished, client gone, cancelled, failed)."""
-
-    def __init__(self, content: AsyncIterator[bytes], close: Callable[[], None], **kw: Any):
-        super().__init__(content, **kw)
-        self._close = close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._close()
-
-
-async def _events(
-    p: Ports, job_id: str, tenant: str, first: JobView, request: Request
-) -> AsyncIterator[bytes]:
-    last: tuple[str, int] | None = None
-    view = first
-    deadline = time.monotonic() + p.settings.sse_timeout_s
-    while True:
-        mark = (view.state.value, view.progress.step)
-        if mark != last:
-            if last is None or mark[0] != last[0]:
-                yield _sse("state", {"id": job_id, "state": view.state.value})
-            if view.progress.total:
-                yield _sse("progress", {"id": job_id, **asdict(view.progress)})
-            last = mark
-        if view.done or time.monotonic() > deadline:
-            yield _sse("done", generation_view(view))
-            return
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(p.settings.sse_poll_s)  # the stream's polling interval
-        try:
-            view = await p.scheduler.call(GetJob(job_id, tenant))
-        except NotFound:
-            yield _sse("state", {"id": job_id, "state": "deleted"})
-            return
-
-
-def _sse(event: str, data: Mapping[str, object]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        return streams.SlotStream(events, done, ping=p.settings.sse_keepalive_s)

@@ -14,6 +14,7 @@ two at once. ``luma_ray.runtime.handle`` is the only code that calls it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
 from luma_ray.runtime.retention import Retention
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.protocol import Assignment, JobEvent, Op, Pull
+from luma_ray.scheduler.protocol import Assignment, EventFeed, FeedPage, JobEvent, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import open_store
 from luma_ray.wire.dream_machine import API as DREAM_MACHINE
@@ -84,6 +85,8 @@ class SchedulerActor:
         """Why the scheduler could not start (a damaged journal, a bad config): every call
         answers with it. Ray restarting the actor would meet the same file again."""
         self._work = asyncio.Event()
+        self._news = asyncio.Event()
+        """Set (and replaced) on every job event: wakes the subscribers' long polls."""
         self._ticker: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
@@ -109,6 +112,7 @@ class SchedulerActor:
             self.repository.rollout if self.repository is not None else None,
         )
         self.service.on_rollout = self._rollout_moved
+        self.service.feed.listeners.append(self._announce)
         store_uri = settings.store_uri
         self.retention = Retention(None if store_uri is None else lambda: open_store(store_uri))
         self.webhooks = None
@@ -131,7 +135,10 @@ class SchedulerActor:
             raise kind(message)
         self._start_ticker()
         if isinstance(op, Pull):
+            self.service.calls["Pull"] += 1  # it bypasses service.call
             return await self._pull(op)
+        if isinstance(op, EventFeed):
+            return await self._event_feed(op)
         answer = self.service.call(op)
         if op.wakes_pulls:
             self._wake()
@@ -151,6 +158,16 @@ class SchedulerActor:
                 await asyncio.wait_for(self._work.wait(), remaining)
             except asyncio.TimeoutError:
                 return self.service.pull(op.worker, op.cluster, op.models, 0.0, first_try)
+
+    async def _event_feed(self, op: EventFeed) -> FeedPage:
+        """Job events after a cursor; with none yet, wait up to ``wait_s`` for the next."""
+        page: FeedPage = self.service.call(op)
+        wait_s = min(max(op.wait_s, 0.0), MAX_PULL_WAIT_S)
+        if page.events or page.gap or wait_s <= 0:
+            return page
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._news.wait(), wait_s)
+        return self.service.event_feed(op.after, op.limit)  # the same call: counted once
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -209,6 +226,11 @@ class SchedulerActor:
                 shape="object" if dream else "event",
             )
         )
+
+    def _announce(self) -> None:
+        """A job event was published: the waiting event feeds answer."""
+        event, self._news = self._news, asyncio.Event()
+        event.set()
 
     def _wake(self) -> None:
         """Release every waiting pull; each tries again (new work, or a freed limit)."""

@@ -21,7 +21,7 @@ import ray
 
 from luma_ray.errors import LumaError, SchedulerUnavailable
 from luma_ray.runtime.backoff import backoff
-from luma_ray.scheduler.protocol import Op, Pull
+from luma_ray.scheduler.protocol import EventFeed, Op, Pull
 
 R = TypeVar("R")
 
@@ -30,7 +30,7 @@ NAMESPACE = "luma_ray"
 RESTART_WAIT_S = 120.0
 """How long a call waits for a restarting scheduler before ``SchedulerUnavailable``."""
 CALL_TIMEOUT_S = 60.0
-"""How long one attempt waits for its answer (a pull: plus its ``wait_s``)."""
+"""How long one attempt waits for its answer (a pull, an event feed: plus its ``wait_s``)."""
 
 _RETRY = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, asyncio.TimeoutError)
 
@@ -61,7 +61,7 @@ class _Handle:
         self.call_timeout_s = call_timeout_s
 
     def _timeout_s(self, op: Op[Any]) -> float:
-        return self.call_timeout_s + (op.wait_s if isinstance(op, Pull) else 0.0)
+        return self.call_timeout_s + (op.wait_s if isinstance(op, (Pull, EventFeed)) else 0.0)
 
     def _gave_up(self, op: Op[Any]) -> SchedulerUnavailable:
         return SchedulerUnavailable(

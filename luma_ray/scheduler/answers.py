@@ -175,3 +175,45 @@ class StateChange:
     state: JobState
     at_s: float
     reason: str
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One job event as the scheduler publishes it once for every event stream: a state
+    change (``kind`` "state", with the whole ``view``), a step of progress ("progress") or the
+    job's deletion ("deleted"). ``cursor`` orders all jobs' events; it is the stream's ``id:``.
+    Pipeline stages may add ``kind`` "stage" with ``stage`` set; readers skip kinds they do not
+    know."""
+
+    cursor: int
+    job_id: str
+    tenant: str
+    kind: str
+    state: JobState
+    progress: Progress
+    at_s: float
+    view: JobView | None = None
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """Events after a cursor, oldest first. ``cursor``: ask again after it. ``gap``: the
+    cursor asked after is older than the buffer (or from before a restart): events were lost,
+    so re-read the state of each job followed."""
+
+    events: tuple[FeedEvent, ...]
+    cursor: int
+    gap: bool = False
+
+
+@dataclass(frozen=True)
+class JobWatch:
+    """A stream opening on one job: the job now, the feed's cursor at that moment (events
+    after it are new) and, to resume after ``after``, the job's events since then still in
+    the buffer (``gap``: ``after`` is older than the buffer; the view stands in for them)."""
+
+    view: JobView
+    cursor: int
+    replay: tuple[FeedEvent, ...] = ()
+    gap: bool = False

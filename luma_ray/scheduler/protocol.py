@@ -20,18 +20,20 @@ values pickle as plain dataclasses.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
 from luma_ray.scheduler.answers import (
     Assignment,
     Backlog,
+    FeedEvent,
+    FeedPage,
     HeartbeatReply,
     JobEvent,
     JobView,
+    JobWatch,
     Limits,
     StateChange,
     SubmitRefused,
@@ -50,16 +52,22 @@ from luma_ray.scheduler.reports import (
 )
 from luma_ray.scheduler.requests import SubmitRequest
 
+if TYPE_CHECKING:
+    from luma_ray.scheduler.in_process import InProcessScheduler
+
 __all__ = [
     # what a client sends
     "SubmitRequest",
     # the answers (answers.py) and operators' reports (reports.py)
     "Assignment",
     "Backlog",
+    "FeedEvent",
+    "FeedPage",
     "Halt",
     "HeartbeatReply",
     "JobEvent",
     "JobView",
+    "JobWatch",
     "Limits",
     "PoolRow",
     "QueueReport",
@@ -78,7 +86,7 @@ __all__ = [
     "SubmitMany",
     "GetJob",
     "ListJobs",
-    "JobEvents",
+    "JobEvents", "EventFeed", "WatchJob", "CallCounts",  # fmt: skip
     "CancelJob",
     "DeleteJob",
     "DescribeLimits",
@@ -179,6 +187,33 @@ class JobEvents(Op[list[StateChange]]):
     tenant: str | None = None
     after: int = 0
     method: ClassVar[str] = "events"
+
+
+@dataclass(frozen=True)
+class EventFeed(Op[FeedPage]):
+    """Every tenant's job events after ``after``; waits up to ``wait_s`` if there are none."""
+
+    after: int
+    limit: int = 1000
+    wait_s: float = 0.0
+    method: ClassVar[str] = "event_feed"
+
+
+@dataclass(frozen=True)
+class WatchJob(Op[JobWatch]):
+    """A stream opens: the job and the feed's cursor now; its events since ``after`` if set."""
+
+    job_id: str
+    tenant: str | None = None
+    after: int | None = None
+    method: ClassVar[str] = "watch"
+
+
+@dataclass(frozen=True)
+class CallCounts(Op[dict[str, int]]):
+    """Operations the scheduler answered since it started, by op name."""
+
+    method: ClassVar[str] = "call_counts"
 
 
 @dataclass(frozen=True)
@@ -357,14 +392,8 @@ class AsyncSchedulerPort(Protocol):
     async def call(self, op: Op[R]) -> R: ...
 
 
-class InProcessScheduler:
-    """An async port over an in-process port (a :class:`SchedulerService`), one call at a time
-    as on the actor's event loop. Tests and single-process tools give it to the ingress."""
-
-    def __init__(self, inner: SchedulerPort) -> None:
-        self.inner = inner
-        self._lock = threading.Lock()
-
-    async def call(self, op: Op[R]) -> R:
-        with self._lock:  # apps under test may serve from several threads
-            return self.inner.call(op)
+def __getattr__(name: str) -> object:  # InProcessScheduler waits on EventFeed: in_process.py
+    if name == "InProcessScheduler":
+        from luma_ray.scheduler.in_process import InProcessScheduler
+        return InProcessScheduler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

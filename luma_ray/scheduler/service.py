@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -20,6 +21,7 @@ from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
 from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.estimates import Estimates
+from luma_ray.scheduler.feed import EventLog, EventOps
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.parking import mark_parks, park
@@ -48,8 +50,9 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
-class SchedulerService:
-    """Owns the scheduler core and its journal; single-threaded (the actor's event loop)."""
+class SchedulerService(EventOps):
+    """Owns the scheduler core and its journal; single-threaded (the actor's event loop).
+    Publishes job events to ``feed`` (``scheduler/feed.py``, which answers the event ops)."""
 
     def __init__(
         self,
@@ -70,6 +73,7 @@ class SchedulerService:
         self.estimates = Estimates()
         self.rollouts = Rollouts(stored_rollout)
         self.counters = SchedulerCounters()
+        self.feed, self.calls = EventLog(int(clock() * 1_000_000)), Counter[str]()
         self.on_change: Callable[[JobEvent], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
         self.on_rollout: Callable[[str], None] | None = None
@@ -83,6 +87,7 @@ class SchedulerService:
     def call(self, op: Op[R]) -> R:
         """Answer one operation of the protocol: the method it names, with its fields."""
         self.recovery.check()
+        self.calls[type(op).__name__] += 1
         return cast(R, getattr(self, op.method)(**op.arguments()))
 
     # ---- clients -----------------------------------------------------------------------
@@ -146,6 +151,7 @@ class SchedulerService:
             self.core.forget(job.id, self.clock())
         self.recovery.write(lambda: self.journal.forget([job.id]))
         self.idempotency.forget(job)
+        self.feed.deleted(view, self.clock())
         return view
 
     def cancel(self, job_id: str, tenant: str | None = None) -> JobView:
@@ -235,10 +241,13 @@ class SchedulerService:
     def heartbeat(
         self, job_id: str, token: int, step: int = 0, total: int = 0, phase: str = "running"
     ) -> HeartbeatReply:
-        before = self.core.get(JobId(job_id)).state
+        job = self.core.get(JobId(job_id))
+        before, progress = job.state, job.progress
         reply = self.core.heartbeat(JobId(job_id), token, self.clock(), step, total, phase)
-        if self.core.get(JobId(job_id)).state is not before:
+        if job.state is not before:
             self._commit()
+        elif job.progress != progress:
+            self.feed.progress(job.id, job.tenant, job.state, job.progress, self.clock())
         return reply
 
     def complete(
@@ -371,17 +380,16 @@ class SchedulerService:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
                 self.housekeeping.track(job)
-        if self.on_change is not None:
-            for job in changed:
-                self.on_change(self._event(job))
+        for job in changed:  # one view per change: the event streams' and the webhooks'
+            view = self.view(job)
+            at_s = job.history[-1][0] if job.history else job.created_at_s
+            self.feed.state(view, at_s)
+            if self.on_change is not None:
+                self.on_change(JobEvent(len(job.history), view, at_s, job.callback_url))
 
     def _install(self, memory: Memory) -> None:
         """Take the memory read from the journal (at start, and after a failed write)."""
         self.core, self.idempotency, self.housekeeping = memory
-
-    def _event(self, job: Job) -> JobEvent:
-        changed_at = job.history[-1][0] if job.history else job.created_at_s
-        return JobEvent(len(job.history), self.view(job), changed_at, job.callback_url)
 
     def _visible(self, job_id: str, tenant: str | None) -> Job:
         """The job from memory, or from the journal once evicted; never another tenant's."""
