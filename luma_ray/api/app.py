@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from luma_ray.api import admin, generations, limits, openai_compat, problems
+from luma_ray.api import admin, assets, generations, limits, openai_compat, problems
 from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
@@ -32,16 +32,19 @@ def create_app(
     settings: ApiSettings | None = None,
     repository: ModelRepository | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the app over its ports. ``clock`` (monotonic seconds) times the per-key request
-    rates; tests pass a fake one."""
+    rates, ``wall_clock`` (seconds since the epoch) asset URLs' expiry; tests pass fake ones."""
     app = FastAPI(
         title="luma_ray",
         version="1",
         description="Text-to-video generation with tiered queues. Auth: `Bearer <key>`.",
     )
     app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
-    app.state.ports = Ports(scheduler, keys, store, settings or ApiSettings(), repository, clock)
+    app.state.ports = Ports(
+        scheduler, keys, store, settings or ApiSettings(), repository, clock, wall_clock
+    )
     problems.install(app)
     # Every body is counted before any route or key check.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
@@ -52,6 +55,7 @@ def create_app(
         return {"status": "ok"}
 
     generations.add_routes(app)
+    assets.add_routes(app)
     limits.add_routes(app)
     openai_compat.add_routes(app)
     admin.add_routes(app)

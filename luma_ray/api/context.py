@@ -22,6 +22,7 @@ from luma_ray.errors import Forbidden, NotFound, RateLimited
 from luma_ray.models.repository import ModelRepository
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
 from luma_ray.storage import BlobStore
+from luma_ray.wire.assets import DEFAULT_TTL_S, AssetSigner
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -36,6 +37,17 @@ class ApiSettings:
     sse_timeout_s: float = 3600.0
     limits: IngressLimits = field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams, counted in this replica."""
+    asset_secret: bytes | None = field(default=None, repr=False)
+    """Signs asset URLs (``<data_dir>/asset.secret``); None: generations show no ``assets``
+    and ``/v1/assets`` answers 404."""
+    asset_ttl_s: int = DEFAULT_TTL_S
+    """How long an asset URL lives from when a view is rendered (default 24 h)."""
+    public_url: str | None = None
+    """The API's public origin for absolute asset URLs (``https://api.example.com``); None:
+    the request's own base URL."""
+    asset_urls: str = "signed"
+    """``signed``: ``/v1/assets/...`` URLs served here; ``s3_presigned``: presigned URLs of
+    the S3 result store itself (the browser fetches from S3)."""
 
 
 @dataclass
@@ -48,13 +60,18 @@ class Ports:
     """The model repository the admin model endpoints act on (None: no repository)."""
     clock: Callable[[], float] = time.monotonic
     """Monotonic seconds, for the request rates; tests pass a fake one."""
+    wall_clock: Callable[[], float] = time.time
+    """Seconds since the epoch, for asset URLs' expiry; tests pass a fake one."""
     rates: KeyRates = field(init=False)
     streams: StreamSlots = field(init=False)
+    signer: AssetSigner | None = field(init=False)
 
     def __post_init__(self) -> None:
         limits = self.settings.limits
         self.rates = KeyRates(limits.key_rate_per_s, limits.key_burst)
         self.streams = StreamSlots(limits.max_streams_per_tenant)
+        secret = self.settings.asset_secret
+        self.signer = None if secret is None else AssetSigner(secret, self.settings.asset_ttl_s)
 
 
 def ports(request: Request) -> Ports:
