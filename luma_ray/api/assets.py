@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import mimetypes
 import re
 
 from fastapi import FastAPI, Request
@@ -31,11 +30,10 @@ from luma_ray.api.problems import problem
 from luma_ray.errors import NotFound
 from luma_ray.jobs import JobState
 from luma_ray.scheduler.protocol import GetJob, JobView
-from luma_ray.wire.assets import ASSETS_PATH, VARIANT, signed_assets
+from luma_ray.wire.assets import ASSETS_PATH, S3_PRESIGNED, VARIANT, media_type
+from luma_ray.wire.assets import asset_links as links
 from luma_ray.wire.generation import GenerationOut, generation_view
 
-S3_PRESIGNED = "s3_presigned"
-_MEDIA = {"video": "video/mp4", "thumbnail": "image/png"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _MAX_DIGITS = 18
 
@@ -80,27 +78,12 @@ def stored_key(p: Ports, view: JobView, variant: str) -> str:
     return uri[len(base) :]
 
 
-def media_type(variant: str, key: str) -> str:
-    return _MEDIA.get(variant) or mimetypes.guess_type(key)[0] or "application/octet-stream"
-
-
 def asset_links(p: Ports, request: Request, view: JobView) -> dict[str, str]:
     """The signed (or presigned) URLs of a succeeded job's files; empty otherwise."""
-    if view.state is not JobState.SUCCEEDED or p.signer is None:
-        return {}
-    now_s = p.wall_clock()
-    presign = getattr(p.store, "presigned_url", None)
-    if p.settings.asset_urls == S3_PRESIGNED and presign is not None:
-        links = {}
-        for variant in sorted(view.result_uris):
-            if VARIANT.match(variant):
-                key = stored_key(p, view, variant)
-                ttl = p.signer.ttl_s
-                cache = f"private, max-age={ttl}"
-                links[variant] = presign(key, ttl, media_type(variant, key), cache)
-        return links
+    presign = getattr(p.store, "presign_uri", None)
+    use_s3 = p.settings.asset_urls == S3_PRESIGNED and presign is not None
     base = p.settings.public_url or str(request.base_url)
-    return signed_assets(view.id, list(view.result_uris), p.signer, now_s, base)
+    return links(view, p.signer, p.wall_clock(), base, presign if use_s3 else None)
 
 
 def present(request: Request, view: JobView) -> GenerationOut:

@@ -181,6 +181,15 @@ class S3BlobStore:
             self._raise(exc, "presign", key)
         return url
 
+    def presign_uri(self, uri: str, expires_s: int, content_type: str | None = None) -> str:
+        """:meth:`presigned_url` of an object named by its URI in this store (a job's
+        ``result_uris``), with ``Cache-Control: private, max-age=<expires_s>``."""
+        base = f"{self.uri}/"
+        if not uri.startswith(base):
+            raise NotFound(f"{uri!r} is not in {self.uri}")
+        cache = f"private, max-age={expires_s}"
+        return self.presigned_url(uri[len(base) :], expires_s, content_type, cache)
+
     def get_file(self, key: str, path: str | Path) -> Path:
         name = self._name(key)
 
@@ -286,6 +295,7 @@ def connect(
     """
     config = Config(
         region_name=region or DEFAULT_REGION,
+        signature_version="s3v4",  # presigned URLs too (botocore presigns SigV2 otherwise)
         s3={"addressing_style": "path"},
         retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=connect_timeout_s,

@@ -20,12 +20,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import mimetypes
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from luma_ray.errors import Forbidden
+from luma_ray.errors import Forbidden, NotFound
+from luma_ray.jobs import JobState
+from luma_ray.scheduler.answers import JobView
 
 ASSETS_PATH = "/v1/assets"
 DEFAULT_TTL_S = 86_400
@@ -33,6 +36,12 @@ _TAG = b"luma-asset-v1"
 VARIANT = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 """What a variant may be called (``video``, ``thumbnail``, ...): it is part of a URL path."""
 _SIG = re.compile(r"^[A-Za-z0-9_-]{43}$")
+SIGNED = "signed"
+S3_PRESIGNED = "s3_presigned"
+"""The two kinds of asset URL (``asset_urls`` in the config): ours, or the S3 store's own."""
+_MEDIA = {"video": "video/mp4", "thumbnail": "image/png"}
+Presign = Callable[[str, int, str], str]
+"""``(storage uri, lifetime in seconds, content type) -> URL``: an S3 store's presigned GET."""
 MAX_EXP = 2**40
 """Expiries past this are refused as malformed (they are not times a URL is issued with)."""
 
@@ -95,3 +104,32 @@ def signed_assets(
 ) -> dict[str, str]:
     """A signed URL for each of ``variants`` (names outside :data:`VARIANT` are left out)."""
     return {v: signer.url(job_id, v, now_s, base) for v in sorted(variants) if VARIANT.match(v)}
+
+
+def media_type(variant: str, key: str) -> str:
+    """The Content-Type an asset is served with: by variant, else by the file's suffix."""
+    return _MEDIA.get(variant) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def asset_links(
+    view: JobView,
+    signer: AssetSigner | None,
+    now_s: float,
+    base: str = "",
+    presign: Presign | None = None,
+) -> dict[str, str]:
+    """The URLs of a succeeded job's files (empty otherwise, or without a signer): signed
+    ``/v1/assets`` URLs on ``base``, or with ``presign`` the result store's own presigned
+    URLs, living ``signer.ttl_s`` either way."""
+    if view.state is not JobState.SUCCEEDED or signer is None:
+        return {}
+    if presign is None:
+        return signed_assets(view.id, list(view.result_uris), signer, now_s, base)
+    links: dict[str, str] = {}
+    for variant, uri in sorted(view.result_uris.items()):
+        if VARIANT.match(variant):
+            try:
+                links[variant] = presign(uri, signer.ttl_s, media_type(variant, uri))
+            except NotFound:  # not in this store (moved, another store): no link for it
+                continue
+    return links
