@@ -85,14 +85,18 @@ def ensure_versions(runtime: RuntimeConfig) -> None:
 
 
 def ensure_webhook_secret(path: Path) -> str:
-    """Create the webhook signing secret (0600, in a 0700 folder) if it does not exist;
-    return its path."""
+    """Create a signing secret (0600, in a 0700 folder) if it does not exist; return its
+    path. The webhook secret and the asset URL secret (:func:`ensure_asset_secret`)."""
     if not path.exists():
         make_folders(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
     return str(path)
+
+
+ensure_asset_secret = ensure_webhook_secret
+"""The asset URL secret is made like the webhook secret, in its own file."""
 
 
 def pool_app_name(pool: PoolConfig) -> str:
@@ -113,6 +117,10 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
             journal_path=runtime.journal,
             models=model_limits(runtime),
             webhook_secret_path=ensure_webhook_secret(Path(runtime.webhook_secret_path)),
+            asset_secret_path=ensure_asset_secret(Path(runtime.asset_secret_path)),
+            asset_ttl_s=runtime.asset_url_ttl_s,
+            public_url=runtime.public_url,
+            asset_urls=runtime.asset_urls,
             allow_private_callbacks=runtime.allow_private_callbacks,
             webhooks=runtime.webhooks,
             repository_uri=runtime.repository,

@@ -14,7 +14,16 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
-from luma_ray.api import admin, dream_machine, files, generations, limits, openai_compat, problems
+from luma_ray.api import (
+    admin,
+    assets,
+    dream_machine,
+    files,
+    generations,
+    limits,
+    openai_compat,
+    problems,
+)
 from luma_ray.api.bodies import MAX_BODY_BYTES, BodyLimit, JsonRoute
 from luma_ray.api.context import ApiSettings, Ports
 from luma_ray.api.keys import KeyStore
@@ -34,9 +43,10 @@ def create_app(
     settings: ApiSettings | None = None,
     repository: ModelRepository | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the app over its ports. ``clock`` (monotonic seconds) times the per-key request
-    rates; tests pass a fake one."""
+    rates, ``wall_clock`` (seconds since the epoch) asset URLs' expiry; tests pass fake ones."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +61,7 @@ def create_app(
     )
     app.router.route_class = JsonRoute  # JSON bodies nested too deep: a 400 that says so
     settings = settings or ApiSettings()
-    app.state.ports = Ports(scheduler, keys, store, settings, repository, clock)
+    app.state.ports = Ports(scheduler, keys, store, settings, repository, clock, wall_clock)
     problems.install(app)
     # Every body is counted before any route or key check; uploads stream to the route
     # (which writes them to disk), up to their own limit.
@@ -65,6 +75,7 @@ def create_app(
 
     generations.add_routes(app)
     files.add_routes(app)
+    assets.add_routes(app)
     limits.add_routes(app)
     openai_compat.add_routes(app)
     dream_machine.add_routes(app)

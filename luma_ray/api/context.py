@@ -24,6 +24,7 @@ from luma_ray.models.repository import ModelRepository
 from luma_ray.notify.targets import Resolver, resolve_host
 from luma_ray.scheduler.protocol import AsyncSchedulerPort
 from luma_ray.storage import BlobStore
+from luma_ray.wire.assets import DEFAULT_TTL_S, AssetSigner
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -57,6 +58,17 @@ class ApiSettings:
     """Per-key request rate and per-tenant event streams, counted in this replica."""
     dream_machine: DreamMachineConfig = field(default_factory=DreamMachineConfig)
     """Model names and labels of the Dream Machine-compatible API."""
+    asset_secret: bytes | None = field(default=None, repr=False)
+    """Signs asset URLs (``<data_dir>/asset.secret``); None: generations show no ``assets``
+    and ``/v1/assets`` answers 404."""
+    asset_ttl_s: int = DEFAULT_TTL_S
+    """How long an asset URL lives from when a view is rendered (default 24 h)."""
+    public_url: str | None = None
+    """The API's public origin for absolute asset URLs (``https://api.example.com``); None:
+    the request's own base URL."""
+    asset_urls: str = "signed"
+    """``signed``: ``/v1/assets/...`` URLs served here; ``s3_presigned``: presigned URLs of
+    the S3 result store itself (the browser fetches from S3)."""
 
 
 @dataclass
@@ -69,10 +81,13 @@ class Ports:
     """The model repository the admin model endpoints act on (None: no repository)."""
     clock: Callable[[], float] = time.monotonic
     """Monotonic seconds, for the request rates; tests pass a fake one."""
+    wall_clock: Callable[[], float] = time.time
+    """Seconds since the epoch, for asset URLs' expiry; tests pass a fake one."""
     rates: KeyRates = field(init=False)
     streams: StreamSlots = field(init=False)
     events: EventHub = field(init=False)
     """The replica's one reader of the scheduler's job events, for every event stream."""
+    signer: AssetSigner | None = field(init=False)
 
     def __post_init__(self) -> None:
         limits = self.settings.limits
@@ -82,6 +97,8 @@ class Ports:
         self.events = EventHub(
             self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s
         )
+        secret = self.settings.asset_secret
+        self.signer = None if secret is None else AssetSigner(secret, self.settings.asset_ttl_s)
 
 
 def ports(request: Request) -> Ports:

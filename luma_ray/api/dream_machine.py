@@ -21,6 +21,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from luma_ray.api.assets import asset_links
 from luma_ray.api.bodies import parse_json
 from luma_ray.api.context import Caller, ports
 from luma_ray.api.generations import content_response, delete_job, submit
@@ -28,6 +29,7 @@ from luma_ray.api.schemas import CreateGeneration
 from luma_ray.config import DreamMachineConfig, DreamModel
 from luma_ray.errors import InvalidRequest
 from luma_ray.scheduler.protocol import GetJob, JobView, ListJobs
+from luma_ray.wire.assets import ASSETS_PATH
 from luma_ray.wire.dream_machine import API, PREFIX, DreamGeneration, asset_path, dream_generation
 
 MAX_LISTED = 1000
@@ -48,7 +50,11 @@ MODIFY_STRENGTH = {
 
 _RATIO = re.compile(r"^(\d{1,2}):(\d{1,2})$")
 _OWN_ASSET = re.compile(
-    r"^https?://[^/]+" + re.escape(PREFIX) + r"/generations/(gen_[0-9a-z]{26})/content$"
+    r"^https?://[^/]+(?:"
+    + re.escape(PREFIX)
+    + r"/generations/(gen_[0-9a-z]{26})/content|"
+    + re.escape(ASSETS_PATH)
+    + r"/(gen_[0-9a-z]{26})/video)$"
 )
 _Url = Annotated[str, Field(min_length=1, max_length=1 << 20)]
 
@@ -161,7 +167,7 @@ def own_generation(url: str) -> str | None:
     so that modifying a finished generation reads its video from the store instead of
     fetching it back over HTTP; None for any other URL."""
     match = _OWN_ASSET.search(url.partition("?")[0])
-    return match.group(1) if match else None
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def _entry(name: str, table: DreamMachineConfig) -> DreamModel:
@@ -226,9 +232,11 @@ async def _parse(request: Request, shape: type[_Body]) -> tuple[_Body, str]:
 
 
 def _answer(request: Request, view: JobView) -> DreamGeneration:
-    """``view`` as the SDK's Generation, its asset URLs on the address the client used."""
+    """``view`` as the SDK's Generation: its assets at signed URLs (``/v1/assets``), or, in a
+    deployment without an asset secret, at this API's content route (read with the key)."""
     base = str(request.base_url).rstrip("/")
-    return dream_generation(view, lambda job_id, variant: base + asset_path(job_id, variant))
+    links = asset_links(ports(request), request, view)
+    return dream_generation(view, links, lambda job_id, variant: base + asset_path(job_id, variant))
 
 
 def add_routes(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response
 
 from luma_ray.api import streams
+from luma_ray.api.assets import present, stored_key
 from luma_ray.api.context import Caller, Ports, ports
 from luma_ray.api.inputs import delete_keys, input_keys, store_inputs
 from luma_ray.api.keys import Principal
@@ -31,7 +32,7 @@ from luma_ray.scheduler.protocol import (
     Submit,
 )
 from luma_ray.storage.keys import results_prefix
-from luma_ray.wire.generation import GenerationOut, generation_view
+from luma_ray.wire.generation import GenerationOut
 
 
 async def submit(
@@ -68,13 +69,8 @@ async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> 
             f"generation {view.id} is {view.state.value}; its content is ready once it has "
             "succeeded (poll it, or pass a callback_url)"
         )
-    uri = view.result_uris.get(variant)
-    if uri is None:
-        raise NotFound(f"generation {view.id} has no {variant!r}; try video or thumbnail")
-    base = p.store.uri.rstrip("/") + "/"
-    if not uri.startswith(base):
-        raise NotFound(f"generation {view.id}: its {variant} is not in this store")
-    data = await asyncio.to_thread(p.store.get_bytes, uri[len(base) :])
+    key = stored_key(p, view, variant)
+    data = await asyncio.to_thread(p.store.get_bytes, key)
     media = "video/mp4" if variant == "video" else "image/png"
     filename = f"{view.id}.{'mp4' if variant == 'video' else 'png'}"
     return Response(
@@ -106,11 +102,11 @@ def add_routes(app: FastAPI) -> None:
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> GenerationOut:
         """Queue a generation; the same Idempotency-Key and body return the same job."""
-        return generation_view(await submit(ports(request), who, body, idempotency_key))
+        return present(request, await submit(ports(request), who, body, idempotency_key))
 
     @app.get("/v1/generations/{job_id}")
     async def get_generation(request: Request, job_id: str, who: Caller) -> GenerationOut:
-        return generation_view(await ports(request).scheduler.call(GetJob(job_id, who.tenant)))
+        return present(request, await ports(request).scheduler.call(GetJob(job_id, who.tenant)))
 
     @app.get("/v1/generations")
     async def list_generations(
@@ -121,7 +117,7 @@ def add_routes(app: FastAPI) -> None:
         after: Annotated[str | None, Query(max_length=64)] = None,
     ) -> GenerationPage:
         views = await ports(request).scheduler.call(ListJobs(who.tenant, state, limit + 1, after))
-        page = [generation_view(v) for v in views[:limit]]
+        page = [present(request, v) for v in views[:limit]]
         return {
             "object": "list",
             "data": page,
@@ -132,7 +128,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/v1/generations/{job_id}/cancel")
     async def cancel_generation(request: Request, job_id: str, who: Caller) -> GenerationOut:
         view = await ports(request).scheduler.call(CancelJob(job_id, who.tenant))
-        return generation_view(view)
+        return present(request, view)
 
     @app.delete("/v1/generations/{job_id}")
     async def delete_generation(request: Request, job_id: str, who: Caller) -> DeletedOut:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,11 +41,15 @@ def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
         "tiers": [t.name for t in runtime.scheduler.tiers],
         "store": runtime.store,
         "repository": runtime.repository,
+        "asset_secret_path": runtime.asset_secret_path,  # the path: never the secret itself
         "settings": {
             "allow_private_callbacks": runtime.allow_private_callbacks,
             "allow_private_inputs": runtime.allow_private_inputs,
             "limits": runtime.ingress.model_dump(),
             "dream_machine": runtime.dream_machine.model_dump(),
+            "asset_ttl_s": runtime.asset_url_ttl_s,
+            "public_url": runtime.public_url,
+            "asset_urls": runtime.asset_urls,
         },
     }
 
@@ -64,6 +69,9 @@ def build_app() -> FastAPI:
     settings["dream_machine"] = DreamMachineConfig.model_validate(
         settings.get("dream_machine") or {}
     )
+    secret = Path(cfg.get("asset_secret_path") or "")
+    if secret.name and secret.is_file():  # made by launch.start; absent: no asset URLs
+        settings["asset_secret"] = secret.read_bytes().strip()
     return create_app(
         get_async_scheduler(),
         keys,

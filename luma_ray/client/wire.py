@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,6 +88,9 @@ class Generation:
     error: GenerationError | None
     raw: dict[str, Any]
     """The whole JSON object as the API sent it, fields this client does not know too."""
+    assets: dict[str, str] = field(default_factory=dict)
+    """Signed, expiring URLs of a succeeded generation's files (``video``, ``thumbnail``):
+    fetch them without the key (a ``<video src>``, a CDN); empty before it succeeds."""
 
     @property
     def done(self) -> bool:
@@ -113,6 +116,7 @@ class Generation:
             result_urls=dict(data.get("result_urls") or {}),
             error=GenerationError.from_json(data.get("error")),
             raw=dict(data),
+            assets=dict(data.get("assets") or {}),
         )
 
 

@@ -4,7 +4,7 @@ delivery, and where state lives (``RuntimeConfig``). Loaded once at an entry poi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -160,6 +160,15 @@ class RuntimeConfig(Strict):
     allow_private_inputs: bool = False
     """Let http(s) URLs of generation inputs (first_frame...) point at loopback and private
     networks. Off: only public addresses, checked after DNS resolution (the SSRF guard)."""
+    public_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://[^\s?#]+$")
+    """The API's public origin, for absolute asset URLs (``https://api.example.com``, with a
+    path prefix if a proxy adds one); None: each request's own base URL, and paths from the
+    API root in webhooks."""
+    asset_url_ttl_s: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    """How long an asset URL lives from when a view shows it (default 24 h, at most 7 days)."""
+    asset_urls: Literal["signed", "s3_presigned"] = "signed"
+    """``signed``: ``/v1/assets/...`` URLs signed with ``<data_dir>/asset.secret`` and served
+    by the API; ``s3_presigned`` (an ``s3://`` store only): the store's own presigned URLs."""
     ingress: IngressLimits = Field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams at each HTTP ingress replica."""
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
@@ -170,6 +179,15 @@ class RuntimeConfig(Strict):
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)
     """Each node's cache of model versions keeps at most this much beyond the newest."""
+
+    @model_validator(mode="after")
+    def _presigned_needs_s3(self) -> RuntimeConfig:
+        if self.asset_urls == "s3_presigned" and not self.store.startswith("s3://"):
+            raise ValueError(
+                f"asset_urls s3_presigned needs an s3:// result store, not {self.store!r}; "
+                "use asset_urls: signed"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pool_names_unique(self) -> RuntimeConfig:
@@ -193,6 +211,11 @@ class RuntimeConfig(Strict):
     def webhook_secret_path(self) -> str:
         """The HMAC key that signs webhooks; made on first start, readable by its owner."""
         return str(Path(self.data_dir) / "webhook.secret")
+
+    @property
+    def asset_secret_path(self) -> str:
+        """The HMAC key that signs asset URLs; made on first start, readable by its owner."""
+        return str(Path(self.data_dir) / "asset.secret")
 
     @property
     def repository(self) -> str:

@@ -41,9 +41,17 @@ from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
 from luma_ray.runtime.retention import Retention
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.protocol import Assignment, EventFeed, FeedPage, JobEvent, Op, Pull
+from luma_ray.scheduler.protocol import Assignment, EventFeed, FeedPage, JobEvent, JobView, Op, Pull
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import open_store
+from luma_ray.wire.assets import (
+    DEFAULT_TTL_S,
+    S3_PRESIGNED,
+    SIGNED,
+    AssetSigner,
+    Presign,
+    asset_links,
+)
 from luma_ray.wire.dream_machine import API as DREAM_MACHINE
 from luma_ray.wire.dream_machine import asset_path as dream_asset_path
 from luma_ray.wire.dream_machine import dream_generation
@@ -74,6 +82,35 @@ class ActorSettings:
     store_uri: str | None = None
     """The result store: a job past ``retention_s`` has its ``results/<job id>/`` deleted
     from it before its row leaves the journal. None: only the rows are deleted."""
+    asset_secret_path: str | None = None
+    """Signs the asset URLs webhooks carry (``luma_ray.wire.assets``); None: none."""
+    asset_ttl_s: int = DEFAULT_TTL_S
+    public_url: str | None = None
+    """The API's public origin; None: webhooks carry asset paths from the API root."""
+    asset_urls: str = SIGNED
+    """``signed``, or ``s3_presigned``: the result store's own presigned URLs."""
+
+
+@dataclass(frozen=True)
+class _AssetLinks:
+    """The asset URLs a webhook carries, as the API would show them at the event's time."""
+
+    signer: AssetSigner | None = None
+    base: str = ""
+    presign: Presign | None = None
+
+    @classmethod
+    def of(cls, settings: ActorSettings) -> _AssetLinks:
+        if settings.asset_secret_path is None:
+            return cls()
+        secret = Path(settings.asset_secret_path).read_bytes().strip()
+        presign = None
+        if settings.asset_urls == S3_PRESIGNED and settings.store_uri is not None:
+            presign = getattr(open_store(settings.store_uri), "presign_uri", None)
+        return cls(AssetSigner(secret, settings.asset_ttl_s), settings.public_url or "", presign)
+
+    def links(self, view: JobView) -> dict[str, str]:
+        return asset_links(view, self.signer, time.time(), self.base, self.presign)
 
 
 class SchedulerActor:
@@ -115,6 +152,7 @@ class SchedulerActor:
         self.service.feed.listeners.append(self._announce)
         store_uri = settings.store_uri
         self.retention = Retention(None if store_uri is None else lambda: open_store(store_uri))
+        self._assets = _AssetLinks.of(settings)
         self.webhooks = None
         if settings.webhook_secret_path is not None:
             secret = Path(settings.webhook_secret_path).read_bytes().strip()
@@ -218,9 +256,9 @@ class SchedulerActor:
                 url=event.callback_url,
                 job_id=view.id,
                 state=view.state.value,
-                payload=dream_generation(view, dream_asset_path)
+                payload=dream_generation(view, self._assets.links(view), dream_asset_path)
                 if dream
-                else generation_view(view),
+                else generation_view(view, assets=self._assets.links(view)),
                 created_at_s=event.at_s,
                 tenant=view.tenant,
                 shape="object" if dream else "event",

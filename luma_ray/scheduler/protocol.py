@@ -86,7 +86,10 @@ __all__ = [
     "SubmitMany",
     "GetJob",
     "ListJobs",
-    "JobEvents", "EventFeed", "WatchJob", "CallCounts",  # fmt: skip
+    "JobEvents",
+    "EventFeed",
+    "WatchJob",
+    "CallCounts",  # fmt: skip
     "CancelJob",
     "DeleteJob",
     "DescribeLimits",
@@ -395,5 +398,6 @@ class AsyncSchedulerPort(Protocol):
 def __getattr__(name: str) -> object:  # InProcessScheduler waits on EventFeed: in_process.py
     if name == "InProcessScheduler":
         from luma_ray.scheduler.in_process import InProcessScheduler
+
         return InProcessScheduler
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

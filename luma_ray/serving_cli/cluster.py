@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from luma_ray.config import (
     PoolConfig,
     RuntimeConfig,
@@ -17,9 +19,12 @@ from luma_ray.config import (
     load_config,
     load_pools,
 )
-from luma_ray.errors import Unavailable
+from luma_ray.config.base import format_validation_error
+from luma_ray.errors import ConfigError, Unavailable
 from luma_ray.serving_cli.head import join_address, ray_temp_dir, reachable
 from luma_ray.serving_cli.record import UpRecord
+
+log = logging.getLogger(__name__)
 
 
 def data_dir_of(args: argparse.Namespace) -> Path:
@@ -42,7 +47,21 @@ def runtime_of(args: argparse.Namespace, http: bool = True) -> RuntimeConfig:
         fields["scheduler"] = scheduler
     if getattr(args, "store", None):
         fields["store_uri"] = args.store
-    return RuntimeConfig(**fields)
+    for name in ("public_url", "asset_url_ttl_s", "asset_urls"):
+        if getattr(args, name, None) is not None:
+            fields[name] = getattr(args, name)
+    if getattr(args, "allow_private_callbacks", False):
+        fields["allow_private_callbacks"] = True
+        fields["allow_private_inputs"] = True
+        log.warning(
+            "--allow-private-callbacks: callback URLs and input URLs may point at loopback "
+            "and private networks; any API user can then make this deployment send requests "
+            "into its own network. Use it for tests and trusted on-prem users only."
+        )
+    try:
+        return RuntimeConfig(**fields)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "the luma-ray options")) from None
 
 
 def join(environ: Mapping[str, str], record: UpRecord | None, scan: bool = True) -> str | None:

@@ -1,11 +1,11 @@
 """The blob store port: what the result store and the model repository need from storage.
 
 Who calls this: workers store results (``put_file``/``put_bytes``) and the API serves them
-(``get_bytes``/``uri_for``); the model repository writes immutable versions
-(``put_if_absent``), rewrites ``active.yaml`` (``put_bytes``, atomic on every backend) and
-downloads checkpoints (``get_file``). Implementations: ``LocalBlobStore`` (``file://``),
-``S3BlobStore`` (``s3://``) and ``InMemoryBlobStore`` (unit tests). ``open_store`` in
-``luma_ray.storage`` picks one from a URI.
+(``get_bytes``, or ``size`` and ``get_range`` for a range request; ``uri_for``); the model
+repository writes immutable versions (``put_if_absent``), rewrites ``active.yaml``
+(``put_bytes``, atomic on every backend) and downloads checkpoints (``get_file``).
+Implementations: ``LocalBlobStore`` (``file://``), ``S3BlobStore`` (``s3://``) and
+``InMemoryBlobStore`` (unit tests). ``open_store`` in ``luma_ray.storage`` picks one from a URI.
 
 Errors: ``InvalidRequest`` for a bad key (see ``keys.py``), ``NotFound`` for a missing object,
 ``StorageError`` when the backend fails (network, permissions, server), ``ConfigError`` when
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from luma_ray.errors import LumaError
+from luma_ray.errors import InvalidRequest, LumaError
 from luma_ray.storage.keys import RESERVED_PREFIX
 
 
@@ -52,6 +52,16 @@ class BlobStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes:
         """Return the object's content; ``NotFound`` if there is none."""
+        ...
+
+    def size(self, key: str) -> int:
+        """The object's length in bytes; ``NotFound`` if there is none."""
+        ...
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        """Bytes ``start`` up to (not including) ``stop`` of the object (fewer if it is
+        shorter; ``0 <= start <= stop``); ``NotFound`` if there is none. Serves HTTP range
+        requests without reading the whole object."""
         ...
 
     def get_file(self, key: str, path: str | Path) -> Path:
@@ -155,3 +165,9 @@ def fill_durably(fd: int, name: str, fill: Callable[[BinaryIO], object]) -> None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
+
+
+def check_range(start: int, stop: int) -> None:
+    """Refuse a byte range ``get_range`` cannot mean (negative, or ending before it starts)."""
+    if start < 0 or stop < start:
+        raise InvalidRequest(f"byte range [{start}, {stop}) is not 0 <= start <= stop")

@@ -31,6 +31,7 @@ from luma_ray.errors import Conflict, InvalidRequest, NotFound
 from luma_ray.storage.base import (
     FILE_MODE,
     StorageError,
+    check_range,
     fill_durably,
     make_folders,
     sync_folder,
@@ -96,6 +97,22 @@ class LocalBlobStore:
         path = self._path(key)
         try:
             return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise self._not_found(key) from None
+
+    def size(self, key: str) -> int:
+        path = self._path(key)
+        if not path.is_file():
+            raise self._not_found(key)
+        return path.stat().st_size
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        check_range(start, stop)
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(stop - start)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._not_found(key) from None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from luma_ray.errors import NotFound
-from luma_ray.storage.base import write_file_atomically
+from luma_ray.storage.base import check_range, write_file_atomically
 from luma_ray.storage.keys import validate_key, validate_prefix
 
 _ids = itertools.count(1)
@@ -60,6 +60,13 @@ class InMemoryBlobStore:
         if data is None:
             raise NotFound(f"no object {key!r} in {self.uri}")
         return data
+
+    def size(self, key: str) -> int:
+        return len(self.get_bytes(key))
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        check_range(start, stop)
+        return self.get_bytes(key)[start:stop]
 
     def get_file(self, key: str, path: str | Path) -> Path:
         data = self.get_bytes(key)

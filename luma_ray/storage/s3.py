@@ -31,7 +31,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
 )
 
 from luma_ray.errors import ConfigError, InvalidRequest, NotFound
-from luma_ray.storage.base import StorageError, write_file_atomically
+from luma_ray.storage.base import StorageError, check_range, write_file_atomically
 from luma_ray.storage.keys import validate_key, validate_prefix
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,68 @@ class S3BlobStore:
         except (ClientError, BotoCoreError) as exc:
             self._raise(exc, "read", key)
         return body
+
+    def size(self, key: str) -> int:
+        name = self._name(key)
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=name)
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, "check", key)
+        return int(head["ContentLength"])
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        check_range(start, stop)
+        if stop == start:
+            self.size(key)  # NotFound for a missing object, as for a longer range
+            return b""
+        name = self._name(key)
+        try:
+            response = self._client.get_object(
+                Bucket=self.bucket, Key=name, Range=f"bytes={start}-{stop - 1}"
+            )
+            body: bytes = response["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in ("InvalidRange", "416"):  # start at or past the end
+                return b""
+            self._raise(exc, "read", key)
+        except BotoCoreError as exc:
+            self._raise(exc, "read", key)
+        return body
+
+    def presigned_url(
+        self,
+        key: str,
+        expires_s: int,
+        content_type: str | None = None,
+        cache_control: str | None = None,
+    ) -> str:
+        """A presigned ``GET`` URL of ``key`` at the S3 endpoint, valid ``expires_s`` seconds
+        (SigV4 allows at most 7 days); ``content_type``/``cache_control`` make S3 answer with
+        those headers. Made locally from the credentials: no request is sent, and the object
+        need not exist yet. The URL carries a signature, not the secret key."""
+        if not 1 <= expires_s <= 7 * 86_400:
+            raise InvalidRequest(f"expires_s is {expires_s}; a presigned URL lives 1 s to 7 days")
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._name(key)}
+        if content_type:
+            params["ResponseContentType"] = content_type
+        if cache_control:
+            params["ResponseCacheControl"] = cache_control
+        try:
+            url: str = self._client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires_s
+            )
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, "presign", key)
+        return url
+
+    def presign_uri(self, uri: str, expires_s: int, content_type: str | None = None) -> str:
+        """:meth:`presigned_url` of an object named by its URI in this store (a job's
+        ``result_uris``), with ``Cache-Control: private, max-age=<expires_s>``."""
+        base = f"{self.uri}/"
+        if not uri.startswith(base):
+            raise NotFound(f"{uri!r} is not in {self.uri}")
+        cache = f"private, max-age={expires_s}"
+        return self.presigned_url(uri[len(base) :], expires_s, content_type, cache)
 
     def get_file(self, key: str, path: str | Path) -> Path:
         name = self._name(key)
@@ -233,6 +295,7 @@ def connect(
     """
     config = Config(
         region_name=region or DEFAULT_REGION,
+        signature_version="s3v4",  # presigned URLs too (botocore presigns SigV2 otherwise)
         s3={"addressing_style": "path"},
         retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=connect_timeout_s,

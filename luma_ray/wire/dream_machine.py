@@ -2,13 +2,14 @@
 SDK, for ``/dream-machine/v1`` answers and for callbacks of jobs submitted there.
 
 Pure: the scheduler's ``JobView`` in, plain JSON types out. Asset URLs come from the caller
-(``asset_url(job_id, variant)``), because only the ingress knows the public address.
+(the signed links of ``luma_ray.wire.assets``, or a fallback), because only the ingress knows
+the public address and the signing secret.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -20,7 +21,8 @@ API = "dream-machine"
 """``JobView.api`` of jobs submitted through the Dream Machine-compatible API."""
 
 AssetUrl = Callable[[str, str], str]
-"""``(job_id, variant) -> URL`` of a finished job's asset (``video``, ``thumbnail``)."""
+"""``(job_id, variant) -> URL`` of a finished job's asset (``video``, ``thumbnail``), for
+variants ``links`` does not name."""
 
 PREFIX = "/dream-machine/v1"
 """Where the API is served."""
@@ -65,8 +67,17 @@ def dream_state(state: str) -> str:
     return _STATE[state]
 
 
-def dream_generation(view: JobView, asset_url: AssetUrl) -> DreamGeneration:
-    """``view`` as a Dream Machine ``Generation``; ``request`` echoes what the client sent."""
+def dream_generation(
+    view: JobView, links: Mapping[str, str], fallback: AssetUrl | None = None
+) -> DreamGeneration:
+    """``view`` as a Dream Machine ``Generation``; ``request`` echoes what the client sent.
+    Asset URLs are ``links`` (variant → URL), else ``fallback(job_id, variant)``."""
+
+    def asset_url(job_id: str, variant: str) -> str | None:
+        if variant in links:
+            return links[variant]
+        return fallback(job_id, variant) if fallback is not None else None
+
     request = _echo(view)
     state = view.state.value
     failure = None

@@ -8,11 +8,12 @@ job values and ``typing_extensions``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from typing_extensions import TypedDict
 
-from luma_ray.jobs import JobError
+from luma_ray.jobs import JobError, JobState
 from luma_ray.scheduler.answers import JobView
 
 
@@ -63,13 +64,19 @@ class GenerationOut(TypedDict):
     progress: ProgressOut
     attempts: int
     result_urls: dict[str, str]
+    assets: dict[str, str]
+    """Signed, expiring URLs of a succeeded generation's files, readable without the API key
+    (``luma_ray.wire.assets``); empty before it succeeds."""
     timings: TimingsOut
     error: ErrorOut | None
     metadata: dict[str, str]
 
 
-def generation_view(view: JobView, base: str = "/v1/generations") -> GenerationOut:
-    """The native wire form of a job: API URLs instead of storage URIs."""
+def generation_view(
+    view: JobView, base: str = "/v1/generations", assets: Mapping[str, str] | None = None
+) -> GenerationOut:
+    """The native wire form of a job: API URLs instead of storage URIs; ``assets`` are its
+    signed asset URLs (shown only once it has succeeded)."""
     urls = {variant: f"{base}/{view.id}/content?variant={variant}" for variant in view.result_uris}
     p = view.params
     return {
@@ -98,6 +105,7 @@ def generation_view(view: JobView, base: str = "/v1/generations") -> GenerationO
         },
         "attempts": view.attempts,
         "result_urls": urls,
+        "assets": dict(assets or {}) if view.state is JobState.SUCCEEDED else {},
         "timings": {
             "created_at": view.created_at_s,
             "started_at": view.started_at_s,

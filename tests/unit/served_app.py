@@ -36,13 +36,14 @@ class ServedApp:
     tmp: Path
 
 
-def served_app(tmp_path: Path) -> ServedApp:
+def served_app(tmp_path: Path, asset_secret: bytes | None = None) -> ServedApp:
     ticks = iter(range(10**6))
     clock = lambda: 1e9 + next(ticks)  # noqa: E731 - each call a second later: ids sort by time
     svc = SchedulerService(parse_config({}), Journal(tmp_path / "j.sqlite"), LIMITS, clock)
     keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
     store = LocalBlobStore(tmp_path / "results")
-    app = create_app(InProcessScheduler(svc), keys, store, ApiSettings())
+    settings = ApiSettings(asset_secret=asset_secret)
+    app = create_app(InProcessScheduler(svc), keys, store, settings)
     tenants = {name: keys.create(name, "api", now_s=0)[0] for name in ("alice", "bob")}
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
     return ServedApp(svc, store, http, tenants, tmp_path)

@@ -33,7 +33,11 @@ def test_no_server_errors_for_any_generated_input(tmp_path: Path) -> None:
         keys,
         LocalBlobStore(tmp_path / "results"),
         # No request rate: past it every case would be a 429 that never reaches the route.
-        ApiSettings(sse_timeout_s=0.0, limits=IngressLimits(key_rate_per_s=None)),
+        ApiSettings(
+            sse_timeout_s=0.0,
+            limits=IngressLimits(key_rate_per_s=None),
+            asset_secret=b"fuzz-asset-secret-of-32-bytes...",  # /v1/assets checks signatures
+        ),
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]

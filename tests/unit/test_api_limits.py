@@ -110,6 +110,21 @@ def test_ingress_limits_reach_the_replicas_from_the_runtime_config(tmp_path: Pat
     assert RuntimeConfig(data_dir=str(tmp_path)).ingress == IngressLimits()
 
 
+def test_the_replicas_get_the_asset_secret_s_path_never_the_secret(tmp_path: Path) -> None:
+    """The settings travel in an environment variable Ray shows in its dashboard."""
+    from luma_ray.api.ingress import api_settings
+
+    (tmp_path / "asset.secret").write_text("s3cr3t-value-0123456789abcdef\n")
+    runtime = RuntimeConfig(
+        data_dir=str(tmp_path), public_url="https://x.example", asset_url_ttl_s=90
+    )
+    cfg = api_settings(runtime)
+    assert cfg["asset_secret_path"] == str(tmp_path / "asset.secret")
+    assert "s3cr3t" not in repr(cfg)
+    assert cfg["settings"]["public_url"] == "https://x.example"
+    assert cfg["settings"]["asset_ttl_s"] == 90
+
+
 # ---- event streams per tenant --------------------------------------------------------------
 
 

@@ -123,6 +123,31 @@ def test_keyframes_and_modify_become_the_jobs_inputs(dm: dict[str, Any]) -> None
     assert modify.request.mode == "adhere_2"  # the echo parses as the SDK's modify request
 
 
+def test_with_an_asset_secret_assets_are_signed_urls_that_need_no_key(tmp_path: Path) -> None:
+    served = served_app(tmp_path, asset_secret=b"a" * 32)
+    client = lumaai.AsyncLumaAI(
+        base_url=BASE, auth_token=served.keys["alice"], http_client=served.http, max_retries=0
+    )
+    made = run(client.generations.create(prompt="a red circle", model="ray-2"))
+    run_next(served)
+    done = run(client.generations.get(made.id))
+    assert f"/v1/assets/{made.id}/video?" in done.assets.video and "sig=" in done.assets.video
+    video = run(served.http.get(done.assets.video))  # no Authorization header
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    modify = run(
+        client.generations.video.modify(
+            generation_type="modify_video",
+            media={"url": done.assets.video},  # read from the store, not fetched back
+            mode="flex_1",
+            model="ray-2",
+            prompt="a blue circle",
+        )
+    )
+    inputs = served.svc.call(GetJob(modify.id, "alice")).params.inputs
+    assert inputs.strength == 0.5
+    assert served.store.get_bytes(inputs.source_video) == video.content
+
+
 def test_other_tenants_generations_are_not_found(dm: dict[str, Any]) -> None:
     made = run(dm["client"]().generations.create(prompt="mine", model="ray-2"))
     bob = dm["client"](dm["bob"])
@@ -179,7 +204,9 @@ def test_the_callback_body_is_the_generation_object_the_sdk_parses(dm: dict[str,
     made = run(dm["client"]().generations.create(prompt="a red circle", model="ray-2"))
     run_next(dm["served"])
     view = dm["svc"].call(GetJob(made.id, "alice"))
-    payload = dream_generation(view, lambda job, variant: "https://h" + asset_path(job, variant))
+    payload = dream_generation(
+        view, {}, lambda job, variant: "https://h" + asset_path(job, variant)
+    )
     event = WebhookEvent(
         "evt_1", "https://h/hook", view.id, "succeeded", payload, 1.0, "alice", shape="object"
     )

@@ -122,3 +122,15 @@ def test_the_model_cache_folders_are_private(tmp_path: Path) -> None:
     ModelCache(root, ModelRepository(InMemoryBlobStore(), Clock()), max_bytes=0)
     assert_private(tmp_path / "data", root, *(root / sub for sub in ("files", "index", "tmp")))
     assert_private(root / "locks")
+
+
+def test_the_asset_url_secret_is_private_and_kept(tmp_path: Path) -> None:
+    from luma_ray.launch import ensure_asset_secret
+
+    data = tmp_path / "data"
+    secret = Path(ensure_asset_secret(data / "asset.secret"))
+    assert_private(data, secret)
+    first = secret.read_bytes()
+    assert len(first.strip()) == 64  # 32 random bytes, hex
+    ensure_asset_secret(secret)  # a restart keeps it: issued URLs stay valid
+    assert secret.read_bytes() == first

@@ -252,3 +252,35 @@ def test_a_head_that_fails_or_never_answers_is_stopped_and_says_why(tmp_path: Pa
         start_head(environ, 1, tmp_path / "head.log", timeout_s=1.0, command=hangs)
     left = subprocess.run(["pgrep", "-f", "--", str(temp_dir)], capture_output=True)
     assert left.returncode == 1 and left.stdout == b""  # the head and its child are gone
+
+
+# ---- up's options and the RuntimeConfig they build ----------------------------------------
+
+
+def _runtime(*argv: str):
+    from luma_ray.cli import build_parser
+    from luma_ray.serving_cli.cluster import runtime_of
+
+    return runtime_of(build_parser().parse_args(["up", "--data-dir", "/tmp/luma-x", *argv]))
+
+
+def test_allow_private_callbacks_is_off_unless_asked_and_warns_when_on(caplog) -> None:
+    with caplog.at_level("WARNING", logger="luma_ray.serving_cli.cluster"):
+        assert _runtime().allow_private_callbacks is False
+        assert not caplog.records
+        assert _runtime().allow_private_inputs is False
+        allowed = _runtime("--allow-private-callbacks")
+        assert allowed.allow_private_callbacks is True and allowed.allow_private_inputs is True
+    [warning] = caplog.records
+    assert warning.levelname == "WARNING" and "private networks" in warning.getMessage()
+
+
+def test_up_sets_the_asset_url_options(capsys) -> None:
+    runtime = _runtime("--public-url", "https://v.example.com", "--asset-url-ttl", "600")
+    assert (runtime.public_url, runtime.asset_url_ttl_s) == ("https://v.example.com", 600)
+    assert runtime.asset_urls == "signed"
+    assert _runtime().public_url is None and _runtime().asset_url_ttl_s == 86_400
+    assert main(["up", "--data-dir", "/tmp/luma-x", "--asset-urls", "s3_presigned"]) == 2
+    assert "s3:// result store" in capsys.readouterr().err  # one line, no traceback
+    presigned = _runtime("--store", "s3://bucket/p", "--asset-urls", "s3_presigned")
+    assert presigned.asset_urls == "s3_presigned"

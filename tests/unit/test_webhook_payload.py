@@ -95,3 +95,47 @@ def test_the_actor_builds_its_sender_from_its_settings(tmp_path: Path) -> None:
         assert built.webhooks.settings == hooks
     finally:
         built.webhooks.close(timeout_s=0.1)
+
+
+def test_a_succeeded_webhook_carries_signed_asset_urls(
+    tmp_path: Path, receiver: HookServer
+) -> None:
+    """The actor signs with the asset secret launch.start made, on the public URL."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from luma_ray.wire.assets import AssetSigner
+
+    (tmp_path / "webhook.secret").write_text("0123456789abcdef\n")
+    (tmp_path / "asset.secret").write_text("fedcba9876543210fedcba9876543210\n")
+    actor = SchedulerActor(
+        ActorSettings(
+            config={},
+            journal_path=str(tmp_path / "journal.sqlite"),
+            models={"luma-tiny": LIMITS},
+            webhook_secret_path=str(tmp_path / "webhook.secret"),
+            allow_private_callbacks=True,
+            asset_secret_path=str(tmp_path / "asset.secret"),
+            asset_ttl_s=600,
+            public_url="https://videos.example.com",
+        )
+    )
+    try:
+        service = actor.service
+        job = service.submit(
+            SubmitRequest(prompt="a boat", tenant="acme", callback_url=receiver.url)
+        )
+        lease = service.pull("w1", "local", ["luma-tiny"])
+        assert lease is not None
+        service.complete(job.id, lease.token, {"video": STORAGE + "video.mp4"}, "v1")
+        assert actor.webhooks is not None and actor.webhooks.flush(5.0)
+    finally:
+        assert actor.webhooks is not None
+        actor.webhooks.close(timeout_s=1.0)
+    by_type = {hit.document["type"]: hit.document["data"] for hit in receiver.hits}
+    assert by_type["generation.queued"]["assets"] == {}
+    video = by_type["generation.succeeded"]["assets"]["video"]
+    assert video.startswith(f"https://videos.example.com/v1/assets/{job.id}/video?exp=")
+    q = parse_qs(urlsplit(video).query)
+    signer = AssetSigner(b"fedcba9876543210fedcba9876543210")
+    now = int(q["exp"][0]) - 600  # issued when the event was sent, living 600 s
+    assert signer.check(job.id, "video", q["exp"][0], q["sig"][0], now) == now + 600
