@@ -180,6 +180,13 @@ def test_bad_frame_counts_and_sizes_are_refused_naming_the_fix(loaded: Loaded) -
         validate_request(replace(ASK, frames=10), limits)
 
 
+def test_the_entrypoint_imports_as_a_video_model() -> None:
+    from luma_ray.models.registry import import_entrypoint
+
+    cls = import_entrypoint("luma_ray.models.diffusers:DiffusersVideoModel")
+    assert cls is DiffusersVideoModel and can_park(cls)
+
+
 def test_a_folder_without_a_pipeline_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(ConfigError, match="model_index.json is missing"):

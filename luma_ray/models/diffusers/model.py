@@ -71,9 +71,25 @@ def default_limits(family: Family) -> ModelLimits:
     )
 
 
+UNLOADED_LIMITS = ModelLimits(
+    max_frames=1,
+    max_height=16,
+    max_width=16,
+    max_steps=1,
+    default_steps=1,
+    default_fps=8,
+    size_multiple=16,
+    default_frames=1,
+)
+"""The class's limits before ``load`` (the registry checks the class has some); ``load``
+replaces them with the version's ``model.yaml`` limits."""
+
+
 class DiffusersVideoModel:
     """A diffusers video pipeline behind the ``VideoModel`` interface (module docstring)."""
 
+    name: str = "diffusers-video"
+    limits: ModelLimits = UNLOADED_LIMITS
     can_park = True
 
     def __init__(
@@ -111,7 +127,6 @@ class DiffusersVideoModel:
         self._pipe: Any = None
         self._image_pipe: Any = None
         self._family: Family | None = None
-        self.limits: ModelLimits | None = None  # set by load
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -229,7 +244,7 @@ class DiffusersVideoModel:
         """Frames ``uint8 [frames, height, width, 3]`` for ``request`` (module docstring)."""
         pipe = self.pipeline
         family, limits = self._family, self.limits
-        assert family is not None and limits is not None
+        assert family is not None
         validate_request(request, limits)
         image = self._image(request, conditioning)
         if image is not None and not family.takes_image:
