@@ -59,7 +59,14 @@ class Loaded:
         self.model = DiffusersVideoModel(**self.params)
         self.model.load(folder / "checkpoints", torch.device("cpu"))
         self.seen: list[tuple[int, int]] = []
-        self.t2v = self.model.generate(ASK, self._record)
+        calls: list[int] = []
+        hook = real_transformer_runs(self, calls)
+        try:
+            self.t2v = self.model.generate(ASK, self._record)
+        finally:
+            hook.remove()
+        assert calls and len(calls) % ASK.steps == 0
+        self.runs_per_step = len(calls) // ASK.steps
         self.i2v = self.model.generate(ASK, lambda s, t: True, conditioning=first_frame())
 
     def _record(self, step: int, total: int) -> StepAnswer:
@@ -88,6 +95,14 @@ def park_at(step_to_park: int) -> Any:
     return on_step
 
 
+def real_transformer_runs(loaded: Loaded, calls: list[int]) -> Any:
+    """Count the transformer's real runs: its output projection runs in every real forward
+    and never in the fast-forward stub (Wan and LTX both call it ``proj_out``)."""
+    return loaded.model.pipeline.transformer.proj_out.register_forward_hook(
+        lambda *args: calls.append(1)
+    )
+
+
 def test_text_to_video_gives_the_requested_frames_and_reports_every_step(
     loaded: Loaded,
 ) -> None:
@@ -109,12 +124,9 @@ def test_image_to_video_uses_the_first_frame(loaded: Loaded) -> None:
 
 
 def test_a_cancel_stops_the_pipeline_at_that_step(loaded: Loaded) -> None:
-    calls: list[int] = []
-    hook = loaded.model.pipeline.transformer.register_forward_hook(lambda *args: calls.append(1))
+    per_step, calls = loaded.runs_per_step, []
+    hook = real_transformer_runs(loaded, calls)
     try:
-        loaded.model.generate(ASK, lambda s, t: True)
-        per_step = len(calls) // ASK.steps
-        calls.clear()
         answers: list[int] = []
 
         def stop_after_one(step: int, total: int) -> StepAnswer:
@@ -138,10 +150,16 @@ def test_park_at_step_k_and_resume_equals_the_uninterrupted_run(loaded: Loaded, 
         loaded.model.generate(ASK, on_step)
     assert (info.value.step, info.value.total) == (k, 3) and on_step.seen == list(range(1, k + 1))
     later: list[int] = []
-    resumed = loaded.model.generate(
-        ASK, lambda s, t: later.append(s) or True, resume=info.value.state
-    )
+    per_step, calls = loaded.runs_per_step, []
+    hook = real_transformer_runs(loaded, calls)
+    try:
+        resumed = loaded.model.generate(
+            ASK, lambda s, t: later.append(s) or True, resume=info.value.state
+        )
+    finally:
+        hook.remove()
     assert later == list(range(k + 1, 4))  # callbacks go on from k + 1
+    assert len(calls) == per_step * (3 - k)  # steps 1..k were fast-forwarded
     assert np.array_equal(resumed, loaded.t2v)  # bit for bit on CPU
 
 
