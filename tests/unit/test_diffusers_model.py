@@ -233,3 +233,30 @@ def test_scaffold_command_writes_a_folder_that_publishes(tmp_path: Path, capsys)
         == 2
     )
     assert "use one of WanPipeline, LTXPipeline" in capsys.readouterr().err
+
+
+def test_publish_reads_the_optional_limits_and_refuses_bad_ones(tmp_path: Path) -> None:
+    from luma_ray.models.repository import ModelRepository
+    from luma_ray.storage import open_store
+
+    repo = ModelRepository(open_store((tmp_path / "repo").as_uri()), lambda: 0.0)
+    folder = tmp_path / "v"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "weights.bin").write_bytes(b"w")
+    base = {"max_frames": 33, "max_height": 64, "max_width": 64, "max_steps": 8}
+    base |= {"default_steps": 2, "default_fps": 8, "size_multiple": 16}
+    for extra, message in [
+        ({"frame_step": 0}, r"limits \['frame_step'\] must be positive integers"),
+        ({"inputs": ["sound"]}, "limits.inputs must be a list of"),
+        ({"colour": 1}, r"unknown limits \['colour'\]"),
+    ]:
+        doc = {"entrypoint": "m:M", "limits": base | extra}
+        (folder / "model.yaml").write_text(yaml.safe_dump(doc))
+        with pytest.raises(InvalidRequest, match=message):
+            repo.publish("m", "v1", folder)
+    doc = {"entrypoint": "m:M", "limits": base | {"frame_step": 4, "inputs": ["first_frame"]}}
+    (folder / "model.yaml").write_text(yaml.safe_dump(doc))
+    manifest = repo.publish("m", "v1", folder)
+    assert manifest.limits is not None
+    assert manifest.limits["frame_step"] == 4 and manifest.limits["inputs"] == ["first_frame"]
+    assert manifest.limits["default_frames"] == 16  # a defaulted field, filled in
