@@ -122,6 +122,9 @@ class ModelLimits:
     """Frames of a request that gives neither ``frames`` nor ``seconds``."""
     inputs: tuple[str, ...] = ()
     """The input kinds (of :data:`INPUT_KINDS`) the model takes; text-to-video only if empty."""
+    frame_step: int = 1
+    """Frame counts must be ``frame_step * k + 1`` (a video VAE's temporal compression: 4 for
+    Wan, 8 for LTX-Video); 1 takes any count."""
 
 
 def limits_from_yaml(fields: Mapping[str, object], where: str) -> ModelLimits:
@@ -172,6 +175,7 @@ def _problems(request: GenerationRequest, limits: ModelLimits) -> list[str]:
                 f"{field_name} has {len(text)} characters; shorten it to at most {MAX_PROMPT_CHARS}"
             )
     problems.extend(_range_problem("frames", request.frames, 1, limits.max_frames))
+    problems.extend(_frame_step_problem(request.frames, limits))
     for field_name, value, top in (
         ("height", request.height, limits.max_height),
         ("width", request.width, limits.max_width),
@@ -211,6 +215,17 @@ def _input_problems(inputs: GenerationInputs, limits: ModelLimits) -> list[str]:
     elif inputs.strength is not None:
         problems.append("strength applies to source_video only; remove it or add source_video")
     return problems
+
+
+def _frame_step_problem(frames: int, limits: ModelLimits) -> list[str]:
+    step = limits.frame_step
+    if step <= 1 or (frames - 1) % step == 0:
+        return []
+    below = max(1, (frames - 1) // step * step + 1)
+    above = below + step
+    options = [n for n in (below, above) if n <= limits.max_frames] or [below]
+    use = " or ".join(str(n) for n in options)
+    return [f"frames {frames} does not fit this model: it takes {step}k+1 frames; use {use}"]
 
 
 def _range_problem(field_name: str, value: int, low: int, high: int) -> list[str]:

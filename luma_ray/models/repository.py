@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from luma_ray.errors import Conflict, InvalidRequest, NotFound
-from luma_ray.jobs.request import NAME_RE, validate_name
+from luma_ray.errors import ConfigError, Conflict, InvalidRequest, NotFound
+from luma_ray.jobs.request import NAME_RE, limits_from_yaml, validate_name
 from luma_ray.models.interface import ModelLimits
 from luma_ray.models.manifest import (
     FileEntry,
@@ -343,17 +343,25 @@ def _read_model_yaml(root: Path) -> dict[str, Any]:
     }
 
 
-def _read_limits(raw: object, path: Path) -> dict[str, int] | None:
-    """model.yaml's optional ``limits``: every ``ModelLimits`` field, each a positive integer."""
+def _read_limits(raw: object, path: Path) -> dict[str, int | list[str]] | None:
+    """model.yaml's optional ``limits``: ``ModelLimits`` fields (those without a default
+    required), numbers positive integers, ``inputs`` a list of input kinds."""
     if raw is None:
         return None
-    wanted = [f.name for f in fields(ModelLimits)]
-    if not isinstance(raw, dict) or sorted(raw) != sorted(wanted):
-        raise InvalidRequest(f"{path}: 'limits' must be a mapping with exactly {wanted}")
-    bad = [k for k, v in raw.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{path}: 'limits' must be a mapping of ModelLimits fields")
+    try:
+        limits = limits_from_yaml(raw, str(path))
+    except ConfigError as exc:
+        raise InvalidRequest(str(exc)) from None
+    bad = [k for k, v in raw.items() if k != "inputs" and v < 1]
     if bad:
         raise InvalidRequest(f"{path}: limits {sorted(bad)} must be positive integers")
-    return {k: int(raw[k]) for k in wanted}
+    out: dict[str, int | list[str]] = {}
+    for f in fields(ModelLimits):
+        value = getattr(limits, f.name)
+        out[f.name] = list(value) if f.name == "inputs" else int(value)
+    return out
 
 
 def _collect_files(root: Path) -> list[str]:

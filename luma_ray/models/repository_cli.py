@@ -1,4 +1,5 @@
-"""``luma-ray models ...``: publish, list, promote, roll back, inspect and verify versions.
+"""``luma-ray models ...``: publish, list, promote, roll back, inspect and verify versions, and
+scaffold a tiny diffusers pipeline version folder.
 
 Who calls this: ``luma_ray.cli`` calls :func:`add_commands` on its subparsers; each handler is
 ``func(args) -> int``. Errors are ``LumaError`` subclasses, which the main CLI prints as one line
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from luma_ray.config import default_data_dir
+from luma_ray.errors import ConfigError, InvalidRequest
 from luma_ray.models.repository import ModelRepository
 from luma_ray.storage import open_store
 
@@ -67,6 +69,22 @@ def add_commands(sub: Any) -> None:
     verify.add_argument("name")
     verify.add_argument("version")
     verify.set_defaults(func=cmd_verify)
+
+    scaffold = cmds.add_parser(
+        "scaffold", help="write a version folder for a diffusers pipeline (needs the extra)"
+    )
+    scaffold.add_argument(
+        "--pipeline", required=True, help="WanPipeline or LTXPipeline (the text-to-video class)"
+    )
+    scaffold.add_argument(
+        "--tiny",
+        action="store_true",
+        required=True,
+        help="tiny random weights built in code (no download): for tests and dry runs",
+    )
+    scaffold.add_argument("--out", required=True, type=Path, help="folder to write; new or empty")
+    scaffold.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    scaffold.set_defaults(func=cmd_scaffold)
 
 
 def open_repository(args: argparse.Namespace) -> ModelRepository:
@@ -131,6 +149,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if problems:
         return 1
     print(f"{args.name}@{args.version}: ok")
+    return 0
+
+
+def cmd_scaffold(args: argparse.Namespace) -> int:
+    """``models scaffold --pipeline CLASS --tiny --out DIR``: a tiny pipeline version folder."""
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidRequest(f"--out {out} exists and is not an empty folder; pick a new one")
+    try:
+        from luma_ray.models.diffusers.scaffold import write_tiny_folder
+    except ImportError as exc:
+        raise ConfigError(
+            f"the diffusers extra is not installed ({exc}); pip install 'luma_ray[diffusers]'"
+        ) from None
+    folder = write_tiny_folder(out, args.pipeline, seed=args.seed)
+    print(
+        f"wrote a tiny {args.pipeline} version to {folder}; publish it with: "
+        f"luma-ray models publish NAME VERSION {folder}"
+    )
     return 0
 
 

@@ -3,8 +3,9 @@
 The session starts the scheduler actor, one ``luma-tiny`` worker replica (a short lease
 period), a two-replica pool of ``tiny-roll`` (published here as v1, for the rollout tests)
 and one two-rank gang of ``tiny-gang`` (the gang tests), two replicas of the slow-stepping
-``tiny-park`` (the preemption tests), and shuts everything down at the end. Tests poll with
-deadlines; none sleeps to synchronise.
+``tiny-park`` (the preemption tests), one replica of a scaffolded diffusers pipeline
+``tiny-wan`` (when the ``diffusers`` extra is installed), and shuts everything down at the
+end. Tests poll with deadlines; none sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ def system() -> Iterator[dict[str, Any]]:
 
     from .versions import (
         AUTO_MODEL,
+        DIFFUSERS_MODEL,
         GANG_MODEL,
         MIXED_MODEL,
         PARK_MODEL,
+        diffusers_installed,
+        publish_diffusers_model,
         publish_park_model,
         publish_version,
     )
@@ -158,6 +162,20 @@ def system() -> Iterator[dict[str, Any]]:
             PoolConfig(
                 model=PARK_MODEL, replicas=2, num_cpus=0.25, cluster="park", node_labels=ON_HEAD
             ),
+            # The diffusers test's pool: a tiny scaffolded Wan pipeline (needs the extra).
+            *(
+                [
+                    PoolConfig(
+                        model=DIFFUSERS_MODEL,
+                        num_cpus=0.5,
+                        cluster="diffusers",
+                        torch_threads=1,
+                        node_labels=ON_HEAD,
+                    )
+                ]
+                if diffusers_installed()
+                else []
+            ),
         ],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
@@ -166,12 +184,14 @@ def system() -> Iterator[dict[str, Any]]:
         repo.promote(model, "v1")
     publish_park_model(repo, root / "versions")
     repo.promote(PARK_MODEL, "v1")
+    if diffusers_installed():
+        publish_diffusers_model(runtime.repository, root / "versions")
     # Three Ray nodes on this machine: the head (cluster "local") and two labelled nodes of
     # different kinds in clusters "east" and "west".
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
-            "num_cpus": 5,  # 4, and one for the preemption tests' pool
+            "num_cpus": 6,  # 4, one for the preemption tests' pool, one for tiny-wan's
             "include_dashboard": False,
             "labels": {CLUSTER: "local", ACCEL: "cpu"},
             "metrics_export_port": metrics_port,

@@ -86,3 +86,26 @@ def publish_park_model(repo: ModelRepository, root: Path) -> None:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(_PARK_CODE)
     repo.publish(PARK_MODEL, "v1", folder)
+
+
+DIFFUSERS_MODEL = "tiny-wan"
+
+
+def diffusers_installed() -> bool:
+    """Whether the ``diffusers`` extra is installed (the tiny-wan pool needs it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("diffusers", "transformers", "accelerate"))
+
+
+def publish_diffusers_model(repository_uri: str, root: Path) -> None:
+    """Scaffold a tiny Wan pipeline, publish it as ``tiny-wan@v1`` and promote it, through the
+    command line a user would run."""
+    from luma_ray.cli import main
+
+    folder = root / DIFFUSERS_MODEL / "v1"
+    scaffold = ["models", "scaffold", "--pipeline", "WanPipeline", "--tiny", "--out", str(folder)]
+    assert main(scaffold) == 0
+    repo = ["--repo", repository_uri]
+    assert main(["models", "publish", DIFFUSERS_MODEL, "v1", str(folder), *repo]) == 0
+    assert main(["models", "promote", DIFFUSERS_MODEL, "v1", *repo]) == 0
