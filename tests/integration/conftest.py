@@ -72,7 +72,7 @@ def system() -> Iterator[dict[str, Any]]:
 
     from .versions import (
         AUTO_MODEL,
-        DIFFUSERS_MODEL,
+        DIFFUSERS_MODELS,
         GANG_MODEL,
         MIXED_MODEL,
         PARK_MODEL,
@@ -162,19 +162,16 @@ def system() -> Iterator[dict[str, Any]]:
             PoolConfig(
                 model=PARK_MODEL, replicas=2, num_cpus=0.25, cluster="park", node_labels=ON_HEAD
             ),
-            # The diffusers test's pool: a tiny scaffolded Wan pipeline (needs the extra).
+            # The diffusers tests' pools: tiny scaffolded Wan and LTX pipelines (the extra).
             *(
-                [
-                    PoolConfig(
-                        model=DIFFUSERS_MODEL,
-                        num_cpus=0.5,
-                        cluster="diffusers",
-                        torch_threads=1,
-                        node_labels=ON_HEAD,
-                    )
-                ]
-                if diffusers_installed()
-                else []
+                PoolConfig(
+                    model=model,
+                    num_cpus=0.5,
+                    cluster="diffusers",
+                    torch_threads=1,
+                    node_labels=ON_HEAD,
+                )
+                for model in (DIFFUSERS_MODELS if diffusers_installed() else ())
             ),
         ],
     )
@@ -185,13 +182,14 @@ def system() -> Iterator[dict[str, Any]]:
     publish_park_model(repo, root / "versions")
     repo.promote(PARK_MODEL, "v1")
     if diffusers_installed():
-        publish_diffusers_model(runtime.repository, root / "versions")
+        for model, pipeline in DIFFUSERS_MODELS.items():
+            publish_diffusers_model(runtime.repository, root / "versions", model, pipeline)
     # Three Ray nodes on this machine: the head (cluster "local") and two labelled nodes of
     # different kinds in clusters "east" and "west".
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
-            "num_cpus": 6,  # 4, one for the preemption tests' pool, one for tiny-wan's
+            "num_cpus": 6,  # 4, one for the preemption tests' pool, one for the diffusers pools
             "include_dashboard": False,
             "labels": {CLUSTER: "local", ACCEL: "cpu"},
             "metrics_export_port": metrics_port,

@@ -89,6 +89,8 @@ def publish_park_model(repo: ModelRepository, root: Path) -> None:
 
 
 DIFFUSERS_MODEL = "tiny-wan"
+DIFFUSERS_MODELS = {"tiny-wan": "WanPipeline", "tiny-ltx": "LTXPipeline"}
+"""The scaffolded diffusers pipelines the session serves, one pool each."""
 
 
 def diffusers_installed() -> bool:
@@ -98,14 +100,14 @@ def diffusers_installed() -> bool:
     return all(importlib.util.find_spec(m) for m in ("diffusers", "transformers", "accelerate"))
 
 
-def publish_diffusers_model(repository_uri: str, root: Path) -> None:
-    """Scaffold a tiny Wan pipeline, publish it as ``tiny-wan@v1`` and promote it, through the
+def publish_diffusers_model(repository_uri: str, root: Path, model: str, pipeline: str) -> None:
+    """Scaffold a tiny ``pipeline``, publish it as ``model@v1`` and promote it, through the
     command line a user would run."""
     from luma_ray.cli import main
 
-    folder = root / DIFFUSERS_MODEL / "v1"
-    scaffold = ["models", "scaffold", "--pipeline", "WanPipeline", "--tiny", "--out", str(folder)]
+    folder = root / model / "v1"
+    scaffold = ["models", "scaffold", "--pipeline", pipeline, "--tiny", "--out", str(folder)]
     assert main(scaffold) == 0
     repo = ["--repo", repository_uri]
-    assert main(["models", "publish", DIFFUSERS_MODEL, "v1", str(folder), *repo]) == 0
-    assert main(["models", "promote", DIFFUSERS_MODEL, "v1", *repo]) == 0
+    assert main(["models", "publish", model, "v1", str(folder), *repo]) == 0
+    assert main(["models", "promote", model, "v1", *repo]) == 0
