@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import NewType
 
 from luma_ray.jobs.request import GenerationRequest
+from luma_ray.jobs.stages import stage_queue
 from luma_ray.jobs.states import JobState
 
 JobId = NewType("JobId", str)
@@ -98,3 +99,19 @@ class Job:
     """How many times it was parked at a step boundary for a more urgent job."""
     parked_at_s: float | None = None
     """When it was last parked (a job is not parked again too soon)."""
+    stages: tuple[str, ...] = ()
+    """Its pipeline (docs/pipelines.md), e.g. generate, qa, caption, thumbnail; empty: the
+    model alone, as before pipelines."""
+    stage: str | None = None
+    """The stage it is queued for or running (None without a pipeline)."""
+    stage_attempts: dict[str, int] = field(default_factory=dict)
+    """Attempts each finished stage took (``attempts`` counts the current stage's)."""
+    regenerations: int = 0
+    """Videos the QA stage rejected; each went back to ``generate`` with ``seed + 1``."""
+    caption: str | None = None
+    """What the caption stage wrote."""
+
+    @property
+    def queue(self) -> str:
+        """The queue key its current stage waits in (``stages.stage_queue``)."""
+        return stage_queue(self.model, self.stage)
