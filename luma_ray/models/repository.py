@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from luma_ray.errors import Conflict, InvalidRequest, NotFound
-from luma_ray.jobs.request import NAME_RE, validate_name
+from luma_ray.jobs.request import INPUT_KINDS, NAME_RE, validate_name
 from luma_ray.models.interface import ModelLimits
 from luma_ray.models.manifest import (
     FileEntry,
@@ -343,17 +343,27 @@ def _read_model_yaml(root: Path) -> dict[str, Any]:
     }
 
 
-def _read_limits(raw: object, path: Path) -> dict[str, int] | None:
-    """model.yaml's optional ``limits``: every ``ModelLimits`` field, each a positive integer."""
+def _read_limits(raw: object, path: Path) -> dict[str, int | list[str]] | None:
+    """model.yaml's optional ``limits``: positive integers; ``inputs`` a list of kinds."""
     if raw is None:
         return None
     wanted = [f.name for f in fields(ModelLimits)]
-    if not isinstance(raw, dict) or sorted(raw) != sorted(wanted):
+    counted = [name for name in wanted if name != "inputs"]
+    if not isinstance(raw, dict) or not set(counted) <= set(raw) <= set(wanted):
         raise InvalidRequest(f"{path}: 'limits' must be a mapping with exactly {wanted}")
-    bad = [k for k, v in raw.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    bad = [
+        k
+        for k, v in raw.items()
+        if k != "inputs" and (not isinstance(v, int) or isinstance(v, bool) or v < 1)
+    ]
     if bad:
         raise InvalidRequest(f"{path}: limits {sorted(bad)} must be positive integers")
-    return {k: int(raw[k]) for k in wanted}
+    inputs = raw.get("inputs", [])
+    if not isinstance(inputs, list) or any(kind not in INPUT_KINDS for kind in inputs):
+        raise InvalidRequest(f"{path}: limits.inputs must be a list of {list(INPUT_KINDS)}")
+    out: dict[str, int | list[str]] = {k: int(raw[k]) for k in counted}
+    out["inputs"] = list(inputs)
+    return out
 
 
 def _collect_files(root: Path) -> list[str]:
