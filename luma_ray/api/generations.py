@@ -44,7 +44,8 @@ async def submit(
 
 
 async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> Response:
-    """The bytes of a finished job's ``video`` or ``thumbnail``."""
+    """The bytes of a finished job's ``video``, ``thumbnail`` or ``spritesheet`` (from a
+    pipeline's thumbnail stage)."""
     view = await p.scheduler.call(GetJob(job_id, tenant))
     if view.state != "succeeded":
         raise NotFound(f"generation {view.id} has no content yet (it is {view.state.value})")
@@ -123,7 +124,7 @@ def add_routes(app: FastAPI) -> None:
         request: Request,
         job_id: str,
         who: Caller,
-        variant: Annotated[str, Query(pattern="^(video|thumbnail)$")] = "video",
+        variant: Annotated[str, Query(pattern="^(video|thumbnail|spritesheet)$")] = "video",
     ) -> Response:
         return await content_response(ports(request), job_id, who.tenant, variant)
 
