@@ -202,3 +202,13 @@ def test_load_stage_takes_a_factory_or_a_built_in() -> None:
     assert isinstance(load_stage("qa", "luma_ray.workers.stages:Thumbnailer"), Thumbnailer)
     with pytest.raises(ValueError, match="no built-in stage"):
         load_stage("upscale")
+
+
+def test_without_the_reference_check_qa_passes_and_caption_writes_nothing() -> None:
+    """The default pipeline must not stop generation while the reference check module is
+    not installed (another branch): QA lets the video through, caption writes none."""
+    inputs = StageInputs(InMemoryBlobStore(), {})  # never read: nothing to run
+    request = GenerationRequest(prompt="p")
+    missing = "luma_ray.models.reference.no_such_check"
+    assert QualityCheck(module=missing).run(request, inputs) == StageResult()
+    assert Captioner(module=missing).run(request, inputs).caption is None
