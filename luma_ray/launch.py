@@ -43,7 +43,7 @@ def model_limits(runtime: RuntimeConfig | None = None) -> dict[str, ModelLimits]
         return limits
     repository = open_repository(runtime)
     for pool in runtime.pools:
-        if pool.model in MODELS:
+        if pool.model in MODELS or pool.stage is not None:
             continue
         active = repository.active(pool.model).active
         if active is None:
@@ -79,6 +79,8 @@ def ensure_versions(runtime: RuntimeConfig) -> None:
 
     repository = open_repository(runtime)
     for pool in runtime.pools:
+        if pool.stage is not None:
+            continue
         if pool.model in MODELS and repository.active(pool.model).active is None:
             version = ensure_reference(repository, pool.model)
             log.info("published the reference model as %s@%s", pool.model, version)
@@ -113,7 +115,7 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
     ensure_versions(runtime)
     handle = start_scheduler(
         ActorSettings(
-            config=runtime.scheduler.model_dump(),
+            config=runtime.scheduler_config.model_dump(),
             journal_path=runtime.journal,
             models=model_limits(runtime),
             webhook_secret_path=ensure_webhook_secret(Path(runtime.webhook_secret_path)),
@@ -135,7 +137,7 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
         )
     elif runtime.pools:
         serve.start(proxy_location="Disabled")
-    for pool in runtime.pools:
+    for pool in runtime.all_pools:
         deploy_pool(runtime, pool)
     if runtime.http_host is not None:
         from luma_ray.api.ingress import APP_NAME, api_application
@@ -161,6 +163,9 @@ def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
 def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     """The bound Serve application of one worker pool."""
     from luma_ray.workers.deployment import ModelWorker
+
+    if pool.stage is not None:
+        return stage_application(runtime, pool)
 
     # The replica itself (a supervisor) needs no CPU. Each rank of its gang takes one bundle,
     # packed on one node; the next version's ranks take them over on a swap.
@@ -218,6 +223,26 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         pool.autoscaling.target_drain_s if pool.autoscaling else None,
         pool.app_name,
         pool.prefetch_lead_s,
+    )
+
+
+def stage_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
+    """The bound Serve application of a stage pool: CPU replicas, no gang, no version."""
+    from luma_ray.workers.stage_worker import StageWorker
+
+    options: dict[str, Any] = {"num_cpus": pool.num_cpus}  # where the CPUs are: any node
+    deployment: Any = serve.deployment(
+        StageWorker,
+        name=pool_app_name(pool),
+        num_replicas=pool.replicas,
+        ray_actor_options=options,
+        health_check_period_s=5,
+        health_check_timeout_s=30,
+        graceful_shutdown_timeout_s=5,
+    )
+    assert pool.stage is not None
+    return deployment.bind(
+        pool.stage, pool.model, runtime.store, pool.cluster, pool.stage_impl, pool.app_name
     )
 
 

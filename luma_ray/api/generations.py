@@ -60,7 +60,8 @@ async def submit(
 
 
 async def content_response(p: Ports, job_id: str, tenant: str, variant: str) -> Response:
-    """The bytes of a finished job's ``video`` or ``thumbnail``."""
+    """The bytes of a finished job's ``video``, ``thumbnail`` or ``spritesheet`` (from a
+    pipeline's thumbnail stage)."""
     view = await p.scheduler.call(GetJob(job_id, tenant))
     if view.state in (JobState.FAILED, JobState.CANCELLED):
         raise NotFound(f"generation {view.id} is {view.state.value}; it has no content")
@@ -140,7 +141,7 @@ def add_routes(app: FastAPI) -> None:
         request: Request,
         job_id: str,
         who: Caller,
-        variant: Annotated[str, Query(pattern="^(video|thumbnail)$")] = "video",
+        variant: Annotated[str, Query(pattern="^(video|thumbnail|spritesheet)$")] = "video",
     ) -> Response:
         return await content_response(ports(request), job_id, who.tenant, variant)
 

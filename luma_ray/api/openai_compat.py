@@ -254,6 +254,4 @@ def add_routes(app: FastAPI) -> None:
         who: Caller,
         variant: Annotated[str, Query(pattern="^(video|thumbnail|spritesheet)$")] = "video",
     ) -> Response:
-        if variant == "spritesheet":
-            raise InvalidRequest("spritesheet is not available; ask for video or thumbnail")
         return await content_response(ports(request), video_id, who.tenant, variant)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from luma_ray.config.base import Strict, format_validation_error, read_list_file, read_yaml
+from luma_ray.config.pipelines import check_pipeline
 from luma_ray.errors import ConfigError
 
 
@@ -167,6 +168,21 @@ class SchedulerConfig(Strict):
     """A finished job is deleted this long after it finished (default 30 days): its row
     leaves the journal and its files (``results/<job id>/``) the result store, and get
     answers 404. ``None`` keeps every job and result for ever."""
+
+    pipelines: dict[str, list[str]] = Field(default_factory=dict)
+    """Each model's chain of stages (docs/pipelines.md), e.g. ``{luma-tiny: [generate, qa,
+    caption, thumbnail]}``; a model not listed runs alone. ``RuntimeConfig.pipelines`` (with
+    the default for luma-tiny) sets it when a system starts."""
+    qa_regenerations: int = Field(default=2, ge=0, le=20)
+    """Times a video the QA stage rejected is generated again with a new seed (``seed + 1``
+    each time) before the job fails with ``qa: <reasons>``."""
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipelines_valid(cls, pipelines: dict[str, list[str]]) -> dict[str, list[str]]:
+        for model, stages in pipelines.items():
+            check_pipeline(model, stages)
+        return pipelines
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from luma_ray.config.base import Strict, format_validation_error, read_list_file
 from luma_ray.config.dream_machine import DreamMachineConfig
+from luma_ray.config.pipelines import DEFAULT_PIPELINE, check_pipeline
 from luma_ray.config.scheduling import SchedulerConfig
 from luma_ray.errors import ConfigError
 
@@ -74,10 +75,23 @@ class PoolConfig(Strict):
     """How often each replica reads the model's ``active.yaml`` to notice a promotion."""
     autoscaling: AutoscalingConfig | None = None
     """Scale replicas with the queue between min and max; ``replicas`` is then ignored."""
+    stage: str | None = Field(default=None, pattern=r"^(qa|caption|thumbnail)$")
+    """A stage pool (docs/pipelines.md): its replicas run this stage of ``model``'s
+    pipeline (a CPU worker, no model version) instead of the model. None: a model pool."""
+    stage_impl: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """``module:factory`` returning the stage to run (``workers.stages.Stage``); None: the
+    built-in one for ``stage``."""
 
     @property
     def app_name(self) -> str:
-        return self.name or f"{self.model}-workers"
+        if self.name:
+            return self.name
+        return f"{self.model}-{self.stage}-workers" if self.stage else f"{self.model}-workers"
+
+
+STAGE_CLUSTER = "stages"
+"""The cluster default stage pools count against: their leases must not take the dispatch
+slots of a cluster's accelerators."""
 
 
 class IngressLimits(Strict):
@@ -179,6 +193,48 @@ class RuntimeConfig(Strict):
     """Model repository: ``file:///path`` or ``s3://bucket/prefix``; default under data_dir."""
     model_cache_max_bytes: int = Field(default=50 * 2**30, ge=0)
     """Each node's cache of model versions keeps at most this much beyond the newest."""
+    pipelines: dict[str, list[str]] = Field(
+        default_factory=lambda: {"luma-tiny": list(DEFAULT_PIPELINE)}
+    )
+    """Each model's chain of stages (docs/pipelines.md); the default runs luma-tiny through
+    generate, qa, caption and thumbnail. ``{}``: every model runs alone. A stage without a
+    pool in ``pools`` gets one small CPU pool (``stage_pools``)."""
+    stage_num_cpus: float = Field(default=0.25, ge=0, le=1024)
+    """CPUs Ray reserves for each replica of a stage pool added by default."""
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipelines_valid(cls, pipelines: dict[str, list[str]]) -> dict[str, list[str]]:
+        for model, stages in pipelines.items():
+            check_pipeline(model, stages)
+        return pipelines
+
+    @property
+    def scheduler_config(self) -> SchedulerConfig:
+        """``scheduler`` with this config's ``pipelines``: what the scheduler actor runs."""
+        return self.scheduler.model_copy(update={"pipelines": dict(self.pipelines)})
+
+    @property
+    def all_pools(self) -> list[PoolConfig]:
+        """``pools``, and one stage pool (1 replica, ``stage_num_cpus``, cluster ``stages``)
+        for each stage of a pipeline whose model has a pool here but that stage has none."""
+        out = list(self.pools)
+        declared = {(p.model, p.stage) for p in self.pools}
+        for model, stages in self.pipelines.items():
+            if (model, None) not in declared:
+                continue  # no pool generates it here: no stage pools either
+            for stage in stages[1:]:
+                if (model, stage) not in declared:
+                    out.append(
+                        PoolConfig(
+                            model=model,
+                            stage=stage,
+                            num_cpus=self.stage_num_cpus,
+                            cluster=STAGE_CLUSTER,
+                            prefetch=False,
+                        )
+                    )
+        return out
 
     @model_validator(mode="after")
     def _presigned_needs_s3(self) -> RuntimeConfig:
@@ -191,7 +247,7 @@ class RuntimeConfig(Strict):
 
     @model_validator(mode="after")
     def _pool_names_unique(self) -> RuntimeConfig:
-        names = [pool.app_name for pool in self.pools]
+        names = [pool.app_name for pool in self.all_pools]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import NewType
 
 from luma_ray.jobs.request import GenerationRequest
+from luma_ray.jobs.stages import stage_queue
 from luma_ray.jobs.states import JobState
 
 JobId = NewType("JobId", str)
@@ -103,3 +104,19 @@ class Job:
     webhooks take that API's shape."""
     api_request: str | None = None
     """The request as that API received it (JSON), for APIs that echo it (Dream Machine)."""
+    stages: tuple[str, ...] = ()
+    """Its pipeline (docs/pipelines.md), e.g. generate, qa, caption, thumbnail; empty: the
+    model alone, as before pipelines."""
+    stage: str | None = None
+    """The stage it is queued for or running (None without a pipeline)."""
+    stage_attempts: dict[str, int] = field(default_factory=dict)
+    """Attempts each finished stage took (``attempts`` counts the current stage's)."""
+    regenerations: int = 0
+    """Videos the QA stage rejected; each went back to ``generate`` with ``seed + 1``."""
+    caption: str | None = None
+    """What the caption stage wrote."""
+
+    @property
+    def queue(self) -> str:
+        """The queue key its current stage waits in (``stages.stage_queue``)."""
+        return stage_queue(self.model, self.stage)

@@ -90,6 +90,31 @@ def encode_thumbnail(frames: np.ndarray, path: Path) -> Path:
     return path
 
 
+def decode_mp4(path: Path) -> np.ndarray:
+    """Every frame of the video at ``path`` as ``uint8 [F, H, W, 3]`` RGB (a pipeline stage
+    reads the generated video back with it)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    if not frames:
+        raise ValueError(f"{path} holds no video frames")
+    return np.stack(frames)
+
+
+def encode_spritesheet(frames: np.ndarray, path: Path, columns: int = 4, cells: int = 16) -> Path:
+    """Write a grid of up to ``cells`` evenly spaced frames, ``columns`` a row, as one PNG or
+    JPEG image (players show it as a scrubbing preview); return ``path``."""
+    video = _checked(frames)
+    picks = np.linspace(0, len(video) - 1, num=min(cells, len(video))).round().astype(int)
+    tiles = list(video[picks])
+    rows = -(-len(tiles) // columns)
+    tiles += [np.zeros_like(tiles[0])] * (rows * columns - len(tiles))
+    grid = np.concatenate(
+        [np.concatenate(tiles[r * columns : (r + 1) * columns], axis=1) for r in range(rows)]
+    )
+    return encode_thumbnail(grid[None], path)
+
+
 def probe_mp4(path: Path) -> VideoProbe:
     """Decode every frame of the video at ``path``; count them and report size and codec."""
     with av.open(str(path)) as container:

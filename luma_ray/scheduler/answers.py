@@ -58,6 +58,13 @@ class JobView:
     """The API it was submitted through; presenters of webhooks take its shape."""
     api_request: str | None = None
     """The request as that API received it (JSON), for APIs that echo it."""
+    stage: str | None = None
+    """The pipeline stage it is queued for or running (``generate``, ``qa``, ``caption``,
+    ``thumbnail``; docs/pipelines.md), the last one once it finished; None: no pipeline."""
+    caption: str | None = None
+    """What its caption stage wrote."""
+    regenerations: int = 0
+    """Videos its QA stage rejected (each generated again with ``seed + 1``)."""
 
     @property
     def done(self) -> bool:
@@ -97,6 +104,14 @@ class Assignment:
     resume_uri: str | None = None
     """The sampler state of the job's last park (the result store): resume from it. None:
     start from the first step."""
+    stage: str | None = None
+    """The pipeline stage to run (None: the model alone, no pipeline)."""
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """The outputs of the job's earlier stages by name (``video``, ``thumbnail``…), the
+    stage's inputs in the result store."""
+    stages: tuple[str, ...] = ()
+    """The job's whole pipeline (a generate stage followed by ``thumbnail`` leaves the
+    thumbnail to it)."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from dataclasses import replace
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease
 from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, WorkerId, transition
+from luma_ray.jobs.stages import GENERATE
 from luma_ray.scheduler.answers import HeartbeatReply
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
 from luma_ray.scheduler.parking import Parking
+from luma_ray.scheduler.pipeline import advance
 from luma_ray.scheduler.policies import Policy, make_policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.reports import SchedulerStats, TierQueues
@@ -152,7 +154,7 @@ class SchedulerCore:
         seq = self._seq_of.get(job.id)
         if job.state is not JobState.QUEUED or seq is None:
             return None
-        return self.queues.ahead(job.tier, job.model, job.enqueued_at_s, seq, job.tenant)
+        return self.queues.ahead(job.tier, job.queue, job.enqueued_at_s, seq, job.tenant)
 
     def queued_ahead_of_new(self, tier: str, model: str) -> int:
         """Jobs a new job of ``tier`` would likely wait behind: every queued job of the same
@@ -236,16 +238,24 @@ class SchedulerCore:
         now_s: float,
         result_uris: Mapping[str, str],
         version: str | None = None,
+        caption: str | None = None,
     ) -> Job:
         """Commit a result, at most once: a stale token or a finished job is refused.
 
-        ``version`` is the model version that generated it, recorded on the job."""
+        ``version`` is the model version that generated it, recorded on the job. A stage
+        before its pipeline's last one moves the job on (``pipeline.advance``)."""
         job = self.get(job_id)
         self._check_lease(job, token)
         self._release(job)
-        job.result_uris = dict(result_uris)
-        if version is not None:
+        job.result_uris = {**job.result_uris, **result_uris} if job.stages else dict(result_uris)
+        if version is not None and job.stage in (None, GENERATE):
             job.model_version = version
+        if caption is not None:
+            job.caption = caption[:2000]
+        if advance(job, now_s):
+            self.dirty[job.id] = job
+            self._enqueue(job)
+            return job
         job.progress = replace(job.progress, phase="done")
         self._move(job, JobState.SUCCEEDED, now_s, "result committed")
         return job
@@ -317,12 +327,12 @@ class SchedulerCore:
             self._next_seq += 1
         self._job_at[seq] = job
         cost = job_cost(job)  # what fair share charges the tenant when the job is dispatched
-        self.queues.push(job.tier, job.model, job.enqueued_at_s, seq, job.tenant, cost)
+        self.queues.push(job.tier, job.queue, job.enqueued_at_s, seq, job.tenant, cost)
         self.caps.count_queued(job, +1)
 
     def _dequeue(self, job: Job) -> None:
         seq = self._seq_of[job.id]
-        self.queues.discard(job.tier, job.model, job.enqueued_at_s, seq, job.tenant)
+        self.queues.discard(job.tier, job.queue, job.enqueued_at_s, seq, job.tenant)
         self._job_at.pop(seq, None)
         self.caps.count_queued(job, -1)
 
@@ -354,6 +364,12 @@ class SchedulerCore:
         self.parking.drop(job.id)
         if job.state in _LIVE and job.lease is not None:
             self._count_lease(job, -1)
+
+    def requeue_at(self, job: Job, now_s: float, reason: str) -> None:
+        """Queue a job whose lease this core already released (``pipeline``'s moves) at its
+        current stage, journaled, with its original enqueue time."""
+        self._move(job, JobState.QUEUED, now_s, reason)
+        self._enqueue(job)
 
     def _requeue(
         self, job: Job, now_s: float, reason: str, error: JobError | None = None

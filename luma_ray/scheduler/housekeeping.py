@@ -61,7 +61,7 @@ class Housekeeping:
         finished ones)."""
         if job.state.terminal:
             self._finished.append((job.finished_at_s or self.started_s, job.id))
-        elif job.state is JobState.QUEUED and "@" in job.model:
+        elif job.state is JobState.QUEUED and "@" in job.queue:  # a stage task is not pinned
             self._pinned.setdefault(job.model, set()).add(job.id)
 
     def sweep(self, now: float) -> Swept:

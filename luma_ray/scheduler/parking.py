@@ -146,7 +146,7 @@ class Parking:
             Waiter(tiers[t].order, _name(m), w, tiers[t].max_wait_s - w) for t, m, w in heads
         ]
         runners = [
-            Runner(j.id, tiers[j.tier].order, _name(j.model), self.left_s(j, now_s), j.parked_at_s)
+            Runner(j.id, tiers[j.tier].order, _name(j.queue), self.left_s(j, now_s), j.parked_at_s)
             for j in held
             if j.state is JobState.RUNNING
         ]

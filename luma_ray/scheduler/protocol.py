@@ -99,6 +99,7 @@ __all__ = [
     "Pull",
     "Heartbeat",
     "Complete",
+    "Reject",
     "Fail",
     "Release",
     "Park",
@@ -290,7 +291,21 @@ class Complete(Op[JobView]):
     token: int
     result_uris: Mapping[str, str]
     version: str | None = None
+    caption: str | None = None
+    """A caption stage's caption (docs/pipelines.md)."""
     method: ClassVar[str] = "complete"
+    wakes_pulls: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Reject(Op[JobView]):
+    """A QA stage rejected the video: the job is generated again with a new seed, or fails
+    with ``qa: <reasons>`` (docs/pipelines.md)."""
+
+    job_id: str
+    token: int
+    reasons: tuple[str, ...]
+    method: ClassVar[str] = "reject"
     wakes_pulls: ClassVar[bool] = True
 
 

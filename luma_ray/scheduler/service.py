@@ -18,6 +18,8 @@ from typing import Any, TypeVar, cast
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import BackPressure, LumaError, NotFound
 from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
+from luma_ray.jobs.stages import GENERATE
+from luma_ray.scheduler import pipeline
 from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.estimates import Estimates
@@ -43,7 +45,14 @@ from luma_ray.scheduler.protocol import (
 )
 from luma_ray.scheduler.recovery import Memory, Recovery
 from luma_ray.scheduler.rollouts import Rollouts
-from luma_ray.scheduler.views import check_page, describe, live_view, model_backlog, queue_view
+from luma_ray.scheduler.views import (
+    assignment,
+    check_page,
+    describe,
+    live_view,
+    model_backlog,
+    queue_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +133,7 @@ class SchedulerService(EventOps):
         check_pin = self._check_pin if self.active_version is not None else None
         job = make_job(request, self.core.tiers, self.models, self.clock(), check_pin)
         job.idempotency_key, job.request_hash = request.idempotency_key, fingerprint
+        pipeline.start(job, self.config.pipelines)
         try:
             shed(self.core, self.estimates, job, self.clock())
             self.core.submit(job, job.created_at_s)
@@ -210,8 +220,7 @@ class SchedulerService(EventOps):
         first_try: bool = True,
     ) -> Assignment | None:
         """Lease the best job for this worker, or None when nothing fits now. The service never
-        waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False (a
-        pull that waited is counted once if refused)."""
+        waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False."""
         self.recovery.check()
         now = self.clock()
         models = list(models)
@@ -226,17 +235,7 @@ class SchedulerService(EventOps):
         model = job.model.partition("@")[0]
         self.counters.lease(job.tier, model, dispatch.wait_s, slo_s, now)
         log.info("job %s leased to %s after %.2f s", job.id, worker, dispatch.wait_s)
-        return Assignment(
-            job.id,
-            dispatch.token,
-            dispatch.lease_expires_at_s,
-            job.model,
-            job.params,
-            job.attempts,
-            dispatch.wait_s,
-            self.config.lease_ttl_s,
-            job.resume_uri,
-        )
+        return assignment(job, dispatch, self.config.lease_ttl_s)
 
     def heartbeat(
         self, job_id: str, token: int, step: int = 0, total: int = 0, phase: str = "running"
@@ -256,14 +255,23 @@ class SchedulerService(EventOps):
         token: int,
         result_uris: Mapping[str, str],
         version: str | None = None,
+        caption: str | None = None,
     ) -> JobView:
-        """Commit a result; ``version`` is the model version that generated it."""
+        """Commit a result or a stage's (docs/pipelines.md); ``version``: the model's."""
         now = self.clock()
-        job = self.core.complete(JobId(job_id), token, now, result_uris, version)
+        stage = self.core.get(JobId(job_id)).stage
+        job = self.core.complete(JobId(job_id), token, now, result_uris, version, caption)
         self._commit()
-        leased_at = max((t for t, s, _ in job.history if s is JobState.LEASED), default=now)
-        self.estimates.observe_service(job.model, now - leased_at)
-        log.info("job %s succeeded", job.id)
+        leased = max((t for t, s, _ in job.history if s is JobState.LEASED), default=now)
+        if stage in (None, GENERATE):  # what the model's service time estimates
+            self.estimates.observe_service(job.model, now - leased)
+        log.info("job %s: %s done", job.id, stage or "generation")
+        return self.view(job)
+
+    def reject(self, job_id: str, token: int, reasons: tuple[str, ...]) -> JobView:
+        """QA rejected the video: a new seed, or ``qa: <reasons>`` (``pipeline.reject``)."""
+        job = pipeline.reject(self.core, JobId(job_id), token, self.clock(), reasons)
+        self._commit()
         return self.view(job)
 
     def fail(

@@ -12,9 +12,10 @@ from dataclasses import replace
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState, ModelLimits
-from luma_ray.scheduler.answers import Backlog, JobView, Limits, TierView
+from luma_ray.scheduler.answers import Assignment, Backlog, JobView, Limits, TierView
 from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
+from luma_ray.scheduler.decisions import Dispatch
 from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.reports import PoolRow, QueueReport, QueueRow
 from luma_ray.scheduler.rollouts import Rollouts
@@ -45,6 +46,27 @@ def job_view(job: Job, now_s: float) -> JobView:
         preemptions=job.preemptions,
         api=job.api,
         api_request=job.api_request,
+        stage=job.stage,
+        caption=job.caption,
+        regenerations=job.regenerations,
+    )
+
+
+def assignment(job: Job, dispatch: Dispatch, lease_ttl_s: float) -> Assignment:
+    """What the pulling worker gets: the lease and everything needed to run the job's stage."""
+    return Assignment(
+        job.id,
+        dispatch.token,
+        dispatch.lease_expires_at_s,
+        job.model,
+        job.params,
+        job.attempts,
+        dispatch.wait_s,
+        lease_ttl_s,
+        job.resume_uri,
+        job.stage,
+        dict(job.result_uris) if job.stage is not None else {},
+        job.stages,
     )
 
 

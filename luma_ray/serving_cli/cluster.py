@@ -97,5 +97,5 @@ def luma_apps(runtime: RuntimeConfig) -> list[str]:
     """The Serve applications ``launch.start(runtime)`` deploys."""
     from luma_ray.api.ingress import APP_NAME
 
-    apps = [pool.app_name for pool in runtime.pools]
+    apps = [pool.app_name for pool in runtime.all_pools]
     return [*apps, APP_NAME] if runtime.http_host is not None else apps

@@ -70,6 +70,10 @@ class GenerationOut(TypedDict):
     timings: TimingsOut
     error: ErrorOut | None
     metadata: dict[str, str]
+    stage: str | None
+    """The pipeline stage it is at (docs/pipelines.md); None without a pipeline."""
+    caption: str | None
+    """What its caption stage wrote; None until then, or without one."""
 
 
 def generation_view(
@@ -114,6 +118,8 @@ def generation_view(
         },
         "error": error_out(view.error),
         "metadata": dict(view.metadata),
+        "stage": view.stage,
+        "caption": view.caption,
     }
 
 

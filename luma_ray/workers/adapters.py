@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from luma_ray.errors import JournalUnavailable, SchedulerUnavailable
+from luma_ray.jobs.stages import THUMBNAIL
 from luma_ray.models.encode import encode_mp4, encode_thumbnail
 from luma_ray.runtime.backoff import backoff
 from luma_ray.scheduler.protocol import (
@@ -29,6 +30,7 @@ from luma_ray.scheduler.protocol import (
     HeartbeatReply,
     Park,
     Pull,
+    Reject,
     Release,
     RequestSwap,
     SchedulerPort,
@@ -91,13 +93,26 @@ class SchedulerLeases:
     ) -> None:
         self._report(Complete(a.job_id, a.token, result_uris, version))
 
+    def finish_stage(
+        self,
+        a: Assignment,
+        result_uris: dict[str, str],
+        caption: str | None,
+        rejected: tuple[str, ...] | None,
+    ) -> None:
+        """A pipeline stage's end: its outputs and caption, or a QA rejection."""
+        if rejected is not None:
+            self._report(Reject(a.job_id, a.token, rejected))
+        else:
+            self._report(Complete(a.job_id, a.token, result_uris, None, caption))
+
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
         self._report(Fail(a.job_id, a.token, code, message, retryable))
 
     def park(self, a: Assignment, step: int, total: int, state_uri: str) -> None:
         self._report(Park(a.job_id, a.token, step, total, state_uri))
 
-    def _report(self, op: Complete | Fail | Park) -> None:
+    def _report(self, op: Complete | Fail | Park | Reject) -> None:
         """A final report must land: while the scheduler's journal cannot be written (a full
         disk), try again for up to ``report_wait_s`` rather than let the lease lapse and the
         job run again. The lease is heartbeat-free meanwhile, so the wait stays well under
@@ -140,17 +155,17 @@ class StoreSink:
         self.blobs = blobs
 
     def store(self, a: Assignment, frames: np.ndarray) -> dict[str, str]:
+        """The MP4, and its thumbnail unless the job's pipeline has a thumbnail stage."""
         with tempfile.TemporaryDirectory(prefix="luma-encode-") as tmp:
             video = encode_mp4(frames, a.request.fps, Path(tmp) / "video.mp4")
+            key = result_key(a.job_id, a.token, "video.mp4")
+            uris = {"video": self.blobs.put_file(key, video, "video/mp4")}
+            if THUMBNAIL in a.stages:
+                return uris  # the thumbnail stage writes it, with a spritesheet
             thumb = encode_thumbnail(frames, Path(tmp) / "thumbnail.png")
-            return {
-                "video": self.blobs.put_file(
-                    result_key(a.job_id, a.token, "video.mp4"), video, "video/mp4"
-                ),
-                "thumbnail": self.blobs.put_file(
-                    result_key(a.job_id, a.token, "thumbnail.png"), thumb, "image/png"
-                ),
-            }
+            key = result_key(a.job_id, a.token, "thumbnail.png")
+            uris["thumbnail"] = self.blobs.put_file(key, thumb, "image/png")
+            return uris
 
     def discard(self, a: Assignment) -> None:
         for key in self.blobs.list(result_key(a.job_id, a.token, "")):

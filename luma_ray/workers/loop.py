@@ -39,6 +39,7 @@ from luma_ray.scheduler.protocol import Assignment
 from luma_ray.workers.conditioning import InputUnavailable, build_conditioning
 from luma_ray.workers.parked import ParkedStates
 from luma_ray.workers.ports import LeasePort, ResultSink, Runner
+from luma_ray.workers.stages import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,10 @@ class WorkerLoop:
                 except ParkedStateInvalid as err:
                     log.warning("job %s: cannot resume (%s); starting over", job.job_id, err)
                     self._steps_before = None
-            return self.model.generate(job.request, on_step, **extra)
+            stage = getattr(self.model, "run_stage", None)  # a pipeline stage's runner
+            return (
+                stage(job, on_step) if stage else self.model.generate(job.request, on_step, **extra)
+            )
         finally:
             self.stats.current = None
             self.stats.busy_s += self.clock() - began
@@ -352,7 +356,10 @@ class WorkerLoop:
         """Encode, upload and commit on the CPU thread, off the model's critical path."""
         try:
             uris = self.sink.store(job, frames)  # type: ignore[arg-type]
-            self.scheduler.complete(job, uris, version)
+            if isinstance(frames, StageResult):  # a stage: a caption, or a QA rejection
+                self.scheduler.finish_stage(job, uris, frames.caption, frames.rejected)
+            else:
+                self.scheduler.complete(job, uris, version)
             self.stats.succeeded += 1
             self.parked.drop(job)
         except (StaleLease, NotFound) as refused:

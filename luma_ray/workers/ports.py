@@ -32,6 +32,15 @@ class LeasePort(Protocol):
         """Commit the result (``version``: the model version that made it); raises
         StaleLease if this lease lost the job meanwhile."""
 
+    def finish_stage(
+        self,
+        a: Assignment,
+        result_uris: dict[str, str],
+        caption: str | None,
+        rejected: tuple[str, ...] | None,
+    ) -> None:
+        """A pipeline stage ended: commit its outputs and caption, or its QA rejection."""
+
     def fail(self, a: Assignment, code: str, message: str, retryable: bool) -> None:
         """Report a failure; retryable ones go back to the queue."""
 

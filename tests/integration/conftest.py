@@ -3,9 +3,10 @@
 The session starts the scheduler actor, one ``luma-tiny`` worker replica (a short lease
 period), a two-replica pool of ``tiny-roll`` (published here as v1, for the rollout tests)
 and one two-rank gang of ``tiny-gang`` (the gang tests), two replicas of the slow-stepping
-``tiny-park`` (the preemption tests), one replica of a scaffolded diffusers pipeline
-``tiny-wan`` (when the ``diffusers`` extra is installed), and shuts everything down at the
-end. Tests poll with deadlines; none sleeps to synchronise.
+``tiny-park`` (the preemption tests), one replica each of the scaffolded diffusers pipelines
+``tiny-wan`` and ``tiny-ltx`` (when the ``diffusers`` extra is installed), ``tiny-pipe`` with a
+pool per pipeline stage (the pipeline test), and shuts everything down at the end. Tests poll
+with deadlines; none sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def system() -> Iterator[dict[str, Any]]:
         GANG_MODEL,
         MIXED_MODEL,
         PARK_MODEL,
+        PIPE_MODEL,
         diffusers_installed,
         publish_diffusers_model,
         publish_park_model,
@@ -101,6 +103,9 @@ def system() -> Iterator[dict[str, Any]]:
         # tests/unit/test_api_limits.py covers that limit.
         ingress=IngressLimits(key_rate_per_s=None),
         data_dir=str(root / "data"),
+        # Only the pipeline test's model runs as a pipeline; luma-tiny's default pipeline is
+        # off here, so the other tests see the model alone (tests/unit cover the default).
+        pipelines={PIPE_MODEL: ["generate", "qa", "caption", "thumbnail"]},
         scheduler=SchedulerConfig(
             lease_ttl_s=LEASE_TTL_S,
             # The preemption test parks running free jobs for api jobs (off by default).
@@ -158,6 +163,23 @@ def system() -> Iterator[dict[str, Any]]:
                 )
                 for kind, labels in (("a", {ACCEL: "cpu-a"}), ("b", {ACCEL: "cpu-b"}))
             ),
+            # The pipeline test's pools: its model, and one small pool per stage, QA and
+            # caption stand-ins from pipeline_stages.py (thumbnail: the built-in one).
+            PoolConfig(model=PIPE_MODEL, num_cpus=0.5, cluster="pipe", node_labels=ON_HEAD),
+            *(
+                PoolConfig(
+                    model=PIPE_MODEL,
+                    stage=stage,
+                    num_cpus=0.25,
+                    cluster="pipe-stages",
+                    stage_impl=impl,
+                )
+                for stage, impl in (
+                    ("qa", "tests.integration.pipeline_stages:qa"),
+                    ("caption", "tests.integration.pipeline_stages:caption"),
+                    ("thumbnail", None),
+                )
+            ),
             # The preemption tests' pool: two replicas of a model whose steps take seconds.
             PoolConfig(
                 model=PARK_MODEL, replicas=2, num_cpus=0.25, cluster="park", node_labels=ON_HEAD
@@ -176,7 +198,7 @@ def system() -> Iterator[dict[str, Any]]:
         ],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
-    for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL, AUTO_MODEL):
+    for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL, AUTO_MODEL, PIPE_MODEL):
         publish_version(repo, root / "versions", "v1", model)
         repo.promote(model, "v1")
     publish_park_model(repo, root / "versions")
@@ -189,7 +211,9 @@ def system() -> Iterator[dict[str, Any]]:
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
-            "num_cpus": 6,  # 4, one for the preemption tests' pool, one for the diffusers pools
+            # 4, one for the preemption tests' pool, one for the diffusers pools, two for the
+            # pipeline's stages
+            "num_cpus": 8,
             "include_dashboard": False,
             "labels": {CLUSTER: "local", ACCEL: "cpu"},
             "metrics_export_port": metrics_port,

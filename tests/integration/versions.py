@@ -14,6 +14,8 @@ MODEL = "tiny-roll"
 GANG_MODEL = "tiny-gang"
 MIXED_MODEL = "tiny-mixed"
 AUTO_MODEL = "tiny-auto"
+PIPE_MODEL = "tiny-pipe"
+"""The pipeline test's model: generate → qa → caption → thumbnail (conftest.py)."""
 
 _CODE = '''"""tiny-roll {version}: the reference model under its own name."""
 from luma_ray.models.reference.model import LumaTiny

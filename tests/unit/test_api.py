@@ -245,3 +245,48 @@ def test_admin_promote_rollback_and_status(api) -> None:
     assert repo.active("luma-tiny").active == "v1"
     listed = c.get("/v1/models", headers=api["alice"]).json()["data"]
     assert [(m["id"], m["version"]) for m in listed] == [("luma-tiny", "v1")]
+
+
+def test_a_pipelined_generation_shows_its_stage_caption_and_spritesheet(tmp_path: Path) -> None:
+    """docs/pipelines.md: the generation view carries the stage and the caption; the
+    thumbnail stage's spritesheet is served like the video (native and OpenAI routes)."""
+    config = parse_config({"pipelines": {"luma-tiny": ["generate", "caption", "thumbnail"]}})
+    svc = SchedulerService(config, Journal(tmp_path / "j.sqlite"), LIMITS, Clock())
+    keys = KeyStore(tmp_path / "keys.sqlite", [t.name for t in default_tiers()])
+    store = LocalBlobStore(tmp_path / "results")
+    app = create_app(InProcessScheduler(svc), keys, store, ApiSettings(), None)
+    key, _ = keys.create("alice", "api", now_s=0)
+    c, auth = TestClient(app), {"Authorization": f"Bearer {key}"}
+    gen = c.post("/v1/generations", json={"prompt": "a fox"}, headers=auth).json()
+    assert gen["stage"] == "generate" and gen["caption"] is None
+    uris = {}
+    for stage in ("generate", "caption", "thumbnail"):
+        lease = svc.pull(
+            "w", "local", ["luma-tiny" if stage == "generate" else f"luma-tiny:{stage}"]
+        )
+        assert lease is not None
+        if stage == "generate":
+            uris = {
+                "video": store.put_bytes(f"results/{gen['id']}/1/video.mp4", b"mp4", "video/mp4")
+            }
+        elif stage == "thumbnail":
+            key_ = f"results/{gen['id']}/3/spritesheet.png"
+            uris = {"spritesheet": store.put_bytes(key_, b"png", "image/png")}
+        else:
+            uris = {}
+        svc.complete(
+            lease.job_id, lease.token, uris, caption="a fox runs" if stage == "caption" else None
+        )
+        if stage == "generate":
+            mid = c.get(f"/v1/generations/{gen['id']}", headers=auth).json()
+            assert (mid["state"], mid["stage"]) == ("queued", "caption")
+    done = c.get(f"/v1/generations/{gen['id']}", headers=auth).json()
+    assert (done["state"], done["stage"], done["caption"]) == (
+        "succeeded",
+        "thumbnail",
+        "a fox runs",
+    )
+    sheet = done["result_urls"]["spritesheet"]
+    assert c.get(sheet, headers=auth).content == b"png"
+    r = c.get(f"/v1/videos/{gen['id']}/content?variant=spritesheet", headers=auth)
+    assert r.status_code == 200 and r.content == b"png"

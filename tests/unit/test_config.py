@@ -176,3 +176,30 @@ def test_webhook_settings_are_bounded(
 ) -> None:
     with pytest.raises(ValueError, match=named.replace(".", r"\.")):
         RuntimeConfig(data_dir=str(tmp_path), webhooks=fields)
+
+
+def test_the_default_pipeline_adds_small_cpu_stage_pools_for_luma_tiny(tmp_path) -> None:
+    """docs/pipelines.md: luma-ray up on one machine starts the luma-tiny pool and one small
+    CPU pool per stage of its default pipeline; the scheduler gets the pipelines."""
+    from luma_ray.config import PoolConfig, RuntimeConfig
+
+    runtime = RuntimeConfig(data_dir=str(tmp_path))
+    assert runtime.pipelines == {"luma-tiny": ["generate", "qa", "caption", "thumbnail"]}
+    pools = runtime.all_pools
+    assert [(p.model, p.stage, p.app_name) for p in pools] == [
+        ("luma-tiny", None, "luma-tiny-workers"),
+        ("luma-tiny", "qa", "luma-tiny-qa-workers"),
+        ("luma-tiny", "caption", "luma-tiny-caption-workers"),
+        ("luma-tiny", "thumbnail", "luma-tiny-thumbnail-workers"),
+    ]
+    assert all(p.num_cpus == 0.25 and p.cluster == "stages" for p in pools[1:])
+    assert runtime.scheduler_config.pipelines == runtime.pipelines
+    assert runtime.scheduler.pipelines == {}  # the config as written stays as written
+    # A declared stage pool replaces the default one; no pipelines: no stage pools.
+    own = PoolConfig(model="luma-tiny", stage="qa", replicas=3)
+    declared = RuntimeConfig(data_dir=str(tmp_path), pools=[PoolConfig(), own])
+    assert [p.stage for p in declared.all_pools].count("qa") == 1
+    assert RuntimeConfig(data_dir=str(tmp_path), pipelines={}).all_pools == [PoolConfig()]
+    # A model without a pool here gets no stage pools either.
+    other = RuntimeConfig(data_dir=str(tmp_path), pools=[PoolConfig(model="tiny-x")])
+    assert [p.model for p in other.all_pools] == ["tiny-x"]

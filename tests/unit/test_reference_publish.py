@@ -59,3 +59,18 @@ def test_versions_published_by_hand_but_none_promoted_is_an_error(
     ):
         ensure_reference(repo)
     assert repo.active("luma-tiny").active is None
+
+
+def test_a_version_declaring_every_limit_with_its_input_kinds_publishes(
+    repo: ModelRepository, tmp_path: Path
+) -> None:
+    """model.yaml limits as ``asdict(LIMITS)`` writes them (``inputs`` a list of kinds): the
+    integration session publishes its test models so; the repository refused ``inputs``."""
+    from dataclasses import asdict
+
+    from luma_ray.models.reference.model import LIMITS
+    from luma_ray.models.reference.publish import write_reference_folder
+
+    folder = write_reference_folder(tmp_path / "v1", limits=asdict(LIMITS))
+    repo.publish("tiny-x", "v1", folder)
+    assert repo.manifest("tiny-x", "v1").limits == {**asdict(LIMITS), "inputs": list(LIMITS.inputs)}

@@ -1,0 +1,80 @@
+"""Pipelines on a real cluster (docs/pipelines.md): ``tiny-pipe`` runs generate → qa → caption
+→ thumbnail, each stage on its own pool (the session's config, conftest.py); the QA and
+caption stages are stand-ins (``pipeline_stages.py``)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from .conftest import LEASE_TTL_S, wait_for
+from .versions import PIPE_MODEL
+
+
+def record(system: dict[str, Any], job_id: str) -> dict[str, Any]:
+    db = sqlite3.connect(system["runtime"].journal)
+    try:
+        (row,) = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(row)
+
+
+def generated(app: str) -> dict[str, int]:
+    from ray import serve
+
+    handle = serve.get_deployment_handle(app, app_name=app)
+    stats: dict[str, Any] = handle.stats.remote().result(timeout_s=30)
+    return dict(stats["generated"])
+
+
+def submit(client: Any, prompt: str, seed: int) -> str:
+    job_id: str = client.submit(
+        prompt, model=PIPE_MODEL, frames=4, size="16x16", steps=2, seed=seed, tier="api"
+    )
+    return job_id
+
+
+def test_a_job_passes_every_stage_and_a_killed_qa_replica_reruns_only_qa(system, tmp_path) -> None:
+    import ray
+
+    client = system["client"]
+    job_id = submit(client, f"slow-qa {tmp_path / 'qa-started'}", seed=7)
+    wait_for(
+        lambda: (v := client.get(job_id)).stage == "qa" and v.state == "running",
+        what="the QA stage to run",
+    )
+    replicas = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{PIPE_MODEL}-qa-workers")
+    ]
+    assert len(replicas) == 1
+    ray.kill(
+        ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True
+    )
+    view = client.wait(job_id, timeout=LEASE_TTL_S * 10 + 120)
+    assert view.state == "succeeded", view
+    assert (view.stage, view.caption) == ("thumbnail", "4 frames")
+    assert set(view.result_uris) == {"video", "thumbnail", "spritesheet"}
+    job = record(system, job_id)
+    # The lapsed QA lease re-ran QA only: generation ran once, QA twice, the rest once.
+    assert job["stage_attempts"] == {"generate": 1, "qa": 2, "caption": 1}
+    assert job["attempts"] == 1
+    assert generated(f"{PIPE_MODEL}-workers")[job_id] == 1
+    reasons = [h[2] for h in job["history"]]
+    assert reasons.count("generate done; queued for qa") == 1
+    assert "lease expired" in reasons
+
+
+def test_a_qa_rejection_regenerates_with_a_new_seed(system, tmp_path) -> None:
+    client = system["client"]
+    job_id = submit(client, f"reject-once {tmp_path / 'rejected'}", seed=11)
+    view = client.wait(job_id, timeout=300)
+    assert view.state == "succeeded", view
+    assert (view.regenerations, view.params.seed) == (1, 12)
+    assert view.caption == "4 frames"
+    assert generated(f"{PIPE_MODEL}-workers")[job_id] == 2  # generated again, once
+    reasons = [h[2] for h in record(system, job_id)["history"]]
+    assert any(r.startswith("qa rejected: the first video") for r in reasons)
