@@ -101,7 +101,11 @@ def _reference(module: str, attr: str) -> Callable[..., Any] | None:
 
 
 class QualityCheck:
-    """QA: ``check(frames, prompt)``'s verdict; a rejected video goes back to generate."""
+    """QA: ``check(frames, prompt)``'s verdict; a rejected video goes back to generate.
+
+    Only what the check can judge is judged: a prompt outside its grammar (the verdict has no
+    ``scene``) and a job conditioned on the user's own images or video (their colours and
+    layout decide the frames, not the prompt alone) pass as they are."""
 
     name = QA
 
@@ -113,10 +117,10 @@ class QualityCheck:
 
     def run(self, request: GenerationRequest, inputs: StageInputs) -> StageResult:
         check = self.check or _reference(self.module, "check")
-        if check is None:
+        if check is None or request.inputs is not None:
             return StageResult()
         verdict = check(inputs.frames(), request.prompt)
-        if verdict.ok:
+        if verdict.ok or getattr(verdict, "scene", True) is None:
             return StageResult()
         return StageResult(rejected=tuple(str(r) for r in verdict.reasons) or ("rejected",))
 

@@ -5,6 +5,7 @@ service, an in-memory result store, the real encoder. A generate loop and one lo
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +213,33 @@ def test_without_the_reference_check_qa_passes_and_caption_writes_nothing() -> N
     missing = "luma_ray.models.reference.no_such_check"
     assert QualityCheck(module=missing).run(request, inputs) == StageResult()
     assert Captioner(module=missing).run(request, inputs).caption is None
+
+
+def test_qa_judges_only_what_its_check_can_judge() -> None:
+    """A prompt outside the check's grammar (no scene) and a video conditioned on the user's
+    own media pass; a grammar prompt the video misses is rejected."""
+    from types import SimpleNamespace
+
+    from luma_ray.jobs import GenerationInputs
+
+    calls: list[str] = []
+
+    def check(frames: object, prompt: str) -> SimpleNamespace:
+        calls.append(prompt)
+        scene = None if prompt.startswith("a paper boat") else "scene"
+        return SimpleNamespace(ok=False, reasons=("object is blue, not red",), scene=scene)
+
+    store = InMemoryBlobStore()
+    frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    from luma_ray.models.encode import encode_mp4
+
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = store.put_file("r/v.mp4", encode_mp4(frames, 8, Path(tmp) / "v.mp4"))
+    inputs = StageInputs(store, {"video": uri})
+    qa = QualityCheck(check)
+    assert qa.run(GenerationRequest(prompt="a paper boat on a river"), inputs) == StageResult()
+    mine = GenerationRequest(prompt="a red circle", inputs=GenerationInputs(first_frame="k"))
+    assert qa.run(mine, inputs) == StageResult()
+    assert calls == ["a paper boat on a river"]  # the conditioned job was not judged
+    missed = qa.run(GenerationRequest(prompt="a red circle moving right"), inputs)
+    assert missed.rejected == ("object is blue, not red",)
