@@ -132,3 +132,11 @@ def test_check_and_caption_are_fast() -> None:
         check(video, "a red triangle moving up on black")
         caption(video)
     assert (time.perf_counter() - start) / 20 < 0.05
+
+
+def test_grammar_prompts_tokenize_to_their_slots_whatever_the_wording() -> None:
+    canonical = tokenize("a red circle moving right on a blue background", 4096, 32)
+    assert canonical == tokenize("A red circle, going right, on blue", 4096, 32)
+    assert canonical == [tokenize(w, 4096, 1)[0] for w in ("red", "circle", "right", "blue")]
+    assert tokenize("a blue circle moving right on a red background", 4096, 32) != canonical
+    assert len(tokenize("a red fox in the snow", 4096, 32)) == 6  # other prompts: their words

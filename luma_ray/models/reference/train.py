@@ -76,15 +76,13 @@ def batch(
     scenes: list[Scene], size: int, frames: int, side: int, rng: np.random.Generator
 ) -> tuple[torch.Tensor, list[str]]:
     """``size`` rendered videos ``[B, F, 3, H, W]`` in ``[-1, 1]`` and their prompts (the
-    canonical one; a still scene sometimes without the word "still"; one in ten empty)."""
+    canonical one, which the tokenizer reduces to its slots like any wording; one in ten
+    empty)."""
     videos, prompts = [], []
     for i in rng.choice(len(scenes), size):
         scene = scenes[int(i)]
         videos.append(render(scene, frames, side, side, rng))
-        prompt = scene.prompt()
-        if scene.motion == "still" and rng.random() < 0.5:
-            prompt = prompt.replace(" still", "")
-        prompts.append("" if rng.random() < 0.1 else prompt)
+        prompts.append("" if rng.random() < 0.1 else scene.prompt())
     x = torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
     return x, prompts
 
@@ -97,13 +95,22 @@ def train(
     minutes: float | None = None,
     lr: float = 2e-3,
     network: NetworkConfig = TRAINED_NETWORK,
+    init: Path | None = None,
 ) -> tuple[LumaTinyNet, float]:
-    """Train and write checkpoints to ``out``; return the network and the last smoothed loss."""
+    """Train and write checkpoints to ``out``; return the network and the last smoothed loss.
+    ``init``: a checkpoint folder to start from (its network shape wins) instead of random
+    weights."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = LumaTinyNet(network)
-    init_weights(net, seed)
+    if init is not None:
+        loaded = LumaTiny()
+        loaded.load(init, torch.device("cpu"))
+        net = loaded.network.requires_grad_(True)
+        network = net.cfg
+    else:
+        net = LumaTinyNet(network)
+        init_weights(net, seed)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
     scenes = training_scenes()
@@ -179,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--eval-steps", type=int, default=None, help="sampler steps to check")
+    parser.add_argument("--init", type=Path, default=None, help="checkpoint to start from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    _, loss = train(args.out, args.steps, args.seed, args.batch, args.minutes, args.lr)
+    _, loss = train(
+        args.out, args.steps, args.seed, args.batch, args.minutes, args.lr, init=args.init
+    )
     rate, failures = evaluate(args.out, HELD_OUT, args.eval_steps)
     for prompt, reasons in failures:
         logger.info("failed: %s: %s", prompt, "; ".join(reasons))
