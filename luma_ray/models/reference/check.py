@@ -176,7 +176,8 @@ def _nearest_table() -> np.ndarray:
     r, g, b = np.meshgrid(centres, centres, centres, indexing="ij")
     bins = np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
     dist = ((bins[:, None, :] - _PALETTE[None, :, :]) ** 2).sum(axis=-1)
-    return dist.argmin(axis=1).astype(np.uint8)
+    table: np.ndarray = dist.argmin(axis=1).astype(np.uint8)
+    return table
 
 
 _NEAREST = _nearest_table()
@@ -185,11 +186,13 @@ _NEAREST = _nearest_table()
 def _labels(video: np.ndarray) -> np.ndarray:
     """The index of each pixel's nearest palette colour (to 5 bits a channel), ``[F, H, W]``."""
     q = (video.astype(np.uint16) >> 3) if video.dtype == np.uint8 else _quantise(video)
-    return _NEAREST[(q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]]
+    labels: np.ndarray = _NEAREST[(q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]]
+    return labels
 
 
 def _quantise(video: np.ndarray) -> np.ndarray:
-    return (np.clip(video, 0, 255).astype(np.uint16) >> 3).astype(np.uint16)
+    bins: np.ndarray = np.clip(video, 0, 255).astype(np.uint16) >> 3
+    return bins
 
 
 def _box_features(

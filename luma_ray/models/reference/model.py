@@ -133,6 +133,7 @@ class LumaTiny:
         self._net: LumaTinyNet | None = None
         self._device = torch.device("cpu")
         self._guidance_scale = DEFAULT_GUIDANCE_SCALE
+        self._time_shift = 1.0
         self._rank, self._world = 0, 1
         self._group: object | None = None
 
@@ -169,6 +170,7 @@ class LumaTiny:
         self._device = torch.device(device)
         self._net = net.to(self._device).eval().requires_grad_(False)
         self._guidance_scale = float(config.get("guidance_scale", DEFAULT_GUIDANCE_SCALE))
+        self._time_shift = float(config.get("time_shift", 1.0))
         self._rank, self._world = _rank_and_world(process_group)
         self._group = process_group
         logger.info(
@@ -223,6 +225,8 @@ class LumaTiny:
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         noise = torch.randn(shape, generator=generator)  # the same noise on every rank
         times = torch.linspace(1.0, 0.0, request.steps + 1)
+        if self._time_shift != 1.0:  # more of the steps at high noise, where layout is decided
+            times = self._time_shift * times / (1 + (self._time_shift - 1) * times)
         done = guide.start(times)
         if resume is None:
             x = guide.begin(noise, times[done])
@@ -291,6 +295,7 @@ class LumaTiny:
             request.seed,
             request.steps,
             self._guidance_scale,
+            self._time_shift,
             guide.digest,
         ]
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
