@@ -387,7 +387,9 @@ def add_commands(sub: Any) -> None:
     gen.add_argument("--url", help=f"HTTP API base URL, with --tier-key (default {DEFAULT_URL})")
     gen.add_argument("--tier", default="api")
     gen.add_argument("--tenant", default="default")
-    gen.add_argument("--frames", type=int, default=16)
+    gen.add_argument(
+        "--frames", type=int, default=None, help="frame count (default: the model's; luma-tiny: 8)"
+    )
     gen.add_argument("--size", default="64x64", help="WIDTHxHEIGHT, multiples of 8")
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--steps", type=int, default=None)

@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 
 from luma_ray.models.interface import (
     PARK,
+    Conditioning,
     GenerationCancelled,
     GenerationParked,
     GenerationRequest,
@@ -119,6 +120,40 @@ def test_a_state_of_another_request_or_damaged_bytes_is_refused(model: LumaTiny)
     for junk in (b"", b"\x00" * 16, state[:40], b"not safetensors at all"):
         with pytest.raises(ParkedStateInvalid):
             model.generate(ASK, park_at(), resume=junk)
+
+
+def _conditioning(seed: int = 0, strength: float = 0.5) -> Conditioning:
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (ASK.height, ASK.width, 3), dtype=np.uint8)
+    video = rng.integers(0, 256, (ASK.frames, ASK.height, ASK.width, 3), dtype=np.uint8)
+    return Conditioning(first_frame=frame, last_frame=frame[::-1].copy(), source_video=video,
+                        strength=strength)  # fmt: skip
+
+
+@pytest.mark.parametrize("steps", [(3,), (4, 5)])
+def test_a_conditioned_run_parks_and_resumes_bit_for_bit(model: LumaTiny, steps) -> None:
+    given = _conditioning()
+    expected = model.generate(ASK, lambda step, total: True, conditioning=given)
+    assert not np.array_equal(expected, model.generate(ASK, lambda step, total: True))
+    state, left = None, steps
+    while True:
+        try:
+            got = model.generate(ASK, park_at(*left), resume=state, conditioning=given)
+            break
+        except GenerationParked as parked:
+            state, left = parked.state, tuple(s for s in left if s != parked.step)
+    assert np.array_equal(got, expected)
+
+
+def test_a_state_resumed_with_other_conditioning_is_refused(model: LumaTiny) -> None:
+    given = _conditioning()
+    with pytest.raises(GenerationParked) as raised:
+        model.generate(ASK, park_at(4), conditioning=given)
+    state = raised.value.state
+    for other in (None, _conditioning(seed=1), replace(given, strength=0.6),
+                  replace(given, extended=True)):  # fmt: skip
+        with pytest.raises(ParkedStateInvalid, match="another request"):
+            model.generate(ASK, park_at(), resume=state, conditioning=other)
 
 
 # --- gangs ---------------------------------------------------------------------------------

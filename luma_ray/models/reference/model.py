@@ -36,6 +36,7 @@ from safetensors.torch import load, load_file, save, save_file
 from luma_ray.errors import ConfigError
 from luma_ray.models.interface import (
     PARK,
+    Conditioning,
     GenerationCancelled,
     GenerationParked,
     GenerationRequest,
@@ -44,6 +45,7 @@ from luma_ray.models.interface import (
     StepCallback,
     validate_request,
 )
+from luma_ray.models.reference.guide import Guide
 from luma_ray.models.reference.network import (
     FrameGather,
     LumaTinyNet,
@@ -71,6 +73,8 @@ LIMITS = ModelLimits(
     default_steps=8,
     default_fps=8,
     size_multiple=8,
+    default_frames=8,
+    inputs=("first_frame", "last_frame", "source_video", "extend_video"),
 )
 
 
@@ -89,19 +93,30 @@ def make_checkpoint(
     cfg = network or NetworkConfig()
     net = LumaTinyNet(cfg)
     init_weights(net, seed)
+    return save_checkpoint(net, checkpoint_dir, guidance_scale, {"init_seed": seed})
+
+
+def save_checkpoint(
+    net: LumaTinyNet,
+    checkpoint_dir: Path,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    about: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``net``'s weights and ``config.json`` (with ``about``'s extra keys) to
+    ``checkpoint_dir``, the format ``load`` reads; called by ``make_checkpoint`` and train.py."""
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().contiguous() for name, t in net.state_dict().items()}
+    tensors = {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
     # One metadata key only: safetensors writes a map's keys in no fixed order, and the same
     # seed must give the same bytes.
     metadata = {"format": f"{MODEL_NAME}/{FORMAT_VERSION}"}
     save_file(tensors, str(checkpoint_dir / WEIGHTS_FILE), metadata=metadata)
     config = {
+        **(about or {}),
         "model": MODEL_NAME,
         "format_version": FORMAT_VERSION,
-        "init_seed": seed,
         "guidance_scale": guidance_scale,
-        "network": cfg.to_dict(),
+        "network": net.cfg.to_dict(),
     }
     (checkpoint_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return checkpoint_dir
@@ -118,6 +133,7 @@ class LumaTiny:
         self._net: LumaTinyNet | None = None
         self._device = torch.device("cpu")
         self._guidance_scale = DEFAULT_GUIDANCE_SCALE
+        self._time_shift = 1.0
         self._rank, self._world = 0, 1
         self._group: object | None = None
 
@@ -154,6 +170,7 @@ class LumaTiny:
         self._device = torch.device(device)
         self._net = net.to(self._device).eval().requires_grad_(False)
         self._guidance_scale = float(config.get("guidance_scale", DEFAULT_GUIDANCE_SCALE))
+        self._time_shift = float(config.get("time_shift", 1.0))
         self._rank, self._world = _rank_and_world(process_group)
         self._group = process_group
         logger.info(
@@ -167,7 +184,11 @@ class LumaTiny:
         )
 
     def generate(
-        self, request: GenerationRequest, on_step: StepCallback, resume: bytes | None = None
+        self,
+        request: GenerationRequest,
+        on_step: StepCallback,
+        resume: bytes | None = None,
+        conditioning: Conditioning | None = None,
     ) -> np.ndarray:
         """Frames ``uint8 [frames, height, width, 3]`` for ``request``; called by the worker.
 
@@ -177,11 +198,13 @@ class LumaTiny:
         its step; ``ParkedStateInvalid`` if it is not a state of this request.
         ``InvalidRequest`` if the request is outside ``limits``. The same request gives the
         same frames, bit for bit, on the same device type and thread count, parked or not.
+        ``conditioning`` (first/last frame, source video, extension) works as guide.py says.
         """
         validate_request(request, self.limits)
         net = self.network
+        guide = Guide.of(conditioning, request)
         with torch.inference_mode():
-            video = self._sample(net, request, on_step, resume)
+            video = self._sample(net, request, on_step, resume, guide)
         return _to_uint8(video)
 
     def _sample(
@@ -190,6 +213,7 @@ class LumaTiny:
         request: GenerationRequest,
         on_step: StepCallback,
         resume: bytes | None,
+        guide: Guide,
     ) -> torch.Tensor:
         """Euler steps of rectified flow with classifier-free guidance; ``[F, C, H, W]``."""
         cfg = net.cfg
@@ -198,30 +222,34 @@ class LumaTiny:
         ids, mask = ids.to(self._device), mask.to(self._device)
         text, pooled = net.text(ids, mask)
         shape = (1, request.frames, cfg.channels, request.height, request.width)
-        done = 0
+        generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        noise = torch.randn(shape, generator=generator)  # the same noise on every rank
+        times = torch.linspace(1.0, 0.0, request.steps + 1)
+        if self._time_shift != 1.0:  # more of the steps at high noise, where layout is decided
+            times = self._time_shift * times / (1 + (self._time_shift - 1) * times)
+        done = guide.start(times)
         if resume is None:
-            generator = torch.Generator(device="cpu").manual_seed(request.seed)
-            x = torch.randn(shape, generator=generator)  # the same noise on every rank
+            x = guide.begin(noise, times[done])
         else:
-            done, x = self._unpark(resume, request, shape)
-        x = x.to(self._device)
+            done, x = self._unpark(resume, request, shape, guide)
+        x, noise, times = x.to(self._device), noise.to(self._device), times.to(self._device)
         first, gather = 0, None
         if self._world > 1 and request.frames >= self._world:
             mine = local_token_slice(self._rank, self._world, request.frames, 1)  # frames
             first, gather = mine.start, self._frame_gatherer(request.frames)
             x = x[:, mine]
             shape = (1, x.shape[1], *shape[2:])
-        times = torch.linspace(1.0, 0.0, request.steps + 1, device=self._device)
         for i in range(done, request.steps):
             t, t_next = times[i], times[i + 1]
             both = net(x.expand(2, *shape[1:]), t.expand(2), text, mask, pooled, first, gather)
             x0_cond, x0_uncond = both.chunk(2)
             x0 = x0_uncond + self._guidance_scale * (x0_cond - x0_uncond)
             x = x + (t_next - t) * (x - x0) / t  # Euler step on the velocity (x - x0) / t
+            x = guide.pin(x, noise, t_next, first, request.frames)
             answer = on_step(i + 1, request.steps)
             if isinstance(answer, str) and answer == PARK:
                 whole = x if gather is None else gather(x)  # every rank calls the collective
-                state = self._park(whole, request, i + 1)
+                state = self._park(whole, request, i + 1, guide)
                 raise GenerationParked(i + 1, request.steps, state)
             if not _keep_going(answer):
                 raise GenerationCancelled(i + 1, request.steps)
@@ -229,15 +257,16 @@ class LumaTiny:
             x = gather(x)  # every rank ends with the whole video; rank 0's is stored
         return x[0]
 
-    def _park(self, x: torch.Tensor, request: GenerationRequest, step: int) -> bytes:
+    def _park(self, x: torch.Tensor, request: GenerationRequest, step: int, guide: Guide) -> bytes:
         """The whole latent after ``step`` as safetensors bytes, with what it belongs to (one
         metadata key: safetensors writes a map's keys in no fixed order)."""
-        about = {"format": PARKED_FORMAT, "step": step, "request": self._fingerprint(request)}
+        fingerprint = self._fingerprint(request, guide)
+        about = {"format": PARKED_FORMAT, "step": step, "request": fingerprint}
         metadata = {"parked": json.dumps(about, sort_keys=True)}
         return bytes(save({"x": x.detach().to("cpu").contiguous()}, metadata=metadata))
 
     def _unpark(
-        self, state: bytes, request: GenerationRequest, shape: tuple[int, ...]
+        self, state: bytes, request: GenerationRequest, shape: tuple[int, ...], guide: Guide
     ) -> tuple[int, torch.Tensor]:
         """The step and the whole latent of a parked ``state``, checked against ``request``."""
         try:
@@ -247,15 +276,16 @@ class LumaTiny:
             raise ParkedStateInvalid(f"not a {PARKED_FORMAT} state: {exc}") from None
         if not isinstance(about, dict) or about.get("format") != PARKED_FORMAT or x is None:
             raise ParkedStateInvalid(f"not a {PARKED_FORMAT} state")
-        if about.get("request") != self._fingerprint(request) or tuple(x.shape) != shape:
+        if about.get("request") != self._fingerprint(request, guide) or tuple(x.shape) != shape:
             raise ParkedStateInvalid("the parked state belongs to another request")
         step = about.get("step")
         if not isinstance(step, int) or not 0 < step <= request.steps:
             raise ParkedStateInvalid(f"parked step {step} is not within 1..{request.steps}")
         return step, x
 
-    def _fingerprint(self, request: GenerationRequest) -> str:
-        """What the latent depends on: the request's sampling fields and the guidance."""
+    def _fingerprint(self, request: GenerationRequest, guide: Guide) -> str:
+        """What the latent depends on: the request's sampling fields, the guidance scale and
+        the conditioning's arrays (their hash)."""
         fields = [
             request.prompt,
             request.negative_prompt,
@@ -265,6 +295,8 @@ class LumaTiny:
             request.seed,
             request.steps,
             self._guidance_scale,
+            self._time_shift,
+            guide.digest,
         ]
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 

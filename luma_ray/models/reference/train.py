@@ -1,0 +1,203 @@
+"""Train ``luma-tiny`` on the prompt grammar: ``python -m luma_ray.models.reference.train``.
+
+::
+
+    python -m luma_ray.models.reference.train --out DIR [--steps N] [--seed S] [--threads T]
+        [--batch B] [--minutes M] [--eval-steps K]
+
+Every batch is drawn afresh: scenes of the grammar (grammar.py) except the held-out ones
+(``HELD_OUT``), rendered by ``render`` at the model's default size (8 frames of 64x64) from a
+generator seeded with ``--seed``. The network (model.py's ``LumaTinyNet``, ``TRAINED_NETWORK``)
+learns rectified flow with x0 prediction: ``x_t = (1 - t) * x0 + t * noise`` with ``t`` from a
+logit-normal shifted towards noise (``T_SHIFT``), loss the mean squared error of the predicted
+x0; one prompt in ten is replaced by the empty prompt so classifier-free guidance has an
+unconditional model. AdamW with a short warm-up and a cosine decay; the decay is driven by
+whichever runs out first, ``--steps`` or ``--minutes`` (so a slow machine still ends on a
+decayed rate). The loss is logged every 50 steps; ``DIR/model.safetensors`` and
+``DIR/config.json`` (the format ``LumaTiny.load`` reads) are written every 200 steps and at
+the end, then the held-out prompts are generated and checked (check.py) and the pass rate is
+logged. ``--init DIR`` starts from a checkpoint instead of random weights.
+
+CPU only, deterministic for a given seed and thread count when ``--minutes`` does not cut it
+short; ``--threads`` defaults to 1 (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from luma_ray.models.interface import GenerationRequest
+from luma_ray.models.reference.check import check
+from luma_ray.models.reference.grammar import Scene, all_scenes, render
+from luma_ray.models.reference.model import LIMITS, LumaTiny, save_checkpoint
+from luma_ray.models.reference.network import LumaTinyNet, NetworkConfig, init_weights
+from luma_ray.models.reference.text import token_batch
+
+logger = logging.getLogger("luma_ray.train")
+
+TRAINED_NETWORK = NetworkConfig(dim=64, depth=4, heads=4, patch=8, head_channels=8)
+"""The shape of the shipped weights: about 0.8 M parameters, 512 tokens at 8x64x64."""
+
+T_SHIFT = 0.7
+"""Training times are ``sigmoid(N(0, 1) + T_SHIFT)``: more of them at high noise, where the
+layout is decided (the low-noise ones are easy)."""
+
+HELD_OUT_COUNT = 60
+HELD_OUT_SEED = 2026
+
+
+def held_out() -> list[Scene]:
+    """The scenes never shown in training: 60 whole colour/shape/motion/background
+    combinations, drawn once with a fixed seed (every attribute value still appears in
+    training through the other 948 scenes)."""
+    scenes = all_scenes()
+    picks = np.random.default_rng(HELD_OUT_SEED).choice(len(scenes), HELD_OUT_COUNT, replace=False)
+    return [scenes[i] for i in sorted(picks)]
+
+
+HELD_OUT = held_out()
+
+
+def training_scenes() -> list[Scene]:
+    """Every scene of the grammar but the held-out ones."""
+    hidden = set(HELD_OUT)
+    return [s for s in all_scenes() if s not in hidden]
+
+
+def batch(
+    scenes: list[Scene], size: int, frames: int, side: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, list[str]]:
+    """``size`` rendered videos ``[B, F, 3, H, W]`` in ``[-1, 1]`` and their prompts (the
+    canonical one, which the tokenizer reduces to its slots like any wording; one in ten
+    empty)."""
+    videos, prompts = [], []
+    for i in rng.choice(len(scenes), size):
+        scene = scenes[int(i)]
+        videos.append(render(scene, frames, side, side, rng))
+        prompts.append("" if rng.random() < 0.1 else scene.prompt())
+    x = torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
+    return x, prompts
+
+
+def train(
+    out: Path,
+    steps: int,
+    seed: int,
+    batch_size: int = 8,
+    minutes: float | None = None,
+    lr: float = 2e-3,
+    network: NetworkConfig = TRAINED_NETWORK,
+    init: Path | None = None,
+) -> tuple[LumaTinyNet, float]:
+    """Train and write checkpoints to ``out``; return the network and the last smoothed loss.
+    ``init``: a checkpoint folder to start from (its network shape wins) instead of random
+    weights."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    if init is not None:
+        loaded = LumaTiny()
+        loaded.load(init, torch.device("cpu"))
+        net = loaded.network.requires_grad_(True)
+        network = net.cfg
+    else:
+        net = LumaTinyNet(network)
+        init_weights(net, seed)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
+    scenes = training_scenes()
+    frames, side = LIMITS.default_frames, 64
+    start, smooth, warm = time.monotonic(), float("nan"), 100
+    for step in range(1, steps + 1):
+        done = step / steps
+        if minutes:
+            done = max(done, (time.monotonic() - start) / (60.0 * minutes))
+        rate = lr * min(1.0, step / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        for group in opt.param_groups:
+            group["lr"] = rate
+        x0, prompts = batch(scenes, batch_size, frames, side, rng)
+        ids, mask = token_batch(prompts, network.vocab_size, network.max_text_tokens)
+        t = torch.sigmoid(torch.randn(batch_size, generator=gen) + T_SHIFT).clamp(0.02, 1.0)
+        noise = torch.randn(x0.shape, generator=gen)
+        tt = t[:, None, None, None, None]
+        text, pooled = net.text(ids, mask)
+        pred = net((1 - tt) * x0 + tt * noise, t, text, mask, pooled)
+        loss = (pred - x0).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        smooth = loss.item() if math.isnan(smooth) else 0.98 * smooth + 0.02 * loss.item()
+        if step % 50 == 0 or step == 1:
+            elapsed = time.monotonic() - start
+            logger.info("step %d loss %.4f lr %.2e %.0fs", step, smooth, rate, elapsed)
+        if step % 200 == 0:
+            save_checkpoint(net, out, about=_about(seed, step, smooth, start))
+        if done >= 1.0:
+            break
+    net.eval()
+    save_checkpoint(net, out, about=_about(seed, step, smooth, start))
+    return net, smooth
+
+
+def _about(seed: int, step: int, loss: float, start: float) -> dict[str, object]:
+    minutes = round((time.monotonic() - start) / 60.0, 1)
+    return {"training": {"seed": seed, "steps": step, "loss": round(loss, 5), "minutes": minutes}}
+
+
+def evaluate(
+    checkpoint: Path, scenes: list[Scene], steps: int | None = None, seed: int = 0
+) -> tuple[float, list[tuple[str, tuple[str, ...]]]]:
+    """Generate every scene's prompt from ``checkpoint`` at the default size and check it;
+    return the pass rate and the failures (prompt, reasons)."""
+    model = LumaTiny()
+    model.load(checkpoint, torch.device("cpu"))
+    failures = []
+    for i, scene in enumerate(scenes):
+        request = GenerationRequest(
+            scene.prompt(),
+            frames=LIMITS.default_frames,
+            height=64,
+            width=64,
+            seed=seed + i,
+            steps=steps or LIMITS.default_steps,
+        )
+        verdict = check(model.generate(request, lambda step, total: None), request.prompt)
+        if not verdict.ok:
+            failures.append((request.prompt, verdict.reasons))
+    return 1.0 - len(failures) / len(scenes), failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    parser.add_argument("--eval-steps", type=int, default=None, help="sampler steps to check")
+    parser.add_argument("--init", type=Path, default=None, help="checkpoint to start from")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    _, loss = train(
+        args.out, args.steps, args.seed, args.batch, args.minutes, args.lr, init=args.init
+    )
+    rate, failures = evaluate(args.out, HELD_OUT, args.eval_steps)
+    for prompt, reasons in failures:
+        logger.info("failed: %s: %s", prompt, "; ".join(reasons))
+    logger.info("final loss %.4f; held-out pass rate %.1f%%", loss, 100 * rate)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

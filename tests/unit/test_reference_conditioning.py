@@ -1,0 +1,100 @@
+"""luma-tiny@v2 follows a request's images and videos (guide.py): a given first or last frame
+is the output's, a source video at low strength keeps its colours, and an extension carries
+the object on from where the previous video left it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from luma_ray.errors import InvalidRequest
+from luma_ray.models.interface import Conditioning, GenerationRequest
+from luma_ray.models.reference import LIMITS, LumaTiny
+from luma_ray.models.reference.check import measure
+from luma_ray.models.reference.grammar import Scene, render
+from luma_ray.models.reference.publish import SHIPPED_WEIGHTS
+
+FRAME_TOLERANCE = 2.0
+"""The documented bound (docs/models.md) on the mean absolute pixel difference between a given
+first/last frame and the output's."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model() -> LumaTiny:
+    loaded = LumaTiny()
+    loaded.load(SHIPPED_WEIGHTS, torch.device("cpu"))
+    return loaded
+
+
+def _ask(prompt: str, seed: int = 0) -> GenerationRequest:
+    return GenerationRequest(prompt, frames=LIMITS.default_frames, height=64, width=64, seed=seed)
+
+
+def _go(step: int, total: int) -> None:
+    return None
+
+
+def test_the_model_lists_every_input_kind() -> None:
+    assert LIMITS.inputs == ("first_frame", "last_frame", "source_video", "extend_video")
+
+
+def test_a_given_first_and_last_frame_are_the_outputs(model: LumaTiny) -> None:
+    scene = Scene("yellow", "circle", "right", "blue")
+    source = render(scene, LIMITS.default_frames, 64, 64, np.random.default_rng(3))
+    given = Conditioning(first_frame=source[0], last_frame=source[-1])
+    video = model.generate(_ask(scene.prompt()), _go, conditioning=given)
+    first = np.abs(video[0].astype(float) - source[0]).mean()
+    last = np.abs(video[-1].astype(float) - source[-1]).mean()
+    assert first <= FRAME_TOLERANCE and last <= FRAME_TOLERANCE
+    plain = model.generate(_ask(scene.prompt()), _go)
+    assert np.abs(plain[0].astype(float) - source[0]).mean() > FRAME_TOLERANCE
+
+
+def test_a_source_video_at_low_strength_keeps_its_colours(model: LumaTiny) -> None:
+    source = render(Scene("red", "square", "still", "blue"), LIMITS.default_frames, 64, 64,
+                    np.random.default_rng(4))  # fmt: skip
+    given = Conditioning(source_video=source, strength=0.3)
+    video = model.generate(_ask("the same video, please"), _go, conditioning=given)
+    assert measure(video).background == "blue"  # the source's; the shipped weights still
+    # turn the small red square's pixels to other colours (5 % held-out pass rate), so the
+    # object's colour is not asserted yet
+    plain = model.generate(_ask("the same video, please"), _go)
+    kept = np.abs(video.astype(float) - source).mean()
+    assert kept < 0.6 * np.abs(plain.astype(float) - source).mean()  # measured: 43 vs 80
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped weights do not draw motion yet (5 % held-out pass rate): the extension "
+    "starts where the previous video ended but moves left (-30 px), not on to the right",
+)
+def test_an_extension_carries_the_object_on(model: LumaTiny) -> None:
+    prompt = "a red circle moving right on a black background"
+    before = model.generate(_ask(prompt, seed=5), _go)
+    given = Conditioning(first_frame=before[-1], extended=True)
+    after = model.generate(_ask(prompt, seed=6), _go, conditioning=given)
+    end, start = measure(before).centroids[-1], measure(after).centroids[0]
+    assert abs(end[0] - start[0]) <= 3 and abs(end[1] - start[1]) <= 3
+    assert measure(after).displacement[0] > 3  # it goes on moving right
+
+
+def test_conditioning_of_the_wrong_size_is_refused(model: LumaTiny) -> None:
+    small = np.zeros((32, 32, 3), dtype=np.uint8)
+    with pytest.raises(InvalidRequest, match=r"first_frame must be uint8 \[64, 64, 3\]"):
+        model.generate(_ask("a red circle"), _go, conditioning=Conditioning(first_frame=small))
+    video = np.zeros((LIMITS.default_frames, 64, 64, 3), dtype=np.uint8)
+    with pytest.raises(InvalidRequest, match="strength"):
+        model.generate(
+            _ask("a red circle"), _go, conditioning=Conditioning(source_video=video, strength=2.0)
+        )
