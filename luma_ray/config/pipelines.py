@@ -15,8 +15,11 @@ QA = "qa"
 CAPTION = "caption"
 THUMBNAIL = "thumbnail"
 KNOWN_STAGES = (GENERATE, QA, CAPTION, THUMBNAIL)
-DEFAULT_PIPELINE = (GENERATE, QA, CAPTION, THUMBNAIL)
-"""luma-tiny's pipeline unless the runtime config says otherwise."""
+DEFAULT_PIPELINE = (GENERATE, CAPTION, THUMBNAIL)
+"""luma-tiny's pipeline unless the runtime config says otherwise. Without ``qa`` for now: the
+shipped reference weights pass the checker on 5 % of held-out grammar prompts (docs/models.md),
+so a QA stage would regenerate and then fail most of them; add ``qa`` back
+(``[generate, qa, caption, thumbnail]``) once the weights pass."""
 
 
 def check_pipeline(model: str, stages: Sequence[str]) -> None:

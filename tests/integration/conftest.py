@@ -59,6 +59,8 @@ def system() -> Iterator[dict[str, Any]]:
     import luma_ray
     from luma_ray.config import (
         AutoscalingConfig,
+        DreamMachineConfig,
+        DreamModel,
         IngressLimits,
         PoolConfig,
         PreemptionConfig,
@@ -102,6 +104,19 @@ def system() -> Iterator[dict[str, Any]]:
         # Some tests drive the API from one key faster than the default per-key rate (20/s);
         # tests/unit/test_api_limits.py covers that limit.
         ingress=IngressLimits(key_rate_per_s=None),
+        # The Dream Machine test's table: small, short videos (the defaults' 5 s at 64 px take
+        # longer than the session's short lease allows a step on a loaded 2-core machine).
+        dream_machine=DreamMachineConfig(
+            models={
+                "ray-2": DreamModel(
+                    model="luma-tiny",
+                    resolutions={"540p": 32},
+                    durations={"1s": 1.0},
+                    default_resolution="540p",
+                    default_duration="1s",
+                )
+            }
+        ),
         data_dir=str(root / "data"),
         # Only the pipeline test's model runs as a pipeline; luma-tiny's default pipeline is
         # off here, so the other tests see the model alone (tests/unit cover the default).

@@ -52,7 +52,7 @@ def _red_png_data_url() -> str:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(np.full((64, 112, 3), (220, 30, 30), dtype=np.uint8)).save(out, "PNG")
+    Image.fromarray(np.full((32, 56, 3), (220, 30, 30), dtype=np.uint8)).save(out, "PNG")
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
@@ -87,7 +87,8 @@ def test_the_lumaai_sdk_end_to_end(system, receiver, tmp_path: Path) -> None:
     assert video.status_code == 200, video.text
     (tmp_path / "first.mp4").write_bytes(video.content)
     probe = probe_mp4(tmp_path / "first.mp4")
-    assert (probe.frames, probe.width, probe.height) == (40, 112, 64)  # 5 s at 8 fps, 540p 16:9
+    # The session's table (conftest.py): 540p is 32 px on the short side, 1 s at 8 fps.
+    assert (probe.frames, probe.width, probe.height) == (8, 56, 32)
 
     from_image = client.generations.create(
         prompt="a red circle moving right on a blue background",
