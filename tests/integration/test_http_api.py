@@ -3,6 +3,7 @@ and tenant isolation over real HTTP."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,31 @@ def test_openai_package_end_to_end(system, tmp_path: Path) -> None:
     probe = probe_mp4(path)
     width, height = (int(v) for v in video.size.split("x"))
     assert (probe.frames, probe.width, probe.height) == (16, width, height) and width > height
+
+    with pytest.raises(openai.BadRequestError) as bad:  # our message, in OpenAI's error shape
+        client.videos.create(prompt="a paper boat", size="1280xfoo")  # type: ignore[arg-type]
+    assert "size '1280xfoo' must look like" in bad.value.message
+
+    remix = client.videos.remix(video.id, prompt="a paper boat on a lake")
+    assert remix.remixed_from_video_id == video.id
+    remixed = wait_for(
+        lambda: (v := client.videos.retrieve(remix.id)).status == "completed" and v,
+        what="the remix",
+    )
+    assert remixed.size == video.size and remixed.remixed_from_video_id == video.id
+
+    # A model with a thumbnail stage (conftest.py: tiny-pipe) has a spritesheet variant.
+    piped = client.videos.create_and_poll(
+        prompt="a paper boat on a pond", model="tiny-pipe", seconds="1", poll_interval_ms=200
+    )
+    assert piped.status == "completed", piped
+    sheet = client.videos.download_content(piped.id, variant="spritesheet").read()
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(sheet))
+    image.load()
+    assert image.format == "PNG" and image.width > 0
+
     deleted = client.videos.delete(video.id)
     assert deleted.deleted and deleted.id == video.id
     with pytest.raises(openai.NotFoundError):

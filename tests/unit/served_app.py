@@ -54,8 +54,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def run_next(served: ServedApp) -> str:
-    """Lease the next job as a worker would, store a real MP4 and a PNG, complete it."""
+def run_next(served: ServedApp, spritesheet: bool = False) -> str:
+    """Lease the next job as a worker would, store a real MP4 and a PNG, complete it; with
+    ``spritesheet``, also the built-in thumbnail stage's spritesheet of that MP4."""
     lease = served.svc.call(Pull("w1", "local", ("luma-tiny",)))
     assert lease is not None
     p = lease.request
@@ -64,5 +65,12 @@ def run_next(served: ServedApp) -> str:
     prefix = f"results/{lease.job_id}/{lease.token}"
     video = served.store.put_file(f"{prefix}/video.mp4", mp4)
     thumb = served.store.put_bytes(f"{prefix}/thumb.png", b"\x89PNG fake")
-    served.svc.call(Complete(lease.job_id, lease.token, {"video": video, "thumbnail": thumb}))
+    results = {"video": video, "thumbnail": thumb}
+    if spritesheet:
+        from luma_ray.workers.stages import StageInputs, Thumbnailer
+
+        sheet = Thumbnailer().run(p, StageInputs(served.store, {"video": video}))
+        made = sheet.files["spritesheet"]
+        results["spritesheet"] = served.store.put_bytes(f"{prefix}/{made.name}", made.data)
+    served.svc.call(Complete(lease.job_id, lease.token, results))
     return str(lease.job_id)

@@ -37,3 +37,27 @@ def test_remix_is_video_to_video_of_the_callers_completed_video(tmp_path: Path) 
     assert run(alice.videos.retrieve(remix.id)).remixed_from_video_id == video.id
     with pytest.raises(openai.NotFoundError):  # another tenant's video is not there for bob
         run(client("bob").videos.remix(video.id, prompt="mine now"))
+
+
+def test_the_spritesheet_variant_downloads_a_decodable_image(tmp_path: Path) -> None:
+    """The thumbnail stage's spritesheet (here made by the built-in stage from the job's own
+    MP4, as a stage worker would) downloads through the SDK as a PNG that decodes."""
+    import io
+
+    from PIL import Image
+
+    served = served_app(tmp_path)
+    alice = openai.AsyncOpenAI(
+        base_url="http://test/v1",
+        api_key=served.keys["alice"],
+        http_client=served.http,
+        max_retries=0,
+    )
+    video = run(alice.videos.create(prompt="a red circle moving right", seconds="2"))
+    job_id = run_next(served, spritesheet=True)
+    view = served.svc.call(GetJob(job_id, "alice"))
+
+    content = run(alice.videos.download_content(video.id, variant="spritesheet"))
+    image = Image.open(io.BytesIO(content.read()))
+    image.load()
+    assert image.format == "PNG" and image.width > view.params.width  # a grid of frames
