@@ -7,8 +7,9 @@ that line (``JournalUnavailable`` or ``SchedulerUnavailable``), so that clients 
 ``luma-ray status`` see it instead of a restart loop. It adds what needs an event
 loop: pulls that wait briefly for work, and a timer that requeues lapsed leases. Its one
 remote method, ``call``, answers any ``luma_ray.scheduler.protocol`` op, so a new operation
-needs nothing here. Calls run on the actor's one event loop, so the service is never entered by
-two at once. ``luma_ray.runtime.handle`` is the only code that calls it.
+needs nothing here (unless it waits: ``Pull``, ``CompleteAndPull``, ``EventFeed``). Calls run
+on the actor's one event loop, so the service is never entered by two at once.
+``luma_ray.runtime.handle`` is the only code that calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,17 @@ from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
 from luma_ray.runtime.retention import Retention
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.protocol import Assignment, EventFeed, FeedPage, JobEvent, JobView, Op, Pull
+from luma_ray.scheduler.protocol import (
+    Assignment,
+    CompleteAndPull,
+    CompletedAndPulled,
+    EventFeed,
+    FeedPage,
+    JobEvent,
+    JobView,
+    Op,
+    Pull,
+)
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import open_store
 from luma_ray.wire.assets import (
@@ -175,6 +186,8 @@ class SchedulerActor:
         if isinstance(op, Pull):
             self.service.calls["Pull"] += 1  # it bypasses service.call
             return await self._pull(op)
+        if isinstance(op, CompleteAndPull):
+            return await self._complete_and_pull(op)
         if isinstance(op, EventFeed):
             return await self._event_feed(op)
         answer = self.service.call(op)
@@ -182,10 +195,19 @@ class SchedulerActor:
             self._wake()
         return answer
 
-    async def _pull(self, op: Pull) -> Assignment | None:
+    async def _complete_and_pull(self, op: CompleteAndPull) -> CompletedAndPulled:
+        """Commit and lease in one call (the service, one journal write); with nothing to
+        lease and ``wait_s`` > 0, wait for work as a ``Pull`` does."""
+        answer: CompletedAndPulled = self.service.call(op)
+        self._wake()  # the result may have freed a limit, or moved a job to its next stage
+        if answer.assignment is not None or op.wait_s <= 0:
+            return answer
+        pull = Pull(op.worker, op.cluster, op.models, op.wait_s)
+        return replace(answer, assignment=await self._pull(pull, first_try=False))
+
+    async def _pull(self, op: Pull, first_try: bool = True) -> Assignment | None:
         """Lease a job; with ``wait_s`` > 0, wait up to that long for one to arrive."""
         deadline = time.monotonic() + min(max(op.wait_s, 0.0), MAX_PULL_WAIT_S)
-        first_try = True
         while True:
             assignment = self.service.pull(op.worker, op.cluster, op.models, 0.0, first_try)
             first_try = False

@@ -21,7 +21,7 @@ import ray
 
 from luma_ray.errors import LumaError, SchedulerUnavailable
 from luma_ray.runtime.backoff import backoff
-from luma_ray.scheduler.protocol import EventFeed, Op, Pull
+from luma_ray.scheduler.protocol import CompleteAndPull, EventFeed, Op, Pull
 
 R = TypeVar("R")
 
@@ -61,7 +61,9 @@ class _Handle:
         self.call_timeout_s = call_timeout_s
 
     def _timeout_s(self, op: Op[Any]) -> float:
-        return self.call_timeout_s + (op.wait_s if isinstance(op, (Pull, EventFeed)) else 0.0)
+        return self.call_timeout_s + (
+            op.wait_s if isinstance(op, (Pull, CompleteAndPull, EventFeed)) else 0.0
+        )
 
     def _gave_up(self, op: Op[Any]) -> SchedulerUnavailable:
         return SchedulerUnavailable(

@@ -1,8 +1,8 @@
 """What the scheduler answers: frozen values that pickle across Ray as plain dataclasses.
 
 Part of the scheduler's boundary (``protocol`` re-exports them). ``JobView`` is what every
-presenter renders; ``Assignment`` and ``HeartbeatReply`` are what a worker gets; ``JobEvent``
-and ``StateChange`` are a job's journaled state changes.
+presenter renders; ``Assignment``, ``HeartbeatReply`` and ``CompletedAndPulled`` are what a
+worker gets; ``JobEvent`` and ``StateChange`` are a job's journaled state changes.
 """
 
 from __future__ import annotations
@@ -122,6 +122,27 @@ class HeartbeatReply:
     cancel: bool
     lease_expires_at_s: float
     park: bool = False
+
+
+@dataclass(frozen=True)
+class LeaseRefused:
+    """A report or heartbeat on a lease that the scheduler refused, answered in place (in a
+    ``CompletedAndPulled`` or among ``Heartbeats``' answers) instead of raised: ``code`` is
+    the error's (``stale_lease``: the lease lapsed or the job finished; ``not_found``: the
+    job was deleted), ``message`` says why."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CompletedAndPulled:
+    """What ``CompleteAndPull`` answers: the committed job (None when refused), why it was
+    refused (None when committed), and the worker's next lease (None: nothing fits now)."""
+
+    completed: JobView | None
+    refused: LeaseRefused | None
+    assignment: Assignment | None
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ process (tests, single-process tools), the Ray handles in ``luma_ray.runtime.han
 code that calls the scheduler actor), and :class:`InProcessScheduler` (an async port over a
 service, for the ingress's tests). Each op names the service method that answers it and carries
 that method's keyword arguments as fields, so adding an operation means adding a method to the
-service and an op here; the actor, the handles and every port stay as they are.
+service and an op here (a worker's lease ops: in ``lease_ops``); the actor, the handles and
+every port stay as they are (ops that wait, ``Pull``, ``CompleteAndPull`` and ``EventFeed``, are
+the actor's exceptions).
 
 The values themselves live in ``requests`` (what a client sends), ``answers`` (what the
-scheduler answers) and ``reports`` (what operators read); this module re-exports them, so a
+scheduler answers), ``reports`` (what operators read), ``operation`` (the ``Op`` base) and
+``lease_ops`` (a worker's ops); this module re-exports them, so a
 caller imports everything that crosses the boundary from here. Nothing here imports Ray: the
 values pickle as plain dataclasses.
 """
@@ -21,25 +24,40 @@ values pickle as plain dataclasses.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 from luma_ray.scheduler.answers import (
     Assignment,
     Backlog,
+    CompletedAndPulled,
     FeedEvent,
     FeedPage,
     HeartbeatReply,
     JobEvent,
     JobView,
     JobWatch,
+    LeaseRefused,
     Limits,
     StateChange,
     SubmitRefused,
     SwapVerdict,
     TierView,
 )
+from luma_ray.scheduler.lease_ops import (
+    Beat,
+    Complete,
+    CompleteAndPull,
+    Fail,
+    Heartbeat,
+    Heartbeats,
+    Park,
+    Pull,
+    Reject,
+    Release,
+    WorkerLost,
+)
+from luma_ray.scheduler.operation import Op
 from luma_ray.scheduler.reports import (
     Halt,
     PoolRow,
@@ -61,6 +79,7 @@ __all__ = [
     # the answers (answers.py) and operators' reports (reports.py)
     "Assignment",
     "Backlog",
+    "CompletedAndPulled",
     "FeedEvent",
     "FeedPage",
     "Halt",
@@ -68,6 +87,7 @@ __all__ = [
     "JobEvent",
     "JobView",
     "JobWatch",
+    "LeaseRefused",
     "Limits",
     "PoolRow",
     "QueueReport",
@@ -98,7 +118,10 @@ __all__ = [
     "Ping",
     "Pull",
     "Heartbeat",
+    "Heartbeats",
+    "Beat",
     "Complete",
+    "CompleteAndPull",
     "Reject",
     "Fail",
     "Release",
@@ -116,26 +139,9 @@ __all__ = [
 ]
 
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 
-# ---- operations --------------------------------------------------------------------------
-
-
-class Op(Generic[R_co]):
-    """One call to the scheduler, answered by the service method named ``method`` with the
-    op's fields as keyword arguments. ``R_co`` is the answer's type."""
-
-    method: ClassVar[str]
-    wakes_pulls: ClassVar[bool] = False
-    """After it runs, pulls waiting for work look again (new work, or a freed limit)."""
-
-    def arguments(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
-    def safe_to_retry(self) -> Op[R_co]:
-        """This op in a form that may be sent twice (a call may land and its answer be lost)."""
-        return self
+# ---- operations (a worker's lease ops: ``lease_ops``) ------------------------------------
 
 
 @dataclass(frozen=True)
@@ -260,98 +266,6 @@ class QueuePage(Op[QueueReport]):
 @dataclass(frozen=True)
 class Ping(Op[str]):
     method: ClassVar[str] = "ping"
-
-
-@dataclass(frozen=True)
-class Pull(Op[Assignment | None]):
-    """Lease the best job for this worker; the actor waits up to ``wait_s`` for one."""
-
-    worker: str
-    cluster: str
-    models: tuple[str, ...]
-    wait_s: float = 0.0
-    method: ClassVar[str] = "pull"
-
-
-@dataclass(frozen=True)
-class Heartbeat(Op[HeartbeatReply]):
-    job_id: str
-    token: int
-    step: int = 0
-    total: int = 0
-    phase: str = "running"
-    method: ClassVar[str] = "heartbeat"
-
-
-@dataclass(frozen=True)
-class Complete(Op[JobView]):
-    """Commit a result at most once; ``version`` is the model version that made it."""
-
-    job_id: str
-    token: int
-    result_uris: Mapping[str, str]
-    version: str | None = None
-    caption: str | None = None
-    """A caption stage's caption (docs/pipelines.md)."""
-    method: ClassVar[str] = "complete"
-    wakes_pulls: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class Reject(Op[JobView]):
-    """A QA stage rejected the video: the job is generated again with a new seed, or fails
-    with ``qa: <reasons>`` (docs/pipelines.md)."""
-
-    job_id: str
-    token: int
-    reasons: tuple[str, ...]
-    method: ClassVar[str] = "reject"
-    wakes_pulls: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class Fail(Op[JobView]):
-    job_id: str
-    token: int
-    code: str
-    message: str
-    retryable: bool = False
-    method: ClassVar[str] = "fail"
-    wakes_pulls: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class Release(Op[JobView]):
-    """Hand back an unstarted lease (stopping, or swapping versions)."""
-
-    job_id: str
-    token: int
-    method: ClassVar[str] = "release"
-    wakes_pulls: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class Park(Op[JobView]):
-    """The worker parked the job after step ``step`` of ``total`` (its heartbeat asked it
-    to), its sampler state stored at ``state_uri``: the job goes back to its queue with its
-    place, its progress and that state, and no attempt counted."""
-
-    job_id: str
-    token: int
-    step: int
-    total: int
-    state_uri: str
-    method: ClassVar[str] = "park"
-    wakes_pulls: ClassVar[bool] = True
-
-
-@dataclass(frozen=True)
-class WorkerLost(Op[int]):
-    """Requeue every lease of a worker that is gone; answers how many."""
-
-    worker: str
-    method: ClassVar[str] = "worker_lost"
-    wakes_pulls: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)

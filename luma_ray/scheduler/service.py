@@ -17,8 +17,7 @@ from typing import Any, TypeVar, cast
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import BackPressure, LumaError, NotFound
-from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
-from luma_ray.jobs.stages import GENERATE
+from luma_ray.jobs import Job, JobError, JobId, ModelLimits, WorkerId
 from luma_ray.scheduler import pipeline
 from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.counters import SchedulerCounters
@@ -26,11 +25,10 @@ from luma_ray.scheduler.estimates import Estimates
 from luma_ray.scheduler.feed import EventLog, EventOps
 from luma_ray.scheduler.intake import make_job
 from luma_ray.scheduler.journal import Journal
+from luma_ray.scheduler.leasing import LeaseOps
 from luma_ray.scheduler.parking import mark_parks, park
 from luma_ray.scheduler.protocol import (
-    Assignment,
     Backlog,
-    HeartbeatReply,
     JobEvent,
     JobView,
     Limits,
@@ -46,7 +44,6 @@ from luma_ray.scheduler.protocol import (
 from luma_ray.scheduler.recovery import Memory, Recovery
 from luma_ray.scheduler.rollouts import Rollouts
 from luma_ray.scheduler.views import (
-    assignment,
     check_page,
     describe,
     live_view,
@@ -59,9 +56,10 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
-class SchedulerService(EventOps):
+class SchedulerService(EventOps, LeaseOps):
     """Owns the scheduler core and its journal; single-threaded (the actor's event loop).
-    Publishes job events to ``feed`` (``scheduler/feed.py``, which answers the event ops)."""
+    Publishes job events to ``feed`` (``scheduler/feed.py``, which answers the event ops);
+    a worker's lease ops are answered by ``LeaseOps`` (``scheduler/leasing.py``)."""
 
     def __init__(
         self,
@@ -210,63 +208,6 @@ class SchedulerService(EventOps):
         return "ok"
 
     # ---- workers -----------------------------------------------------------------------
-
-    def pull(
-        self,
-        worker: str,
-        cluster: str,
-        models: Iterable[str],
-        wait_s: float = 0.0,
-        first_try: bool = True,
-    ) -> Assignment | None:
-        """Lease the best job for this worker, or None when nothing fits now. The service never
-        waits: the actor waits up to ``wait_s`` and asks again with ``first_try`` False."""
-        self.recovery.check()
-        now = self.clock()
-        models = list(models)
-        self.estimates.observe_pull(worker, models, now)
-        self.rollouts.observe(worker, models, now)
-        dispatch = self.core.pull(WorkerId(worker), cluster, models, now, first_try)
-        if dispatch is None:
-            return None
-        self._commit()
-        job = self.core.get(dispatch.job_id)
-        slo_s = self.core.tiers[job.tier].max_wait_s
-        model = job.model.partition("@")[0]
-        self.counters.lease(job.tier, model, dispatch.wait_s, slo_s, now)
-        log.info("job %s leased to %s after %.2f s", job.id, worker, dispatch.wait_s)
-        return assignment(job, dispatch, self.config.lease_ttl_s)
-
-    def heartbeat(
-        self, job_id: str, token: int, step: int = 0, total: int = 0, phase: str = "running"
-    ) -> HeartbeatReply:
-        job = self.core.get(JobId(job_id))
-        before, progress = job.state, job.progress
-        reply = self.core.heartbeat(JobId(job_id), token, self.clock(), step, total, phase)
-        if job.state is not before:
-            self._commit()
-        elif job.progress != progress:
-            self.feed.progress(job.id, job.tenant, job.state, job.progress, self.clock())
-        return reply
-
-    def complete(
-        self,
-        job_id: str,
-        token: int,
-        result_uris: Mapping[str, str],
-        version: str | None = None,
-        caption: str | None = None,
-    ) -> JobView:
-        """Commit a result or a stage's (docs/pipelines.md); ``version``: the model's."""
-        now = self.clock()
-        stage = self.core.get(JobId(job_id)).stage
-        job = self.core.complete(JobId(job_id), token, now, result_uris, version, caption)
-        self._commit()
-        leased = max((t for t, s, _ in job.history if s is JobState.LEASED), default=now)
-        if stage in (None, GENERATE):  # what the model's service time estimates
-            self.estimates.observe_service(job.model, now - leased)
-        log.info("job %s: %s done", job.id, stage or "generation")
-        return self.view(job)
 
     def reject(self, job_id: str, token: int, reasons: tuple[str, ...]) -> JobView:
         """QA rejected the video: a new seed, or ``qa: <reasons>`` (``pipeline.reject``)."""
