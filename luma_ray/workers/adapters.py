@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,11 +24,14 @@ from luma_ray.runtime.backoff import backoff
 from luma_ray.scheduler.protocol import (
     Assignment,
     Complete,
+    CompleteAndPull,
+    CompletedAndPulled,
     Fail,
     FinishSwap,
     HaltedVersions,
     Heartbeat,
     HeartbeatReply,
+    Op,
     Park,
     Pull,
     Reject,
@@ -40,6 +44,8 @@ from luma_ray.storage import BlobStore
 from luma_ray.storage.keys import result_key, results_prefix
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 UNVERSIONED = "unversioned"
 """The version segment of a parked state's key when the worker's model has no version."""
@@ -93,6 +99,29 @@ class SchedulerLeases:
     ) -> None:
         self._report(Complete(a.job_id, a.token, result_uris, version))
 
+    def complete_and_pull(
+        self,
+        a: Assignment,
+        result_uris: dict[str, str],
+        version: str | None,
+        caption: str | None,
+        wait_s: float,
+    ) -> CompletedAndPulled:
+        """Commit and lease the next job in one call (reported as ``complete`` is: retried
+        while the journal refuses writes)."""
+        op = CompleteAndPull(
+            a.job_id,
+            a.token,
+            result_uris,
+            self.worker,
+            self.cluster,
+            tuple(self.models),
+            version,
+            caption,
+            wait_s,
+        )
+        return self._report(op)
+
     def finish_stage(
         self,
         a: Assignment,
@@ -112,7 +141,7 @@ class SchedulerLeases:
     def park(self, a: Assignment, step: int, total: int, state_uri: str) -> None:
         self._report(Park(a.job_id, a.token, step, total, state_uri))
 
-    def _report(self, op: Complete | Fail | Park | Reject) -> None:
+    def _report(self, op: Op[R]) -> R:
         """A final report must land: while the scheduler's journal cannot be written (a full
         disk), try again for up to ``report_wait_s`` rather than let the lease lapse and the
         job run again. The lease is heartbeat-free meanwhile, so the wait stays well under
@@ -120,8 +149,7 @@ class SchedulerLeases:
         for pause_s in backoff(self.report_wait_s):
             time.sleep(pause_s)  # back off while the operator frees space
             try:
-                self.scheduler.call(op)
-                return
+                return self.scheduler.call(op)
             except JournalUnavailable as err:
                 last = err
                 log.warning("worker %s: %s; reporting again", self.worker, err)

@@ -16,15 +16,12 @@ Pulled in the last seconds, the choice is made with almost everything that arriv
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease
 from luma_ray.models.interface import (
@@ -37,8 +34,9 @@ from luma_ray.models.interface import (
 )
 from luma_ray.scheduler.protocol import Assignment
 from luma_ray.workers.conditioning import InputUnavailable, build_conditioning
+from luma_ray.workers.outcomes import LoopStats, commit, error_reference, tenant_message
 from luma_ray.workers.parked import ParkedStates
-from luma_ray.workers.ports import LeasePort, ResultSink, Runner
+from luma_ray.workers.ports import LeasePort, ResultSink, Runner, VersionSource
 from luma_ray.workers.stages import StageResult
 
 log = logging.getLogger(__name__)
@@ -48,53 +46,6 @@ FINISH_MARGIN_S = 2.0
 PREFETCH_LEAD_S = 2.0
 """Prefetch when the running job's steps left should take less than this (at the latest
 before its last step). Keep it above the round trip of a pull to the scheduler."""
-
-
-@dataclass
-class LoopStats:
-    """What the loop measured; the idle-gap benchmark reads ``gaps_s``."""
-
-    started: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    stale: int = 0
-    gaps_s: list[float] = field(default_factory=list)
-    """Idle time of the model between the end of one generate and the start of the next."""
-    generated: dict[str, int] = field(default_factory=dict)
-    """How many times the model ran each job to its last step (1 unless a lease was lost)."""
-    stopped_at: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Cancelled jobs and the (step, total) at which the model stopped."""
-    handed_back: list[str] = field(default_factory=list)
-    """Jobs stopped and returned to the queue because this worker had to leave in time."""
-    parked: dict[str, list[int]] = field(default_factory=dict)
-    """Jobs this worker parked for a more urgent one, and the steps it parked them at."""
-    resumed: dict[str, int] = field(default_factory=dict)
-    """Jobs this worker resumed from a parked state, and the first step it ran."""
-    current: str | None = None
-    """The job the model is running now."""
-    busy_s: float = 0.0
-    """Time the model spent generating, in total."""
-
-
-def error_reference(job: Assignment) -> str:
-    """A short reference to one failed attempt (the job and its lease's token): the worker logs
-    the exception with it and the tenant sees it, so an operator finds the one from the other."""
-    return hashlib.sha256(f"{job.job_id}/{job.token}".encode()).hexdigest()[:8]
-
-
-def tenant_message(what: str, ref: str) -> str:
-    """What a tenant reads of an internal failure: never the exception's text, which names
-    buckets, hosts and paths (boto, the file system, the model's own code)."""
-    return f"{what} (ref {ref}); the operator's logs have the details"
-
-
-class VersionSource(Protocol):
-    """Swaps the loop's model between jobs (``versions.VersionManager`` implements it)."""
-
-    def wants_swap(self) -> bool: ...
-
-    def swap(self) -> Runner: ...
 
 
 class WorkerLoop:
@@ -138,6 +89,7 @@ class WorkerLoop:
         self._job_started = 0.0
         self._steps_before: int | None = None  # steps done before this lease (a resume)
         self._hand_back = False
+        self._max_jobs: int | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -160,6 +112,7 @@ class WorkerLoop:
         May be called again after it returned (``max_jobs`` counts all jobs started)."""
         self._puller = ThreadPoolExecutor(1, thread_name_prefix="luma-prefetch")
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="luma-upload")
+        self._max_jobs = max_jobs
         try:
             while not self._stop.is_set():
                 if max_jobs is not None and self.stats.started >= max_jobs:
@@ -235,7 +188,10 @@ class WorkerLoop:
             return
         self._last_end = self.clock()
         self.stats.generated[job.job_id] = self.stats.generated.get(job.job_id, 0) + 1
-        self._uploader.submit(self._finish, job, frames, version)
+        if self._pulls_with_the_result(frames):
+            self._next = self._uploader.submit(self._finish, job, frames, version, True)
+        else:
+            self._uploader.submit(self._finish, job, frames, version)
 
     def _generate(self, job: Assignment, resume: bytes | None) -> object:
         began = self.clock()
@@ -352,25 +308,52 @@ class WorkerLoop:
         except Exception:
             log.warning("job %s: prefetched lease heartbeat failed", held.job_id)
 
-    def _finish(self, job: Assignment, frames: object, version: str | None) -> None:
-        """Encode, upload and commit on the CPU thread, off the model's critical path."""
+    def _pulls_with_the_result(self, frames: object) -> bool:
+        """No lease in hand for the next job (no prefetch, or it found nothing) and the loop
+        goes on: the result's commit leases the next job too (``CompleteAndPull``, one call
+        instead of a complete and a pull). The next job then starts once the result is
+        stored; with prefetch (the default) a lease is in hand and the commit goes alone."""
+        if self._leaving.is_set() or self._stop.is_set() or self._last_job():
+            return False
+        if self.versions is not None and self.versions.wants_swap():
+            return False  # the next lease may be pinned to the version being swapped out
+        if isinstance(frames, StageResult) and frames.rejected is not None:
+            return False  # a QA rejection is a Reject, not a Complete
+        nxt = self._next
+        if nxt is None:
+            return True
+        if not nxt.done() or nxt.exception() is not None or nxt.result() is not None:
+            return False
+        self._next = None  # the prefetch found nothing: pull with the commit instead
+        return True
+
+    def _last_job(self) -> bool:
+        return self._max_jobs is not None and self.stats.started >= self._max_jobs
+
+    def _finish(
+        self, job: Assignment, frames: object, version: str | None, pull: bool = False
+    ) -> Assignment | None:
+        """Encode, upload and commit on the CPU thread, off the model's critical path. With
+        ``pull`` the commit also leases the loop's next job (``CompleteAndPull``): returns it
+        (None: nothing fits now, or the commit failed; the loop then pulls on its own)."""
         try:
             uris = self.sink.store(job, frames)  # type: ignore[arg-type]
-            if isinstance(frames, StageResult):  # a stage: a caption, or a QA rejection
-                self.scheduler.finish_stage(job, uris, frames.caption, frames.rejected)
-            else:
-                self.scheduler.complete(job, uris, version)
-            self.stats.succeeded += 1
-            self.parked.drop(job)
-        except (StaleLease, NotFound) as refused:
-            self.stats.stale += 1
-            log.warning("job %s: result refused (%s); deleting it", job.job_id, refused.code)
-            self._discard(job)
+            wait_s = self.pull_wait_s if pull else None
+            refused, nxt = commit(self.scheduler, job, uris, frames, version, wait_s)
         except Exception:
             ref = error_reference(job)
             log.exception("job %s: storing the result failed (ref %s)", job.job_id, ref)
             message = tenant_message("storing the result failed", ref)
             self._report_failure(job, "store_error", message, True)
+            return None
+        if refused is not None:
+            self.stats.stale += 1
+            log.warning("job %s: result refused (%s); deleting it", job.job_id, refused)
+            self._discard(job)
+        else:
+            self.stats.succeeded += 1
+            self.parked.drop(job)
+        return nxt
 
     def _discard(self, job: Assignment) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from luma_ray.models.interface import GenerationRequest, StepCallback
-from luma_ray.scheduler.protocol import Assignment, HeartbeatReply
+from luma_ray.scheduler.protocol import Assignment, CompletedAndPulled, HeartbeatReply
 
 if TYPE_CHECKING:
     import numpy
@@ -31,6 +31,17 @@ class LeasePort(Protocol):
     ) -> None:
         """Commit the result (``version``: the model version that made it); raises
         StaleLease if this lease lost the job meanwhile."""
+
+    def complete_and_pull(
+        self,
+        a: Assignment,
+        result_uris: dict[str, str],
+        version: str | None,
+        caption: str | None,
+        wait_s: float,
+    ) -> CompletedAndPulled:
+        """``complete`` and ``pull`` in one scheduler call: a refused result (the lease lost
+        the job) is answered in ``refused``, not raised, and the next lease comes either way."""
 
     def finish_stage(
         self,
@@ -86,3 +97,11 @@ class ResultSink(Protocol):
 
     def delete_parked(self, job_id: str, uri: str | None) -> None:
         """Delete a parked state of ``job_id`` (None, or not one of its states: nothing)."""
+
+
+class VersionSource(Protocol):
+    """Swaps the loop's model between jobs (``versions.VersionManager`` implements it)."""
+
+    def wants_swap(self) -> bool: ...
+
+    def swap(self) -> Runner: ...
