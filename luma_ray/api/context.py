@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from luma_ray.api.events import EventHub
 from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
+from luma_ray.api.limits_cache import LIMITS_TTL_S, LimitsCache
 from luma_ray.api.throttles import KeyRates, StreamSlots
 from luma_ray.config import DreamMachineConfig, IngressLimits
 from luma_ray.errors import Forbidden, NotFound, RateLimited
@@ -56,6 +57,9 @@ class ApiSettings:
     """Events waiting per stream; a stream this far behind skips to its job's latest state."""
     limits: IngressLimits = field(default_factory=IngressLimits)
     """Per-key request rate and per-tenant event streams, counted in this replica."""
+    limits_ttl_s: float = LIMITS_TTL_S
+    """How old the replica's copy of the scheduler's limits (``DescribeLimits``) may get
+    before a request asks the scheduler again (``api/limits_cache.py``)."""
     dream_machine: DreamMachineConfig = field(default_factory=DreamMachineConfig)
     """Model names and labels of the Dream Machine-compatible API."""
     asset_secret: bytes | None = field(default=None, repr=False)
@@ -88,6 +92,8 @@ class Ports:
     events: EventHub = field(init=False)
     """The replica's one reader of the scheduler's job events, for every event stream."""
     signer: AssetSigner | None = field(init=False)
+    model_limits: LimitsCache = field(init=False)
+    """The scheduler's limits, kept by this replica: a submit does not ask for them."""
 
     def __post_init__(self) -> None:
         limits = self.settings.limits
@@ -97,6 +103,7 @@ class Ports:
         self.events = EventHub(
             self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s
         )
+        self.model_limits = LimitsCache(self.scheduler, self.clock, s.limits_ttl_s)
         secret = self.settings.asset_secret
         self.signer = None if secret is None else AssetSigner(secret, self.settings.asset_ttl_s)
 

@@ -36,7 +36,7 @@ from luma_ray.api.schemas import CreateGeneration
 from luma_ray.errors import InvalidRequest, NotFound, TooLarge
 from luma_ray.jobs.request import GenerationInputs, ModelLimits
 from luma_ray.models.media import MediaError, probe
-from luma_ray.scheduler.protocol import DescribeLimits, GetJob
+from luma_ray.scheduler.protocol import GetJob
 
 MEDIA_FIELDS = {"first_frame": "image", "last_frame": "image", "source_video": "video"}
 """The body's media fields and the kind each must be."""
@@ -111,7 +111,7 @@ def input_keys(inputs: GenerationInputs | None) -> list[str]:
 
 
 async def _model_limits(p: Ports, model: str) -> ModelLimits | None:
-    described = await p.scheduler.call(DescribeLimits())
+    described = await p.model_limits.get()  # the replica's copy: no scheduler call
     return described.models.get(model.partition("@")[0])  # unknown: intake says so
 
 

@@ -1,5 +1,6 @@
 """What a caller may ask for: its tier's limits (``/v1/limits``) and the models
-(``/v1/models``) with their request limits and active versions."""
+(``/v1/models``) with their request limits and active versions, from the replica's copy of the
+scheduler's limits (``limits_cache``: at most ``ApiSettings.limits_ttl_s`` old)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from luma_ray.api.context import Caller, ports
 from luma_ray.config import TenantLimits
 from luma_ray.jobs import ModelLimits
 from luma_ray.models.repository import ModelRepository
-from luma_ray.scheduler.protocol import DescribeLimits, TierView
+from luma_ray.scheduler.protocol import TierView
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class ModelPage(TypedDict):
 def add_routes(app: FastAPI) -> None:
     @app.get("/v1/limits")
     async def limits(request: Request, who: Caller) -> LimitsOut:
-        described = await ports(request).scheduler.call(DescribeLimits())
+        described = await ports(request).model_limits.get()
         return {
             "tenant": who.tenant,
             "tier": described.tier(who.tier),
@@ -54,7 +55,7 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/v1/models")
     async def models(request: Request, who: Caller) -> ModelPage:
         """Models with their request limits and active version (pin one as ``name@version``)."""
-        described = await ports(request).scheduler.call(DescribeLimits())
+        described = await ports(request).model_limits.get()
         names = sorted(described.models)
         versions = await asyncio.to_thread(_active_versions, ports(request).repository, names)
         return {
