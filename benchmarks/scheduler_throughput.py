@@ -1,4 +1,5 @@
-"""Scheduler throughput through the Ray actor: submits, batched submits, pull+complete cycles.
+"""Scheduler throughput through the Ray actor: submits, batched submits, pull + complete cycles
+and complete+pull in one call (CompleteAndPull), measured in the same run.
 
 Starts a local cluster with only the scheduler actor (journal on local disk, WAL, fsync on
 every commit) and drives it from this driver with a window of concurrent calls.
@@ -30,7 +31,14 @@ def main() -> None:
 
         from luma_ray import launch
         from luma_ray.config import RuntimeConfig, parse_config
-        from luma_ray.scheduler.protocol import Complete, Pull, Submit, SubmitMany, SubmitRequest
+        from luma_ray.scheduler.protocol import (
+            Complete,
+            CompleteAndPull,
+            Pull,
+            Submit,
+            SubmitMany,
+            SubmitRequest,
+        )
 
         # One tenant submits every job: lift the free tier's default cap of queued jobs.
         scheduler = parse_config({"tenant_limits": {"free": {"max_queued": None}}})
@@ -73,6 +81,28 @@ def main() -> None:
 
         rate = windowed(cycle, args.jobs)
         print(f"pull + complete (one job)        {rate:9,.0f} jobs/s", flush=True)
+
+        # The same cycle, one call per job: each of ``window`` workers commits its job and
+        # leases its next one with CompleteAndPull (one journal write too).
+        more = tuple(SubmitRequest(prompt=f"c{i}", steps=2) for i in range(args.jobs + args.window))
+        ray.get(actor.call.remote(SubmitMany(more)))
+        workers = [f"cp{w}" for w in range(args.window)]
+        held = ray.get([actor.call.remote(Pull(w, "local", ("luma-tiny",))) for w in workers])
+        started, done = time.perf_counter(), 0
+        while done < args.jobs:
+            refs = [
+                actor.call.remote(
+                    CompleteAndPull(
+                        a.job_id, a.token, {"video": "file:///x.mp4"}, w, "local", ("luma-tiny",)
+                    )
+                )
+                for w, a in zip(workers, held, strict=True)
+            ]
+            answers = ray.get(refs)
+            done += len(answers)
+            held = [a.assignment for a in answers]
+        rate = done / (time.perf_counter() - started)
+        print(f"complete+pull in one call        {rate:9,.0f} jobs/s", flush=True)
         started = time.perf_counter()
         refs = [actor.call.remote(Pull(f"w{i}", "local", ("luma-tiny",))) for i in range(args.jobs)]
         leases = ray.get(refs)
