@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ray.util.metrics import Counter, Histogram
 
-from luma_ray.workers.loop import LoopStats
+from luma_ray.workers.outcomes import LoopStats
 
 GAP_BUCKETS_S: list[float] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]
 
