@@ -8,7 +8,9 @@ that line (``JournalUnavailable`` or ``SchedulerUnavailable``), so that clients 
 loop: pulls that wait briefly for work, and a timer that requeues lapsed leases. Its one
 remote method, ``call``, answers any ``luma_ray.scheduler.protocol`` op, so a new operation
 needs nothing here (unless it waits: ``Pull``, ``CompleteAndPull``, ``EventFeed``). Calls run
-on the actor's one event loop, so the service is never entered by two at once.
+on the actor's one event loop, so the service is never entered by two at once. Their journal
+writes are committed together (``luma_ray.runtime.group_commit``): a call is answered once its
+change, and every change it saw, is durable.
 ``luma_ray.runtime.handle`` is the only code that calls it.
 """
 
@@ -30,6 +32,7 @@ from luma_ray.errors import (
     ConfigError,
     JournalDamaged,
     JournalUnavailable,
+    LumaError,
     SchedulerUnavailable,
     Unavailable,
 )
@@ -38,6 +41,7 @@ from luma_ray.models.repository import ModelRepository
 from luma_ray.notify.events import WebhookEvent
 from luma_ray.notify.outbox import WebhookOutbox
 from luma_ray.notify.sender import WebhookSender
+from luma_ray.runtime.group_commit import GroupCommit
 from luma_ray.runtime.handle import NAMESPACE, SCHEDULER_NAME, SchedulerHandle
 from luma_ray.runtime.metrics import PUBLISH_PERIOD_S, SchedulerMetrics
 from luma_ray.runtime.retention import Retention
@@ -138,6 +142,8 @@ class SchedulerActor:
         self._ticker: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._commits: GroupCommit | None = None
+        """Commits the journal writes of concurrent calls together (None: one at a time)."""
         try:
             self._start(settings)
         except ConfigError as err:
@@ -160,6 +166,14 @@ class SchedulerActor:
             self.repository.rollout if self.repository is not None else None,
         )
         self.service.on_rollout = self._rollout_moved
+        config = self.service.config
+        if config.journal_group_window_s is not None:
+            self._commits = GroupCommit(
+                self.service.journal,
+                config.journal_group_window_s,
+                config.journal_group_max,
+                self._commit_failed,
+            )
         self.service.feed.listeners.append(self._announce)
         store_uri = settings.store_uri
         self.retention = Retention(None if store_uri is None else lambda: open_store(store_uri))
@@ -183,6 +197,20 @@ class SchedulerActor:
             kind, message = self._broken
             raise kind(message)
         self._start_ticker()
+        try:
+            answer = await self._answer(op)
+        except LumaError:
+            await self._durable()  # a refusal may rest on changes not yet durable too
+            raise
+        await self._durable()
+        return answer
+
+    async def _durable(self) -> None:
+        """Every change this call made or saw is durable (group commit), or it raises."""
+        if self._commits is not None:
+            await self._commits.durable()
+
+    async def _answer(self, op: Op[Any]) -> Any:
         if isinstance(op, Pull):
             self.service.calls["Pull"] += 1  # it bypasses service.call
             return await self._pull(op)
@@ -194,6 +222,13 @@ class SchedulerActor:
         if op.wakes_pulls:
             self._wake()
         return answer
+
+    def _commit_failed(self, err: Exception) -> None:
+        """A group commit failed: memory is read back from the journal before any other call
+        runs (the batch's changes are undone; its callers get ``JournalUnavailable``)."""
+        self.service.recovery.stale = True
+        with contextlib.suppress(JournalUnavailable):  # still stale: the next call retries
+            self.service.recovery.check()
 
     async def _complete_and_pull(self, op: CompleteAndPull) -> CompletedAndPulled:
         """Commit and lease in one call (the service, one journal write); with nothing to
@@ -298,6 +333,8 @@ class SchedulerActor:
         event.set()
 
     def _start_ticker(self) -> None:
+        if self._commits is not None:
+            self._commits.start()
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         if self._publisher is None or self._publisher.done():

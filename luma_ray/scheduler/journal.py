@@ -3,10 +3,11 @@
 One row per job (its full record as JSON, with its state, tenant and finish time as columns)
 plus a small ``meta`` table (the fencing-token high-water mark). The database runs in WAL mode
 with ``synchronous=FULL``: a commit that returned survives a crash of the process or the
-machine. The scheduler actor calls :meth:`Journal.record` after each call that changed jobs,
-and :meth:`Journal.load` once at start to rebuild its queues and leases. Finished jobs that
-left the scheduler's memory are read back one at a time (:meth:`get`) or a page at a time
-(:meth:`page`), through the indexes.
+machine. The scheduler service calls :meth:`Journal.record` after each call that changed jobs
+(in group mode, :meth:`Journal.group`, the actor commits the writes of concurrent calls
+together: ``luma_ray.runtime.group_commit``), and :meth:`Journal.load` once at start to
+rebuild its queues and leases. Finished jobs that left the scheduler's memory are read back
+one at a time (:meth:`get`) or a page at a time (:meth:`page`), through the indexes.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from luma_ray.errors import ConfigError, JournalDamaged, JournalUnavailable
 from luma_ray.jobs import TERMINAL_VALUES, Job
 from luma_ray.jobs.codec import job_from_json, job_to_json
+from luma_ray.scheduler.journal_queue import Forget, JournalBatch, JournalQueue, Upsert, Write
 from luma_ray.storage.sqlite import damaged, is_damage, open_durable
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class Journal:
         self.path = Path(path)
         # One writer (the actor) at a time, but not always on the thread that opened it.
         self._db = open_durable(self.path, _SCHEMA, "journal", "pick a writable journal path")
+        self._writer: sqlite3.Connection | None = None
+        self.pending: JournalQueue | None = None
+        """The writes waiting for the next group commit; None: each write commits at once."""
         try:
             self._add_finish_column()
             self._db.execute(_FINISH_INDEX)
@@ -76,58 +81,73 @@ class Journal:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._roll_back()
+            _roll_back(self._db)
             raise
         log.info("journal %s: added the finish-time column to %d jobs", self.path, len(rows))
 
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
         """Write changed jobs (and the token mark) in one transaction, durably; on failure
-        nothing is written and ``JournalUnavailable`` names the cause."""
-        rows = [(j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s) for j in jobs]
+        nothing is written and ``JournalUnavailable`` names the cause. In group mode
+        (:meth:`group`) the rows are queued for the next group commit instead."""
+        rows = tuple((j.id, j.state.value, j.tenant, job_to_json(j), j.finished_at_s) for j in jobs)
         if not rows and next_token is None:
             return
-        with self._writing() as db:
-            db.executemany(
-                "INSERT INTO jobs (id, state, tenant, record, finished_at_s) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, "
-                "record = excluded.record, finished_at_s = excluded.finished_at_s",
-                rows,
-            )
-            if next_token is not None:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('next_token', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                    (next_token,),
-                )
+        self._write(Upsert(rows, next_token))
 
     def forget(self, job_ids: Iterable[str]) -> None:
         """Delete jobs for good (the user deleted them, or their retention ran out)."""
-        with self._writing() as db:
-            db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+        self._write(Forget(tuple(job_ids)))
+
+    def when_durable(self, run: Callable[[], None]) -> None:
+        """Run ``run`` once the writes made so far are durable: now, or in group mode after
+        the group commit that carries them (never, if it fails)."""
+        if self.pending is None:
+            run()
+        else:
+            self.pending.when_durable(run)
+
+    def group(self) -> JournalQueue:
+        """Switch to group mode: writes queue up until :meth:`write_batch` commits them
+        together (the actor's group-commit writer); returns the queue. The batches go
+        through a connection of their own, so reads never see a half-written one."""
+        if self.pending is None:
+            self._writer = open_durable(
+                self.path, _SCHEMA, "journal", "pick a writable journal path"
+            )
+            self.pending = JournalQueue()
+        return self.pending
+
+    def write_batch(self, batch: JournalBatch) -> None:
+        """Commit a batch's writes in one transaction and one fsync, in order (any thread,
+        one batch at a time); on failure none of them is written (``JournalUnavailable``)."""
+        with self._writing(self._writer or self._db) as db:
+            for write in batch.writes:
+                _apply(db, write)
+
+    def _write(self, write: Write) -> None:
+        if self.pending is not None:
+            self.pending.add(write)
+            return
+        with self._writing(self._db) as db:
+            _apply(db, write)
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
+    def _writing(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         """One write transaction. A failed write is rolled back (unless SQLite already did,
         as it does on a full disk) and raised as ``JournalUnavailable`` naming the cause."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            yield self._db
-            self._db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
         except sqlite3.Error as err:
-            self._roll_back()
+            _roll_back(db)
             raise JournalUnavailable(
                 f"the journal {self.path} could not be written ({err}); nothing was changed, "
                 "retry later"
             ) from err
         except BaseException:
-            self._roll_back()
+            _roll_back(db)
             raise
-
-    def _roll_back(self) -> None:
-        """End a failed transaction; never masks the error that ended it."""
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
 
     def finished_before(self, horizon_s: float, limit: int) -> list[str]:
         """Ids of up to ``limit`` jobs that finished before ``horizon_s``, oldest first
@@ -211,6 +231,34 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _apply(db: sqlite3.Connection, write: Write) -> None:
+    """One queued write, inside the caller's transaction."""
+    if isinstance(write, Forget):
+        db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in write.job_ids])
+        return
+    db.executemany(
+        "INSERT INTO jobs (id, state, tenant, record, finished_at_s) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, "
+        "record = excluded.record, finished_at_s = excluded.finished_at_s",
+        write.rows,
+    )
+    if write.next_token is not None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('next_token', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            (write.next_token,),
+        )
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    """End a failed transaction; never masks the error that ended it."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _first_problem(err: Exception) -> str:

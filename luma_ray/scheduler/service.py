@@ -2,8 +2,10 @@
 
 It answers every operation of ``protocol`` (``call`` runs an op by the method it names). The
 Ray actor (``luma_ray.runtime.actor``) wraps one :class:`SchedulerService` and adds only what
-needs Ray and asyncio (waiting pulls, the lease timer). Every method that changes jobs writes
-them to the journal before it returns, so an answer a caller has seen survives a crash. Tests
+needs Ray and asyncio (waiting pulls, the lease timer, group commit). Every method that changes
+jobs writes them to the journal before it returns (in the journal's group mode it queues them,
+and the actor answers once the group commit that carries them is durable), so an answer a
+caller has seen survives a crash; job events are published once their change is durable. Tests
 build the service with a fake clock and a temporary journal file.
 """
 
@@ -159,7 +161,8 @@ class SchedulerService(EventOps, LeaseOps):
             self.core.forget(job.id, self.clock())
         self.recovery.write(lambda: self.journal.forget([job.id]))
         self.idempotency.forget(job)
-        self.feed.deleted(view, self.clock())
+        now = self.clock()
+        self.journal.when_durable(lambda: self.feed.deleted(view, now))
         return view
 
     def cancel(self, job_id: str, tenant: str | None = None) -> JobView:
@@ -329,12 +332,18 @@ class SchedulerService(EventOps, LeaseOps):
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
                 self.housekeeping.track(job)
-        for job in changed:  # one view per change: the event streams' and the webhooks'
-            view = self.view(job)
+        events = []  # one view per change, as it is now: the event streams' and the webhooks'
+        for job in changed:
             at_s = job.history[-1][0] if job.history else job.created_at_s
-            self.feed.state(view, at_s)
+            events.append(JobEvent(len(job.history), self.view(job), at_s, job.callback_url))
+        if events:  # published once durable: at once, or after the actor's group commit
+            self.journal.when_durable(lambda: self._publish(events))
+
+    def _publish(self, events: builtins.list[JobEvent]) -> None:
+        for event in events:
+            self.feed.state(event.view, event.at_s)
             if self.on_change is not None:
-                self.on_change(JobEvent(len(job.history), view, at_s, job.callback_url))
+                self.on_change(event)
 
     def _install(self, memory: Memory) -> None:
         """Take the memory read from the journal (at start, and after a failed write)."""
