@@ -1,117 +1,146 @@
-"""Scheduler throughput through the Ray actor: submits, batched submits, pull + complete cycles
-and complete+pull in one call (CompleteAndPull), measured in the same run.
+"""Scheduler throughput through the Ray actor, with and without group commit, in the same run.
 
-Starts a local cluster with only the scheduler actor (journal on local disk, WAL, fsync on
-every commit) and drives it from this driver with a window of concurrent calls.
+Starts a local cluster and, for each variant, a scheduler actor of its own (journal on local
+disk, WAL, ``synchronous=FULL``) that this driver drives from ``--workers`` concurrent callers
+(asyncio, one Ray call in flight per caller): submits one job per call, batched submits
+(``SubmitMany``, 100 jobs per call), workers that pull then complete each job, workers that
+commit each job and lease the next in one call (``CompleteAndPull``), and pulls alone. The
+variants: ``journal_group_window_s: null`` (every call commits alone: the code before group
+commit) and the default group commit (1 ms window). On a shared machine the absolute numbers
+move from run to run; the ratio between the variants of one run is the result.
 
-    python benchmarks/scheduler_throughput.py [--jobs 2000] [--window 16]
+    python benchmarks/scheduler_throughput.py [--jobs 1280] [--workers 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from _cluster import local_ray
+
+VARIANTS = (("one commit per call", None), ("group commit (1 ms)", 0.001))
+BATCH = 100
+MODELS = ("luma-tiny",)
+
+
+async def timed(callers: int, caller: Callable[[int], Awaitable[int]]) -> float:
+    """Jobs per second of ``callers`` concurrent callers (each returns its job count)."""
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(caller(c) for c in range(callers)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+async def measure(actor: Any, jobs: int, workers: int) -> dict[str, float]:
+    from luma_ray.scheduler.protocol import (
+        CompleteAndPull,
+        Pull,
+        Submit,
+        SubmitMany,
+        SubmitRequest,
+    )
+
+    async def call(op: Any) -> Any:
+        return await actor.call.remote(op)
+
+    async def submitter(c: int) -> int:
+        mine = range(c, jobs, workers)
+        for i in mine:
+            await call(Submit(SubmitRequest(prompt=f"p{i}", steps=2)))
+        return len(mine)
+
+    async def batcher(c: int) -> int:
+        calls = range(c, jobs // BATCH * 4, workers)  # 4x the jobs: they feed the workers
+        for i in calls:
+            await call(SubmitMany(tuple(SubmitRequest(prompt=f"b{i}-{k}") for k in range(BATCH))))
+        return len(calls) * BATCH
+
+    async def pull_complete(c: int) -> int:
+        for _ in range(jobs // workers):
+            lease = await call(Pull(f"w{c}", "local", MODELS))
+            await call(_complete(lease))
+        return jobs // workers
+
+    async def complete_and_pull(c: int) -> int:
+        worker, done = f"cp{c}", 0
+        lease = await call(Pull(worker, "local", MODELS))
+        for _ in range(jobs // workers):
+            uris = {"video": "file:///x.mp4"}
+            op = CompleteAndPull(lease.job_id, lease.token, uris, worker, "local", MODELS)
+            lease = (await call(op)).assignment
+            done += 1
+        await call(_complete(lease))
+        return done
+
+    async def puller(c: int) -> int:
+        for _ in range(jobs // workers):
+            await call(Pull(f"p{c}", "local", MODELS))
+        return jobs // workers
+
+    return {
+        f"submit, one job per call, {workers} callers": await timed(workers, submitter),
+        f"submit_many, {BATCH} jobs per call, {workers} callers": await timed(workers, batcher),
+        f"pull + complete, {workers} workers": await timed(workers, pull_complete),
+        f"complete+pull in one call, {workers} workers": await timed(workers, complete_and_pull),
+        f"pull only, {workers} workers": await timed(workers, puller),
+    }
+
+
+def _complete(lease: Any) -> Any:
+    from luma_ray.scheduler.protocol import Complete
+
+    return Complete(lease.job_id, lease.token, {"video": "file:///x.mp4"})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--window", type=int, default=16, help="calls in flight at once")
+    parser.add_argument("--jobs", type=int, default=1280, help="jobs per measurement")
+    parser.add_argument("--workers", type=int, default=64, help="concurrent callers")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; {args.jobs} jobs, window {args.window}"
+        f"{platform.python_version()}; {args.jobs} jobs per line, {args.workers} callers"
     )
     with local_ray() as root:
         import ray
 
-        from luma_ray import launch
         from luma_ray.config import RuntimeConfig, parse_config
-        from luma_ray.scheduler.protocol import (
-            Complete,
-            CompleteAndPull,
-            Pull,
-            Submit,
-            SubmitMany,
-            SubmitRequest,
-        )
+        from luma_ray.launch import model_limits
+        from luma_ray.runtime.actor import ActorSettings, scheduler_actor_class
 
-        # One tenant submits every job: lift the free tier's default cap of queued jobs.
-        scheduler = parse_config({"tenant_limits": {"free": {"max_queued": None}}})
-        runtime = RuntimeConfig(
-            data_dir=str(root / "data"), pools=[], http_host=None, scheduler=scheduler
-        )
-        actor = launch.start(runtime).actor  # raw calls, many in flight: the actor's own speed
-
-        def windowed(make_call, n: int) -> float:
-            started = time.perf_counter()
-            pending = []
-            for i in range(n):
-                pending.append(make_call(i))
-                if len(pending) >= args.window:
-                    ray.get(pending)
-                    pending = []
-            ray.get(pending)
-            return n / (time.perf_counter() - started)
-
-        rate = windowed(
-            lambda i: actor.call.remote(Submit(SubmitRequest(prompt=f"p{i}", steps=2))), args.jobs
-        )
-        print(f"submit (one job per call)        {rate:9,.0f} jobs/s", flush=True)
-
-        batch = 100
-        started = time.perf_counter()
-        refs = [
-            actor.call.remote(
-                SubmitMany(tuple(SubmitRequest(prompt=f"b{i}-{k}") for k in range(batch)))
+        results: dict[str, dict[str, float]] = {}
+        for name, window_s in VARIANTS:
+            # One tenant submits every job: lift the free tier's default cap of queued jobs.
+            config = {"tenant_limits": {"free": {"max_queued": None}}}
+            scheduler = parse_config({**config, "journal_group_window_s": window_s})
+            data = Path(root) / f"data-{len(results)}"
+            runtime = RuntimeConfig(data_dir=str(data), pools=[], http_host=None)
+            settings = ActorSettings(
+                config=scheduler.model_dump(),
+                journal_path=str(data / "journal.sqlite"),
+                models=model_limits(runtime),
             )
-            for i in range(args.jobs // batch)
-        ]
-        ray.get(refs)
-        rate = (args.jobs // batch) * batch / (time.perf_counter() - started)
-        print(f"submit_many (100 jobs per call)  {rate:9,.0f} jobs/s", flush=True)
-
-        def cycle(i: int):
-            a = ray.get(actor.call.remote(Pull(f"w{i % args.window}", "local", ("luma-tiny",))))
-            return actor.call.remote(Complete(a.job_id, a.token, {"video": "file:///x.mp4"}))
-
-        rate = windowed(cycle, args.jobs)
-        print(f"pull + complete (one job)        {rate:9,.0f} jobs/s", flush=True)
-
-        # The same cycle, one call per job: each of ``window`` workers commits its job and
-        # leases its next one with CompleteAndPull (one journal write too).
-        more = tuple(SubmitRequest(prompt=f"c{i}", steps=2) for i in range(args.jobs + args.window))
-        ray.get(actor.call.remote(SubmitMany(more)))
-        workers = [f"cp{w}" for w in range(args.window)]
-        held = ray.get([actor.call.remote(Pull(w, "local", ("luma-tiny",))) for w in workers])
-        started, done = time.perf_counter(), 0
-        while done < args.jobs:
-            refs = [
-                actor.call.remote(
-                    CompleteAndPull(
-                        a.job_id, a.token, {"video": "file:///x.mp4"}, w, "local", ("luma-tiny",)
-                    )
-                )
-                for w, a in zip(workers, held, strict=True)
-            ]
-            answers = ray.get(refs)
-            done += len(answers)
-            held = [a.assignment for a in answers]
-        rate = done / (time.perf_counter() - started)
-        print(f"complete+pull in one call        {rate:9,.0f} jobs/s", flush=True)
-        started = time.perf_counter()
-        refs = [actor.call.remote(Pull(f"w{i}", "local", ("luma-tiny",))) for i in range(args.jobs)]
-        leases = ray.get(refs)
-        rate = args.jobs / (time.perf_counter() - started)
-        print(
-            f"pull only ({args.jobs} in flight)         {rate:9,.0f} pulls/s "
-            f"({sum(a is not None for a in leases)} leased)",
-            flush=True,
-        )
+            data.mkdir(parents=True, exist_ok=True)
+            actor = (
+                scheduler_actor_class()
+                .options(num_cpus=0, max_concurrency=1000, max_task_retries=0)
+                .remote(settings)
+            )
+            results[name] = asyncio.run(measure(actor, args.jobs, args.workers))
+            for line, rate in results[name].items():
+                print(f"{name:22} {line:44} {rate:9,.0f} jobs/s", flush=True)
+            ray.kill(actor)
+        before, after = (results[name] for name, _ in VARIANTS)
+        print("\ngroup commit against one commit per call, same run:")
+        for line in before:
+            ratio = after[line] / before[line]
+            print(f"  {line:44} {before[line]:8,.0f} -> {after[line]:8,.0f} jobs/s  {ratio:5.2f}x")
 
 
 if __name__ == "__main__":
