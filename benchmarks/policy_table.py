@@ -27,13 +27,8 @@ from luma_ray.sim.traces import write_gentd26, write_launch_day
 from luma_ray.sim.traces.reader import read_capacity, read_trace
 
 TIER_NAMES = [t.name for t in default_tiers()]
-FRONTIER = [
-    {"guard_share": g, "worst_share": w}
-    for g in (0.1, 0.2, 0.35, 0.5)
-    for w in (0.6, 0.8, 0.95)
-    if g <= w
-]
-"""``--frontier``: settings of the default policy's shares (docs/scheduling.md, the knob)."""
+FRONTIER = [{"tail_target": t} for t in (0.9, 1.0, 1.25, 1.5, 2.0, 4.0)]
+"""``--frontier``: settings of the default policy's knob, ``tail_target`` (docs/scheduling.md)."""
 
 
 def run_one(task: tuple[str, str, str, dict[str, float]]) -> dict:

@@ -51,6 +51,16 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
+    return value
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from luma_ray.config import PreemptionConfig, default_tiers, load_tiers
     from luma_ray.scheduler.policies import make_policy
@@ -74,6 +84,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         args.steps,
         jobs_out=args.jobs_out,
         fair_share=args.fair_share,
+        **({} if args.lag_jobs is None else {"lag_jobs": args.lag_jobs}),
     )
     result["elapsed_s"] = round(time.perf_counter() - started, 3)
     text = json.dumps(result, indent=2)
@@ -184,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="fair_share",
         action="store_false",
         help="first come, first served across the tenants of a tier (default: fair share)",
+    )
+    sim.add_argument(
+        "--fair-share-lag-jobs",
+        dest="lag_jobs",
+        type=_non_negative,
+        default=None,
+        help="how far (in mean job costs) a tenant may run ahead before fair share, not age, "
+        "picks its savable jobs; 0: pure fair share (default: the scheduler's, 1000)",
     )
     sim.set_defaults(func=_cmd_simulate)
 

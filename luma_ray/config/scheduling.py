@@ -34,11 +34,11 @@ class TierConfig(Strict):
 class PolicyConfig(Strict):
     """Which dispatch policy ranks queue heads, and its parameters."""
 
-    name: str = "slo_ratchet"
-    """One of ``fifo``, ``strict``, ``pct_slo``, ``edf``, ``slo_guard``, ``slo_ratchet``
-    (the default, ``luma_ray.scheduler.policies.DEFAULT_POLICY``)."""
+    name: str = "slo_shadow"
+    """One of ``fifo``, ``strict``, ``pct_slo``, ``edf``, ``slo_guard``, ``slo_ratchet``,
+    ``slo_shadow`` (the default, ``luma_ray.scheduler.policies.DEFAULT_POLICY``)."""
     params: dict[str, float] = Field(default_factory=dict)
-    """Policy parameters, e.g. ``{guard_share: 0.8}`` for ``slo_ratchet``."""
+    """Policy parameters, e.g. ``{tail_target: 1.0}`` for ``slo_shadow``."""
 
 
 class PreemptionConfig(Strict):
@@ -148,6 +148,10 @@ class SchedulerConfig(Strict):
     tier"): dispatches go to the tenant with the least virtual time (its past dispatches'
     sizes over its weight), so one tenant's flood costs the others little. ``false``: first
     come, first served across the tenants of a tier."""
+    fair_share_lag_jobs: float = Field(default=1000.0, ge=0, le=1e9)
+    """How far a tenant may run ahead of the least-served tenant of its tier (in mean job sizes
+    of virtual time) while its savable jobs are still taken oldest first; past it, fair share
+    picks. ``0``: fair share picks every savable job."""
     tenant_weights: dict[str, float] = Field(default_factory=dict)
     """Fair-share weight per tenant id (default 1): a tenant of weight 2 gets twice the
     dispatches of a weight-1 tenant of its tier while both have jobs waiting."""

@@ -39,7 +39,9 @@ class SchedulerCore:
         self.config = config
         self.tiers = tier_specs(config.tiers)
         self.policy = policy or make_policy(config.policy.name, config.policy.params)
-        self.queues = QueueBook(self.tiers, config.fair_share, config.tenant_weights)
+        self.queues = QueueBook(
+            self.tiers, config.fair_share, config.tenant_weights, config.fair_share_lag_jobs
+        )
         self.caps = TenantCaps(config.tenant_limits, self.queues)
         self.jobs: dict[JobId, Job] = {}
         self._seq_of: dict[JobId, int] = {}
@@ -74,6 +76,7 @@ class SchedulerCore:
         self.jobs[job.id] = job
         self.dirty[job.id] = job
         self._enqueue(job)
+        self.policy.on_arrival(self.tiers[job.tier], now_s)
 
     def restore_token(self, next_token: int) -> None:
         """The last fencing token the journal saw (actor restart): tokens never repeat, even
@@ -90,6 +93,7 @@ class SchedulerCore:
         self.jobs[job.id] = job
         if job.state is JobState.QUEUED:
             self._enqueue(job)
+            self.policy.on_arrival(self.tiers[job.tier], job.enqueued_at_s)
         elif job.state in _LIVE and job.lease is not None:
             job.lease.expires_at_s = max(job.lease.expires_at_s, now_s + self.config.lease_ttl_s)
             self._count_lease(job, +1)

@@ -15,9 +15,11 @@ state that changes only through :meth:`Policy.on_dispatch` (the reserved shares 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from luma_ray.errors import ConfigError
+from luma_ray.scheduler.shadows import RunningQuantile, ShadowBook
 from luma_ray.scheduler.tiers import TierSpec
 
 
@@ -42,6 +44,9 @@ class Policy:
 
     def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
         raise NotImplementedError
+
+    def on_arrival(self, tier: TierSpec, now_s: float) -> None:
+        """Called once for each new job the scheduler accepts (not for requeues)."""
 
     def on_dispatch(self, tier: TierSpec, band: int, wait_s: float, now_s: float) -> None:
         """Called once after each dispatch at ``now_s``; stateful policies update here."""
@@ -282,16 +287,95 @@ class SloRatchet(Policy):
         self.worst = max(self.worst, ratio)
 
 
+class SloShadow(SloRatchet):
+    """``slo_ratchet`` steered between the two yardsticks, replayed in shadow.
+
+    A :class:`~luma_ray.scheduler.shadows.ShadowBook` replays ``pct_slo`` and ``strict`` on
+    the same arrivals and dispatches, so the policy knows, as the day goes, the tail
+    ``pct_slo`` has been forced to (``ref``: its running p99.9 wait/SLO) and the weighted
+    attainment ``strict`` has reached. The ratchet's *worst* (where the record band starts)
+    is then capped at ``k * ref``, and ``k`` is steered after every dispatch: up (more room
+    for savable jobs) while the policy's own tail margin (``tail_target`` minus its running
+    p99.9 over ``ref``) exceeds its attainment margin (its weighted attainment over strict's,
+    minus ``attainment_target``, with deficits diluted over at least ``attainment_scale``
+    weight units so that the first few hundred dispatches of a day do not steer it), down
+    otherwise, within [``k_min``, ``k_max``], by a factor ``exp(step)`` per dispatch. So the
+    policy holds the tail near ``pct_slo``'s when attainment has room, and gives way when it
+    has not. ``tail_target`` is the operator's knob: lower trades attainment for tail.
+    """
+
+    name = "slo_shadow"
+    param_defaults = {
+        **SloRatchet.param_defaults,
+        "tail_target": 1.1,
+        "attainment_target": 0.9,
+        "k_start": 1.2,
+        "k_min": 0.5,
+        "k_max": 64.0,
+        "step": 0.002,
+        "quantile": 0.999,
+        "attainment_scale": 20000.0,
+    }
+
+    def __init__(self, **params: float) -> None:
+        super().__init__(**params)
+        p = self.params
+        _check(self.name, "tail_target", p["tail_target"], 0.5, 100.0)
+        _check(self.name, "attainment_target", p["attainment_target"], 0.0, 1.0)
+        _check(self.name, "k_min", p["k_min"], 0.01, p["k_max"])
+        _check(self.name, "k_start", p["k_start"], p["k_min"], p["k_max"])
+        _check(self.name, "step", p["step"], 0.0, 1.0)
+        _check(self.name, "quantile", p["quantile"], 0.5, 0.999999)
+        _check(self.name, "attainment_scale", p["attainment_scale"], 0.0, 1e12)
+        self.k = p["k_start"]
+        self.shadows = ShadowBook(p["quantile"])
+        self.own_tail = RunningQuantile(p["quantile"])
+        self.own_met = self.own_weight = 0.0
+        self.self_worst = 0.0
+        """The ratchet's own worst (decayed), before the cap."""
+
+    def on_arrival(self, tier: TierSpec, now_s: float) -> None:
+        self.shadows.arrive(tier, now_s)
+
+    def on_dispatch(self, tier: TierSpec, band: int, wait_s: float, now_s: float) -> None:
+        last = self._worst_at_s
+        super().on_dispatch(tier, band, wait_s, now_s)  # credits; the capped worst is redone
+        ratio = wait_s / tier.max_wait_s
+        if last is not None and now_s > last:
+            self.self_worst *= 0.5 ** ((now_s - last) / self.memory_s)
+        self.self_worst = max(self.self_worst, ratio)
+        self.own_weight += tier.weight
+        self.own_met += tier.weight * (wait_s <= tier.max_wait_s)
+        self.own_tail.add(ratio)
+        shadows = self.shadows
+        shadows.dispatch(now_s)
+        ref = shadows.pct_tail.value
+        if ref > 1.0:
+            self.k *= math.exp(self.params["step"] if self._relax(ref) else -self.params["step"])
+            self.k = min(self.params["k_max"], max(self.params["k_min"], self.k))
+        cap = self.k * ref
+        self.worst = min(self.self_worst, cap) if cap > 0 else self.self_worst
+
+    def _relax(self, ref: float) -> bool:
+        """True when the tail has more room than attainment (so let ``k`` grow)."""
+        p, s = self.params, self.shadows
+        strict = s.strict_met * self.own_weight / s.strict_weight if s.strict_weight else 0.0
+        scale = max(self.own_weight, p["attainment_scale"], 1e-9)
+        attainment_margin = (self.own_met - p["attainment_target"] * strict) / scale
+        tail_margin = p["tail_target"] - self.own_tail.value / ref
+        return tail_margin > attainment_margin
+
+
 def _check(policy: str, name: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
         raise ConfigError(f"policy {policy}: {name} must be in [{lo:g}, {hi:g}], got {value}")
 
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (Fifo, Strict, PctSlo, Edf, SloGuard, SloRatchet)
+    cls.name: cls for cls in (Fifo, Strict, PctSlo, Edf, SloGuard, SloRatchet, SloShadow)
 }
 
-DEFAULT_POLICY = "slo_ratchet"
+DEFAULT_POLICY = "slo_shadow"
 
 
 def make_policy(name: str, params: Mapping[str, float] | None = None) -> Policy:

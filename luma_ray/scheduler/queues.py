@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
-from luma_ray.scheduler.shares import FairLane
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, FairLane
 from luma_ray.scheduler.tiers import TierSpec
 
 __all__ = ["FairLane", "JobQueue", "Pick", "QueueBook", "band_of"]
@@ -55,8 +55,10 @@ class QueueBook:
         tiers: dict[str, TierSpec],
         fair_share: bool = False,
         weights: Mapping[str, float] | None = None,
+        lag_jobs: float = DEFAULT_LAG_JOBS,
     ) -> None:
         self.tiers = tiers
+        self.lag_jobs = lag_jobs
         self.fair_share = fair_share
         self.weights = dict(weights or {})
         self.queues: dict[tuple[str, str], Lane] = {}
@@ -70,7 +72,7 @@ class QueueBook:
         q = self.queues.get(key)
         if q is None:
             if self.fair_share:
-                lane = FairLane(self._weight_of)
+                lane = FairLane(self._weight_of, self.lag_jobs)
                 self._lanes_of_tier.setdefault(tier, []).append(lane)
                 q = lane
             else:

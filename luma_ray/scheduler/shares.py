@@ -21,6 +21,14 @@ The lane offers two candidates, head-only, for the book's pick (:mod:`.queues`):
 - the *age candidate*: the oldest job of any tenant that is not capped (a heap keyed by each
   tenant's head), which the pick lets compete only in a band >= 1.
 
+With a *lag* (``lag_jobs`` > 0, the default), the band-0 candidate is first the lane's oldest
+band-0 job of any tenant (one bisection in a lane-wide time-ordered queue) when its tenant is
+uncapped and at most ``lag_jobs`` mean job costs of virtual time ahead of the least-vtime
+tenant with queued jobs; only otherwise the least (vtime, stamp) tenant's. So while tenants
+stay within the lag of each other the lane serves its savable jobs nearest their deadline
+first (which saves the most of them), and a tenant that runs ahead, a flood, waits for the
+others.
+
 Capped tenants (``max_leased`` reached) are parked: they stay out of both heaps, with no scan,
 until :meth:`FairLane.set_capped` unparks them. Stale heap entries are skipped when they
 surface and the heaps are rebuilt once they hold several times more entries than tenants, so
@@ -37,6 +45,9 @@ from luma_ray.jobs.request import DEFAULT_FRAMES, DEFAULT_STEPS
 from luma_ray.scheduler.job_queue import JobQueue
 
 _INF = float("inf")
+DEFAULT_LAG_JOBS = 1000.0
+"""How far (in mean job costs of virtual time) a tenant may run ahead of the least-served one
+before fair share, not deadline order, picks its band-0 jobs."""
 _UNIT_SIZE = DEFAULT_FRAMES * 64 * 64 * DEFAULT_STEPS
 
 
@@ -66,8 +77,15 @@ class Tenant:
 class FairLane:
     """One (tier, model) queue, split by tenant, with virtual-time fair share."""
 
-    def __init__(self, weight_of: Callable[[str], float]) -> None:
+    def __init__(
+        self, weight_of: Callable[[str], float], lag_jobs: float = DEFAULT_LAG_JOBS
+    ) -> None:
         self.weight_of = weight_of
+        self.lag_jobs = lag_jobs
+        self._all = JobQueue()  # every queued job of the lane, by age (the lag candidate)
+        self._tenant_of: dict[int, str] = {}
+        self._cost_sum = 0.0
+        self._cost_n = 0
         self.tenants: dict[str, Tenant] = {}
         self.live = 0
         self.floor = 0.0
@@ -106,6 +124,11 @@ class FairLane:
             new_head = (enqueued_at_s, seq) < (q.times[i], q.seqs[i])
         q.push(enqueued_at_s, seq)
         self._cost[seq] = cost
+        self._cost_sum += cost
+        self._cost_n += 1
+        if self.lag_jobs > 0:
+            self._all.push(enqueued_at_s, seq)
+            self._tenant_of[seq] = tenant
         self.live += 1
         if rec.capped:
             return
@@ -121,6 +144,7 @@ class FairLane:
         q = rec.q
         was_head = i == q.first_live()
         seq = q.seqs[i]
+        self._forget(q.times[i], seq)
         q.remove_at(i)
         self.live -= 1
         rec.vtime += self._cost.pop(seq) / self.weight_of(rec.name)
@@ -146,6 +170,7 @@ class FairLane:
         if i is None:
             return False
         was_head = i == q.first_live()
+        self._forget(enqueued_at_s, seq)
         q.remove_at(i)
         self.live -= 1
         self._cost.pop(seq, None)
@@ -174,8 +199,13 @@ class FairLane:
     # ---- candidates ------------------------------------------------------------------------
 
     def fair_candidate(self, cut_s: float) -> tuple[Tenant, int] | None:
-        """The least-vtime uncapped tenant with a job enqueued after ``cut_s``, and the index
-        of its oldest such job."""
+        """The band-0 candidate (jobs enqueued after ``cut_s``) and its index in its tenant's
+        queue: the lane's oldest such job if its tenant is within the lag, else the
+        least-vtime uncapped tenant's oldest such job."""
+        if self.lag_jobs > 0:
+            found = self._lag_candidate(cut_s)
+            if found is not None:
+                return found
         dormant = self._dormant
         while dormant and -dormant[0][0] > cut_s:
             _, name = heappop(dormant)
@@ -237,6 +267,26 @@ class FairLane:
         return None if i is None else max(0, min(i - rec.q.head, rec.q.live - 1))
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _lag_candidate(self, cut_s: float) -> tuple[Tenant, int] | None:
+        every = self._all
+        i = every.first_younger_than(cut_s)
+        if i >= len(every.times):
+            return None
+        t, seq = every.times[i], every.seqs[i]
+        rec = self.tenants[self._tenant_of[seq]]
+        lag = self.lag_jobs * self._cost_sum / max(self._cost_n, 1)
+        if rec.capped or rec.vtime > self._least_active() + lag:
+            return None
+        j = rec.q.find(t, seq)
+        return None if j is None else (rec, j)
+
+    def _forget(self, enqueued_at_s: float, seq: int) -> None:
+        """Drop a job that leaves the lane from the lane-wide queue."""
+        if self._tenant_of.pop(seq, None) is not None:
+            i = self._all.find(enqueued_at_s, seq)
+            if i is not None:
+                self._all.remove_at(i)
 
     def _next_stamp(self) -> int:
         self._stamp += 1

@@ -179,12 +179,14 @@ def replay_preemptive(
             tier = tier_of[i]
             q = queue_of[tier]
             if busy < slots and not queued:
+                policy.on_arrival(specs[tier], now)
                 run(i, now)
                 busy += 1
                 on_dispatch(specs[tier], 0, 0.0, now)
             elif tier in shed and q.live and now - q.times[q.first_live()] > shed[tier]:
                 pass  # admission control: the tier's head is far past its SLO; reject
             else:
+                policy.on_arrival(specs[tier], now)
                 q.push(arrival[i], i)
                 queued += 1
             i += 1

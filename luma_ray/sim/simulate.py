@@ -22,6 +22,7 @@ from luma_ray.config import PreemptionConfig, TierConfig, default_tiers
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.preemption import PreemptionRule
 from luma_ray.scheduler.queues import QueueBook
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
 from luma_ray.sim.bounds import capacity_integral, fluid_lower_bound
 from luma_ray.sim.capacity import capacity_steps
@@ -43,6 +44,7 @@ def simulate(
     default_steps: int = DEFAULT_STEPS,
     jobs_out: str | Path | None = None,
     fair_share: bool = True,
+    lag_jobs: float = DEFAULT_LAG_JOBS,
 ) -> dict[str, Any]:
     """Replay ``trace`` on ``capacity`` with ``policy``; return the result mapping.
 
@@ -50,10 +52,10 @@ def simulate(
     With ``preemption``, jobs are divided into steps and may be parked at step boundaries
     (:mod:`luma_ray.sim.preemptive`, first come first served inside a tier); the result gains
     a ``preemption`` section. ``fair_share`` False queues first come, first served across the
-    tenants of a tier."""
+    tenants of a tier; ``lag_jobs`` is fair share's lag (docs/scheduling.md)."""
     specs = tier_specs(tiers or default_tiers())
     if preemption is None:
-        start = _replay(trace, capacity, policy, specs, fair_share)
+        start = _replay(trace, capacity, policy, specs, fair_share, lag_jobs)
         if jobs_out is not None:
             write_jobs(jobs_out, trace, start)
         return {**summarize(trace, capacity, policy, specs, start), "fair_share": fair_share}
@@ -89,6 +91,7 @@ def _replay(
     policy: Policy,
     specs: dict[str, TierSpec],
     fair_share: bool = True,
+    lag_jobs: float = DEFAULT_LAG_JOBS,
 ) -> list[float]:
     """Start time of every job (NaN for a rejected one)."""
     arrival, service, tier_of, tenant_of = (
@@ -99,7 +102,7 @@ def _replay(
     )
     n = len(arrival)
     start = [math.nan] * n
-    book = QueueBook(specs, fair_share)
+    book = QueueBook(specs, fair_share, lag_jobs=lag_jobs)
     # Every slot serves every model, so one queue per tier picks exactly what per-model queues
     # would (the pick is an argmax over the union), with half the candidates. Fair share is
     # then per tier, over everything a tenant runs in it.
@@ -111,7 +114,7 @@ def _replay(
         return book.oldest_s(tier, "*") or 0.0
 
     shed = {name: s.shed_ratio * s.max_wait_s for name, s in specs.items() if s.shed_ratio}
-    pick, on_dispatch = book.pick, policy.on_dispatch
+    pick, on_dispatch, on_arrival = book.pick, policy.on_dispatch, policy.on_arrival
     finish: list[float] = []  # heap of finish times of running jobs
     push, pop = heapq.heappush, heapq.heappop
     cap_times, cap_slots, c = capacity_steps(capacity)
@@ -135,6 +138,7 @@ def _replay(
         while i < n and arrival[i] <= now:
             tier = tier_of[i]
             if busy < slots and not queued:
+                on_arrival(specs[tier], now)
                 # Nothing waits, so the job starts at once; tell stateful policies (fair share
                 # charges only jobs that queued: a tenant is not behind anyone it never waited
                 # with).
@@ -145,6 +149,7 @@ def _replay(
             elif tier in shed and queue_of[tier].live and now - head_of(tier) > shed[tier]:
                 pass  # admission control: the tier's head is far past its SLO; reject
             else:
+                on_arrival(specs[tier], now)
                 book_push(tier, "*", arrival[i], i, tenant_of[i], service[i])
                 queued += 1
             i += 1

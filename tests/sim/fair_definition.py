@@ -8,7 +8,10 @@ vtime of the lane's tenants with queued jobs, or the lane's floor when there are
 stamped; a dispatch adds cost / weight and stamps; a tenant left with no queued job raises the
 floor to its vtime. A pick takes the argmax by (rank, older, lower seq) over (a) per lane, the
 band-0 job of an uncapped tenant that is least by (vtime, stamp, -rank, enqueue time, seq),
-and (b) every queued job of an uncapped tenant in a band >= 1.
+and (b) every queued job of an uncapped tenant in a band >= 1. With a lag (``lag_jobs`` > 0),
+(a) is first the lane's oldest band-0 job by (enqueue time, seq), capped tenants' included,
+when its tenant is uncapped and its vtime is at most the least vtime of the lane's tenants with
+queued jobs plus ``lag_jobs`` times the mean cost of every push the lane has had.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from luma_ray.config import default_tiers
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.queues import band_of
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS
 from luma_ray.scheduler.tiers import tier_specs
 
 TIERS = tier_specs(default_tiers())
@@ -46,6 +50,9 @@ class Definition:
     clock: dict[tuple[str, str], int] = field(default_factory=dict)
     leased: Counter = field(default_factory=Counter)
     tiers: dict = field(default_factory=lambda: TIERS)
+    lag_jobs: float = DEFAULT_LAG_JOBS
+    pushed: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    """Per lane: [sum of pushed costs, number of pushes]."""
     seen: Counter = field(default_factory=Counter)
     """Fair-share states met: lifts, vtime ties, parked tenants passed over."""
 
@@ -73,6 +80,9 @@ class Definition:
             self.vtime[key] = max(self.vtime.get(key, 0.0), least)
             self._stamp(key)
         self.queued[e.seq] = e
+        sums = self.pushed.setdefault((e.tier, e.model), [0.0, 0])
+        sums[0] += e.cost
+        sums[1] += 1
 
     def _left(self, e: FairEntry) -> None:
         key = (e.tier, e.model, e.tenant)
@@ -123,7 +133,42 @@ class Definition:
             key = (r, -e.enqueued_at_s, -e.seq)
             if best is None or key > best:
                 best, best_at = key, (e.seq, band)
+        for lane, found in self._lag_candidates(models, now_s).items():
+            fair[lane] = found
         for _order, key, _tenant, band in fair.values():
             if best is None or key > best:
                 best, best_at = key, (-key[2], band)
         return best_at
+
+    def _lag_candidates(self, models: set[str], now_s: float) -> dict[tuple[str, str], tuple]:
+        """Per lane, the oldest band-0 job when its tenant is within the lag (replaces the
+        fair-share candidate of that lane)."""
+        if self.lag_jobs <= 0:
+            return {}
+        oldest: dict[tuple[str, str], FairEntry] = {}
+        least: dict[tuple[str, str], float] = {}
+        for e in self.queued.values():
+            lane = (e.tier, e.model)
+            v = self.vtime[(e.tier, e.model, e.tenant)]
+            least[lane] = min(least.get(lane, v), v)
+            if e.model not in models:
+                continue
+            tier = self.tiers[e.tier]
+            if band_of(self.policy.bands(tier), e.enqueued_at_s, now_s) != 0:
+                continue
+            held = oldest.get(lane)
+            if held is None or (e.enqueued_at_s, e.seq) < (held.enqueued_at_s, held.seq):
+                oldest[lane] = e
+        out = {}
+        for lane, e in oldest.items():
+            total, n = self.pushed[lane]
+            lag = self.lag_jobs * total / max(n, 1)
+            if self.capped(e.tier, e.tenant):
+                continue
+            if self.vtime[(e.tier, e.model, e.tenant)] > least[lane] + lag:
+                self.seen["past_lag"] += 1
+                continue
+            self.seen["within_lag"] += 1
+            r = self.policy.rank(self.tiers[e.tier], 0, now_s - e.enqueued_at_s)
+            out[lane] = (None, (r, -e.enqueued_at_s, -e.seq), e.tenant, 0)
+        return out

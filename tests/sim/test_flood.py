@@ -73,9 +73,10 @@ def test_the_flood_is_ten_times_the_free_tier(gentd26) -> None:
             {},
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="not met yet (issue 13): slo_ratchet guards a tier's oldest jobs, the "
-                "flood's, ahead of savable free jobs and, on its reserved shares, of savable "
-                "api jobs: api 0.970, other free tenants 0.31x their attainment without the flood",
+                reason="not met yet (issue 13): the default guards the tail against pct_slo's, and "
+                "in a flood the tail is the flood's own oldest jobs, which it then serves ahead of "
+                "savable free jobs and, on its reserved share, of savable api jobs: api 0.967, "
+                "other free tenants 0.36x their attainment without the flood",
             ),
         ),
         ("slo_guard", {"guard_share": 0.1}),

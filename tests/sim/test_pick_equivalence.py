@@ -67,6 +67,8 @@ policy_specs = st.sampled_from(
         ("slo_ratchet", {}),
         ("slo_ratchet", {"ratchet": 0.5, "floor": 1.5, "memory_s": 600.0}),
         ("slo_ratchet", {"guard_share": 1.0, "worst_share": 1.0, "tier_bias": 0.0}),
+        ("slo_shadow", {}),
+        ("slo_shadow", {"tail_target": 1.0, "step": 0.05, "attainment_scale": 1.0}),
     ]
 )
 
@@ -117,6 +119,8 @@ def test_head_only_pick_equals_brute_force(spec, ops, cap) -> None:
             entries[seq] = e
             order.append(seq)
             book.push(tier, model, e.enqueued_at_s, seq)
+            policy.on_arrival(TIERS[tier], e.enqueued_at_s)
+            shadow.on_arrival(TIERS[tier], e.enqueued_at_s)
             seq += 1
         elif op[0] == "cancel" and order:
             victim = order[op[1] % len(order)]
@@ -141,7 +145,15 @@ def test_head_only_pick_equals_brute_force(spec, ops, cap) -> None:
 
 
 def test_every_policy_is_covered() -> None:
-    assert set(POLICIES) == {"fifo", "strict", "pct_slo", "edf", "slo_guard", "slo_ratchet"}
+    assert set(POLICIES) == {
+        "fifo",
+        "strict",
+        "pct_slo",
+        "edf",
+        "slo_guard",
+        "slo_ratchet",
+        "slo_shadow",
+    }
 
 
 # ---- fair share (the definition: tests/sim/fair_definition.py) ----------------------
@@ -185,6 +197,8 @@ FAIR_SPECS = [
     ("slo_guard", {"r_cap": 5.0, "guard_share": 0.0, "tier_bias": 0.2}),
     ("slo_ratchet", {}),
     ("slo_ratchet", {"ratchet": 0.5, "floor": 1.5, "memory_s": 600.0}),
+    ("slo_shadow", {}),
+    ("slo_shadow", {"tail_target": 1.0, "step": 0.05, "attainment_scale": 1.0}),
     ("shifting", {}),
 ]
 fair_policies = st.sampled_from(FAIR_SPECS)
@@ -219,12 +233,13 @@ def run_fair(
     caps: dict[str, int],
     weights: dict[str, float],
     compactions: list[int] | None = None,
+    lag_jobs: float = 2.0,
 ) -> tuple[Counter, Counter]:
     """Replay ``ops`` on a fair-share book and on the definition, checking every pick.
     Returns the picks made by kind ("fair", 0) / ("age", band), and the states met."""
     policy, shadow = fresh_policy(spec), fresh_policy(spec)
-    book = QueueBook(TIERS, fair_share=True, weights=weights)
-    d = Definition(shadow, weights, caps)
+    book = QueueBook(TIERS, fair_share=True, weights=weights, lag_jobs=lag_jobs)
+    d = Definition(shadow, weights, caps, lag_jobs=lag_jobs)
     leased: list[FairEntry] = []
     kinds: Counter = Counter()
     order: list[int] = []
@@ -249,6 +264,8 @@ def run_fair(
             order.append(seq)
             seq += 1
             queue(e)
+            policy.on_arrival(TIERS[tier], at)
+            shadow.on_arrival(TIERS[tier], at)
         elif op[0] == "cancel" and order:
             victim = d.queued.get(order[op[1] % len(order)])
             if victim is not None:
@@ -288,9 +305,15 @@ weights_st = st.sampled_from([{}, {"a": 2.0}, {"a": 0.5, "c": 3.0}])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=fair_policies, ops=fair_ops, caps=caps_st, weights=weights_st)
-def test_fair_share_pick_equals_definition(spec, ops, caps, weights) -> None:
-    run_fair(spec, ops, caps, weights)
+@given(
+    spec=fair_policies,
+    ops=fair_ops,
+    caps=caps_st,
+    weights=weights_st,
+    lag=st.sampled_from([0.0, 2.0, 1000.0]),
+)
+def test_fair_share_pick_equals_definition(spec, ops, caps, weights, lag) -> None:
+    run_fair(spec, ops, caps, weights, lag_jobs=lag)
 
 
 def random_ops(
@@ -338,9 +361,10 @@ def test_fair_share_runs_meet_every_kind_of_pick(spec) -> None:
         kinds += k
         seen += s
     print(spec, dict(kinds), dict(seen))
-    bands = {"slo_guard": 3, "shifting": 3, "slo_ratchet": 4}.get(spec[0], 1)
+    bands = {"slo_guard": 3, "shifting": 3, "slo_ratchet": 4, "slo_shadow": 4}.get(spec[0], 1)
     assert set(kinds) == {("fair", 0)} | {("age", b) for b in range(1, bands)}
     assert seen["lift"] and seen["vtime_tie"] and seen["parked"]
+    assert seen["within_lag"] and seen["past_lag"]  # deadline order, then fair share
 
 
 def test_long_run_through_heap_compaction() -> None:

@@ -52,6 +52,7 @@ def reference_replay(trace: Trace, capacity, policy, specs, fair: bool = False) 
             tier = trace.tier[i]
             heads = [j for j in queued if trace.tier[j] == tier]
             if len(running) < slots and not queued:
+                policy.on_arrival(specs[tier], now)
                 start[i] = now
                 running.append(now + trace.service_s[i])
                 policy.on_dispatch(specs[tier], 0, 0.0, now)
@@ -60,9 +61,11 @@ def reference_replay(trace: Trace, capacity, policy, specs, fair: bool = False) 
             ):
                 pass
             else:
+                policy.on_arrival(specs[tier], now)
                 queued.append(i)
-                definition.push(FairEntry(tier, "*", trace.tenant[i], trace.arrival_s[i], i, 0.0))
-                definition.queued[i].cost = trace.service_s[i]
+                definition.push(
+                    FairEntry(tier, "*", trace.tenant[i], trace.arrival_s[i], i, trace.service_s[i])
+                )
             i += 1
         while len(running) < slots and queued:
 
@@ -101,6 +104,8 @@ def reference_replay(trace: Trace, capacity, policy, specs, fair: bool = False) 
         ("slo_guard", {"r_cap": 2.0, "guard_share": 0.3, "tier_bias": 0.5}),
         ("slo_ratchet", {}),
         ("slo_ratchet", {"ratchet": 0.7, "floor": 1.2, "guard_share": 0.3, "memory_s": 300.0}),
+        ("slo_shadow", {}),
+        ("slo_shadow", {"tail_target": 1.0, "step": 0.05, "attainment_scale": 1.0}),
     ],
 )
 @pytest.mark.parametrize("seed", range(6))

@@ -79,13 +79,20 @@ def test_simulate_shares_a_tier_fairly_unless_told_not_to(tmp_path, capsys) -> N
     # One slot; tenant a queues two long jobs before b's short one.
     trace = HEADER + "0,a,free,m,100\n1,a,free,m,100\n2,a,free,m,100\n3,b,free,m,10\n"
     args = write(tmp_path, trace, "time_s,slots\n0,1\n")
-    assert main(args) == 0
+    assert main([*args, "--fair-share-lag-jobs", "0"]) == 0
     fair = json.loads(capsys.readouterr().out)
     assert main([*args, "--no-fair-share"]) == 0
     fifo = json.loads(capsys.readouterr().out)
     assert fair["fair_share"] is True and fifo["fair_share"] is False
     assert fair["tiers"]["free"]["wait_max_s"] == 208.0  # b goes at 200, after a's one job
     assert fifo["tiers"]["free"]["wait_max_s"] == 297.0  # b waits behind both of a's jobs
+    assert main(args) == 0  # the default lag: a is within it, so its jobs go oldest first
+    lagged = json.loads(capsys.readouterr().out)
+    assert lagged["tiers"]["free"]["wait_max_s"] == 297.0
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--fair-share-lag-jobs", "-1"])
+    assert exited.value.code == 2
+    assert "must be a number >= 0" in capsys.readouterr().err
 
 
 def test_console_script_runs_as_a_module(tmp_path) -> None:

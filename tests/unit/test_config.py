@@ -27,7 +27,7 @@ def test_defaults_match_the_design() -> None:
         ("light", 1800, 2),
         ("free", 7200, 1),
     ]
-    assert cfg.policy.name == DEFAULT_POLICY == "slo_ratchet"
+    assert cfg.policy.name == DEFAULT_POLICY == "slo_shadow"
     assert cfg.fair_share is True and cfg.tenant_weights == {}
 
 

@@ -84,5 +84,5 @@ def test_guarded_jobs_go_before_the_savable_jobs_of_lighter_tiers_only() -> None
     ],
 )
 def test_bad_parameters_are_refused_with_the_name(params) -> None:
-    with pytest.raises(ConfigError, match="slo_ratchet"):
+    with pytest.raises(ConfigError, match=DEFAULT_POLICY):
         make_policy(DEFAULT_POLICY, params)

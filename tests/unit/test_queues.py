@@ -65,7 +65,7 @@ def test_ties_across_queues_go_to_the_earlier_submission() -> None:
 
 
 def test_fair_share_an_idle_tenant_banks_no_credit() -> None:
-    book = QueueBook(tier_specs(default_tiers()), fair_share=True)
+    book = QueueBook(tier_specs(default_tiers()), fair_share=True, lag_jobs=0)
     fifo = make_policy("fifo")
     for seq in range(5):  # a runs alone: its virtual time reaches 5, then its queue empties
         book.push("free", "m", float(seq), seq, "a")

@@ -181,13 +181,19 @@ def test_stats_show_depths_waits_and_counters() -> None:
 
 
 def test_two_tenants_of_a_tier_alternate_under_a_flood() -> None:
-    s = sched(tenant_limits={"free": {"max_queued": None}})
+    s = sched(tenant_limits={"free": {"max_queued": None}}, fair_share_lag_jobs=0)
     for n in range(100):  # one tenant floods the free tier first
         s.submit(job(n, tenant="flood", at=float(n)), float(n))
     for n in range(100, 105):
         s.submit(job(n, tenant="small", at=float(n)), float(n))
     got = [s.get(s.pull(W1, "c", ["m"], 200.0 + k).job_id).tenant for k in range(10)]  # type: ignore[union-attr]
     assert got == ["flood", "small"] * 5
+    lagged = sched(tenant_limits={"free": {"max_queued": None}}, fair_share_lag_jobs=3)
+    for n in range(105):
+        lagged.submit(job(n, tenant="flood" if n < 100 else "small", at=float(n)), float(n))
+    got = [lagged.get(lagged.pull(W1, "c", ["m"], 200.0).job_id).tenant for _ in range(14)]  # type: ignore[union-attr]
+    assert got[:3] == ["flood"] * 3  # oldest first while the flood is within the lag
+    assert got.count("small") == 5  # then the small tenant is not kept waiting behind it
     fifo = sched(tenant_limits={"free": {"max_queued": None}}, fair_share=False)
     for n in range(105):
         fifo.submit(job(n, tenant="flood" if n < 100 else "small", at=float(n)), float(n))
@@ -197,7 +203,7 @@ def test_two_tenants_of_a_tier_alternate_under_a_flood() -> None:
 
 
 def test_weights_and_job_size_set_the_shares() -> None:
-    s = sched(tenant_weights={"gold": 3.0})
+    s = sched(tenant_weights={"gold": 3.0}, fair_share_lag_jobs=0)
     for n in range(40):
         s.submit(job(n, tenant="gold" if n % 2 else "plain", at=float(n)), float(n))
     got = [s.get(s.pull(W1, "c", ["m"], 100.0).job_id).tenant for _ in range(16)]  # type: ignore[union-attr]
