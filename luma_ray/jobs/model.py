@@ -34,7 +34,7 @@ def new_job_id(now_s: float, random_bytes: bytes | None = None) -> JobId:
     return JobId("gen_" + "".join(reversed(chars)))
 
 
-@dataclass
+@dataclass(slots=True)
 class Lease:
     """A worker's claim on a job. ``token`` fences off late reports from older leases."""
 
@@ -62,7 +62,7 @@ class JobError:
     retryable: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One generation request and its life. Only :func:`transition` changes ``state``."""
 

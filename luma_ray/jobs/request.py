@@ -81,7 +81,7 @@ class GenerationInputs:
         return tuple(kind for kind in INPUT_KINDS if getattr(self, kind) is not None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """What a worker hands the model for one job: prompt, video shape, sampler settings.
 

@@ -20,6 +20,13 @@ store's copy is bad (``ConfigError`` naming the file, nothing left in the cache)
 is checked cheaply on each fetch (each file's size and mtime against the index); a file that
 changed, or every file when the index is missing, is re-hashed, and a bad copy is deleted and
 downloaded again. Not caught cheaply: a same-size change that keeps the mtime (bit rot).
+
+A download is hashed while it streams (``BlobStore.fetch_file``: parallel ranged GETs on S3)
+and is not flushed to disk, so a cold fetch runs at network speed. The index records the boot
+it was written in (``/proc/sys/kernel/random/boot_id``); after a reboot (which a power loss
+implies) the cheap check is not trusted and every file is re-hashed once, so a file cut short by
+a power loss is found and downloaded again. Where the boot id cannot be read (not Linux), each
+download is flushed (``fsync``) instead.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from luma_ray.models.manifest import (
 )
 from luma_ray.models.repository import ModelRepository
 from luma_ray.storage.base import FILE_MODE, make_folders
+from luma_ray.storage.fetch import Fetched
 from luma_ray.storage.keys import validate_key
 
 logger = logging.getLogger(__name__)
@@ -55,12 +63,19 @@ logger = logging.getLogger(__name__)
 class ModelCache:
     """Verified local copies of repository versions, at most ``max_bytes`` beyond the latest."""
 
-    def __init__(self, root: Path, repository: ModelRepository, max_bytes: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        repository: ModelRepository,
+        max_bytes: int,
+        boot_id: str | None = None,
+    ) -> None:
         if max_bytes < 0:
             raise ConfigError(f"model cache max_bytes is {max_bytes}; use 0 or more")
         self.root = Path(root)
         self.repository = repository
         self.max_bytes = max_bytes
+        self.boot_id = current_boot_id() if boot_id is None else boot_id
         for sub in ("files", "index", "locks", "tmp"):
             make_folders(self.root / sub)
         self._last_fetched: str | None = None
@@ -142,6 +157,9 @@ class ModelCache:
             manifest = self.repository.manifest(name, version)
             info = {"stats": {}}
         stats: dict[str, Any] = info.get("stats") or {}
+        if info.get("boot", "") != self.boot_id:
+            logger.info("model cache %s: written before a reboot; re-hashing it", version_id)
+            stats = {}
         fresh = {}
         for entry in manifest.files:
             path = folder / entry.path
@@ -161,7 +179,7 @@ class ModelCache:
                 logger.warning("model cache %s: %s is corrupt", version_id, entry.path)
                 return False
             fresh[entry.path] = [stat.st_size, stat.st_mtime_ns, entry.sha256]
-        if fresh != stats:
+        if fresh != stats or info.get("boot", "") != self.boot_id:
             self._write_index(version_id, manifest, fresh)
         return True
 
@@ -174,8 +192,10 @@ class ModelCache:
             stats = {}
             for entry in manifest.files:
                 local = staging / _safe_relpath(entry)
-                self.repository.download(name, version, entry.path, local)
-                stats[entry.path] = _verify_download(name, version, entry, local)
+                fetched = self.repository.download(name, version, entry.path, local)
+                stats[entry.path] = _verify_download(name, version, entry, fetched)
+                if not self.boot_id:
+                    _flush(local)
             make_folders(folder.parent)
             os.replace(staging, folder)
         except BaseException:
@@ -208,6 +228,7 @@ class ModelCache:
             "manifest": dump_manifest(manifest).decode("utf-8"),
             "size_bytes": manifest.size_bytes,
             "stats": stats,
+            "boot": self.boot_id,
         }
         path = self._index_path(version_id)
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", suffix=".json")
@@ -247,10 +268,27 @@ def _safe_relpath(entry: FileEntry) -> str:
     return validate_key(entry.path)
 
 
-def _verify_download(name: str, version: str, entry: FileEntry, local: Path) -> list[Any]:
-    """Check a downloaded file against the manifest; ``ConfigError`` if the store copy is bad."""
-    stat = local.stat()
-    digest = sha256_file(local)
+def current_boot_id() -> str:
+    """This boot's id on Linux (changes at every boot); empty where there is none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def _flush(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _verify_download(name: str, version: str, entry: FileEntry, fetched: Fetched) -> list[Any]:
+    """Check a download's streamed hash against the manifest; ``ConfigError`` if the store copy
+    is bad."""
+    stat = fetched.path.stat()
+    digest = fetched.sha256
     if stat.st_size != entry.size_bytes or digest != entry.sha256:
         raise ConfigError(
             f"stored file {entry.path} of {name}@{version} does not match its manifest "

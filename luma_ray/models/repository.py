@@ -43,6 +43,7 @@ from luma_ray.models.manifest import (
 )
 from luma_ray.scheduler.rollouts import validate_max_unavailable
 from luma_ray.storage.base import BlobStore
+from luma_ray.storage.fetch import Fetched
 from luma_ray.storage.keys import join_key
 
 DEFAULT_MAX_UNAVAILABLE = "25%"
@@ -172,9 +173,9 @@ class ModelRepository:
             max_unavailable=str(rollout.get("max_unavailable", DEFAULT_MAX_UNAVAILABLE)),
         )
 
-    def download(self, name: str, version: str, path: str, dest: Path) -> Path:
-        """Download one file of a version to ``dest`` (atomic rename); used by ``ModelCache``."""
-        return self.store.get_file(self.version_key(name, version, path), dest)
+    def download(self, name: str, version: str, path: str, dest: Path) -> Fetched:
+        """Download one file of a version to ``dest`` (atomic rename), hashed as it streams."""
+        return self.store.fetch_file(self.version_key(name, version, path), dest)
 
     # -- promote / rollback --------------------------------------------------------------------
 
@@ -265,12 +266,11 @@ class ModelRepository:
             for entry in manifest.files:
                 local = Path(tmp) / "file"
                 try:
-                    self.download(name, version, entry.path, local)
+                    fetched = self.download(name, version, entry.path, local)
                 except NotFound:
                     problems.append(f"{entry.path}: missing from the store")
                     continue
-                size_bytes = local.stat().st_size
-                digest = sha256_file(local)
+                size_bytes, digest = fetched.size_bytes, fetched.sha256
                 local.unlink()
                 if size_bytes != entry.size_bytes:
                     problems.append(

@@ -20,7 +20,7 @@ class IdempotencyKeys:
         self._jobs: dict[tuple[str, str], JobId] = {}
 
     def earlier(
-        self, tenant: str, key: str | None, fingerprint: str, jobs: Mapping[JobId, Job]
+        self, tenant: str, key: str | None, fingerprint: str | None, jobs: Mapping[JobId, Job]
     ) -> Job | None:
         """The job this key already made, if it is still in memory; ``Conflict`` if the same
         key came with a different request."""

@@ -125,8 +125,9 @@ class SchedulerService(EventOps, LeaseOps):
         return out
 
     def _accept(self, request: SubmitRequest) -> Job:
-        fingerprint = request.fingerprint()
         key = request.idempotency_key
+        # Only an Idempotency-Key needs the hash: without one, a job keeps no 64-byte copy.
+        fingerprint = request.fingerprint() if key else None
         earlier = self.idempotency.earlier(request.tenant, key, fingerprint, self.core.jobs)
         if earlier is not None:
             return earlier

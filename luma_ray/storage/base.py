@@ -3,7 +3,8 @@
 Who calls this: workers store results (``put_file``/``put_bytes``) and the API serves them
 (``get_bytes``, or ``size`` and ``get_range`` for a range request; ``uri_for``); the model
 repository writes immutable versions (``put_if_absent``), rewrites ``active.yaml``
-(``put_bytes``, atomic on every backend) and downloads checkpoints (``get_file``).
+(``put_bytes``, atomic on every backend) and downloads checkpoints
+(``fetch_file``, which hashes while it downloads).
 Implementations: ``LocalBlobStore`` (``file://``), ``S3BlobStore`` (``s3://``) and
 ``InMemoryBlobStore`` (unit tests). ``open_store`` in ``luma_ray.storage`` picks one from a URI.
 
@@ -19,10 +20,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from luma_ray.errors import InvalidRequest, LumaError
 from luma_ray.storage.keys import RESERVED_PREFIX
+
+if TYPE_CHECKING:
+    from luma_ray.storage.fetch import Fetched
 
 
 class StorageError(LumaError):
@@ -69,6 +73,12 @@ class BlobStore(Protocol):
 
         On any error ``path`` is left as it was (absent, or its old content).
         """
+        ...
+
+    def fetch_file(self, key: str, path: str | Path) -> Fetched:
+        """Download to ``path`` as :meth:`get_file` does, hashing the bytes as they stream
+        (S3: parallel ranged reads); the answer carries the size and sha256 of what was written.
+        Not flushed to disk (see ``fetch.py``); ``NotFound`` if missing."""
         ...
 
     def exists(self, key: str) -> bool:

@@ -37,6 +37,7 @@ from luma_ray.storage.base import (
     sync_folder,
     write_file_atomically,
 )
+from luma_ray.storage.fetch import Fetched, fetch_stream
 from luma_ray.storage.keys import RESERVED_PREFIX, validate_key, validate_prefix
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,14 @@ class LocalBlobStore:
             return write_file_atomically(
                 path, lambda out: shutil.copyfileobj(source, out, _COPY_CHUNK_BYTES)
             )
+
+    def fetch_file(self, key: str, path: str | Path) -> Fetched:
+        try:
+            source = open(self._path(key), "rb")  # noqa: SIM115 - closed below
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise self._not_found(key) from None
+        with source:
+            return fetch_stream(iter(lambda: source.read(_COPY_CHUNK_BYTES), b""), path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

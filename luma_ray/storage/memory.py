@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from luma_ray.errors import NotFound
 from luma_ray.storage.base import check_range, write_file_atomically
+from luma_ray.storage.fetch import Fetched, fetch_stream
 from luma_ray.storage.keys import validate_key, validate_prefix
 
 _ids = itertools.count(1)
@@ -75,6 +76,9 @@ class InMemoryBlobStore:
             out.write(data)
 
         return write_file_atomically(path, fill)
+
+    def fetch_file(self, key: str, path: str | Path) -> Fetched:
+        return fetch_stream([self.get_bytes(key)], path)
 
     def exists(self, key: str) -> bool:
         validate_key(key)

@@ -6,6 +6,7 @@ written against ``InMemoryBlobStore`` holds on ``file://`` and ``s3://`` too.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from luma_ray.storage import (
     open_store,
     write_file_atomically,
 )
+from luma_ray.storage.s3 import S3BlobStore
 
 if TYPE_CHECKING:
     from tests.contract.conftest import Backend
@@ -100,6 +102,43 @@ def test_large_object_round_trip(store: BlobStore, tmp_path: Path) -> None:
     target = store.get_file("big/file.safetensors", tmp_path / "out.safetensors")
     assert target.stat().st_size == LARGE_BYTES
     assert target.read_bytes() == data
+
+
+def test_fetch_file_writes_the_object_and_hashes_it_while_streaming(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """On S3 the object comes as parallel ranged GETs (here 256 KiB parts, 4 at once), written
+    in order: the same bytes and the sha256 of the object, with no leftovers beside them."""
+    store = backend.store
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    store.put_bytes("ckpt/w.bin", data)
+    ranges: list[str] = []
+    if isinstance(store, S3BlobStore):
+        store = S3BlobStore(
+            store.client,
+            store.bucket,
+            store.prefix,
+            fetch_concurrency=4,
+            fetch_part_bytes=256 << 10,
+        )
+
+        def seen(params: dict[str, Any], **_: Any) -> None:
+            ranges.append(params.get("Range", ""))
+
+        store.client.meta.events.register("provide-client-params.s3.GetObject", seen)
+    try:
+        fetched = store.fetch_file("ckpt/w.bin", tmp_path / "out" / "w.bin")
+    finally:
+        if isinstance(store, S3BlobStore):
+            store.client.meta.events.unregister("provide-client-params.s3.GetObject", seen)
+    assert fetched.path.read_bytes() == data
+    assert (fetched.size_bytes, fetched.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert _stray_files(tmp_path / "out") == ["w.bin"]
+    if backend.name == "s3":
+        assert len(ranges) == 13 and all(r.startswith("bytes=") for r in ranges)
+    with pytest.raises(NotFound):
+        store.fetch_file("ckpt/missing.bin", tmp_path / "missing.bin")
+    assert not (tmp_path / "missing.bin").exists()
 
 
 def test_reopening_the_uri_sees_the_same_objects(backend: Backend) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from luma_ray.errors import Conflict, InvalidRequest, NotFound
+from luma_ray.errors import ConfigError, Conflict, InvalidRequest, NotFound
+from luma_ray.models.cache import ModelCache
 from luma_ray.models.repository import ModelRepository
 from luma_ray.storage import BlobStore
 
@@ -170,6 +171,28 @@ def test_verify_detects_a_corrupted_stored_file(
     assert "code/tiny_model/model.py: missing from the store" in problems
     assert "checkpoints/extra.bin: stored but not listed in the manifest" in problems
     assert len(problems) == 3
+
+
+def test_the_model_cache_refuses_a_corrupted_stored_file(
+    repo: ModelRepository, store: BlobStore, tmp_path: Path
+) -> None:
+    """The cache checks the sha256 taken while downloading (parallel ranged GETs on S3)
+    against the manifest: a stored file with other bytes of the same size is refused and
+    nothing of the version stays in the cache; the intact version loads."""
+    repo.publish("tiny", "v1", make_model(tmp_path / "m"))
+    cache = ModelCache(tmp_path / "cache", repo, max_bytes=10**6)
+    good = cache.fetch("tiny", "v1") / "checkpoints" / "unet.safetensors"
+    assert hashlib.sha256(good.read_bytes()).hexdigest() == next(
+        f.sha256 for f in repo.manifest("tiny", "v1").files if f.path.endswith("unet.safetensors")
+    )
+    repo.publish("tiny", "v2", make_model(tmp_path / "m2", seed="b"))
+    key = "models/tiny/versions/v2/checkpoints/unet.safetensors"
+    original = store.get_bytes(key)
+    store.put_bytes(key, bytes(b ^ 1 for b in original))  # same size, other bytes
+    with pytest.raises(ConfigError, match="unet.safetensors of tiny@v2 does not match"):
+        cache.fetch("tiny", "v2")
+    assert not (tmp_path / "cache" / "files" / "tiny" / "v2").exists()
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
 
 
 def test_a_version_is_invisible_until_its_manifest_exists(

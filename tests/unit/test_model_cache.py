@@ -15,6 +15,7 @@ from luma_ray.errors import ConfigError
 from luma_ray.models.cache import ModelCache
 from luma_ray.models.repository import ModelRepository
 from luma_ray.storage import InMemoryBlobStore
+from luma_ray.storage.fetch import Fetched
 
 CHECKPOINT_BYTES = 4096
 
@@ -194,3 +195,45 @@ def test_concurrent_fetches_download_once(repo: ModelRepository, tmp_path: Path)
     assert errors == []
     assert len(set(results)) == 1 and len(results) == 4
     assert store.reads["models/m/versions/v1/checkpoints/w.bin"] == 1
+
+
+def test_a_copy_from_before_a_reboot_is_rehashed_once(
+    repo: ModelRepository, store: CountingStore, tmp_path: Path
+) -> None:
+    """Downloads are not fsynced, so a power loss can leave a file of the right size and mtime
+    with other bytes: after a reboot (a new boot id) the cheap check is not trusted."""
+    publish(repo, tmp_path, "v1")
+    weights = ModelCache(tmp_path / "cache", repo, 10**6, boot_id="boot-a").fetch("m", "v1")
+    weights = weights / "checkpoints" / "w.bin"
+    good, stat = weights.read_bytes(), weights.stat()
+    weights.write_bytes(bytes(len(good)))  # zeros, as a lost write-back leaves them
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    store.reads.clear()
+    same_boot = ModelCache(tmp_path / "cache", repo, 10**6, boot_id="boot-a")
+    assert same_boot.fetch("m", "v1") == weights.parents[1]
+    assert store.checkpoint_reads() == 0  # within one boot the cheap check holds
+    rebooted = ModelCache(tmp_path / "cache", repo, 10**6, boot_id="boot-b")
+    assert (rebooted.fetch("m", "v1") / "checkpoints" / "w.bin").read_bytes() == good
+    assert store.checkpoint_reads() == 1
+    rebooted.fetch("m", "v1")  # the index now names this boot: cheap again
+    assert store.checkpoint_reads() == 1
+
+
+def test_the_download_is_verified_by_the_hash_taken_while_streaming(
+    repo: ModelRepository, store: CountingStore, tmp_path: Path
+) -> None:
+    """The cache compares the digest the store computed while writing; it does not read the
+    downloaded file again."""
+    publish(repo, tmp_path, "v1")
+
+    class LyingStore(CountingStore):
+        def fetch_file(self, key: str, path: str | Path) -> Fetched:
+            fetched = super().fetch_file(key, path)
+            return Fetched(fetched.path, fetched.size_bytes, "0" * 64)
+
+    liar = LyingStore()
+    for key in store.list():
+        liar.put_bytes(key, store.get_bytes(key))
+    cache = ModelCache(tmp_path / "cache", ModelRepository(liar, Clock()), max_bytes=10**6)
+    with pytest.raises(ConfigError, match="does not match its manifest"):
+        cache.fetch("m", "v1")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from luma_ray.config import parse_config
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease, TenantLimited
+from luma_ray.jobs import JobId
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import JobView, SubmitRefused, SubmitRequest
@@ -476,3 +479,29 @@ def test_fencing_tokens_never_repeat_even_when_no_job_comes_back(tmp_path: Path)
     restarted.submit(SubmitRequest(prompt="q"))
     second = restarted.pull("w2", "local", ["luma-tiny"])
     assert second is not None and second.token > first.token
+
+
+def test_a_queued_job_costs_little_memory(tmp_path: Path) -> None:
+    """Job and GenerationRequest keep their fields in slots (no per-instance dict) and a job
+    submitted without an Idempotency-Key keeps no request hash (queue_100k.py measures it)."""
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock, tenant_limits={"free": {"max_queued": None}})
+    svc.submit_many([SubmitRequest(prompt="warm-up", tier="free")])
+    keyed = svc.submit(SubmitRequest(prompt="p", tier="free", idempotency_key="k1"))
+    assert svc.core.jobs[JobId(keyed.id)].request_hash is not None
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for batch in range(4):
+            svc.submit_many(
+                [SubmitRequest(prompt=f"job {batch}-{i}", tier="free") for i in range(500)]
+            )
+        gc.collect()
+        per_job = (tracemalloc.get_traced_memory()[0] - before) / 2000
+    finally:
+        tracemalloc.stop()
+    job = svc.core.jobs[JobId(svc.list(limit=1)[0].id)]
+    assert not hasattr(job, "__dict__") and not hasattr(job.params, "__dict__")
+    assert job.request_hash is None
+    assert per_job < 2600, per_job  #  3,955 B before (1k jobs; with the event feed's copies)

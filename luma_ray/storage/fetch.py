@@ -1,0 +1,89 @@
+"""Downloads that hash while they stream: what ``BlobStore.fetch_file`` returns, on every backend.
+
+Who calls this: each backend's ``fetch_file`` (S3 through boto3's transfer manager, the local and
+in-memory stores through :func:`fetch_stream`); the model repository and cache call
+``fetch_file`` to load checkpoints and compare the :class:`Fetched` digest with the manifest,
+without reading the file a second time.
+
+:class:`HashingWriter` is a write-only stream (no ``seek``): boto3's transfer manager, given
+one, still downloads the object as parallel ranged GETs, but hands the bytes over in order, in
+small pieces (``io_chunksize``), so each piece is hashed while it is hot in the CPU cache.
+
+The file is written beside ``path`` and renamed into place, as ``get_file`` does, but it is not
+flushed to disk (no ``fsync``, which would cost as much as the download): a caller that must
+survive a power loss flushes it, or re-checks it after a reboot (``ModelCache`` does that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from luma_ray.storage.base import FILE_MODE, make_folders
+from luma_ray.storage.keys import RESERVED_PREFIX
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A downloaded file: where it is, its length and the sha256 of the bytes written."""
+
+    path: Path
+    size_bytes: int
+    sha256: str
+
+
+class HashingWriter:
+    """Writes bytes, in the order given, to an open file descriptor and into a sha256."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._digest = hashlib.sha256()
+        self.size_bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self.size_bytes += len(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def fetch_into(path: str | Path, fill: Callable[[HashingWriter], object]) -> Fetched:
+    """Let ``fill`` write a temporary file beside ``path`` through a :class:`HashingWriter`,
+    then rename it into place. If ``fill`` raises, the temporary file is removed and ``path``
+    keeps whatever it had."""
+    target = Path(path)
+    make_folders(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{RESERVED_PREFIX}-", suffix=".part")
+    writer = HashingWriter(fd)
+    try:
+        try:
+            os.fchmod(fd, FILE_MODE)
+            fill(writer)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return Fetched(target, writer.size_bytes, writer.hexdigest())
+
+
+def fetch_stream(chunks: Iterable[bytes], path: str | Path) -> Fetched:
+    """Write ``chunks`` in order to ``path``, hashing them as they pass."""
+
+    def fill(writer: HashingWriter) -> None:
+        for chunk in chunks:
+            writer.write(chunk)
+
+    return fetch_into(path, fill)
