@@ -30,7 +30,7 @@ from tests.unit.test_service import LIMITS
 
 T = TypeVar("T")
 WORKERS = 64
-CONFIG = {"tenant_limits": {"free": {"max_queued": None}}}
+CONFIG = {"tenant_limits": {"free": {"max_queued": None}}, "journal_group_window_s": 0.001}
 
 
 def actor_on(path: Path, **config: object) -> SchedulerActor:
