@@ -212,13 +212,20 @@ class S3BlobStore:
         return write_file_atomically(path, download)
 
     def fetch_file(self, key: str, path: str | Path) -> Fetched:
-        """boto3's transfer manager: parallel ranged GETs (``fetch_concurrency`` at once,
-        ``fetch_part_bytes`` each, each pinned to the object's ETag), written in order."""
+        """One streaming GET, read in ``fetch_part_bytes`` chunks and hashed as it arrives.
+        (boto3's transfer manager with a non-seekable writer deadlocked under s3transfer 0.19;
+        parallel ranged GETs are to come back as our own, ordered, ranged reads.)"""
         name = self._name(key)
+        chunk = max(1 << 16, int(getattr(self._transfer, "multipart_chunksize", 8 << 20)))
 
         def fill(out: HashingWriter) -> None:
             try:
-                self._client.download_fileobj(self.bucket, name, out, Config=self._transfer)
+                body = self._client.get_object(Bucket=self.bucket, Key=name)["Body"]
+                try:
+                    for part in iter(lambda: body.read(chunk), b""):
+                        out.write(part)
+                finally:
+                    body.close()
             except (ClientError, BotoCoreError) as exc:
                 self._raise(exc, "download", key)
 
