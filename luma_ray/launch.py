@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 300.0
 ACCELERATOR_RESOURCE = "accelerator_type:"
 """Ray's resource on a node with a known GPU model: ``accelerator_type:H100`` = 1."""
-ACCELERATOR_LABEL = "ray.io/accelerator-type"
-"""Ray's own node label with the same name (``H100``, ``AMD-Instinct-MI300X-OAM``)."""
 ACCELERATOR_SLIVER = 0.001
 """What one rank asks of ``accelerator_type:<name>``: enough to need such a node."""
 
@@ -205,10 +203,11 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         bundle["GPU"] = 1
     selector = dict(pool.node_labels)
     if pool.accelerator_type is not None:
-        # Ray's own accelerator resource and label (set on every node with such a GPU):
-        # autoscaler v1 picks a node type by the resource, v2 by the label.
+        # Ray's own accelerator resource (Ray sets it on every node with such a GPU; node types
+        # declare it): both autoscalers pick the node type by it. Not Ray's label
+        # ray.io/accelerator-type: a node type cannot declare ray.io/ labels, so autoscaler v2
+        # would never start a node for a selector on it.
         bundle[f"{ACCELERATOR_RESOURCE}{pool.accelerator_type}"] = ACCELERATOR_SLIVER
-        selector[ACCELERATOR_LABEL] = pool.accelerator_type
     reserve: dict[str, Any] = {}
     if bundle:
         reserve["placement_group_bundles"] = [dict(bundle) for _ in range(pool.accelerators)]

@@ -66,9 +66,10 @@ class PoolConfig(Strict):
     """``cpu`` (gloo), ``nvidia`` or ``amd`` (NCCL / RCCL; one GPU per rank)."""
     accelerator_type: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][\w.-]{0,62}$")
     """Ray's name of the GPU model every rank needs (``H100``, ``AMD-Instinct-MI300X-OAM``:
-    ``ray.util.accelerators``). Each rank's bundle then asks for a sliver of the node's
-    ``accelerator_type:<name>`` resource (autoscaler v1 picks the node type by it) and selects
-    Ray's own ``ray.io/accelerator-type`` label (v2). None: any GPU of ``accelerator``."""
+    ``ray.util.accelerators``). Each rank's bundle then asks for a sliver of Ray's
+    ``accelerator_type:<name>`` resource, which Ray sets on nodes with that GPU and node types
+    declare, so autoscaler v1 and v2 start the right node type. None: any GPU of
+    ``accelerator``."""
     node_labels: dict[str, str] = Field(default_factory=dict)
     """Ray node labels a replica's node must carry, e.g. ``{"luma.io/cluster": "aws-east",
     "luma.io/accelerator": "nvidia-h100"}`` (cluster_configs/ set them on every node)."""

@@ -130,10 +130,9 @@ def test_serve_deploy_builds_exactly_what_up_runs_on_an_s3_cluster(tmp_path: Pat
     assert options["autoscaling_config"]["max_replicas"] == 6
     bundles = options["placement_group_bundles"]
     assert len(bundles) == 8 and bundles[0]["GPU"] == 1
-    assert bundles[0]["accelerator_type:H100"] > 0  # autoscaler v1 picks the H100 node type
+    assert bundles[0]["accelerator_type:H100"] > 0  # the H100 node type, v1 and v2
     assert gpu["replica_config"]["placement_group_bundle_label_selector"][0] == {
-        "luma.io/cluster": "aws-us-east-1",
-        "ray.io/accelerator-type": "H100",  # v2 by Ray's own label
+        "luma.io/cluster": "aws-us-east-1"
     }
     assert up["luma-tiny-workers"]["init_args"][5] == "cpu"  # the pool's cluster, not "local"
     assert up["luma-tiny-caption-workers"]["init_args"][2] == "s3://luma-results/videos"
@@ -237,6 +236,7 @@ def test_a_bad_ingress_label_option_says_how_to_write_one() -> None:
         ("luma_ray.launch:build_pool", {}, "pool"),
         ("luma_ray.launch:build_pool", {"pool": {"accelerator": "tpu"}}, "pool.accelerator"),
         ("luma_ray.launch:build_pool", {"pool": {}, "s3_endpoint_url": "ftp://x"}, "endpoint"),
+        ("luma_ray.launch:build_pool", {"pool": {"accelerator_type": "H100"}}, "nvidia or amd"),
         ("luma_ray.api.ingress:build_api", {"replicas": 0}, "replicas"),
         ("luma_ray.api.ingress:build_api", {"asset_urls": "s3_presigned"}, "s3_presigned"),
     ],
