@@ -3,14 +3,18 @@
 Called by ``luma-ray up``, by :func:`luma_ray.connect` when nothing is running yet, and by the
 integration tests. Idempotent: a running scheduler is reused (``get_if_exists``) and Serve
 updates pools in place.
-"""
 
-from __future__ import annotations
+The Serve applications come from ``luma_ray.config.apps.serve_apps``, built by the same
+builders ``serve deploy deployments/luma.yaml`` calls (:func:`build_pool`,
+``luma_ray.api.ingress.build_api``). No ``from __future__ import annotations`` here: Serve
+reads the builder's parameter annotation as a class to validate its ``args`` with.
+"""
 
 import logging
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import ray
 from ray import serve
 
 from luma_ray.config import PoolConfig, RuntimeConfig
+from luma_ray.config.apps import API_BUILDER, POOL_BUILDER, ApiAppArgs, PoolAppArgs, serve_apps
 from luma_ray.errors import ConfigError
 from luma_ray.jobs import ModelLimits
 from luma_ray.jobs.request import limits_from_yaml
@@ -33,6 +38,10 @@ from luma_ray.storage.base import make_folders
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 300.0
+ACCELERATOR_RESOURCE = "accelerator_type:"
+"""Ray's resource on a node with a known GPU model: ``accelerator_type:H100`` = 1."""
+ACCELERATOR_SLIVER = 0.001
+"""What one rank asks of ``accelerator_type:<name>``: enough to need such a node."""
 
 
 def model_limits(runtime: RuntimeConfig | None = None) -> dict[str, ModelLimits]:
@@ -69,7 +78,12 @@ def limits_of(manifest: Manifest) -> ModelLimits:
 
 
 def open_repository(runtime: RuntimeConfig) -> ModelRepository:
-    return ModelRepository(open_store(runtime.repository), time.time)
+    uri = runtime.repository
+    if uri.startswith("s3://") and runtime.s3_endpoint_url:
+        store = open_store(uri, endpoint_url=runtime.s3_endpoint_url)
+    else:
+        store = open_store(uri)
+    return ModelRepository(store, time.time)
 
 
 def ensure_versions(runtime: RuntimeConfig) -> None:
@@ -127,6 +141,7 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
             webhooks=runtime.webhooks,
             repository_uri=runtime.repository,
             store_uri=runtime.store,
+            env=runtime.store_env,
         )
     )
     SchedulerHandle(handle.actor, READY_TIMEOUT_S).call(Ping())
@@ -137,27 +152,39 @@ def start(runtime: RuntimeConfig) -> SchedulerHandle:
         )
     elif runtime.pools:
         serve.start(proxy_location="Disabled")
-    for pool in runtime.all_pools:
-        deploy_pool(runtime, pool)
+    for app in applications(runtime):
+        serve.run(app.app, name=app.name, route_prefix=app.route_prefix, blocking=False)
+        log.info("deployed %s", app.name)
     if runtime.http_host is not None:
-        from luma_ray.api.ingress import APP_NAME, api_application
-
-        serve.run(api_application(runtime), name=APP_NAME, route_prefix="/", blocking=False)
         log.info("HTTP API on http://%s:%d", runtime.http_host, runtime.http_port)
     log.info("luma_ray is up: journal %s, results %s", runtime.journal, runtime.store)
     return handle
 
 
-def deploy_pool(runtime: RuntimeConfig, pool: PoolConfig) -> None:
-    """Deploy (or update) one pool as a Serve application without an HTTP route."""
-    serve.run(
-        pool_application(runtime, pool),
-        name=pool_app_name(pool),
-        route_prefix=None,
-        blocking=False,
-    )
-    where = pool.cluster or "the cluster named by each node's label"
-    log.info("pool %s: %d replica(s) on %s", pool.app_name, pool.replicas, where)
+@dataclass(frozen=True)
+class BuiltApp:
+    """One bound Serve application and where ``serve.run`` puts it."""
+
+    name: str
+    route_prefix: str | None
+    app: Any
+
+
+def applications(runtime: RuntimeConfig) -> list[BuiltApp]:
+    """Every Serve application ``runtime`` runs, built by the builders ``serve deploy`` calls
+    with the arguments ``luma_ray.config.apps.serve_apps`` gives them."""
+    from luma_ray.api.ingress import build_api
+
+    out = []
+    for app in serve_apps(runtime):
+        if app.import_path == POOL_BUILDER:
+            assert isinstance(app.args, PoolAppArgs)
+            built = build_pool(app.args)
+        else:
+            assert app.import_path == API_BUILDER and isinstance(app.args, ApiAppArgs)
+            built = build_api(app.args)
+        out.append(BuiltApp(app.name, app.route_prefix, built))
+    return out
 
 
 def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
@@ -174,13 +201,20 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         bundle["CPU"] = pool.num_cpus
     if pool.accelerator != "cpu":
         bundle["GPU"] = 1
+    selector = dict(pool.node_labels)
+    if pool.accelerator_type is not None:
+        # Ray's own accelerator resource (Ray sets it on every node with such a GPU; node types
+        # declare it): both autoscalers pick the node type by it. Not Ray's label
+        # ray.io/accelerator-type: a node type cannot declare ray.io/ labels, so autoscaler v2
+        # would never start a node for a selector on it.
+        bundle[f"{ACCELERATOR_RESOURCE}{pool.accelerator_type}"] = ACCELERATOR_SLIVER
     reserve: dict[str, Any] = {}
     if bundle:
         reserve["placement_group_bundles"] = [dict(bundle) for _ in range(pool.accelerators)]
         reserve["placement_group_strategy"] = "STRICT_PACK"
-        if pool.node_labels:
+        if selector:
             reserve["placement_group_bundle_label_selector"] = [
-                dict(pool.node_labels) for _ in range(pool.accelerators)
+                dict(selector) for _ in range(pool.accelerators)
             ]
     scaling: dict[str, Any] = {"num_replicas": pool.replicas}
     if pool.autoscaling is not None:
@@ -200,7 +234,7 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         ModelWorker,
         name=pool_app_name(pool),
         **scaling,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options=_actor_options(runtime, {"num_cpus": 0}),
         **reserve,
         health_check_period_s=5,
         health_check_timeout_s=30,
@@ -231,11 +265,13 @@ def stage_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     from luma_ray.workers.stage_worker import StageWorker
 
     options: dict[str, Any] = {"num_cpus": pool.num_cpus}  # where the CPUs are: any node
+    if pool.node_labels:  # unless the pool names its nodes
+        options["label_selector"] = dict(pool.node_labels)
     deployment: Any = serve.deployment(
         StageWorker,
         name=pool_app_name(pool),
         num_replicas=pool.replicas,
-        ray_actor_options=options,
+        ray_actor_options=_actor_options(runtime, options),
         health_check_period_s=5,
         health_check_timeout_s=30,
         graceful_shutdown_timeout_s=5,
@@ -246,22 +282,21 @@ def stage_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     )
 
 
+def _actor_options(runtime: RuntimeConfig, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the store's environment (the S3 endpoint) for the replica."""
+    if runtime.store_env:
+        return {**options, "runtime_env": {"env_vars": dict(runtime.store_env)}}
+    return options
+
+
 def namespace() -> str:
     return NAMESPACE
 
 
-def build_pool(args: dict[str, str]) -> Any:
-    """Serve app builder for config files (``import_path: luma_ray.launch:build_pool``).
+def build_pool(args: PoolAppArgs) -> Any:
+    """Serve app builder of one worker pool (``import_path: luma_ray.launch:build_pool``).
 
-    ``args``: ``model`` (default luma-tiny), ``replicas``, ``cluster``, ``data_dir``. The
-    scheduler actor must already run (``luma-ray up --detach`` starts it).
+    ``args``: :class:`~luma_ray.config.apps.PoolAppArgs` (Serve validates the config file's
+    ``args`` against it). The scheduler actor must already run (``luma-ray up --detach``).
     """
-    from luma_ray.config import default_data_dir
-
-    data_dir = args.get("data_dir") or str(default_data_dir(dict(os.environ)))
-    pool = PoolConfig(
-        model=args.get("model", "luma-tiny"),
-        replicas=int(args.get("replicas", 1)),
-        cluster=args.get("cluster", "local"),
-    )
-    return pool_application(RuntimeConfig(data_dir=data_dir), pool)
+    return pool_application(args.runtime(os.environ), args.pool)

@@ -2,11 +2,10 @@
 
 Serve calls :func:`build_app` on each ingress replica; the replica is an entry point, so it
 reads its settings once from ``LUMA_RAY_API`` (JSON, set through the deployment's runtime
-environment by :func:`api_application`). ``deployments/api.yaml`` deploys the same app with
-``serve deploy``.
+environment by :func:`api_application`). ``deployments/luma.yaml`` deploys the same app with
+``serve deploy`` through :func:`build_api`. No ``from __future__ import annotations`` here:
+Serve reads the builder's parameter annotation as a class to validate its ``args`` with.
 """
-
-from __future__ import annotations
 
 import json
 import os
@@ -26,19 +25,21 @@ from luma_ray.config import (
     default_data_dir,
     default_tiers,
 )
+from luma_ray.config.apps import API_APP, ApiAppArgs
 from luma_ray.models.repository import ModelRepository
 from luma_ray.runtime.handle import get_async_scheduler
 from luma_ray.storage import open_store
 
-APP_NAME = "luma-api"
+APP_NAME = API_APP
 ENV = "LUMA_RAY_API"
 
 
-def api_settings(runtime: RuntimeConfig) -> dict[str, Any]:
-    """What an ingress replica needs to build the app, as JSON-able values."""
+def api_settings(runtime: RuntimeConfig, tiers: list[str] | None = None) -> dict[str, Any]:
+    """What an ingress replica needs to build the app, as JSON-able values (``tiers``: the
+    tier names keys may have; None: the runtime's scheduler tiers)."""
     return {
         "keys_path": str(keys_path(runtime.data_dir)),
-        "tiers": [t.name for t in runtime.scheduler.tiers],
+        "tiers": list(tiers) if tiers is not None else [t.name for t in runtime.scheduler.tiers],
         "store": runtime.store,
         "repository": runtime.repository,
         "asset_secret_path": runtime.asset_secret_path,  # the path: never the secret itself
@@ -85,17 +86,21 @@ class ApiIngress:
     """The ingress deployment; all routes come from :func:`build_app`."""
 
 
-def api_application(runtime: RuntimeConfig, replicas: int = 1) -> Any:
-    """The Serve application of the HTTP API, bound and ready for ``serve.run``."""
+def api_application(
+    runtime: RuntimeConfig, replicas: int | None = None, tiers: list[str] | None = None
+) -> Any:
+    """The Serve application of the HTTP API, bound and ready for ``serve.run``: ``replicas``
+    (None: ``runtime.ingress_replicas``) on nodes carrying ``runtime.ingress_node_labels``."""
+    env = {**runtime.store_env, ENV: json.dumps(api_settings(runtime, tiers))}
+    options: dict[str, Any] = {"num_cpus": 0, "runtime_env": {"env_vars": env}}
+    if runtime.ingress_node_labels:
+        options["label_selector"] = dict(runtime.ingress_node_labels)
     deployment: Any = serve.deployment(
         serve.ingress(build_app)(ApiIngress),
         name=APP_NAME,
-        num_replicas=replicas,
+        num_replicas=runtime.ingress_replicas if replicas is None else replicas,
         max_ongoing_requests=256,  # requests mostly wait on the scheduler actor, not the CPU
-        ray_actor_options={
-            "num_cpus": 0,
-            "runtime_env": {"env_vars": {ENV: json.dumps(api_settings(runtime))}},
-        },
+        ray_actor_options=options,
     )
     return deployment.bind()
 
@@ -105,10 +110,10 @@ app = _default.bind()
 """For ``serve run luma_ray.api.ingress:app`` and the config in ``deployments/``."""
 
 
-def build_api(args: dict[str, str]) -> Any:
-    """Serve app builder for config files (``import_path: luma_ray.api.ingress:build_api``).
+def build_api(args: ApiAppArgs) -> Any:
+    """Serve app builder of the HTTP API (``import_path: luma_ray.api.ingress:build_api``).
 
-    ``args``: ``data_dir`` (default: the user's data directory), ``replicas``.
+    ``args``: :class:`~luma_ray.config.apps.ApiAppArgs` (Serve validates the config file's
+    ``args`` against it); ``luma-ray up`` builds its API app here too.
     """
-    data_dir = args.get("data_dir") or str(default_data_dir(dict(os.environ)))
-    return api_application(RuntimeConfig(data_dir=data_dir), int(args.get("replicas", 1)))
+    return api_application(args.api_runtime(os.environ), args.replicas, args.tiers)

@@ -64,6 +64,12 @@ class PoolConfig(Strict):
     one node (a placement group bundle per rank)."""
     accelerator: str = Field(default="cpu", pattern=r"^(cpu|nvidia|amd)$")
     """``cpu`` (gloo), ``nvidia`` or ``amd`` (NCCL / RCCL; one GPU per rank)."""
+    accelerator_type: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][\w.-]{0,62}$")
+    """Ray's name of the GPU model every rank needs (``H100``, ``AMD-Instinct-MI300X-OAM``:
+    ``ray.util.accelerators``). Each rank's bundle then asks for a sliver of Ray's
+    ``accelerator_type:<name>`` resource, which Ray sets on nodes with that GPU and node types
+    declare, so autoscaler v1 and v2 start the right node type. None: any GPU of
+    ``accelerator``."""
     node_labels: dict[str, str] = Field(default_factory=dict)
     """Ray node labels a replica's node must carry, e.g. ``{"luma.io/cluster": "aws-east",
     "luma.io/accelerator": "nvidia-h100"}`` (cluster_configs/ set them on every node)."""
@@ -82,12 +88,23 @@ class PoolConfig(Strict):
     """``module:factory`` returning the stage to run (``workers.stages.Stage``); None: the
     built-in one for ``stage``."""
 
+    @model_validator(mode="after")
+    def _type_needs_a_gpu(self) -> PoolConfig:
+        if self.accelerator_type is not None and self.accelerator == "cpu":
+            raise ValueError(
+                f"accelerator_type {self.accelerator_type!r} needs accelerator nvidia or amd"
+            )
+        return self
+
     @property
     def app_name(self) -> str:
         if self.name:
             return self.name
         return f"{self.model}-{self.stage}-workers" if self.stage else f"{self.model}-workers"
 
+
+S3_ENDPOINT_ENV = "AWS_ENDPOINT_URL_S3"
+"""boto3's own setting of the S3 endpoint (``RuntimeConfig.s3_endpoint_url``)."""
 
 STAGE_CLUSTER = "stages"
 """The cluster default stage pools count against: their leases must not take the dispatch
@@ -169,6 +186,15 @@ class RuntimeConfig(Strict):
     http_proxy_location: str = Field(default="HeadOnly", pattern="^(HeadOnly|EveryNode)$")
     """Where Serve runs HTTP proxies: ``HeadOnly``, or ``EveryNode`` behind a load balancer
     (each node binds ``http_host:http_port``)."""
+    ingress_replicas: int = Field(default=1, ge=1, le=1000)
+    """Replicas of the HTTP API's Serve deployment (``luma-api``)."""
+    ingress_node_labels: dict[str, str] = Field(default_factory=dict)
+    """Ray node labels an API replica's node must carry (its ``label_selector``), e.g.
+    ``{"luma.io/role": "ingress"}``; {}: any node."""
+    s3_endpoint_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://\S+$")
+    """The S3-compatible server of ``s3://`` stores and repositories (SeaweedFS, MinIO...);
+    None: AWS. Every process that opens them gets it as ``AWS_ENDPOINT_URL_S3``, which boto3
+    reads; credentials stay in the usual AWS environment, never here."""
     allow_private_callbacks: bool = False
     """Let webhook callback URLs point at loopback and private networks."""
     allow_private_inputs: bool = False
@@ -273,6 +299,11 @@ class RuntimeConfig(Strict):
     def asset_secret_path(self) -> str:
         """The HMAC key that signs asset URLs; made on first start, readable by its owner."""
         return str(Path(self.data_dir) / "asset.secret")
+
+    @property
+    def store_env(self) -> dict[str, str]:
+        """Environment variables every process that opens the store or repository needs."""
+        return {S3_ENDPOINT_ENV: self.s3_endpoint_url} if self.s3_endpoint_url else {}
 
     @property
     def repository(self) -> str:

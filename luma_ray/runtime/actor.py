@@ -104,6 +104,8 @@ class ActorSettings:
     """The API's public origin; None: webhooks carry asset paths from the API root."""
     asset_urls: str = SIGNED
     """``signed``, or ``s3_presigned``: the result store's own presigned URLs."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables of the actor's process: the store's (``AWS_ENDPOINT_URL_S3``)."""
 
 
 @dataclass(frozen=True)
@@ -385,6 +387,7 @@ def start_scheduler(settings: ActorSettings) -> SchedulerHandle:
             # On the head node, where its journal file lives.
             resources={"node:__internal_head__": 0.001},
             max_concurrency=1000,
+            runtime_env={"env_vars": dict(settings.env)} if settings.env else None,
         )
         .remote(settings)
     )

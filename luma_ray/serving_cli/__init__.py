@@ -34,6 +34,7 @@ from luma_ray.serving_cli.record import (
     record_path,
     save_record,
 )
+from luma_ray.serving_cli.serve_config import add_serve_config_command, deployment_parser
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -338,32 +339,11 @@ def add_commands(sub: Any) -> None:
         "--pools", help="worker pools YAML (model, replicas, accelerators, node_labels, ...)"
     )
 
-    up = sub.add_parser("up", parents=[common], help="start a local cluster and serve")
+    deployed = deployment_parser()  # what `up` runs; `serve-config` writes it down
+    up = sub.add_parser("up", parents=[common, deployed], help="start a local cluster and serve")
     up.add_argument("--detach", action="store_true", help="return once ready, leave running")
-    up.add_argument("--host", default="127.0.0.1", help="HTTP API address")
-    up.add_argument("--port", type=int, default=8000, help="HTTP API port")
-    up.add_argument(
-        "--allow-private-callbacks",
-        action="store_true",
-        help="let callbacks and input URLs point at loopback and private networks (off by "
-        "default: any API user could make the server call into its own network)",
-    )
-    up.add_argument(
-        "--public-url", help="the API's public origin, for absolute asset URLs (https://...)"
-    )
-    up.add_argument(
-        "--asset-url-ttl",
-        dest="asset_url_ttl_s",
-        type=int,
-        help="seconds an asset URL lives (default 86400: 24 h; at most 7 days)",
-    )
-    up.add_argument(
-        "--asset-urls",
-        choices=["signed", "s3_presigned"],
-        help="signed: /v1/assets URLs served by the API (default); s3_presigned: the s3:// "
-        "result store's own presigned URLs",
-    )
     up.set_defaults(func=cmd_up)
+    add_serve_config_command(sub, [common, deployed])
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument("--data-dir", help="state folder, as given to 'up'")
     down = sub.add_parser(

@@ -19,6 +19,7 @@ from luma_ray.config import (
     load_config,
     load_pools,
 )
+from luma_ray.config.apps import serve_apps
 from luma_ray.config.base import format_validation_error
 from luma_ray.errors import ConfigError, Unavailable
 from luma_ray.serving_cli.head import join_address, ray_temp_dir, reachable
@@ -47,9 +48,15 @@ def runtime_of(args: argparse.Namespace, http: bool = True) -> RuntimeConfig:
         fields["scheduler"] = scheduler
     if getattr(args, "store", None):
         fields["store_uri"] = args.store
-    for name in ("public_url", "asset_url_ttl_s", "asset_urls"):
+    for name in ("public_url", "asset_url_ttl_s", "asset_urls", "s3_endpoint_url"):
         if getattr(args, name, None) is not None:
             fields[name] = getattr(args, name)
+    if getattr(args, "ingress_replicas", None) is not None:
+        fields["ingress_replicas"] = args.ingress_replicas
+    if getattr(args, "ingress_labels", None):
+        fields["ingress_node_labels"] = labels_of(args.ingress_labels, "--ingress-label")
+    if getattr(args, "proxy_location", None):
+        fields["http_proxy_location"] = args.proxy_location
     if getattr(args, "allow_private_callbacks", False):
         fields["allow_private_callbacks"] = True
         fields["allow_private_inputs"] = True
@@ -93,9 +100,17 @@ def join(environ: Mapping[str, str], record: UpRecord | None, scan: bool = True)
     return str(ray.get_runtime_context().gcs_address)
 
 
+def labels_of(pairs: list[str], option: str) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict; a pair without ``=`` or with an empty key is refused."""
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} {pair!r}: give KEY=VALUE, e.g. luma.io/role=ingress")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
 def luma_apps(runtime: RuntimeConfig) -> list[str]:
     """The Serve applications ``launch.start(runtime)`` deploys."""
-    from luma_ray.api.ingress import APP_NAME
-
-    apps = [pool.app_name for pool in runtime.all_pools]
-    return [*apps, APP_NAME] if runtime.http_host is not None else apps
+    return [app.name for app in serve_apps(runtime)]
