@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import textwrap
-import venv
 from pathlib import Path
 
 import pytest
+
+from tests.client_venv import client_venv
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ("ray", "torch", "numpy", "av", "safetensors", "PIL", "boto3", "botocore")
@@ -120,24 +120,8 @@ def test_client_extra_in_an_empty_venv_installs_no_torch_and_no_ray(tmp_path: Pa
     """``pip install ".[client]"`` into a new virtual environment (from the package index):
     no torch, Ray, numpy or boto3 come with it, ``luma-ray generate --help`` runs, the HTTP
     client imports, and ``generate --url`` reaches the network."""
-    source = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    shutil.copytree(REPO / "luma_ray", source / "luma_ray", ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    bin_dir = env_dir / "bin"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env = {**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATH": f"{bin_dir}:{env['PATH']}"}
-
-    def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
-        )
-
-    installed = run(str(bin_dir / "pip"), "install", "-q", f"{source}[client]", timeout=600)
-    assert installed.returncode == 0, installed.stderr[-3000:]
+    bin_dir, run = client_venv(tmp_path)
+    env_dir = bin_dir.parent
 
     listed = run(str(bin_dir / "pip"), "list", "--format=json")
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
