@@ -146,6 +146,51 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each optional dependency is installed by (pyproject.toml's extras): a command that
+# needs one that is missing says which extra to install, not a traceback.
+EXTRA_OF_MODULE = {
+    "ray": "server",
+    "fastapi": "server",
+    "starlette": "server",
+    "sse_starlette": "server",
+    "multipart": "server",
+    "python_multipart": "server",
+    "standardwebhooks": "server",
+    "torch": "worker",
+    "numpy": "worker",
+    "av": "worker",
+    "safetensors": "worker",
+    "PIL": "worker",
+    "boto3": "s3",
+    "botocore": "s3",
+    "diffusers": "diffusers",
+    "transformers": "diffusers",
+    "accelerate": "diffusers",
+    "httpx": "client",
+    "httpcore": "client",
+    "tqdm": "client",
+}
+
+
+def missing_extra(err: ModuleNotFoundError, command: str) -> str | None:
+    """One line naming the extra that installs the module ``err`` is about, or None when the
+    module is none of the optional dependencies (then it is a bug, not an install choice)."""
+    module = (err.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    if extra == "server":
+        also = ""
+    elif extra in ("s3", "diffusers"):
+        also = " (or 'luma_ray[all]' for everything)"
+    else:
+        also = " (or 'luma_ray[server]' for the whole system)"
+    return (
+        f"`luma-ray {command}` needs {module}, which the {extra} extra installs: "
+        f"pip install 'luma_ray[{extra}]'{also}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from luma_ray.scheduler.policies import DEFAULT_POLICY, POLICIES
 
@@ -258,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LumaError as err:
         print(f"luma-ray: error: {err}", file=sys.stderr)
         return 1 if isinstance(err, Unavailable) else 2
+    except ModuleNotFoundError as err:
+        line = missing_extra(err, args.command)
+        if line is None:
+            raise
+        print(f"luma-ray: error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -23,7 +23,6 @@ from typing import Any
 from luma_ray.api.keys import GRANTABLE_SCOPES, KeyRecord, KeyStore, keys_path
 from luma_ray.config import default_data_dir, default_tiers, load_config
 from luma_ray.errors import InvalidRequest, NotFound
-from luma_ray.notify.signing import tenant_secret
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -108,6 +107,9 @@ def cmd_webhook_secret(args: argparse.Namespace) -> int:
     path = _data_dir(args) / "webhook.secret"
     if not path.exists():
         raise NotFound(f"no webhook secret at {path}; `luma-ray up` makes it on first start")
+    # Lazy: standardwebhooks comes with the server extra; `luma_ray[client]` lacks it.
+    from luma_ray.notify.signing import tenant_secret
+
     print(tenant_secret(path.read_bytes().strip(), args.tenant))
     return 0
 

@@ -280,9 +280,7 @@ def _inputs_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import ray
-
-    if args.tier_key:
+    if args.tier_key:  # over HTTP: needs only the client extra, never Ray
         return _generate_over_http(args)
     if _inputs_of(args):
         raise InvalidRequest(
@@ -294,6 +292,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "--url needs --tier-key KEY (the HTTP API takes an API key: luma-ray keys create "
             "--tenant NAME --tier TIER); without them generate goes through Ray"
         )
+    import ray
+
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # keep the quickstart readable
 
     from luma_ray.client import connect

@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from luma_ray.errors import InvalidRequest
+from luma_ray.errors import ConfigError, InvalidRequest
 from luma_ray.storage.base import BlobStore, StorageError, write_file_atomically
 from luma_ray.storage.keys import MAX_KEY_BYTES, join_key, validate_key, validate_prefix
 from luma_ray.storage.local import LocalBlobStore
@@ -88,7 +88,15 @@ def _open_s3(uri: str, endpoint_url: str | None, options: dict[str, Any]) -> Blo
         )
     if parts.query or parts.fragment:
         raise InvalidRequest(f"store URI {uri!r} must not have a query or fragment")
-    from luma_ray.storage import s3  # lazy: only s3:// users load boto3
+    try:
+        from luma_ray.storage import s3  # lazy: only s3:// users load boto3
+    except ModuleNotFoundError as err:
+        if (err.name or "").partition(".")[0] not in ("boto3", "botocore", "s3transfer"):
+            raise
+        raise ConfigError(
+            f"store URI {uri!r} needs boto3, which the s3 extra installs: "
+            "pip install 'luma_ray[s3]'"
+        ) from None
 
     allowed = set(inspect.signature(s3.connect).parameters) - {"bucket", "prefix", "endpoint_url"}
     unknown = sorted(set(options) - allowed)
