@@ -65,7 +65,8 @@ def test_the_committed_rayservice_is_up_to_date() -> None:
 def test_a_changed_serve_config_makes_the_manifest_stale(tmp_path: Path) -> None:
     changed = tmp_path / "luma.yaml"
     text = (REPO / "deployments" / "luma.yaml").read_text()
-    changed.write_text(text.replace('replicas: "1"', 'replicas: "3"', 1))
+    assert "      replicas: 1\n" in text, "the first pool's replicas line moved"
+    changed.write_text(text.replace("      replicas: 1\n", "      replicas: 3\n", 1))
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--check", "--serve-config", str(changed)],
         capture_output=True,
@@ -75,7 +76,7 @@ def test_a_changed_serve_config_makes_the_manifest_stale(tmp_path: Path) -> None
     assert result.returncode == 1 and "stale" in result.stderr, result.stderr
     rendered = script().render((KUBE / "base" / "rayservice.yaml").read_text(), changed.read_text())
     apps = yaml.safe_load(yaml.safe_load(rendered)["spec"]["serveConfigV2"])["applications"]
-    assert apps[0]["args"]["replicas"] == "3"
+    assert apps[0]["args"]["pool"]["replicas"] == 3
 
 
 def test_serve_config_v2_is_deployments_luma_yaml_with_only_the_pod_overrides() -> None:
