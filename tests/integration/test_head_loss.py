@@ -1,0 +1,250 @@
+"""Head-node loss (issue 17, item 5): the whole Ray cluster is killed mid-load, started again on
+the same journal, and every accepted job finishes exactly once.
+
+Its own cluster, not the session's: as an operator would, in subprocesses with their own
+``RAY_TMPDIR``, Ray token, data dir and free ports. A Ray head (``ray start --head --block``,
+every port chosen free here), then ``luma-ray up --detach`` joins it with the journal on a
+volume of its own (``--journal``, apart from the data dir), one ``luma-tiny`` replica, and a
+short lease period. Jobs go in over the HTTP API; once the journal shows some finished, some
+leased or running and some still queued, every process of the cluster is killed with SIGKILL
+(the head's process session: GCS, raylet, the scheduler actor, the workers, Serve), nothing
+shut down cleanly. A new head on the same temp folder and ``luma-ray up --detach`` with the same
+options must finish them all.
+
+"Exactly once" is judged on the journal (the test reads the SQLite file itself) and the result
+store: every accepted job is in the journal once and ends ``succeeded`` with one result; a job
+finished before the kill keeps the result it had (it is not run again); a job that was leased
+when the cluster died ran again (its attempt count went up) and its committed result is that
+later attempt's, under its own fencing token; nothing beyond the committed attempt's files
+and, for re-run jobs only, files of the attempt that died, is in its results folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from .conftest import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+JOBS = 6
+STEPS = 4
+LEASE_TTL_S = 8.0
+IN_FLIGHT = {"leased", "running"}
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _run(args: list[str], env: dict[str, str], timeout_s: float) -> str:
+    done = subprocess.run(
+        args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s
+    )
+    assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _head(env: dict[str, str], log: Path):
+    """A Ray head of this test's own, every port free (not Ray's defaults)."""
+    from luma_ray.serving_cli.head import head_command, ray_temp_dir, start_head
+
+    ports = {
+        "port": free_port(),
+        "dashboard-port": free_port(),
+        "ray-client-server-port": free_port(),
+        "node-manager-port": free_port(),
+        "object-manager-port": free_port(),
+        "dashboard-agent-listen-port": free_port(),
+        "dashboard-agent-grpc-port": free_port(),
+        "runtime-env-agent-port": free_port(),
+        "metrics-export-port": free_port(),
+    }
+    command = head_command(ray_temp_dir(env), num_cpus=4)
+    command += [f"--{name}={port}" for name, port in ports.items()]
+    return start_head(env, 4, log, timeout_s=240.0, command=command)
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            text = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _kill_hard(session: int) -> None:
+    """SIGKILL every process of the head's session, until none is left: a lost machine."""
+    deadline = time.monotonic() + 30
+    while members := _session_members(session):
+        assert time.monotonic() < deadline, f"processes {members} outlived SIGKILL"
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)  # polling: they are not our children
+
+
+def _journal(path: Path) -> dict[str, object]:
+    """Every job in the journal file, by id (read-only; the scheduler may be writing)."""
+    from luma_ray.jobs.codec import job_from_json
+
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute("SELECT id, record FROM jobs ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return {job_id: job_from_json(record) for job_id, record in rows}
+
+
+def _states(jobs: dict[str, object]) -> dict[str, str]:
+    return {job_id: job.state.value for job_id, job in jobs.items()}  # type: ignore[attr-defined]
+
+
+def _token_of(uri: str) -> str:
+    """``file:///.../results/<job>/<token>/video.mp4`` -> ``<token>``."""
+    return Path(urlparse(uri).path).parent.name
+
+
+def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart() -> None:
+    from luma_ray.client.http import LumaClient
+    started = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="luma-headloss-", dir="/tmp"))
+    data_dir, journal = root / "data", root / "volume" / "journal.sqlite"
+    token = root / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    (root / "ray").mkdir()
+    config = root / "scheduler.yaml"
+    config.write_text(f"lease_ttl_s: {LEASE_TTL_S}\n")
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": str(root / "ray"),
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("RAY_ADDRESS", None)
+    port = free_port()
+    luma = [sys.executable, "-m", "luma_ray.cli"]
+    options = ["--data-dir", str(data_dir), "--journal", str(journal), "--config", str(config)]
+    options += ["--port", str(port)]
+    heads = []
+    try:
+        heads.append(_head(env, root / "head-1.log"))
+        up = _run(
+            [*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[0].address}, 400
+        )
+        assert str(journal) in up, up
+        created = _run(
+            [
+                *luma,
+                "keys",
+                "create",
+                "--data-dir",
+                str(data_dir),
+                "--tenant",
+                "acme",
+                "--tier",
+                "api",
+            ],
+            env,
+            60,
+        )
+        key = created.strip().splitlines()[-1]
+        with LumaClient(f"http://127.0.0.1:{port}", key, timeout_s=60.0) as client:
+            accepted = [
+                client.create(f"a fox, take {i}", frames=8, size="64x64", steps=STEPS, seed=i).id
+                for i in range(JOBS)
+            ]
+        assert len(set(accepted)) == JOBS
+
+        def mid_load() -> bool:
+            states = list(_states(_journal(journal)).values())
+            return (
+                "succeeded" in states and any(s in IN_FLIGHT for s in states) and "queued" in states
+            )
+
+        wait_for(mid_load, timeout_s=240, what="some jobs finished, some running, some queued")
+        _kill_hard(heads[0].pid)
+        before = _journal(journal)  # what survived the head: the journal on its volume
+        assert sorted(before) == sorted(accepted), "an accepted job is missing from the journal"
+        states = _states(before)
+        finished = {j for j, s in states.items() if s == "succeeded"}
+        in_flight = {j for j, s in states.items() if s in IN_FLIGHT}
+        assert finished and in_flight and "queued" in states.values(), states
+
+        heads.append(_head(env, root / "head-2.log"))
+        _run([*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[1].address}, 400)
+
+        def all_done() -> dict[str, object] | None:
+            jobs = _journal(journal)
+            done = all(job.state.terminal for job in jobs.values())  # type: ignore[attr-defined]
+            return jobs if done else None
+
+        after = wait_for(all_done, timeout_s=300, what="every accepted job to finish")
+        _check_exactly_once(accepted, before, after, data_dir, finished, in_flight)
+    finally:
+        for head in heads:
+            _kill_hard(head.pid)
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"head-loss test: {time.monotonic() - started:.0f} s")
+
+
+STAGE_FILES = {"generate": "video", "thumbnail": "thumbnail", None: "video"}
+"""The result each stage's attempt writes under its fencing token (caption writes none)."""
+
+
+def _check_exactly_once(
+    accepted: list[str],
+    before: dict[str, object],
+    after: dict[str, object],
+    data_dir: Path,
+    finished: set[str],
+    in_flight: set[str],
+) -> None:
+    """One final result per accepted job; only jobs whose lease died with the cluster ran a
+    stage again, and their committed files are the later attempt's."""
+    assert sorted(after) == sorted(accepted)
+    assert set(_states(after).values()) == {"succeeded"}, _states(after)
+    for job_id, job in after.items():
+        old = before[job_id]
+        uris = job.result_uris  # type: ignore[attr-defined]
+        committed = {_token_of(uri) for uri in uris.values()}
+        assert "video" in uris and all(Path(urlparse(u).path).is_file() for u in uris.values())
+        folder = data_dir / "results" / job_id
+        written = {p.name for p in folder.iterdir() if p.is_dir()}
+        tries = dict(job.stage_attempts)  # type: ignore[attr-defined]
+        tries.setdefault(job.stage, job.attempts)  # type: ignore[attr-defined]
+        assert all(1 <= n <= 3 for n in tries.values()), (job_id, tries)
+        if job_id in finished:  # finished before the kill: kept as it was, not run again
+            assert uris == old.result_uris, job_id  # type: ignore[attr-defined]
+            assert job.finished_at_s == old.finished_at_s  # type: ignore[attr-defined]
+            assert tries == {**old.stage_attempts, old.stage: old.attempts}  # type: ignore[attr-defined]
+            assert written == committed, (job_id, written, committed)
+        elif job_id in in_flight:  # its lease died with the cluster: that stage ran again
+            stage, lease = old.stage, old.lease  # type: ignore[attr-defined]
+            assert tries[stage] > old.attempts, (job_id, stage, tries, old.attempts)  # type: ignore[attr-defined]
+            if STAGE_FILES.get(stage) in uris:
+                assert int(_token_of(uris[STAGE_FILES[stage]])) > lease.token, (job_id, lease)
+            # the dead attempt may have stored files it never committed; nothing else
+            assert committed <= written <= committed | {str(lease.token)}, (job_id, written)
+        else:  # queued when the cluster died: ran once per stage
+            assert written == committed, (job_id, written, committed)
