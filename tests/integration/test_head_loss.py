@@ -126,6 +126,7 @@ def _token_of(uri: str) -> str:
 
 def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart() -> None:
     from luma_ray.client.http import LumaClient
+
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="luma-headloss-", dir="/tmp"))
     data_dir, journal = root / "data", root / "volume" / "journal.sqlite"
@@ -229,7 +230,8 @@ def _check_exactly_once(
         uris = job.result_uris  # type: ignore[attr-defined]
         committed = {_token_of(uri) for uri in uris.values()}
         assert "video" in uris and all(Path(urlparse(u).path).is_file() for u in uris.values())
-        folder = data_dir / "results" / job_id
+        folder = Path(urlparse(uris["video"]).path).parents[1]  # <store>/results/<job id>/
+        assert folder.name == job_id and data_dir.resolve() in folder.parents, folder
         written = {p.name for p in folder.iterdir() if p.is_dir()}
         tries = dict(job.stage_attempts)  # type: ignore[attr-defined]
         tries.setdefault(job.stage, job.attempts)  # type: ignore[attr-defined]
