@@ -439,3 +439,19 @@ def test_the_tailscale_head_names_its_s3_compatible_endpoint() -> None:
     argv = shlex.split(re.sub(r"\$\([^()]*\)", "100.64.0.1", up.split("luma-ray", 1)[1]))
     runtime = runtime_of(build_parser().parse_args(argv))
     assert runtime.store.startswith("s3://") and runtime.s3_endpoint_url, argv
+
+
+@pytest.mark.parametrize("doc", ["cluster_configs/README.md", "docs/deploy.md"])
+def test_the_docs_show_the_firewall_the_config_loads(doc: str) -> None:
+    """The rules the docs show are the ones every on-prem node loads."""
+    config = load(TAILSCALE)
+    [command] = [c for c in config["setup_commands"] if re.search(r"\bnft\s+-f\b", c)]
+    table = [
+        r for r in nft_rules(command) if r and not r.startswith(("delete", "table inet luma_ray"))
+    ]
+    text = (CONFIG_DIR.parent / doc).read_text()
+    blocks = re.findall(r"```\n(\s*table inet luma_ray \{.*?)```", text, re.S)
+    assert blocks, f"{doc} shows no nftables table"
+    for block in blocks:
+        shown = [line.strip() for line in block.splitlines()][1:]
+        assert [r for r in shown if r] == table, f"{doc}: {shown} != {table}"
