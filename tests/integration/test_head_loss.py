@@ -5,12 +5,13 @@ Its own cluster, not the session's: as an operator would, in subprocesses with t
 ``RAY_TMPDIR``, Ray token, data dir and free ports. A Ray head (``ray start --head --block``,
 every port chosen free here), then ``luma-ray up --detach`` joins it with the journal on a
 volume of its own (``--journal``, apart from the data dir), one ``luma-tiny`` replica, and a
-short lease period. Jobs go in over the HTTP API; once the journal shows some finished, some
-leased or running and some still queued, every process of the cluster (the head's process
+short lease period. Three jobs go in over the HTTP API, four more once one has finished (so
+the kill finds jobs in every state however fast the machine runs them); once the journal shows
+one leased or running and two still queued, every process of the cluster (the head's process
 session and its descendants: GCS, raylet, the scheduler actor, the workers, Serve) is frozen
 with SIGSTOP at once, so none finishes a job while the others die, then killed with SIGKILL;
-nothing shuts down cleanly, and the test checks that no process of it is left. A new head on the same temp folder and ``luma-ray up --detach`` with the same
-options must finish them all.
+nothing shuts down cleanly, and the test checks that no process of it is left. A new head on
+the same temp folder and ``luma-ray up --detach`` with the same options must finish them all.
 
 "Exactly once" is judged on the journal (the test reads the SQLite file itself) and the result
 store: every accepted job is in the journal once and ends ``succeeded`` with one result; a job
@@ -27,25 +28,40 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pytest
 
 from .conftest import free_port, wait_for
 
+if TYPE_CHECKING:
+    from luma_ray.jobs.model import Job
+    from luma_ray.serving_cli.head import Head
+
 REPO = Path(__file__).resolve().parents[2]
-JOBS = 6
+FIRST_JOBS = 3
+MORE_JOBS = 4
 STEPS = 8
-LEASE_TTL_S = 8.0
+LEASE_TTL_S = 15.0
 IN_FLIGHT = {"leased", "running"}
 
 pytestmark = pytest.mark.timeout(600)
+
+
+def _wait(predicate: Callable[[], bool], seen: list[list[str]], what: str) -> None:
+    try:
+        wait_for(predicate, timeout_s=240, what=what)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; the journal's states: {seen[0]}") from None
 
 
 def _run(args: list[str], env: dict[str, str], timeout_s: float) -> str:
@@ -56,21 +72,36 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> str:
     return done.stdout
 
 
-def _head(env: dict[str, str], log: Path):
-    """A Ray head of this test's own, every port free (not Ray's defaults)."""
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1 (held open together while chosen, so the
+    kernel cannot hand out one twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def _head(env: dict[str, str], log: Path, http_port: int) -> Head:
+    """A Ray head of this test's own, every port free (not Ray's defaults) and none the HTTP
+    API's."""
     from luma_ray.serving_cli.head import head_command, ray_temp_dir, start_head
 
-    ports = {
-        "port": free_port(),
-        "dashboard-port": free_port(),
-        "ray-client-server-port": free_port(),
-        "node-manager-port": free_port(),
-        "object-manager-port": free_port(),
-        "dashboard-agent-listen-port": free_port(),
-        "dashboard-agent-grpc-port": free_port(),
-        "runtime-env-agent-port": free_port(),
-        "metrics-export-port": free_port(),
-    }
+    names = (
+        "port",
+        "dashboard-port",
+        "ray-client-server-port",
+        "node-manager-port",
+        "object-manager-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+        "metrics-export-port",
+    )
+    chosen = _free_ports(len(names))
+    while http_port in chosen:
+        chosen = _free_ports(len(names))
+    ports = dict(zip(names, chosen, strict=True))
     command = head_command(ray_temp_dir(env), num_cpus=4)
     command += [f"--{name}={port}" for name, port in ports.items()]
     return start_head(env, 4, log, timeout_s=240.0, command=command)
@@ -143,7 +174,7 @@ def _strays(root: Path) -> list[int]:
     return found
 
 
-def _journal(path: Path) -> dict[str, object]:
+def _journal(path: Path) -> dict[str, Job]:
     """Every job in the journal file, by id (read-only; the scheduler may be writing)."""
     from luma_ray.jobs.codec import job_from_json
 
@@ -157,8 +188,8 @@ def _journal(path: Path) -> dict[str, object]:
     return {job_id: job_from_json(record) for job_id, record in rows}
 
 
-def _states(jobs: dict[str, object]) -> dict[str, str]:
-    return {job_id: job.state.value for job_id, job in jobs.items()}  # type: ignore[attr-defined]
+def _states(jobs: dict[str, Job]) -> dict[str, str]:
+    return {job_id: job.state.value for job_id, job in jobs.items()}
 
 
 def _token_of(uri: str) -> str:
@@ -189,45 +220,42 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
     luma = [sys.executable, "-m", "luma_ray.cli"]
     options = ["--data-dir", str(data_dir), "--journal", str(journal), "--config", str(config)]
     options += ["--port", str(port)]
-    heads = []
+    heads: list[Head] = []
     try:
-        heads.append(_head(env, root / "head-1.log"))
+        heads.append(_head(env, root / "head-1.log", port))
         up = _run(
             [*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[0].address}, 400
         )
         assert str(journal) in up, up
-        created = _run(
-            [
-                *luma,
-                "keys",
-                "create",
-                "--data-dir",
-                str(data_dir),
-                "--tenant",
-                "acme",
-                "--tier",
-                "api",
-            ],
-            env,
-            60,
-        )
+        keys = ["keys", "create", "--data-dir", str(data_dir), "--tenant", "acme", "--tier", "api"]
+        created = _run([*luma, *keys], env, 60)
         key = created.strip().splitlines()[-1]
-        with LumaClient(f"http://127.0.0.1:{port}", key, timeout_s=60.0) as client:
-            accepted = [
+        seen: list[list[str]] = [[]]
+
+        def journal_shows(succeeded: int, in_flight: int, queued: int) -> Callable[[], bool]:
+            def check() -> bool:
+                states = seen[0] = sorted(_states(_journal(journal)).values())
+                return (
+                    states.count("succeeded") >= succeeded
+                    and sum(s in IN_FLIGHT for s in states) >= in_flight
+                    and states.count("queued") >= queued
+                )
+
+            return check
+
+        def submit(client: LumaClient, takes: range) -> list[str]:
+            return [
                 client.create(f"a fox, take {i}", frames=8, size="64x64", steps=STEPS, seed=i).id
-                for i in range(JOBS)
+                for i in takes
             ]
-        assert len(set(accepted)) == JOBS
 
-        def mid_load() -> bool:
-            states = list(_states(_journal(journal)).values())
-            return (
-                "succeeded" in states
-                and any(s in IN_FLIGHT for s in states)
-                and states.count("queued") >= 2
-            )
-
-        wait_for(mid_load, timeout_s=240, what="some jobs finished, some running, some queued")
+        # The first jobs run through; once one has finished, more arrive, and the cluster dies
+        # while one of those runs and the others wait (however fast the machine is today).
+        with LumaClient(f"http://127.0.0.1:{port}", key, timeout_s=60.0) as client:
+            accepted = submit(client, range(FIRST_JOBS))
+            _wait(journal_shows(1, 0, 0), seen, "a job to finish")
+            accepted += submit(client, range(FIRST_JOBS, FIRST_JOBS + MORE_JOBS))
+            _wait(journal_shows(1, 1, 2), seen, "a job leased or running and two queued")
         _kill_hard(heads[0].pid)
         assert not _strays(root), "a process of the killed cluster still runs"
         before = _journal(journal)  # what survived the head: the journal on its volume
@@ -238,12 +266,12 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
         assert finished and in_flight and "queued" in states.values(), states
         print(f"at the kill: {sorted(states.values())}")
 
-        heads.append(_head(env, root / "head-2.log"))
+        heads.append(_head(env, root / "head-2.log", port))
         _run([*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[1].address}, 400)
 
-        def all_done() -> dict[str, object] | None:
+        def all_done() -> dict[str, Job] | None:
             jobs = _journal(journal)
-            done = all(job.state.terminal for job in jobs.values())  # type: ignore[attr-defined]
+            done = all(job.state.terminal for job in jobs.values())
             return jobs if done else None
 
         after = wait_for(all_done, timeout_s=300, what="every accepted job to finish")
@@ -258,14 +286,21 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
     print(f"head-loss test: {time.monotonic() - started:.0f} s")
 
 
+def _tries(job: Job) -> dict[str | None, int]:
+    """Attempts per stage: the finished stages', and the current one's."""
+    tries: dict[str | None, int] = {stage: n for stage, n in job.stage_attempts.items()}
+    tries.setdefault(job.stage, job.attempts)
+    return tries
+
+
 STAGE_FILES = {"generate": "video", "thumbnail": "thumbnail", None: "video"}
 """The result each stage's attempt writes under its fencing token (caption writes none)."""
 
 
 def _check_exactly_once(
     accepted: list[str],
-    before: dict[str, object],
-    after: dict[str, object],
+    before: dict[str, Job],
+    after: dict[str, Job],
     data_dir: Path,
     finished: set[str],
     in_flight: set[str],
@@ -276,23 +311,23 @@ def _check_exactly_once(
     assert set(_states(after).values()) == {"succeeded"}, _states(after)
     for job_id, job in after.items():
         old = before[job_id]
-        uris = job.result_uris  # type: ignore[attr-defined]
+        uris = job.result_uris
         committed = {_token_of(uri) for uri in uris.values()}
         assert "video" in uris and all(Path(urlparse(u).path).is_file() for u in uris.values())
         folder = Path(urlparse(uris["video"]).path).parents[1]  # <store>/results/<job id>/
         assert folder.name == job_id and data_dir.resolve() in folder.parents, folder
         written = {p.name for p in folder.iterdir() if p.is_dir()}
-        tries = dict(job.stage_attempts)  # type: ignore[attr-defined]
-        tries.setdefault(job.stage, job.attempts)  # type: ignore[attr-defined]
+        tries = _tries(job)
         assert all(1 <= n <= 3 for n in tries.values()), (job_id, tries)
         if job_id in finished:  # finished before the kill: kept as it was, not run again
-            assert uris == old.result_uris, job_id  # type: ignore[attr-defined]
-            assert job.finished_at_s == old.finished_at_s  # type: ignore[attr-defined]
-            assert tries == {**old.stage_attempts, old.stage: old.attempts}  # type: ignore[attr-defined]
+            assert uris == old.result_uris, job_id
+            assert job.finished_at_s == old.finished_at_s
+            assert tries == _tries(old), (job_id, tries)
             assert written == committed, (job_id, written, committed)
         elif job_id in in_flight:  # its lease died with the cluster: that stage ran again
-            stage, lease = old.stage, old.lease  # type: ignore[attr-defined]
-            assert tries[stage] > old.attempts, (job_id, stage, tries, old.attempts)  # type: ignore[attr-defined]
+            stage, lease = old.stage, old.lease
+            assert lease is not None, (job_id, old.state)
+            assert tries[stage] > old.attempts, (job_id, stage, tries, old.attempts)
             if STAGE_FILES.get(stage) in uris:
                 assert int(_token_of(uris[STAGE_FILES[stage]])) > lease.token, (job_id, lease)
             # the dead attempt may have stored files it never committed; nothing else
