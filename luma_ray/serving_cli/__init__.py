@@ -332,6 +332,11 @@ def add_commands(sub: Any) -> None:
     common.add_argument(
         "--data-dir", help="state folder (default: $LUMA_RAY_HOME or ~/.local/share/luma_ray)"
     )
+    common.add_argument(
+        "--journal",
+        help="the scheduler's SQLite journal file (default: <data dir>/journal.sqlite); put it "
+        "on durable storage that survives the head node (docs/deploy.md)",
+    )
     common.add_argument("--config", help="scheduler config YAML (tiers, policy, limits)")
     common.add_argument("--store", help="result store URI (file:///... or s3://bucket/prefix)")
     common.add_argument("--replicas", type=int, default=1, help="luma-tiny worker replicas")

@@ -46,6 +46,9 @@ def runtime_of(args: argparse.Namespace, http: bool = True) -> RuntimeConfig:
         fields["http_host"] = None
     if scheduler is not None:
         fields["scheduler"] = scheduler
+    if getattr(args, "journal", None):
+        # Absolute: the scheduler actor that opens it runs in a folder of Ray's choosing.
+        fields["journal_path"] = str(Path(args.journal).expanduser().resolve())
     if getattr(args, "store", None):
         fields["store_uri"] = args.store
     for name in ("public_url", "asset_url_ttl_s", "asset_urls", "s3_endpoint_url"):

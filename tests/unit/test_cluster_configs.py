@@ -340,3 +340,118 @@ def test_the_package_pins_the_ray_the_clusters_install_and_a_safe_multipart() ->
     assert pins["ray"].contains("2.60.0") and not pins["ray"].contains("2.61.0")
     for vulnerable in ("0.0.9", "0.0.17", "0.0.25", "0.0.29"):
         assert not pins["python-multipart"].contains(vulnerable), vulnerable
+
+
+# ---- onprem-tailscale.yaml: Ray's ports answer on the tailnet only ------------------------
+
+TAILSCALE = CONFIG_DIR / "onprem-tailscale.yaml"
+EPHEMERAL = (32768, 60999)
+"""Linux's default ``net.ipv4.ip_local_port_range``: where Ray's port-0 servers (raylet,
+object manager, agents, metrics) land."""
+
+
+def nft_rules(command: str) -> list[str]:
+    """The rules of the nftables file a command writes with a heredoc (``<<'NFT'``)."""
+    match = re.search(r"<<'NFT'\n(.*?)\nNFT\n", command, re.S)
+    return [line.strip() for line in match.group(1).splitlines()] if match else []
+
+
+def port_ranges(rule: str) -> list[tuple[int, int]]:
+    """``tcp dport { 22, 10001-19999 } drop`` -> ``[(22, 22), (10001, 19999)]``."""
+    match = re.search(r"dport\s+(\{[^}]*\}|\S+)", rule)
+    assert match, rule
+    ranges = []
+    for item in match.group(1).strip("{}").split(","):
+        low, _, high = item.strip().partition("-")
+        ranges.append((int(low), int(high or low)))
+    return ranges
+
+
+def ray_default_ports() -> dict[str, tuple[int, int]]:
+    """The ports a node of the config opens by the installed Ray's defaults, and luma-ray's
+    HTTP API."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from ray._private import ray_constants
+        from ray.scripts.scripts import cli
+
+        from luma_ray.config import RuntimeConfig
+
+    defaults = {p.name: p.default for p in cli.commands["start"].params}
+    return {
+        "GCS": (ray_constants.DEFAULT_PORT, ray_constants.DEFAULT_PORT),
+        "dashboard": (defaults["dashboard_port"], defaults["dashboard_port"]),
+        "dashboard agent": (
+            defaults["dashboard_agent_listen_port"],
+            defaults["dashboard_agent_listen_port"],
+        ),
+        "Ray client": (10001, 10001),  # `ray start --head` without --ray-client-server-port
+        "workers": (defaults["min_worker_port"], defaults["max_worker_port"]),
+        "random (port 0)": EPHEMERAL,
+        "Serve HTTP": (RuntimeConfig(data_dir=".").http_port,) * 2,
+    }
+
+
+def test_tailscale_nodes_drop_ray_ports_off_the_tailnet_before_ray_starts() -> None:
+    """Ray's gRPC servers listen on 0.0.0.0 whatever --node-ip-address says: every node loads
+    a firewall that accepts loopback, tailscale0, established connections and SSH, and drops
+    every Ray port on other interfaces, before its first `ray start`."""
+    config = load(TAILSCALE)
+    for role in ("head", "worker"):
+        commands = [
+            *config.get("initialization_commands", []),
+            *config.get("setup_commands", []),
+            *config.get(f"{role}_setup_commands", []),
+            *config.get(f"{role}_start_ray_commands", []),
+        ]
+        loads = [i for i, c in enumerate(commands) if re.search(r"\bnft\s+-f\b", c)]
+        starts = [i for i, c in enumerate(commands) if ray_invocations(c, "start")]
+        assert loads and starts, f"{role}: firewall {loads}, ray start {starts}"
+        assert loads[0] < starts[0], f"{role}: the firewall loads after `ray start`"
+    [command] = [c for c in config["setup_commands"] if re.search(r"\bnft\s+-f\b", c)]
+    rules = nft_rules(command)
+    accepts = [
+        'iifname { "lo", "tailscale0" } accept',
+        "ct state established,related accept",
+        "tcp dport 22 accept",
+    ]
+    assert all(rule in rules for rule in accepts), rules
+    [drop] = [rule for rule in rules if rule.startswith("tcp dport") and rule.endswith("drop")]
+    assert all(rules.index(rule) < rules.index(drop) for rule in accepts), "accepts come first"
+    dropped = port_ranges(drop)
+    assert not any(low <= 22 <= high for low, high in dropped), "SSH must stay reachable"
+    for name, (low, high) in ray_default_ports().items():
+        assert any(a <= low and high <= b for a, b in dropped), f"{name} {low}-{high} open"
+    assert "policy accept" in " ".join(rules) and "hook input" in " ".join(rules)
+    head_ports = {
+        int(p) for s in config["head_start_ray_commands"] for p in re.findall(r"--port[= ](\d+)", s)
+    }
+    assert head_ports and all(any(a <= p <= b for a, b in dropped) for p in head_ports)
+
+
+def test_the_tailscale_head_names_its_s3_compatible_endpoint() -> None:
+    """An on-prem S3 store is an S3-compatible server: `luma-ray up` names its endpoint."""
+    from luma_ray.cli import build_parser
+    from luma_ray.serving_cli.cluster import runtime_of
+
+    config = load(TAILSCALE)
+    [up] = [c for c in config["head_start_ray_commands"] if "luma-ray up" in c]
+    argv = shlex.split(re.sub(r"\$\([^()]*\)", "100.64.0.1", up.split("luma-ray", 1)[1]))
+    runtime = runtime_of(build_parser().parse_args(argv))
+    assert runtime.store.startswith("s3://") and runtime.s3_endpoint_url, argv
+
+
+@pytest.mark.parametrize("doc", ["cluster_configs/README.md", "docs/deploy.md"])
+def test_the_docs_show_the_firewall_the_config_loads(doc: str) -> None:
+    """The rules the docs show are the ones every on-prem node loads."""
+    config = load(TAILSCALE)
+    [command] = [c for c in config["setup_commands"] if re.search(r"\bnft\s+-f\b", c)]
+    table = [
+        r for r in nft_rules(command) if r and not r.startswith(("delete", "table inet luma_ray"))
+    ]
+    text = (CONFIG_DIR.parent / doc).read_text()
+    blocks = re.findall(r"```\n(\s*table inet luma_ray \{.*?)```", text, re.S)
+    assert blocks, f"{doc} shows no nftables table"
+    for block in blocks:
+        shown = [line.strip() for line in block.splitlines()][1:]
+        assert [r for r in shown if r] == table, f"{doc}: {shown} != {table}"

@@ -284,3 +284,15 @@ def test_up_sets_the_asset_url_options(capsys) -> None:
     assert "s3:// result store" in capsys.readouterr().err  # one line, no traceback
     presigned = _runtime("--store", "s3://bucket/p", "--asset-urls", "s3_presigned")
     assert presigned.asset_urls == "s3_presigned"
+
+
+def test_the_journal_can_live_apart_from_the_data_dir(tmp_path: Path, monkeypatch) -> None:
+    """``--journal`` puts the journal (and its webhook outbox, next to it) on durable storage
+    while the data dir stays where it was; a relative path is made absolute here, since the
+    scheduler actor that opens it runs in a folder of Ray's choosing."""
+    assert _runtime().journal == "/tmp/luma-x/journal.sqlite"
+    durable = tmp_path / "volume" / "luma.sqlite"
+    runtime = _runtime("--journal", str(durable))
+    assert runtime.journal == str(durable) and runtime.data_dir == "/tmp/luma-x"
+    monkeypatch.chdir(tmp_path)
+    assert _runtime("--journal", "j/luma.sqlite").journal == str(tmp_path / "j" / "luma.sqlite")
