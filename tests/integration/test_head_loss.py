@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from urllib.parse import urlparse
 import pytest
 
 from .conftest import free_port, wait_for
+from .own_cluster import kill_hard, own_head, strays
 
 if TYPE_CHECKING:
     from luma_ray.jobs.model import Job
@@ -70,108 +70,6 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> str:
     )
     assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1 (held open together while chosen, so the
-    kernel cannot hand out one twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def _head(env: dict[str, str], log: Path, http_port: int) -> Head:
-    """A Ray head of this test's own, every port free (not Ray's defaults) and none the HTTP
-    API's."""
-    from luma_ray.serving_cli.head import head_command, ray_temp_dir, start_head
-
-    names = (
-        "port",
-        "dashboard-port",
-        "ray-client-server-port",
-        "node-manager-port",
-        "object-manager-port",
-        "dashboard-agent-listen-port",
-        "dashboard-agent-grpc-port",
-        "runtime-env-agent-port",
-        "metrics-export-port",
-    )
-    chosen = _free_ports(len(names))
-    while http_port in chosen:
-        chosen = _free_ports(len(names))
-    ports = dict(zip(names, chosen, strict=True))
-    command = head_command(ray_temp_dir(env), num_cpus=4)
-    command += [f"--{name}={port}" for name, port in ports.items()]
-    return start_head(env, 4, log, timeout_s=240.0, command=command)
-
-
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, session id, state) of every process."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        found[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[0])
-    return found
-
-
-def _cluster(head_pid: int) -> set[int]:
-    """The head's processes: its session (GCS, raylet, agents, workers) and, in case one left
-    the session, every descendant of the head process."""
-    table = _processes()
-    members = {pid for pid, (_, sid, state) in table.items() if sid == head_pid and state != "Z"}
-    members.add(head_pid)
-    grew = True
-    while grew:
-        more = {p for p, (ppid, _, state) in table.items() if ppid in members and state != "Z"}
-        grew = not more <= members
-        members |= more
-    return {pid for pid in members if pid in table and table[pid][2] != "Z"} - {os.getpid()}
-
-
-def _kill_hard(head_pid: int) -> None:
-    """A lost machine: freeze every process of the cluster at once (SIGSTOP, so none finishes
-    a job while the others die), then SIGKILL them all, until none is left."""
-    deadline = time.monotonic() + 30
-    frozen: set[int] = set()
-    while members := _cluster(head_pid) - frozen:
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        frozen |= members
-    while True:
-        table = _processes()
-        alive = {p for p in _cluster(head_pid) | frozen if p in table and table[p][2] != "Z"}
-        if not alive:
-            return
-        assert time.monotonic() < deadline, f"processes {alive} outlived SIGKILL"
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)  # polling: they are not our children
-
-
-def _strays(root: Path) -> list[int]:
-    """Processes started with the test's environment (``RAY_TMPDIR`` under ``root``; Ray's
-    workers rename themselves ``ray::...``, so their command lines do not say): none may
-    outlive the kill."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if str(root).encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def _journal(path: Path) -> dict[str, Job]:
@@ -222,7 +120,7 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
     options += ["--port", str(port)]
     heads: list[Head] = []
     try:
-        heads.append(_head(env, root / "head-1.log", port))
+        heads.append(own_head(env, root / "head-1.log", port)[0])
         up = _run(
             [*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[0].address}, 400
         )
@@ -256,8 +154,8 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
             _wait(journal_shows(1, 0, 0), seen, "a job to finish")
             accepted += submit(client, range(FIRST_JOBS, FIRST_JOBS + MORE_JOBS))
             _wait(journal_shows(1, 1, 2), seen, "a job leased or running and two queued")
-        _kill_hard(heads[0].pid)
-        assert not _strays(root), "a process of the killed cluster still runs"
+        kill_hard(heads[0].pid)
+        assert not strays(root), "a process of the killed cluster still runs"
         before = _journal(journal)  # what survived the head: the journal on its volume
         assert sorted(before) == sorted(accepted), "an accepted job is missing from the journal"
         states = _states(before)
@@ -266,7 +164,7 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
         assert finished and in_flight and "queued" in states.values(), states
         print(f"at the kill: {sorted(states.values())}")
 
-        heads.append(_head(env, root / "head-2.log", port))
+        heads.append(own_head(env, root / "head-2.log", port)[0])
         _run([*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[1].address}, 400)
 
         def all_done() -> dict[str, Job] | None:
@@ -278,8 +176,8 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
         _check_exactly_once(accepted, before, after, data_dir, finished, in_flight)
     finally:
         for head in heads:
-            _kill_hard(head.pid)
-        for pid in _strays(root):
+            kill_hard(head.pid)
+        for pid in strays(root):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)

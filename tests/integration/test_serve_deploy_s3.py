@@ -9,21 +9,23 @@ operator would, in subprocesses with their own ``RAY_TMPDIR``, data dir and Ray 
 the same options and two worker replicas, ``serve deploy`` of that file through the head's
 dashboard, then ``luma-ray generate`` of one video. The job's files must be in the bucket and
 none under the data dir's local results folder; ``luma-ray down`` stops the head at the end.
-The head uses Ray's default ports (6379, dashboard 8265): run it where nothing else holds them.
+The head is a cluster of the test's own on ports chosen free (own_cluster.py), so it runs beside
+the session's cluster; it is killed at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -32,11 +34,12 @@ from typing import Any
 import pytest
 
 from .conftest import free_port, wait_for
+from .own_cluster import kill_hard, own_head, strays
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "seaweedfs.py"
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "seaweedfs.py"
 BUCKET = "luma-deploy"
 PREFIX = "videos"
-DASHBOARD = "http://127.0.0.1:8265"
 
 
 def _seaweedfs_script() -> ModuleType:
@@ -76,11 +79,11 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> str:
     return done.stdout
 
 
-def _serve_status(env: dict[str, str]) -> dict[str, Any]:
+def _serve_status(env: dict[str, str], dashboard: str) -> dict[str, Any]:
     import yaml
 
     shown = subprocess.run(
-        [sys.executable, "-m", "ray.serve.scripts", "status", "--address", DASHBOARD],
+        [sys.executable, "-m", "ray.serve.scripts", "status", "--address", dashboard],
         env=env,
         capture_output=True,
         text=True,
@@ -90,8 +93,8 @@ def _serve_status(env: dict[str, str]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _running_with(env: dict[str, str], app: str, replicas: int) -> bool:
-    apps = _serve_status(env).get("applications") or {}
+def _running_with(env: dict[str, str], dashboard: str, app: str, replicas: int) -> bool:
+    apps = _serve_status(env, dashboard).get("applications") or {}
     if not apps or any(a.get("status") != "RUNNING" for a in apps.values()):
         return False
     deployments = (apps.get(app) or {}).get("deployments") or {}
@@ -112,6 +115,8 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
         **os.environ,
         "RAY_TMPDIR": str(root / "ray"),
         "RAY_AUTH_TOKEN_PATH": str(token),
+        "RAY_AUTH_MODE": "token",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "AWS_ACCESS_KEY_ID": s3["access_key"],
         "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
     }
@@ -128,7 +133,10 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
         "--port",
         str(port),
     ]
+    head = None
     try:
+        head, dashboard = own_head(env, root / "head.log", port)
+        env["RAY_ADDRESS"] = head.address
         _run([*luma, "up", "--detach", *options], env, timeout_s=600)
         config = root / "luma.yaml"
         _run(
@@ -137,12 +145,12 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
             timeout_s=120,
         )
         _run(
-            [sys.executable, "-m", "ray.serve.scripts", "deploy", str(config), "-a", DASHBOARD],
+            [sys.executable, "-m", "ray.serve.scripts", "deploy", str(config), "-a", dashboard],
             env,
             timeout_s=300,
         )
         wait_for(
-            lambda: _running_with(env, "luma-tiny-workers", 2),
+            lambda: _running_with(env, dashboard, "luma-tiny-workers", 2),
             timeout_s=300,
             what="the deployed config's two luma-tiny replicas",
         )
@@ -163,12 +171,12 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
         local = data_dir / "results"
         assert not local.exists() or not any(local.rglob("*.mp4")), list(local.rglob("*"))
         assert (tmp_path / "fox.mp4").stat().st_size > 0
-        status = json.dumps(_serve_status(env))
+        status = json.dumps(_serve_status(env, dashboard))
         assert "luma-api" in status and "luma-tiny-caption-workers" in status
     finally:
-        subprocess.run(
-            [*luma, "down", "--data-dir", str(data_dir)], env=env, capture_output=True, timeout=180
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (root / "ray").exists():
-            shutil.rmtree(root, ignore_errors=True)
+        if head is not None:
+            kill_hard(head.pid)
+        for pid in strays(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
