@@ -40,7 +40,8 @@ figure { margin: 0; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
 svg { border: 1px solid #ddd; background: #fcfcfc; }
 svg text { font-size: 10px; fill: #555; }
-td.message { text-align: left; max-width: 40em; }
+#tenants th, #tenants td, #failures th, #failures td { text-align: left; }
+td.message { max-width: 40em; }
 </style></head>
 <body>
 <h1>luma_ray queues</h1>
@@ -132,7 +133,7 @@ function chart(id, series, now, unit, ref) {
       kids.push(dot);
     }
     kids.push(el("text", {x: L + 6 + 90 * (i % 4), y: T + 8 + 12 * Math.floor(i / 4),
-      fill: color, class: "legend"}, s.name));
+      style: "fill: " + color, class: "legend"}, s.name));
   });
   svg.replaceChildren(...kids);
 }
