@@ -322,6 +322,10 @@ class SchedulerCore:
             "peak_in_flight": dict(self.peak_in_flight),
         }
 
+    def busy_workers(self) -> dict[str, str]:
+        """Worker id → model of each live lease (the queue page's busy workers)."""
+        return {j.lease.worker: j.model for j in self._held.values() if j.lease is not None}
+
     # ---- internals ---------------------------------------------------------------------
 
     def _enqueue(self, job: Job) -> None:

@@ -29,6 +29,7 @@ from luma_ray.scheduler.feed import EventLog
 from luma_ray.scheduler.lease_ops import Beat
 from luma_ray.scheduler.recovery import Recovery
 from luma_ray.scheduler.rollouts import Rollouts
+from luma_ray.scheduler.timeline import QueueHistory
 from luma_ray.scheduler.views import assignment
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class LeaseOps:
     estimates: Estimates
     rollouts: Rollouts
     counters: SchedulerCounters
+    history: QueueHistory
     feed: EventLog
     recovery: Recovery
 
@@ -165,6 +167,7 @@ class LeaseOps:
         slo_s = self.core.tiers[job.tier].max_wait_s
         model = job.model.partition("@")[0]
         self.counters.lease(job.tier, model, dispatch.wait_s, slo_s, now)
+        self.history.dispatched(job.tier, now)
         log.info("job %s leased to %s after %.2f s", job.id, dispatch.worker, dispatch.wait_s)
         return assignment(job, dispatch, self.config.lease_ttl_s)
 

@@ -59,13 +59,16 @@ from luma_ray.scheduler.lease_ops import (
 )
 from luma_ray.scheduler.operation import Op
 from luma_ray.scheduler.reports import (
+    FailureRow,
     Halt,
+    MinuteRow,
     PoolRow,
     QueueReport,
     QueueRow,
     RolloutReport,
     SchedulerStats,
     SwapRecord,
+    TenantTop,
     TierQueues,
 )
 from luma_ray.scheduler.requests import SubmitRequest
@@ -80,6 +83,7 @@ __all__ = [
     "Assignment",
     "Backlog",
     "CompletedAndPulled",
+    "FailureRow",
     "FeedEvent",
     "FeedPage",
     "Halt",
@@ -89,6 +93,7 @@ __all__ = [
     "JobWatch",
     "LeaseRefused",
     "Limits",
+    "MinuteRow",
     "PoolRow",
     "QueueReport",
     "QueueRow",
@@ -98,6 +103,7 @@ __all__ = [
     "SubmitRefused",
     "SwapRecord",
     "SwapVerdict",
+    "TenantTop",
     "TierQueues",
     "TierView",
     # the operations
@@ -258,7 +264,8 @@ class Stats(Op[SchedulerStats]):
 
 @dataclass(frozen=True)
 class QueuePage(Op[QueueReport]):
-    """The live queue page's data: queues by tier and model, pools and their versions."""
+    """The live queue page's data: queues by tier and model, pools and their versions, the
+    last hour per minute, the top tenants per tier and the recent failures."""
 
     method: ClassVar[str] = "queue_view"
 

@@ -48,12 +48,63 @@ class PoolRow(TypedDict):
     """Workers per model version."""
 
 
+class TierPoint(TypedDict):
+    depth: int
+    oldest_wait_s: float
+    slo_used: float
+    dispatched: int
+
+
+class PoolPoint(TypedDict):
+    busy: int
+    idle: int
+
+
+class MinuteRow(TypedDict):
+    """One minute of the last hour: ``at_s`` is the minute's start."""
+
+    at_s: float
+    tiers: dict[str, TierPoint]
+    pools: dict[str, PoolPoint]
+
+
+class FailureRow(TypedDict):
+    at_s: float
+    job_id: str
+    tier: str
+    tenant: str
+    model: str
+    code: str
+    message: str
+    final: bool
+    """False: the failure was retryable and the job went back to its queue."""
+
+
+class TenantRow(TypedDict):
+    tenant: str
+    queued: int
+    leased: int
+
+
+class TenantTop(TypedDict):
+    """A tier's tenants with the most jobs queued, and with the most leases."""
+
+    by_queued: list[TenantRow]
+    by_leased: list[TenantRow]
+
+
 class QueueReport(TypedDict):
     """The live queue page's data."""
 
     at_s: float
     queues: list[QueueRow]
     pools: list[PoolRow]
+    history: list[MinuteRow]
+    """The last hour, one row per sampled minute, oldest first (``scheduler/timeline.py``)."""
+    tenants: dict[str, TenantTop]
+    """Per tier, the top tenants (names: the page's readers hold queues:read or admin)."""
+    failures: list[FailureRow]
+    """The last hour's failures, newest first (at most 20)."""
 
 
 class Halt(TypedDict):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import BackPressure, LumaError, NotFound
-from luma_ray.jobs import Job, JobError, JobId, ModelLimits, WorkerId
+from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
 from luma_ray.scheduler import pipeline
 from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.counters import SchedulerCounters
@@ -45,12 +45,14 @@ from luma_ray.scheduler.protocol import (
 )
 from luma_ray.scheduler.recovery import Memory, Recovery
 from luma_ray.scheduler.rollouts import Rollouts
+from luma_ray.scheduler.timeline import QueueHistory, seed
 from luma_ray.scheduler.views import (
     check_page,
     describe,
     live_view,
     model_backlog,
     queue_view,
+    snapshot,
 )
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ class SchedulerService(EventOps, LeaseOps):
         without it, requests cannot pin ``model@version``."""
         self.estimates = Estimates()
         self.rollouts = Rollouts(stored_rollout)
-        self.counters = SchedulerCounters()
+        self.counters, self.history = SchedulerCounters(), QueueHistory()
         self.feed, self.calls = EventLog(int(clock() * 1_000_000)), Counter[str]()
         self.on_change: Callable[[JobEvent], None] | None = None
         """Called after each journaled change (the actor sends webhooks from it)."""
@@ -92,6 +94,7 @@ class SchedulerService(EventOps, LeaseOps):
         )
         """Reads memory from the journal (the core with jobs, queues and leases, the
         Idempotency-Keys, housekeeping) now, and again after a failed write."""
+        seed(self.history, self.core.jobs.values(), clock())  # the page's hour, after a restart
 
     def call(self, op: Op[R]) -> R:
         """Answer one operation of the protocol: the method it names, with its fields."""
@@ -227,8 +230,11 @@ class SchedulerService(EventOps, LeaseOps):
         )
         self._commit()
         self.counters.lost([decision], "failure")
+        job = self.core.get(JobId(job_id))
+        if job.state is not JobState.FAILED:  # retried: a final failure is kept by _commit
+            self.history.failed(job, JobError(code, message, retryable), self.clock())
         log.warning("job %s failed (%s, retryable=%s): %s", job_id, code, retryable, decision)
-        return self.view(self.core.get(JobId(job_id)))
+        return self.view(job)
 
     def release(self, job_id: str, token: int) -> JobView:
         """A worker hands back an unstarted lease (stopping, or swapping versions)."""
@@ -278,8 +284,10 @@ class SchedulerService(EventOps, LeaseOps):
         return model_backlog(self.core, self.estimates, model)
 
     def queue_view(self) -> QueueReport:
-        """The live queue page's data (``views.queue_view``)."""
-        return queue_view(self.core, self.counters, self.rollouts, self.clock())
+        """The live queue page's data (``views.queue_view``); samples the gauges first."""
+        now = self.clock()
+        self.history.sample(snapshot(self.core, self.rollouts, now), now)
+        return queue_view(self.core, self.counters, self.rollouts, self.history, now)
 
     def halted_versions(self, model: str) -> builtins.list[str]:
         return sorted(self.rollouts.status(model, self.clock())["halted"])
@@ -298,6 +306,7 @@ class SchedulerService(EventOps, LeaseOps):
             self.idempotency.forget(job)
         decisions = self.core.expire_leases(self.clock())
         mark_parks(self.core, self.clock())
+        self.history.sample(snapshot(self.core, self.rollouts, self.clock()), self.clock())
         if decisions:
             self._commit()
             self.counters.lost(decisions, "lease_expired")
@@ -332,6 +341,9 @@ class SchedulerService(EventOps, LeaseOps):
         for job in changed:
             if job.state.terminal:
                 self.counters.finished[(job.tier, job.state.value)] += 1
+                if job.state is JobState.FAILED:
+                    error = job.error or JobError("failed", job.history[-1][2])
+                    self.history.failed(job, error, job.finished_at_s or self.clock())
                 self.housekeeping.track(job)
         events = []  # one view per change, as it is now: the event streams' and the webhooks'
         for job in changed:

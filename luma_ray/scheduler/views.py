@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Literal
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
@@ -17,8 +18,11 @@ from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.decisions import Dispatch
 from luma_ray.scheduler.estimates import Estimates
-from luma_ray.scheduler.reports import PoolRow, QueueReport, QueueRow
+from luma_ray.scheduler.reports import PoolRow, QueueReport, QueueRow, TenantRow, TenantTop
 from luma_ray.scheduler.rollouts import Rollouts
+from luma_ray.scheduler.timeline import QueueHistory, Snapshot, TierGauge
+
+TOP_TENANTS = 5
 
 
 def job_view(job: Job, now_s: float) -> JobView:
@@ -97,10 +101,15 @@ def model_backlog(core: SchedulerCore, estimates: Estimates, model: str) -> Back
 
 
 def queue_view(
-    core: SchedulerCore, counters: SchedulerCounters, rollouts: Rollouts, now: float
+    core: SchedulerCore,
+    counters: SchedulerCounters,
+    rollouts: Rollouts,
+    history: QueueHistory,
+    now: float,
 ) -> QueueReport:
     """The live queue page's data: per tier and model the depth, the oldest wait against the
-    SLO and the dispatch rate; per pool the workers and the versions they run."""
+    SLO and the dispatch rate; per pool the workers and the versions they run; the last hour
+    from ``history``; the top tenants per tier; the recent failures."""
     rates = counters.dispatch_per_min(now)
     keys = {(t, m) for (t, m), q in core.queues.queues.items() if q.live} | set(rates)
     order = {name: i for i, name in enumerate(core.tiers)}
@@ -130,7 +139,61 @@ def queue_view(
         {"pool": pool, "model": model, "workers": sum(v.values()), "versions": v}
         for (pool, model), v in sorted(by_pool.items())
     ]
-    return {"at_s": now, "queues": queues, "pools": pools}
+    return {
+        "at_s": now,
+        "queues": queues,
+        "pools": pools,
+        "history": history.series(now),
+        "tenants": top_tenants(core),
+        "failures": history.recent_failures(now),
+    }
+
+
+def snapshot(core: SchedulerCore, rollouts: Rollouts, now: float) -> Snapshot:
+    """The gauges the queue page charts: per tier the depth and the oldest wait (every tier,
+    empty ones too), per pool the workers holding a lease and the live ones without one."""
+    depth: dict[str, int] = dict.fromkeys(core.tiers, 0)
+    oldest: dict[str, float] = dict.fromkeys(core.tiers, 0.0)
+    for (tier, model), q in core.queues.queues.items():
+        if q.live and tier in depth:
+            depth[tier] += q.live
+            oldest[tier] = max(oldest[tier], core.oldest_wait_s(tier, model, now))
+    tiers = {t: TierGauge(depth[t], oldest[t], spec.max_wait_s) for t, spec in core.tiers.items()}
+    busy = core.busy_workers()
+    pools: dict[str, tuple[int, int]] = {}
+    for worker, model in busy.items():
+        b, i = pools.get(pool := pool_of(worker, model.partition("@")[0]), (0, 0))
+        pools[pool] = (b + 1, i)
+    for model in rollouts.models():
+        for worker in rollouts.serving(model, now):
+            if worker not in busy:
+                b, i = pools.get(pool := pool_of(worker, model), (0, 0))
+                pools[pool] = (b, i + 1)
+    return Snapshot(tiers, pools)
+
+
+def top_tenants(core: SchedulerCore, n: int = TOP_TENANTS) -> dict[str, TenantTop]:
+    """Per tier (in tier order), the ``n`` tenants with the most queued jobs and the ``n``
+    with the most leases (ties by name)."""
+    queued, leased = core.caps.queued, core.caps.leased
+    out: dict[str, TenantTop] = {}
+    for tier in core.tiers:
+        names = {t for (k, t), c in queued.items() if k == tier and c > 0}
+        names |= {t for (k, t), c in leased.items() if k == tier and c > 0}
+        rows: list[TenantRow] = [
+            {"tenant": t, "queued": queued[(tier, t)], "leased": leased[(tier, t)]}
+            for t in sorted(names)
+        ]
+        if rows:
+            out[tier] = {
+                "by_queued": _top(rows, "queued", n),
+                "by_leased": _top(rows, "leased", n),
+            }
+    return out
+
+
+def _top(rows: list[TenantRow], by: Literal["queued", "leased"], n: int) -> list[TenantRow]:
+    return sorted((r for r in rows if r[by] > 0), key=lambda r: -r[by])[:n]
 
 
 def pool_of(worker: str, model: str) -> str:

@@ -3,6 +3,7 @@ journal, real file store; FastAPI's TestClient as the HTTP client. No Ray."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,38 @@ def test_a_queues_read_key_reads_the_queue_page_and_nothing_else(api) -> None:
         assert r.status_code == 403 and body["code"] == "forbidden", (method, path, r.text)
     page = c.get("/admin/queues").text
     assert "queues:read" in page and "--scope queues:read" in page
+
+
+def test_the_queue_view_has_the_hour_the_top_tenants_and_the_failures(api) -> None:
+    c, svc = api["client"], api["svc"]
+    for who in ("alice", "alice", "bob"):
+        assert create(api, who).status_code == 201
+    lease = svc.pull("local/tiny/1", "local", ["luma-tiny", "luma-tiny@v1"])  # alice's (api)
+    svc.clock.now += 59  # the next minute (the clock starts 20 s into one); w1 still seen
+    svc.fail(lease.job_id, lease.token, "model_error", "CUDA out of memory", retryable=False)
+    view = c.get("/v1/admin/queue-view", headers=api["admin"]).json()
+    then, now = view["history"]  # the pull's minute, and this read's
+    assert then["at_s"] == 1_700_000_000 - 1_700_000_000 % 60
+    assert then["tiers"]["api"]["dispatched"] == 1 and then["pools"] == {}
+    assert now["tiers"]["api"]["depth"] == 1 and now["tiers"]["free"]["depth"] == 1
+    assert now["tiers"]["free"]["oldest_wait_s"] == 59.0
+    assert now["pools"] == {"tiny": {"busy": 0, "idle": 1}}
+    assert view["tenants"] == {
+        "api": {"by_queued": [{"tenant": "alice", "queued": 1, "leased": 0}], "by_leased": []},
+        "free": {"by_queued": [{"tenant": "bob", "queued": 1, "leased": 0}], "by_leased": []},
+    }
+    (failure,) = view["failures"]
+    assert failure["job_id"] == lease.job_id and failure["tenant"] == "alice"
+    assert (failure["code"], failure["message"], failure["final"]) == (
+        "model_error",
+        "CUDA out of memory",
+        True,
+    )
+    page = c.get("/admin/queues").text  # one static page: no key in it, nothing to fetch
+    assert api["admin"]["Authorization"].split()[1] not in page and not re.search(
+        r"\b(src|href)=", page
+    )
+    assert set(re.findall(r"https?://[^\s\"']+", page)) == {"http://www.w3.org/2000/svg"}
 
 
 def test_idempotency_key(api) -> None:
