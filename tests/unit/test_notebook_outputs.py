@@ -61,7 +61,11 @@ def test_the_scheduling_notebook_shows_its_plots() -> None:
     # The waits per tier, the tail_target frontier and the sweep: three figures.
     assert len(images) >= 3
     # The sweep's table of per-trace ratios is there too.
-    tables = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    tables = [
+        script._text(o["data"]["text/markdown"])
+        for o in outputs
+        if "text/markdown" in o.get("data", {})
+    ]
     assert any("attainment / strict's" in t for t in tables)
 
 
