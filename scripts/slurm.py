@@ -33,7 +33,7 @@ from pathlib import Path
 NODE = "lumaburst1"
 PARTITION = "burst"
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
-DAEMONS = {"munged": "/usr/sbin/munged", "slurmctld": "/usr/sbin/slurmctld", "slurmd": "/usr/sbin/slurmd"}
+DAEMONS = {name: f"/usr/sbin/{name}" for name in ("munged", "slurmctld", "slurmd")}
 STATE_FILE = "slurm.json"
 _PORT_MIN, _PORT_MAX = 10000, 65000
 
@@ -86,7 +86,8 @@ def ensure_installed() -> None:
     if all(Path(p).exists() for p in DAEMONS.values()) and shutil.which("sbatch"):
         return
     if os.geteuid() != 0:
-        raise SlurmError(f"Slurm is not installed: run `sudo apt-get install -y {' '.join(PACKAGES)}`")
+        packages = " ".join(PACKAGES)
+        raise SlurmError(f"Slurm is not installed: run `sudo apt-get install -y {packages}`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
         ["apt-get", "update", "-q"],
@@ -162,7 +163,8 @@ def start_slurm(
         "munged": [
             DAEMONS["munged"], "-F", "--force",
             f"--socket={root / 'munge' / 'munge.sock'}", f"--key-file={key}",
-            f"--log-file={root / 'log' / 'munged.log'}", f"--pid-file={root / 'munge' / 'munged.pid'}",
+            f"--log-file={root / 'log' / 'munged.log'}",
+            f"--pid-file={root / 'munge' / 'munged.pid'}",
             f"--seed-file={root / 'munge' / 'seed'}",
         ],
         "slurmctld": [DAEMONS["slurmctld"], "-D", "-i", "-f", conf],
