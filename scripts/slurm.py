@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,8 +235,7 @@ def _node_state(slurm: Slurm) -> str:
         return ""
 
 
-def _wait(ready: object, slurm: Slurm, deadline: float, what: str) -> None:
-    assert callable(ready)
+def _wait(ready: Callable[[], bool], slurm: Slurm, deadline: float, what: str) -> None:
     while not ready():
         for name, process in slurm.processes.items():
             if process.poll() is not None:

@@ -7,11 +7,15 @@ a Ray head of this module's own (``ray.cluster_utils.Cluster`` with a dashboard 
 its own ``RAY_TMPDIR`` and token) running the scheduler and a pool of ``tiny-park`` (3 s steps)
 that selects ``luma.io/burst=true``. Each allocation runs the real script with ``sbatch``; its
 ``ray start`` joins this head as a second node on this machine. Per allocation: submit a long
-job while only the burst pool exists, so it runs on the burst node; deploy a pool on the head;
-then (a) ``scancel`` (TERM to every process; the script drains within KillWait) or (b)
-``--time=2`` with ``--signal=B:USR1@30`` (the script drains on USR1 and stops its step before
-the limit). The journal must show the job handed back by its worker (not a lease that
-expired), leased again to the head's worker, with its enqueue time unchanged.
+job while the head's pool is removed, so it runs on the burst node; deploy the head's pool
+again; then (a) ``scancel`` (TERM to every process; the script drains within KillWait) or (b)
+``--time=3`` with ``--signal=B:USR1@60`` and a 60 s drain margin (the script drains on USR1
+and stops its step before the limit). Slurm checks limits every 30 s, so the USR1 comes 60 to
+90 s before the end: at least 90 s in, after the node joined (30 s here) and its replica took
+the job; ``STOP_GRACE_S=40`` keeps the drain deadline shorter than the job's remaining steps
+(50 of 3 s), so the worker hands it back rather than finishing it there. The
+journal must show the job handed back by its worker (not a lease that expired), leased again to
+the head's worker, with its enqueue time unchanged.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SLURM_SCRIPT = ROOT / "scripts" / "slurm.py"
 SBATCH = ROOT / "cluster_configs" / "slurm-burst.sbatch"
 CLUSTER, ACCEL, BURST = "luma.io/cluster", "luma.io/accelerator", "luma.io/burst"
+PULL_WAIT_S = 1.0
+"""WorkerLoop's pull_wait_s: how long a worker's pull waits in the scheduler for a job."""
 ASK: dict[str, Any] = {"model": PARK_MODEL, "frames": 4, "size": "32x32", "fps": 8}
 
 
@@ -94,6 +100,7 @@ def head() -> Iterator[dict[str, Any]]:
     token.chmod(0o600)
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     burst = PoolConfig(model=PARK_MODEL, name="burst", num_cpus=0.5, node_labels={BURST: "true"})
+    # The head's pool: removed while a job must land on the burst node, deployed again after.
     on_head = PoolConfig(
         model=PARK_MODEL, name="on-head", num_cpus=0.5, node_labels={CLUSTER: "local"}
     )
@@ -167,23 +174,20 @@ def journal_record(head: dict[str, Any], job_id: str) -> dict[str, Any]:
     return dict(json.loads(record))
 
 
-def deploy_head_pool(head: dict[str, Any]) -> None:
+def head_pool(head: dict[str, Any], up: bool) -> None:
+    """Deploy the head's pool and wait until its replica runs, or delete it."""
     from ray import serve
 
     from luma_ray.launch import pool_application
 
     pool = head["head_pool"]
-    app = pool_application(head["runtime"], pool)
-    serve.run(app, name=pool.app_name, route_prefix=None, blocking=False)
-    wait_for(lambda: _answers(pool.app_name), timeout_s=120, what="the head's pool")
-
-
-def _answers(app: str) -> bool:
-    try:
-        pool_stats(app)
-    except Exception:
-        return False
-    return True
+    if up:
+        serve.run(pool_application(head["runtime"], pool), name=pool.app_name, route_prefix=None)
+    elif pool.app_name in serve.status().applications:
+        serve.delete(pool.app_name)
+        # A stopped worker's last pull waits up to its pull_wait_s (1 s) in the scheduler; a
+        # job submitted meanwhile would be leased to the dead worker and expire.
+        time.sleep(3 * PULL_WAIT_S)
 
 
 def sbatch(slurm: Any, head: dict[str, Any], name: str, *options: str) -> tuple[str, Path]:
@@ -220,8 +224,8 @@ def land_on_the_burst_node(head: dict[str, Any], slurm: Any, name: str, *options
     """Submit a long job, start an allocation, wait until the job runs on the burst node, then
     deploy the head's pool (idle, so the job can resume there); the job id and Slurm's."""
     client = head["client"]
-    remove_head_pool(head)  # so that the job can only run on the burst node
-    job = client.submit(f"a long {name} take", tier="free", steps=40, seed=7, **ASK)
+    head_pool(head, up=False)  # so that the job can only run on the burst node
+    job = client.submit(f"a long {name} take", tier="free", steps=50, seed=7, **ASK)
     slurm_job, out = sbatch(slurm, head, name, *options)
     try:
         stats = wait_for(
@@ -232,18 +236,22 @@ def land_on_the_burst_node(head: dict[str, Any], slurm: Any, name: str, *options
     except AssertionError:
         raise AssertionError(_tail(out)) from None
     assert stats["node_labels"][CLUSTER] == "slurm-test", stats["node_labels"]
-    assert stats["node_labels"]["luma.io/leave-notice-s"] in ("600", "30")
-    deploy_head_pool(head)
+    assert stats["node_labels"]["luma.io/leave-notice-s"] in ("600", "60")
+    head_pool(head, up=True)
     return job, slurm_job, out
 
 
 def assert_handed_back_and_resumed(head: dict[str, Any], job: str, out: Path) -> None:
     client = head["client"]
-    wait_for(
-        lambda: running_on(head["head_pool"].app_name, job) and client.get(job).progress.step > 0,
-        timeout_s=120,
-        what=f"the job to resume on the head's pool\n{_tail(out)}",
-    )
+    try:
+        wait_for(
+            lambda: running_on(head["head_pool"].app_name, job) and client.get(job).progress.step,
+            timeout_s=120,
+            what="the job to resume on the head's pool",
+        )
+    except AssertionError as exc:
+        history = [h[1:] for h in journal_record(head, job)["history"]]
+        raise AssertionError(f"{exc}; its history: {history}\n{_tail(out)}") from None
     record = journal_record(head, job)
     reasons = [h[2] for h in record["history"]]
     assert "handed back by its worker" in reasons, reasons
@@ -254,13 +262,6 @@ def assert_handed_back_and_resumed(head: dict[str, Any], job: str, out: Path) ->
     view = client.get(job)
     assert view.attempts == 1 and view.state in ("leased", "running"), view
     client.cancel(job)  # it would run for minutes more; the head's worker is needed next
-
-
-def remove_head_pool(head: dict[str, Any]) -> None:
-    from ray import serve
-
-    if head["head_pool"].app_name in serve.status().applications:
-        serve.delete(head["head_pool"].app_name)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -275,7 +276,7 @@ def test_scancel_drains_the_burst_node_and_the_job_resumes_with_its_place(slurm,
     slurm.run("scancel", slurm_job)
     assert_handed_back_and_resumed(head, job, out)
     log = _tail(out, 200)
-    assert "SIGTERM" in log and "draining 1 node(s), deadline 20s" in log, log
+    assert f"job={slurm_job}: SIGTERM" in log and "draining 1 node(s), deadline 20s" in log, log
     wait_for(lambda: slurm_state(slurm, slurm_job) == "CANCELLED", 90, "the allocation to end")
 
 
@@ -283,12 +284,13 @@ def test_the_time_limit_drains_the_burst_node_and_the_job_resumes_with_its_place
     slurm, head
 ) -> None:
     job, slurm_job, out = land_on_the_burst_node(
-        head, slurm, "time-limit", "--time=2", "--signal=B:USR1@30",
-        "--export=ALL,DRAIN_MARGIN_S=30,STOP_GRACE_S=5",
+        head, slurm, "time-limit", "--time=3", "--signal=B:USR1@60",
+        "--export=ALL,DRAIN_MARGIN_S=60,STOP_GRACE_S=40",
     )  # fmt: skip
     assert_handed_back_and_resumed(head, job, out)
     # The script drained on USR1 and stopped its step itself: the job ends before its limit.
     wait_for(lambda: slurm_state(slurm, slurm_job) != "RUNNING", 120, "the allocation to end")
     log = _tail(out, 200)
-    assert "SIGUSR1" in log and "draining 1 node(s)" in log and "SIGTERM" not in log, log
+    assert f"job={slurm_job}: SIGUSR1" in log and "draining 1 node(s)" in log, log
+    assert f"job={slurm_job}: SIGTERM" not in log, log
     assert slurm_state(slurm, slurm_job) == "COMPLETED", log
