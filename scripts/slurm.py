@@ -50,6 +50,7 @@ class Slurm:
     dir: Path
     pids: dict[str, int]
     node: str = NODE
+    kill_wait_s: int = 30
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property
@@ -71,13 +72,24 @@ class Slurm:
         return done.stdout
 
     def stop(self, grace_s: float = 5.0) -> None:
-        """Cancel every job, then stop slurmd, slurmctld and munged (TERM, then KILL)."""
+        """Cancel every job and wait (up to KillWait and a bit) until Slurm has ended them, stop
+        slurmd, slurmctld and munged (TERM, then KILL), then KILL any process a job left
+        (those with this Slurm's ``SLURM_CONF``: a step that blocks TERM outlives a slurmd
+        stopped before its KillWait ran out)."""
         with contextlib.suppress(SlurmError, OSError, subprocess.TimeoutExpired):
             self.run("scancel", "--partition", PARTITION, timeout_s=10.0)
+            deadline = time.monotonic() + self.kill_wait_s + 15
+            while self.run("squeue", "-h", timeout_s=10.0).strip():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)  # poll interval, bounded by the deadline
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.get(name)
             if pid is not None:
                 _terminate(pid, grace_s, self.processes.get(name))
+        for pid in _processes_with_env(f"SLURM_CONF={self.conf}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(FileNotFoundError):
             (self.dir / STATE_FILE).unlink()
 
@@ -171,7 +183,7 @@ def start_slurm(
         "slurmctld": [DAEMONS["slurmctld"], "-D", "-i", "-f", conf],
         "slurmd": [DAEMONS["slurmd"], "-D", "-N", NODE, "-f", conf],
     }  # fmt: skip
-    slurm = Slurm(dir=root, pids={})
+    slurm = Slurm(dir=root, pids={}, kill_wait_s=kill_wait_s)
     deadline = time.monotonic() + timeout_s
     try:
         for name, argv in commands.items():
@@ -251,6 +263,19 @@ def _logs(root: Path, lines: int = 15) -> str:
         text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
         parts.append(f"--- {path.name}\n" + "\n".join(text))
     return "\n".join(parts)
+
+
+def _processes_with_env(entry: str) -> list[int]:
+    """Pids of this user's processes whose environment holds ``entry`` (``NAME=value``)."""
+    found = []
+    wanted = entry.encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if wanted in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+    return found
 
 
 def _terminate(pid: int, grace_s: float, process: subprocess.Popen[bytes] | None) -> None:
