@@ -4,7 +4,9 @@ Who calls this: the Serve replica (``deployment.py``) reads the labels once (the
 counts for dispatch limits) and polls :func:`leaving_at` every second. A node leaves when
 Ray drains it (``ray drain-node``, the autoscaler, or the Slurm script in cluster_configs/
 when an allocation ends or gets SIGTERM) or when the deadline in its ``luma.io/leave-by``
-label (epoch seconds, set at ``ray start`` by a burst job) comes within ``LEAVE_NOTICE_S``.
+label (epoch seconds, set at ``ray start`` by a burst job) comes within its
+``luma.io/leave-notice-s`` label (seconds; the Slurm script's drain margin), or
+``LEAVE_NOTICE_S`` without one.
 The worker then stops pulling and finishes or hands back its job (``WorkerLoop.leave``).
 """
 
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 CLUSTER_LABEL = "luma.io/cluster"
 """The Ray node label that names a node's cluster (cluster_configs/ set it on every node)."""
 LEAVE_BY_LABEL = "luma.io/leave-by"
+LEAVE_NOTICE_LABEL = "luma.io/leave-notice-s"
 DEFAULT_CLUSTER = "local"
 LEAVE_NOTICE_S = 600.0
 """With a ``luma.io/leave-by`` label, workers start leaving this long before it."""
@@ -47,15 +50,33 @@ def leaving_at(labels: dict[str, str], now_s: float | None = None) -> Leaving | 
     if draining is not None:
         deadline = draining / 1000 if draining > 0 else None
         return Leaving(deadline, "Ray is draining this node")
+    return leave_by_label(labels, now_s)
+
+
+def leave_by_label(labels: dict[str, str], now_s: float) -> Leaving | None:
+    """Leaving by the node's ``luma.io/leave-by`` label: from its notice before that deadline
+    (``luma.io/leave-notice-s``, else ``LEAVE_NOTICE_S``); None without the label or before."""
     leave_by = labels.get(LEAVE_BY_LABEL)
-    if leave_by is not None:
+    if leave_by is None:
+        return None
+    try:
+        deadline_s = float(leave_by)
+    except ValueError:
+        log.warning("node label %s=%r is not epoch seconds; ignored", LEAVE_BY_LABEL, leave_by)
+        return None
+    notice_s = LEAVE_NOTICE_S
+    if LEAVE_NOTICE_LABEL in labels:
         try:
-            deadline_s = float(leave_by)
+            notice_s = max(0.0, float(labels[LEAVE_NOTICE_LABEL]))
         except ValueError:
-            log.warning("node label %s=%r is not epoch seconds; ignored", LEAVE_BY_LABEL, leave_by)
-            return None
-        if now_s >= deadline_s - LEAVE_NOTICE_S:
-            return Leaving(deadline_s, f"the node's {LEAVE_BY_LABEL} deadline is near")
+            log.warning(
+                "node label %s=%r is not seconds; using %g",
+                LEAVE_NOTICE_LABEL,
+                labels[LEAVE_NOTICE_LABEL],
+                LEAVE_NOTICE_S,
+            )
+    if now_s >= deadline_s - notice_s:
+        return Leaving(deadline_s, f"the node's {LEAVE_BY_LABEL} deadline is near")
     return None
 
 

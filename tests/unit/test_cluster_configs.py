@@ -298,7 +298,11 @@ def test_sbatch_traps_term_and_drains_the_nodes(path: Path) -> None:
             assert flag in args, f"{path.name}: ray drain-node without {flag}"
         reason = re.search(r"--reason\s+(\S+)", args)
         assert reason and reason.group(1) == "DRAIN_NODE_REASON_PREEMPTION", f"{path.name}: reason"
-    assert ray_invocations(text, "stop"), f"{path.name}: never stops Ray on the nodes"
+    # `ray stop` would stop every Ray on a node; the script kills its own Ray step instead.
+    assert re.search(r"scancel --signal=KILL", text), f"{path.name}: never stops its Ray step"
+    assert "--signal=B:USR1@" in " ".join(sbatch_directives(text)), f"{path.name}: no USR1 lead"
+    usr1 = [words[1] for words in traps if "USR1" in words[2:]]
+    assert any(h not in ("", "-") for h in usr1), f"{path.name}: no USR1 handler: {usr1}"
 
 
 @pytest.mark.parametrize("path", SBATCH_FILES, ids=ids_of(SBATCH_FILES))
@@ -315,8 +319,14 @@ def test_sbatch_joins_with_burst_labels(path: Path) -> None:
         labels = labels_of(f"--labels {label_text}") or {}
         check_label_syntax(labels)
         assert labels.get("luma.io/cluster", "").startswith("slurm-"), label_text
-        assert labels.get("luma.io/accelerator") in ACCELERATORS, label_text
         assert labels.get("luma.io/burst") == "true", label_text
+        assert "luma.io/leave-by" in labels and "luma.io/leave-notice-s" in labels, label_text
+    # Each node appends the accelerator kind it reads from its hardware (or LUMA_ACCELERATOR).
+    accelerators = re.findall(r"luma\.io/accelerator=([^\"'\s,]+)", code)
+    assert accelerators, f"{path.name}: no luma.io/accelerator label"
+    for value in accelerators:
+        kinds = accelerator_kinds(code, value)
+        assert kinds and kinds <= ACCELERATORS, f"{path.name}: accelerator {value}: {kinds}"
     assert "RAY_AUTH_MODE=token" in code, f"{path.name}: token auth not set"
 
 
