@@ -293,13 +293,16 @@ class SloShadow(SloRatchet):
     A :class:`~luma_ray.scheduler.shadows.ShadowBook` replays ``pct_slo`` and ``strict`` on
     the same arrivals and dispatches, so the policy knows, as the day goes, the tail
     ``pct_slo`` has been forced to (``ref``: its running p99.9 wait/SLO) and the weighted
-    attainment ``strict`` has reached. The ratchet's *worst* (where the record band starts)
-    is then capped at ``k * ref``, and ``k`` is steered after every dispatch: up (more room
+    attainment ``strict`` has reached, and projects ``pct_slo``'s tail forward by draining its
+    current queue (``ShadowBook.projected``). The ratchet's *worst* (where the record band
+    starts) is then capped at ``k * max(ref, projected)`` (``projection`` 0 leaves the
+    projection out), and ``k`` is steered after every dispatch: up (more room
     for savable jobs) while the policy's own tail margin (``tail_target`` minus its running
     p99.9 over ``ref``) exceeds its attainment margin (its weighted attainment over strict's,
     minus ``attainment_target``, with deficits diluted over at least ``attainment_scale``
     weight units so that the first few hundred dispatches of a day do not steer it), down
-    otherwise, within [``k_min``, ``k_max``], by a factor ``exp(step)`` per dispatch. So the
+    otherwise, within [``k_min``, ``k_max`` x max(1, ``tail_target`` / 1.1)], by a factor
+    ``exp(step)`` per dispatch. So the
     policy holds the tail near ``pct_slo``'s when attainment has room, and gives way when it
     has not. ``tail_target`` is the operator's knob: lower trades attainment for tail.
     """
@@ -309,12 +312,14 @@ class SloShadow(SloRatchet):
         **SloRatchet.param_defaults,
         "tail_target": 1.1,
         "attainment_target": 0.9,
-        "k_start": 1.2,
+        "k_start": 1.0,
         "k_min": 0.5,
-        "k_max": 64.0,
+        "k_max": 1.5,
         "step": 0.002,
         "quantile": 0.999,
         "attainment_scale": 20000.0,
+        "projection": 1.0,
+        "rate_window_s": 900.0,
     }
 
     def __init__(self, **params: float) -> None:
@@ -327,8 +332,12 @@ class SloShadow(SloRatchet):
         _check(self.name, "step", p["step"], 0.0, 1.0)
         _check(self.name, "quantile", p["quantile"], 0.5, 0.999999)
         _check(self.name, "attainment_scale", p["attainment_scale"], 0.0, 1e12)
+        _check(self.name, "projection", p["projection"], 0.0, 1.0)
+        _check(self.name, "rate_window_s", p["rate_window_s"], 1.0, 1e7)
         self.k = p["k_start"]
-        self.shadows = ShadowBook(p["quantile"])
+        self.k_max = p["k_max"] * max(1.0, p["tail_target"] / 1.1)
+        """``k``'s ceiling: ``k_max``, raised in proportion for a ``tail_target`` above 1.1."""
+        self.shadows = ShadowBook(p["quantile"], p["rate_window_s"])
         self.own_tail = RunningQuantile(p["quantile"])
         self.own_met = self.own_weight = 0.0
         self.self_worst = 0.0
@@ -352,8 +361,8 @@ class SloShadow(SloRatchet):
         ref = shadows.pct_tail.value
         if ref > 1.0:
             self.k *= math.exp(self.params["step"] if self._relax(ref) else -self.params["step"])
-            self.k = min(self.params["k_max"], max(self.params["k_min"], self.k))
-        cap = self.k * ref
+            self.k = min(self.k_max, max(self.params["k_min"], self.k))
+        cap = self.k * max(ref, self.params["projection"] * shadows.projected)
         self.worst = min(self.self_worst, cap) if cap > 0 else self.self_worst
 
     def _relax(self, ref: float) -> bool:
