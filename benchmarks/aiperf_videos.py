@@ -1,0 +1,211 @@
+"""NVIDIA AIPerf against the live ``/v1/videos`` API, beside the pure model compute time.
+
+Starts a local cluster with the scheduler, the HTTP API and a luma-tiny pool, creates an api
+tier key, and runs ``aiperf profile --endpoint-type video_generation`` (submit, poll every
+``--poll-s``, download the MP4) at each concurrency. In the same run, with the cluster idle,
+it times ``LumaTiny.generate`` in process on the same prompt, size and steps (one torch
+thread, like a replica), and the MP4 encode of its frames. Per concurrency it prints the
+request latency p50/p99 from AIPerf's JSON export, the throughput (videos/s), the system
+overhead per job (latency minus pure compute) and the throughput against what the replicas
+can compute (replicas / compute time).
+
+AIPerf has its own dependencies (pandas, huggingface_hub, rich ... pinned differently from
+ours): install it into a separate virtual environment and pass its executable.
+
+    python -m venv /tmp/aiperf-venv && /tmp/aiperf-venv/bin/pip install aiperf==0.13.0
+    cd benchmarks && python aiperf_videos.py --aiperf /tmp/aiperf-venv/bin/aiperf \\
+        --out ../docs/aiperf_videos.txt
+
+AIPerf needs a tokenizer even for video: a 16-word WordLevel tokenizer is built here and put
+in a private Hugging Face cache folder (``HF_HOME``) under a made-up repository name, and
+AIPerf runs with ``HF_HUB_OFFLINE=1``: it never touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from _cluster import local_ray
+
+TOKENIZER_REPO = "luma-bench/tiny-words"
+WORDS = "a red ball bouncing on green grass blue sky over the sea at night cat dog".split()
+PROMPT = "a red ball bouncing on green grass"
+FPS = 8  # luma-tiny's default fps: seconds=1 is 8 frames
+STEPS = 8  # luma-tiny's default steps (the OpenAI body has no steps field)
+
+
+def tiny_tokenizer(hf_home: Path) -> None:
+    """A WordLevel tokenizer in ``hf_home`` laid out as the Hub cache keeps a snapshot."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]")
+    commit = "0" * 40
+    repo = hf_home / "hub" / ("models--" + TOKENIZER_REPO.replace("/", "--"))
+    fast.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def pure_compute(root: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``LumaTiny.generate`` and of the MP4 encode, ``runs`` times each."""
+    import torch
+
+    from luma_ray.jobs.request import GenerationRequest
+    from luma_ray.models.encode import encode_mp4
+    from luma_ray.models.reference.model import LumaTiny, make_checkpoint
+
+    torch.set_num_threads(1)
+    model = LumaTiny()
+    model.load(make_checkpoint(root / "ckpt"), torch.device("cpu"))
+    generate, encode = [], []
+    for i in range(runs + 1):  # the first is a warm-up
+        request = GenerationRequest(
+            prompt=PROMPT, frames=FPS, height=64, width=64, fps=FPS, seed=i, steps=STEPS
+        )
+        began = time.perf_counter()
+        frames = model.generate(request, lambda step, total: True)
+        made = time.perf_counter()
+        encode_mp4(frames, FPS, root / f"clip{i}.mp4")
+        done = time.perf_counter()
+        if i:
+            generate.append(made - began)
+            encode.append(done - made)
+    return generate, encode
+
+
+def run_aiperf(args, url: str, key: str, concurrency: int, root: Path) -> dict:
+    """One ``aiperf profile`` run; its JSON export."""
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"text": f"{PROMPT} {i}"}) + "\n" for i in range(64)))
+    out = root / f"aiperf-c{concurrency}"
+    command = [
+        args.aiperf, "profile",
+        "--url", url,
+        "--model", "luma-tiny",
+        "--endpoint-type", "video_generation",
+        "--download-video-content",
+        "--api-key", key,
+        "--tokenizer", TOKENIZER_REPO,
+        "--input-file", str(prompts),
+        "--custom-dataset-type", "single_turn",
+        "--extra-inputs", "size:64x64", "--extra-inputs", "seconds:1",
+        "--concurrency", str(concurrency),
+        "--request-count", str(args.requests * concurrency),
+        "--warmup-request-count", str(concurrency),
+        "--request-timeout-seconds", "300",
+        "--workers-max", "2",
+        "--record-processors", "1",
+        "--ui-type", "none",
+        "--artifact-dir", str(out),
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HOME": str(root / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "AIPERF_HTTP_VIDEO_POLL_INTERVAL": str(args.poll_s),
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    exported = list(out.rglob("profile_export_aiperf.json"))
+    if done.returncode != 0 or not exported:
+        raise SystemExit(
+            f"aiperf failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return json.loads(exported[0].read_text())
+
+
+def metric(export: dict, name: str, stat: str) -> float:
+    """A statistic of one metric in AIPerf's JSON export, in its own unit."""
+    found = export.get(name) or export.get("records", {}).get(name)
+    if found is None:
+        raise KeyError(f"{name} not in the aiperf export: {sorted(export)}")
+    return float(found[stat])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--aiperf", default="/tmp/aiperf-venv/bin/aiperf")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--requests", type=int, default=6, help="per unit of concurrency")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--compute-runs", type=int, default=10)
+    parser.add_argument("--poll-s", type=float, default=0.05, help="AIPerf's poll interval")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python "
+        f"{platform.python_version()}; aiperf "
+        f"{subprocess.run([args.aiperf, '--version'], capture_output=True, text=True).stdout.strip()}"
+    )
+    say(
+        f"jobs: luma-tiny, 1 s = {FPS} frames, 64x64, {STEPS} steps; {args.replicas} replicas "
+        f"(1 torch thread each); AIPerf polls every {args.poll_s * 1000:.0f} ms and downloads "
+        f"the MP4; {args.requests} x concurrency requests per point"
+    )
+    with local_ray() as root:
+        from luma_ray import launch
+        from luma_ray.api.keys import KeyStore, keys_path
+        from luma_ray.config import IngressLimits, PoolConfig, RuntimeConfig, SchedulerConfig
+
+        tiny_tokenizer(root / "hf")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        runtime = RuntimeConfig(
+            data_dir=str(root / "data"),
+            pools=[PoolConfig(replicas=args.replicas, num_cpus=1, torch_threads=1)],
+            http_port=port,
+            scheduler=SchedulerConfig(),
+            ingress=IngressLimits(key_rate_per_s=None),
+        )
+        launch.start(runtime)
+        with KeyStore(keys_path(runtime.data_dir), ["api"]) as ks:
+            key, _ = ks.create("aiperf", "api", now_s=0)
+        url = f"http://127.0.0.1:{port}"
+        results = {c: run_aiperf(args, url, key, c, root) for c in args.concurrency}
+        generate, encode = pure_compute(root, args.compute_runs)  # the pool idle by now
+    compute_s = statistics.median(generate)
+    capacity = args.replicas / compute_s
+    say(
+        f"pure compute, in process, same run: LumaTiny.generate median {compute_s * 1000:.0f} ms "
+        f"(p99 {max(generate) * 1000:.0f} ms, {len(generate)} runs); MP4 encode median "
+        f"{statistics.median(encode) * 1000:.0f} ms; the replicas can compute "
+        f"{capacity:.2f} videos/s"
+    )
+    say(
+        f"{'concurrency':>11} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
+        f"{'overhead p50 ms':>15} {'videos/s / capacity':>19}"
+    )
+    for c, export in results.items():
+        p50 = metric(export, "request_latency", "p50")
+        p99 = metric(export, "request_latency", "p99")
+        rps = metric(export, "request_throughput", "avg")
+        count = int(metric(export, "request_count", "avg"))
+        say(
+            f"{c:>11} {count:>8} {p50:>7.0f} {p99:>7.0f} {rps:>8.2f} "
+            f"{p50 - compute_s * 1000:>15.0f} {rps / capacity:>19.2f}"
+        )
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
