@@ -36,8 +36,8 @@ from pathlib import Path
 from _cluster import local_ray
 
 TOKENIZER_REPO = "luma-bench/tiny-words"
-WORDS = "a red ball bouncing on green grass blue sky over the sea at night cat dog".split()
 PROMPT = "a red ball bouncing on green grass"
+WORDS = (*PROMPT.split(" "), "blue", "sky", "over", "the", "sea", "at", "night")
 FPS = 8  # luma-tiny's default fps: seconds=1 is 8 frames
 STEPS = 8  # luma-tiny's default steps (the OpenAI body has no steps field)
 
@@ -150,10 +150,10 @@ def main() -> None:
         print(text, flush=True)
         lines.append(text)
 
+    version = subprocess.run([args.aiperf, "--version"], capture_output=True, text=True)
     say(
         f"machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python "
-        f"{platform.python_version()}; aiperf "
-        f"{subprocess.run([args.aiperf, '--version'], capture_output=True, text=True).stdout.strip()}"
+        f"{platform.python_version()}; aiperf {version.stdout.strip()}"
     )
     say(
         f"jobs: luma-tiny, 1 s = {FPS} frames, 64x64, {STEPS} steps; {args.replicas} replicas "
