@@ -30,6 +30,8 @@ import platform
 import socket
 import statistics
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,8 +60,10 @@ def tiny_tokenizer(hf_home: Path) -> None:
     (repo / "refs" / "main").write_text(commit)
 
 
-def pure_compute(root: Path, runs: int) -> tuple[list[float], list[float]]:
-    """Seconds of ``LumaTiny.generate`` and of the MP4 encode, ``runs`` times each."""
+def pure_compute(root: Path, runs: int, replicas: int) -> tuple[list[float], list[float], float]:
+    """Seconds of ``LumaTiny.generate`` and of the MP4 encode, ``runs`` times each, one at a
+    time; then videos/s with ``replicas`` threads generating side by side (torch releases the
+    GIL), what that many replicas can compute on this machine's cores."""
     import torch
 
     from luma_ray.jobs.request import GenerationRequest
@@ -69,20 +73,34 @@ def pure_compute(root: Path, runs: int) -> tuple[list[float], list[float]]:
     torch.set_num_threads(1)
     model = LumaTiny()
     model.load(make_checkpoint(root / "ckpt"), torch.device("cpu"))
-    generate, encode = [], []
-    for i in range(runs + 1):  # the first is a warm-up
-        request = GenerationRequest(
+
+    def request(i: int) -> GenerationRequest:
+        return GenerationRequest(
             prompt=PROMPT, frames=FPS, height=64, width=64, fps=FPS, seed=i, steps=STEPS
         )
+
+    generate, encode = [], []
+    for i in range(runs + 1):  # the first is a warm-up
         began = time.perf_counter()
-        frames = model.generate(request, lambda step, total: True)
+        frames = model.generate(request(i), lambda step, total: True)
         made = time.perf_counter()
         encode_mp4(frames, FPS, root / f"clip{i}.mp4")
         done = time.perf_counter()
         if i:
             generate.append(made - began)
             encode.append(done - made)
-    return generate, encode
+
+    def replica(r: int) -> None:
+        for i in range(runs):
+            model.generate(request(r * runs + i), lambda step, total: True)
+
+    threads = [threading.Thread(target=replica, args=(r,)) for r in range(replicas)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return generate, encode, replicas * runs / (time.perf_counter() - began)
 
 
 def run_aiperf(args, url: str, key: str, concurrency: int, root: Path) -> dict:
@@ -134,6 +152,59 @@ def metric(export: dict, name: str, stat: str) -> float:
     return float(found[stat])
 
 
+def server_times(url: str, key: str, skip: int) -> tuple[list[float], list[float]]:
+    """Seconds from accepted to succeeded, and queue waits, of the key's jobs as the native API
+    shows them (``timings``), leaving out the ``skip`` oldest (AIPerf's warm-up requests)."""
+    import httpx
+
+    listed = httpx.get(
+        f"{url}/v1/generations",
+        params={"limit": 100},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    ).json()["data"]
+    jobs = sorted((g["timings"] for g in listed), key=lambda t: t["created_at"])[skip:]
+    return (
+        [t["finished_at"] - t["created_at"] for t in jobs if t["finished_at"]],
+        [t["started_at"] - t["created_at"] for t in jobs if t["started_at"]],
+    )
+
+
+def serve_and_profile(args, pipeline: bool) -> dict[int, tuple[dict, list[float], list[float]]]:
+    """A fresh cluster (with or without the default pipeline); AIPerf at each concurrency."""
+    with local_ray() as root:
+        from luma_ray import launch
+        from luma_ray.api.keys import KeyStore, keys_path
+        from luma_ray.config import IngressLimits, PoolConfig, RuntimeConfig, SchedulerConfig
+
+        tiny_tokenizer(root / "hf")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        alone = {} if pipeline else {"pipelines": {}}  # else the shipped default
+        runtime = RuntimeConfig(
+            data_dir=str(root / "data"),
+            pools=[PoolConfig(replicas=args.replicas, num_cpus=1, torch_threads=1)],
+            http_port=port,
+            scheduler=SchedulerConfig(),
+            ingress=IngressLimits(key_rate_per_s=None),
+            **alone,
+        )
+        launch.start(runtime)
+        url = f"http://127.0.0.1:{port}"
+        results = {}
+        for c in args.concurrency:
+            with KeyStore(keys_path(runtime.data_dir), ["api"]) as ks:
+                key, _ = ks.create(f"aiperf-c{c}", "api", now_s=0)  # one tenant per point
+            export = run_aiperf(args, url, key, c, root)
+            results[c] = (export, *server_times(url, key, skip=c))
+        return results
+
+
+def p50_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000 if values else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--aiperf", default="/tmp/aiperf-venv/bin/aiperf")
@@ -142,6 +213,13 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--compute-runs", type=int, default=10)
     parser.add_argument("--poll-s", type=float, default=0.05, help="AIPerf's poll interval")
+    parser.add_argument(
+        "--setups",
+        nargs="+",
+        choices=["pipeline", "alone"],
+        default=["pipeline", "alone"],
+        help="pipeline: the shipped default (generate, caption, thumbnail); alone: generate only",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lines: list[str] = []
@@ -158,51 +236,38 @@ def main() -> None:
     say(
         f"jobs: luma-tiny, 1 s = {FPS} frames, 64x64, {STEPS} steps; {args.replicas} replicas "
         f"(1 torch thread each); AIPerf polls every {args.poll_s * 1000:.0f} ms and downloads "
-        f"the MP4; {args.requests} x concurrency requests per point"
+        f"the MP4; {args.requests} x concurrency requests per point after as many warm-ups"
     )
-    with local_ray() as root:
-        from luma_ray import launch
-        from luma_ray.api.keys import KeyStore, keys_path
-        from luma_ray.config import IngressLimits, PoolConfig, RuntimeConfig, SchedulerConfig
-
-        tiny_tokenizer(root / "hf")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        runtime = RuntimeConfig(
-            data_dir=str(root / "data"),
-            pools=[PoolConfig(replicas=args.replicas, num_cpus=1, torch_threads=1)],
-            http_port=port,
-            scheduler=SchedulerConfig(),
-            ingress=IngressLimits(key_rate_per_s=None),
-        )
-        launch.start(runtime)
-        with KeyStore(keys_path(runtime.data_dir), ["api"]) as ks:
-            key, _ = ks.create("aiperf", "api", now_s=0)
-        url = f"http://127.0.0.1:{port}"
-        results = {c: run_aiperf(args, url, key, c, root) for c in args.concurrency}
-        generate, encode = pure_compute(root, args.compute_runs)  # the pool idle by now
+    runs = {setup: serve_and_profile(args, setup == "pipeline") for setup in args.setups}
+    with tempfile.TemporaryDirectory(prefix="luma-aiperf-compute-") as tmp:
+        generate, encode, capacity = pure_compute(Path(tmp), args.compute_runs, args.replicas)
     compute_s = statistics.median(generate)
-    capacity = args.replicas / compute_s
     say(
-        f"pure compute, in process, same run: LumaTiny.generate median {compute_s * 1000:.0f} ms "
-        f"(p99 {max(generate) * 1000:.0f} ms, {len(generate)} runs); MP4 encode median "
-        f"{statistics.median(encode) * 1000:.0f} ms; the replicas can compute "
-        f"{capacity:.2f} videos/s"
+        f"pure compute, in process, same run (cluster stopped): LumaTiny.generate median "
+        f"{compute_s * 1000:.0f} ms (max {max(generate) * 1000:.0f} ms, {len(generate)} runs "
+        f"one at a time); MP4 encode median {p50_ms(encode):.0f} ms; {args.replicas} side by "
+        f"side: {capacity:.2f} videos/s (capacity; {args.replicas} / median would be "
+        f"{args.replicas / compute_s:.2f})"
     )
     say(
-        f"{'concurrency':>11} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
-        f"{'overhead p50 ms':>15} {'videos/s / capacity':>19}"
+        "latency: AIPerf's request latency (submit, polls, download); overhead = latency p50 - "
+        "generate; server: accepted to succeeded (native API timings), wait: accepted to started"
     )
-    for c, export in results.items():
-        p50 = metric(export, "request_latency", "p50")
-        p99 = metric(export, "request_latency", "p99")
-        rps = metric(export, "request_throughput", "avg")
-        count = int(metric(export, "request_count", "avg"))
-        say(
-            f"{c:>11} {count:>8} {p50:>7.0f} {p99:>7.0f} {rps:>8.2f} "
-            f"{p50 - compute_s * 1000:>15.0f} {rps / capacity:>19.2f}"
-        )
+    say(
+        f"{'setup':<8} {'conc':>4} {'reqs':>4} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
+        f"{'x capacity':>10} {'overhead p50':>12} {'server p50':>10} {'wait p50':>8}"
+    )
+    for setup, results in runs.items():
+        for c, (export, server, waits) in results.items():
+            p50 = metric(export, "request_latency", "p50")
+            p99 = metric(export, "request_latency", "p99")
+            rps = metric(export, "request_throughput", "avg")
+            count = int(metric(export, "request_count", "avg"))
+            say(
+                f"{setup:<8} {c:>4} {count:>4} {p50:>7.0f} {p99:>7.0f} {rps:>8.2f} "
+                f"{rps / capacity:>10.2f} {p50 - compute_s * 1000:>12.0f} "
+                f"{p50_ms(server):>10.0f} {p50_ms(waits):>8.0f}"
+            )
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
 
