@@ -231,7 +231,8 @@ def main() -> None:
     version = subprocess.run([args.aiperf, "--version"], capture_output=True, text=True)
     say(
         f"machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python "
-        f"{platform.python_version()}; aiperf {version.stdout.strip()}"
+        f"{platform.python_version()}; aiperf {version.stdout.strip()}; load average "
+        f"{os.getloadavg()[0]:.1f} at start"
     )
     say(
         f"jobs: luma-tiny, 1 s = {FPS} frames, 64x64, {STEPS} steps; {args.replicas} replicas "
@@ -247,7 +248,7 @@ def main() -> None:
         f"{compute_s * 1000:.0f} ms (max {max(generate) * 1000:.0f} ms, {len(generate)} runs "
         f"one at a time); MP4 encode median {p50_ms(encode):.0f} ms; {args.replicas} side by "
         f"side: {capacity:.2f} videos/s (capacity; {args.replicas} / median would be "
-        f"{args.replicas / compute_s:.2f})"
+        f"{args.replicas / compute_s:.2f}); load average {os.getloadavg()[0]:.1f}"
     )
     say(
         "latency: AIPerf's request latency (submit, polls, download); overhead = latency p50 - "
