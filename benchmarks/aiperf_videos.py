@@ -2,12 +2,12 @@
 
 Starts a local cluster with the scheduler, the HTTP API and a luma-tiny pool, creates an api
 tier key, and runs ``aiperf profile --endpoint-type video_generation`` (submit, poll every
-``--poll-s``, download the MP4) at each concurrency. In the same run, with the cluster idle,
-it times ``LumaTiny.generate`` in process on the same prompt, size and steps (one torch
-thread, like a replica), and the MP4 encode of its frames. Per concurrency it prints the
-request latency p50/p99 from AIPerf's JSON export, the throughput (videos/s), the system
+``--poll-s``, download the MP4) at each concurrency. In the same run, right after each
+setup's cluster stopped, it times ``LumaTiny.generate`` in process on the same prompt, size,
+steps (one torch thread, like a replica), and the MP4 encode of its frames. Per concurrency it shows
+the request latency p50/p99 from AIPerf's JSON export, the throughput (videos/s), the system
 overhead per job (latency minus pure compute) and the throughput against what the replicas
-can compute (replicas / compute time).
+can compute (as many generates side by side).
 
 AIPerf has its own dependencies (pandas, huggingface_hub, rich ... pinned differently from
 ours): install it into a separate virtual environment and pass its executable.
@@ -239,26 +239,28 @@ def main() -> None:
         f"(1 torch thread each); AIPerf polls every {args.poll_s * 1000:.0f} ms and downloads "
         f"the MP4; {args.requests} x concurrency requests per point after as many warm-ups"
     )
-    runs = {setup: serve_and_profile(args, setup == "pipeline") for setup in args.setups}
-    with tempfile.TemporaryDirectory(prefix="luma-aiperf-compute-") as tmp:
-        generate, encode, capacity = pure_compute(Path(tmp), args.compute_runs, args.replicas)
-    compute_s = statistics.median(generate)
-    say(
-        f"pure compute, in process, same run (cluster stopped): LumaTiny.generate median "
-        f"{compute_s * 1000:.0f} ms (max {max(generate) * 1000:.0f} ms, {len(generate)} runs "
-        f"one at a time); MP4 encode median {p50_ms(encode):.0f} ms; {args.replicas} side by "
-        f"side: {capacity:.2f} videos/s (capacity; {args.replicas} / median would be "
-        f"{args.replicas / compute_s:.2f}); load average {os.getloadavg()[0]:.1f}"
-    )
     say(
         "latency: AIPerf's request latency (submit, polls, download); overhead = latency p50 - "
-        "generate; server: accepted to succeeded (native API timings), wait: accepted to started"
+        "generate; server: accepted to succeeded (native API timings), wait: accepted to "
+        "started; capacity: generates side by side, in process, right after the setup's "
+        "cluster stopped (the same minutes of this shared machine)"
     )
-    say(
-        f"{'setup':<8} {'conc':>4} {'reqs':>4} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
-        f"{'x capacity':>10} {'overhead p50':>12} {'server p50':>10} {'wait p50':>8}"
-    )
-    for setup, results in runs.items():
+    for setup in args.setups:
+        results = serve_and_profile(args, setup == "pipeline")
+        with tempfile.TemporaryDirectory(prefix="luma-aiperf-compute-") as tmp:
+            generate, encode, capacity = pure_compute(Path(tmp), args.compute_runs, args.replicas)
+        compute_s = statistics.median(generate)
+        say(
+            f"{setup}: pure compute LumaTiny.generate median {compute_s * 1000:.0f} ms (max "
+            f"{max(generate) * 1000:.0f} ms, {len(generate)} runs one at a time); MP4 encode "
+            f"median {p50_ms(encode):.0f} ms; {args.replicas} side by side: {capacity:.2f} "
+            f"videos/s ({args.replicas} / median: {args.replicas / compute_s:.2f}); load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        say(
+            f"{'setup':<8} {'conc':>4} {'reqs':>4} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
+            f"{'x capacity':>10} {'overhead p50':>12} {'server p50':>10} {'wait p50':>8}"
+        )
         for c, (export, server, waits) in results.items():
             p50 = metric(export, "request_latency", "p50")
             p99 = metric(export, "request_latency", "p99")
