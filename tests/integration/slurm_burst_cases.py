@@ -119,6 +119,8 @@ def head() -> Iterator[dict[str, Any]]:
             "num_cpus": 2,
             "include_dashboard": True,  # the script's `ray list` goes through it
             "dashboard_port": free_port(),
+            # Not Ray's default agent port: a session cluster on this machine may hold it.
+            "dashboard_agent_listen_port": free_port(),
             "labels": {CLUSTER: "local", ACCEL: "cpu"},
         },
     )
