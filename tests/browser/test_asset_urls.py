@@ -7,7 +7,6 @@ what workers store and that the asset route answers what a media element asks (r
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import re
 import socket
@@ -30,8 +29,8 @@ from luma_ray.scheduler.protocol import InProcessScheduler, SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
 from luma_ray.storage.keys import result_key
+from tests.project_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 LIMITS = {"luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8)}
 FRAMES, FPS = 24, 8  # a 3 s video
 
@@ -49,11 +48,7 @@ v.addEventListener("error", () => report("error"));
 
 
 def _chromium():
-    spec = importlib.util.spec_from_file_location("chromium", ROOT / "scripts" / "chromium.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/chromium.py")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ script fetches the data with a read-only queues:read key and renders it."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
 import threading
@@ -22,17 +21,13 @@ from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import InProcessScheduler, SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.storage import LocalBlobStore
+from tests.project_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 LIMITS = {"luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8)}
 
 
 def _chromium():
-    spec = importlib.util.spec_from_file_location("chromium", ROOT / "scripts" / "chromium.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/chromium.py")
 
 
 class Clock:

@@ -8,13 +8,10 @@ S3 test gets its own prefix in one session bucket, so tests never see each other
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -22,21 +19,13 @@ import pytest
 
 from luma_ray.storage import BlobStore, InMemoryBlobStore, LocalBlobStore, open_store
 from luma_ray.storage.s3 import S3BlobStore
+from tests.project_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "seaweedfs.py"
 BUCKET = "luma-contract"
 
 
 def _load_script() -> ModuleType:
-    name = "luma_scripts_seaweedfs"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    assert spec is not None and spec.loader is not None, SCRIPT
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/seaweedfs.py")
 
 
 @dataclass

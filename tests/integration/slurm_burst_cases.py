@@ -20,14 +20,12 @@ the head's worker, with its enqueue time unchanged.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,13 +35,14 @@ from typing import Any
 
 import pytest
 
+from tests.project_scripts import load_script
+
 from .conftest import free_port, wait_for
 from .versions import PARK_MODEL, publish_park_model
 
 pytestmark = pytest.mark.timeout(480)
 
 ROOT = Path(__file__).resolve().parents[2]
-SLURM_SCRIPT = ROOT / "scripts" / "slurm.py"
 SBATCH = ROOT / "cluster_configs" / "slurm-burst.sbatch"
 CLUSTER, ACCEL, BURST = "luma.io/cluster", "luma.io/accelerator", "luma.io/burst"
 PULL_WAIT_S = 1.0
@@ -52,15 +51,7 @@ ASK: dict[str, Any] = {"model": PARK_MODEL, "frames": 4, "size": "32x32", "fps":
 
 
 def _slurm_script() -> ModuleType:
-    name = "luma_scripts_slurm"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SLURM_SCRIPT)
-    assert spec is not None and spec.loader is not None, SLURM_SCRIPT
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/slurm.py")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ the session's cluster; it is killed at the end.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -33,26 +32,19 @@ from typing import Any
 
 import pytest
 
+from tests.project_scripts import load_script
+
 from .conftest import free_port, wait_for
 from .own_cluster import kill_hard, own_head, strays
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "seaweedfs.py"
 BUCKET = "luma-deploy"
 pytestmark = pytest.mark.timeout(900)  # two cluster starts and a deploy on a loaded machine
 PREFIX = "videos"
 
 
 def _seaweedfs_script() -> ModuleType:
-    name = "luma_scripts_seaweedfs"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    assert spec is not None and spec.loader is not None, SCRIPT
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/seaweedfs.py")
 
 
 @pytest.fixture

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 
 from luma_ray.scheduler.policies import DEFAULT_POLICY
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.project_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def sweep_module():
-    spec = importlib.util.spec_from_file_location(
-        "policy_sweep", ROOT / "benchmarks" / "policy_sweep.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/policy_sweep.py")
 
 
 def test_two_small_scenarios_end_to_end(sweep_module, tmp_path: Path) -> None:

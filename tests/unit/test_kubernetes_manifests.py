@@ -10,7 +10,6 @@ does for the fields this layout uses, and refuses any other.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.project_scripts import load_script
 from tests.unit import kube_schema as ks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,11 +31,7 @@ GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 
 
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_kubernetes", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/render_kubernetes.py")
 
 
 def rayservice(objects: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ notebook its figures as image/png. tests/notebooks still executes them from scra
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,17 +18,15 @@ from typing import Any
 
 import pytest
 
+from tests.project_scripts import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "execute_notebooks.py"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("execute_notebooks", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/execute_notebooks.py")
 
 
 script = _load_script()
