@@ -143,9 +143,15 @@ def make_private_file(path: Path, *companions: Path) -> None:
     """Create ``path`` (empty) with ``FILE_MODE`` if it is missing, in folders made by
     :func:`make_folders`; narrow it, and any ``companions`` that exist, to ``FILE_MODE`` if
     an earlier version left them open to others. SQLite gives a database's ``-wal`` and
-    ``-shm`` files its mode, so it is called before SQLite opens a file."""
+    ``-shm`` files its mode, so it is called before SQLite opens a file.
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, so opening and closing a database that a connection of
+    this process has open would silently release that connection's SQLite locks (another
+    process could then checkpoint and remove the WAL under it)."""
     make_folders(path.parent)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
     for file in (path, *companions):
         with contextlib.suppress(FileNotFoundError):
             if os.stat(file).st_mode & 0o077:

@@ -6,6 +6,8 @@ event loop, with a real SQLite journal)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -202,3 +204,43 @@ def test_pulls_alone_are_grouped_too(tmp_path: Path, window_s: float) -> None:
     assert journaled(path) == {lease.job_id: "leased" for lease in leases if lease is not None}
     commits = actor._commits
     assert commits is not None and commits.batches < WORKERS
+
+
+def read_by_another_process(path: Path) -> set[str]:
+    """The job ids a reader in another process sees; its connection closes after, which in
+    WAL mode checkpoints and removes the ``-wal`` file if that reader believes itself the last
+    connection to the database."""
+    code = (
+        "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+        "print(' '.join(r[0] for r in db.execute('SELECT id FROM jobs'))); db.close()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_group_commits_stay_visible_to_readers_in_other_processes(tmp_path: Path) -> None:
+    """The group writer opens a second connection in the actor's process. Opening and closing
+    the database file there by hand (as creating a private file did) drops every SQLite lock
+    the process holds on it (POSIX locks belong to the process), so a reader elsewhere that
+    closed last removed the WAL, and later commits went to the unlinked file: acknowledged,
+    yet invisible and lost on restart, as the live actor showed."""
+    path = tmp_path / "journal.sqlite"
+    actor = actor_on(path)
+
+    async def submit_read_submit() -> tuple[str, set[str], str, set[str]]:
+        first = await actor.call(Submit(request(1)))
+        seen_first = await asyncio.to_thread(read_by_another_process, path)
+        second = await actor.call(Submit(request(2)))
+        seen_both = await asyncio.to_thread(read_by_another_process, path)
+        return first.id, seen_first, second.id, seen_both
+
+    first, seen_first, second, seen_both = run(actor, submit_read_submit())
+    assert actor.service.journal.pending is not None  # group mode
+    assert first in seen_first
+    assert {first, second} <= seen_both, (first, second, seen_both)
