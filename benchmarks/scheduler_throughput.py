@@ -5,9 +5,10 @@ disk, WAL, ``synchronous=FULL``) that this driver drives from ``--workers`` conc
 (asyncio, one Ray call in flight per caller): submits one job per call, batched submits
 (``SubmitMany``, 100 jobs per call), workers that pull then complete each job, workers that
 commit each job and lease the next in one call (``CompleteAndPull``), and pulls alone. The
-variants: ``journal_group_window_s: null`` (every call commits alone: the default) and group
-commit with a 1 ms window (opt-in, docs/architecture.md). On a shared machine the absolute numbers
-move from run to run; the ratio between the variants of one run is the result.
+variants: ``journal_group_window_s: null`` (every call commits alone: the code before group
+commit) and group commit with a 1 ms window (the default, docs/architecture.md). On a shared
+machine the absolute numbers move from run to run; the ratio between the variants of one run
+is the result.
 
     python benchmarks/scheduler_throughput.py [--jobs 1280] [--workers 64]
 """

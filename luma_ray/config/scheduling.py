@@ -172,14 +172,13 @@ class SchedulerConfig(Strict):
     """A finished job is deleted this long after it finished (default 30 days): its row
     leaves the journal and its files (``results/<job id>/``) the result store, and get
     answers 404. ``None`` keeps every job and result for ever."""
-    journal_group_window_s: float | None = Field(default=None, ge=0, le=0.1)
-    """Group commit (docs/architecture.md, "Group commit"), off by default: with the live
-    Ray actor the integration suite found accepted jobs missing from the journal with it on
-    (cause not yet found). When set, the scheduler actor commits the
+    journal_group_window_s: float | None = Field(default=0.001, ge=0, le=0.1)
+    """Group commit (docs/architecture.md, "Group commit"): the scheduler actor commits the
     journal writes of concurrent calls together, in one transaction and one fsync, waiting up to
-    this long (or until ``journal_group_max`` writes wait) for more; each caller is answered once
-    its change is durable. ``0``: no wait (writes that arrive during a commit still share the
-    next one). ``None``: every call's change commits alone, on the event loop."""
+    this long (default 1 ms; or until ``journal_group_max`` writes wait) for more; each caller
+    is answered once its change is durable. ``0``: no wait (writes that arrive during a commit
+    still share the next one). ``None``: every call's change commits alone, on the event
+    loop."""
     journal_group_max: int = Field(default=512, ge=1, le=100_000)
     """Most journal writes one group commit waits for before it commits at once."""
 
