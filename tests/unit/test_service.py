@@ -511,8 +511,8 @@ def test_a_queued_job_costs_little_memory(tmp_path: Path) -> None:
     svc = service(tmp_path / "j.sqlite", clock, tenant_limits={"free": {"max_queued": None}})
     keyed = svc.submit(SubmitRequest(prompt="p", tier="free", idempotency_key="k1"))
     assert svc.core.jobs[JobId(keyed.id)].request_hash is not None
-    svc.submit_many([SubmitRequest(prompt="plain", tier="free")])
-    job = svc.core.jobs[JobId(svc.list(limit=1)[0].id)]
+    plain = svc.submit(SubmitRequest(prompt="plain", tier="free"))
+    job = svc.core.jobs[JobId(plain.id)]
     assert not hasattr(job, "__dict__") and not hasattr(job.params, "__dict__")
     assert job.request_hash is None
     code = (
