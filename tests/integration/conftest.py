@@ -11,10 +11,12 @@ with deadlines; none sleeps to synchronise.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import socket
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +50,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def own_ray_env(root: Path) -> Path:
+    """Point Ray at a temp folder and a token of the tests' own under ``root`` (a fresh machine
+    has no ~/.ray/auth_token, and a test cluster never touches the user's); the token's path."""
+    os.environ["RAY_TMPDIR"] = str(root / "ray")
+    (root / "ray").mkdir()
+    token = root / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    return token
+
+
+def journal_record(system: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """The job as the durable journal of ``system["runtime"]`` has it (the real SQLite file,
+    read by a connection of this test's own)."""
+    db = sqlite3.connect(system["runtime"].journal)
+    try:
+        (record,) = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        db.close()
+    return dict(json.loads(record))
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +113,7 @@ def system() -> Iterator[dict[str, Any]]:
     from .versions import MODEL as ROLL_MODEL
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
-    os.environ["RAY_TMPDIR"] = str(root / "ray")
-    (root / "ray").mkdir()
-    # The session's own token (Ray's token auth is on): a fresh machine has no
-    # ~/.ray/auth_token, and the test cluster never touches the user's.
-    token = root / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    own_ray_env(root)  # Ray's token auth is on: the session's own token
     port, metrics_port = free_port(), free_port()  # the HTTP API; Ray's metrics export
     runtime = RuntimeConfig(
         http_host="127.0.0.1",

@@ -20,11 +20,7 @@ the head's worker, with its enqueue time unchanged.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -37,7 +33,7 @@ import pytest
 
 from tests.project_scripts import load_script
 
-from .conftest import free_port, wait_for
+from .conftest import free_port, journal_record, own_ray_env, wait_for
 from .versions import PARK_MODEL, publish_park_model
 
 pytestmark = pytest.mark.timeout(480)
@@ -84,12 +80,7 @@ def head() -> Iterator[dict[str, Any]]:
     from luma_ray.storage import open_store
 
     root = Path(tempfile.mkdtemp(prefix="luma-burst-", dir="/tmp"))
-    os.environ["RAY_TMPDIR"] = str(root / "ray")
-    (root / "ray").mkdir()
-    token = root / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    token = own_ray_env(root)
     burst = PoolConfig(model=PARK_MODEL, name="burst", num_cpus=0.5, node_labels={BURST: "true"})
     # The head's pool: removed while a job must land on the burst node, deployed again after.
     on_head = PoolConfig(
@@ -156,15 +147,6 @@ def running_on(app: str, job: str) -> dict[str, Any] | None:
     except Exception:
         return None
     return stats if stats.get("current") == job else None
-
-
-def journal_record(head: dict[str, Any], job_id: str) -> dict[str, Any]:
-    db = sqlite3.connect(head["runtime"].journal)
-    try:
-        (record,) = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        db.close()
-    return dict(json.loads(record))
 
 
 def head_pool(head: dict[str, Any], up: bool) -> None:

@@ -4,21 +4,10 @@ caption stages are stand-ins (``pipeline_stages.py``)."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from typing import Any
 
-from .conftest import LEASE_TTL_S, wait_for
+from .conftest import LEASE_TTL_S, journal_record, wait_for
 from .versions import PIPE_MODEL
-
-
-def record(system: dict[str, Any], job_id: str) -> dict[str, Any]:
-    db = sqlite3.connect(system["runtime"].journal)
-    try:
-        (row,) = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        db.close()
-    return json.loads(row)
 
 
 def generated(app: str) -> dict[str, int]:
@@ -58,7 +47,7 @@ def test_a_job_passes_every_stage_and_a_killed_qa_replica_reruns_only_qa(system,
     assert view.state == "succeeded", view
     assert (view.stage, view.caption) == ("thumbnail", "4 frames")
     assert set(view.result_uris) == {"video", "thumbnail", "spritesheet"}
-    job = record(system, job_id)
+    job = journal_record(system, job_id)
     # The lapsed QA lease re-ran QA only: generation ran once, QA twice, the rest once.
     assert job["stage_attempts"] == {"generate": 1, "qa": 2, "caption": 1}
     assert job["attempts"] == 1
@@ -76,5 +65,5 @@ def test_a_qa_rejection_regenerates_with_a_new_seed(system, tmp_path) -> None:
     assert (view.regenerations, view.params.seed) == (1, 12)
     assert view.caption == "4 frames"
     assert generated(f"{PIPE_MODEL}-workers")[job_id] == 2  # generated again, once
-    reasons = [h[2] for h in record(system, job_id)["history"]]
+    reasons = [h[2] for h in journal_record(system, job_id)["history"]]
     assert any(r.startswith("qa rejected: the first video") for r in reasons)

@@ -3,8 +3,6 @@ replicas run the real reference model, results are real MP4 files; crash and can
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +10,9 @@ import pytest
 
 from luma_ray.errors import InvalidRequest, StaleLease
 from luma_ray.scheduler.protocol import Complete
-from tests.integration.conftest import LEASE_TTL_S, wait_for
+from tests.integration.conftest import LEASE_TTL_S, journal_record, wait_for
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def journal_record(system: dict[str, Any], job_id: str) -> dict[str, Any]:
-    """The job as the durable journal has it (a real SQLite file, read independently)."""
-    db = sqlite3.connect(system["runtime"].journal)
-    try:
-        (record,) = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        db.close()
-    return json.loads(record)
 
 
 def test_jobs_of_several_tiers_yield_mp4s(system, tmp_path: Path) -> None:
