@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -35,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from _cluster import local_ray
+from _cluster import free_port, local_ray
 
 TOKENIZER_REPO = "luma-bench/tiny-words"
 PROMPT = "a red ball bouncing on green grass"
@@ -178,9 +177,7 @@ def serve_and_profile(args, pipeline: bool) -> dict[int, tuple[dict, list[float]
         from luma_ray.config import IngressLimits, PoolConfig, RuntimeConfig, SchedulerConfig
 
         tiny_tokenizer(root / "hf")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         alone = {} if pipeline else {"pipelines": {}}  # else the shipped default
         runtime = RuntimeConfig(
             data_dir=str(root / "data"),

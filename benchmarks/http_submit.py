@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import time
 
 import httpx
-from _cluster import local_ray
+from _cluster import free_port, local_ray
 
 
 async def drive(url: str, headers: dict[str, str], body: dict, n: int, clients: int):
@@ -70,9 +69,7 @@ def main() -> None:
         from luma_ray.api.keys import KeyStore, keys_path
         from luma_ray.config import IngressLimits, RuntimeConfig, SchedulerConfig
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         runtime = RuntimeConfig(
             data_dir=str(root / "data"),
             pools=[],

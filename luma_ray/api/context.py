@@ -50,9 +50,14 @@ class ApiSettings:
     (which cut idle connections after ~60 s) keep a stream open while its job waits."""
     sse_feed_wait_s: float = 10.0
     """How long the replica's one subscriber waits in each ``EventFeed`` call."""
-    sse_feed_interval_s: float = 0.2
-    """At least this long between two ``EventFeed`` calls of a replica (at most 5 a second):
-    a stream sees an event up to this much later, as when each stream polled every 0.2 s."""
+    sse_feed_interval_s: float = 0.25
+    """``EventFeed`` calls of a replica are paced to one per this (4 a second sustained): on a
+    busy cluster a stream sees an event up to this much later."""
+    sse_feed_burst: int = 10
+    """Calls a quiet replica makes at once before the pace applies, so a lone job's events
+    (its ``done`` above all) reach its streams without waiting the interval. With the
+    interval, at most ``burst + T / interval`` calls in any T seconds: 10 + 4 T, no more than
+    5 a second over any 10 s."""
     sse_queue: int = 256
     """Events waiting per stream; a stream this far behind skips to its job's latest state."""
     limits: IngressLimits = field(default_factory=IngressLimits)
@@ -101,7 +106,7 @@ class Ports:
         self.streams = StreamSlots(limits.max_streams_per_tenant)
         s = self.settings
         self.events = EventHub(
-            self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s
+            self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s, s.sse_feed_burst
         )
         self.model_limits = LimitsCache(self.scheduler, self.clock, s.limits_ttl_s)
         secret = self.settings.asset_secret

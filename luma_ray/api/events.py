@@ -75,6 +75,32 @@ class Follower:
 Opened = tuple[Follower, JobWatch]
 
 
+class CallBudget:
+    """A token bucket for feed calls: ``burst`` calls at once, refilled at one per
+    ``interval_s``; so at most ``burst + T / interval_s`` calls in any ``T`` seconds.
+
+    A fixed gap between calls would hold every event of a job that runs faster than the gap
+    (a small model's steps, then its ``done``) for up to ``interval_s``; a quiet replica has
+    calls in hand and passes them on at once, and a busy one is paced as before."""
+
+    def __init__(self, interval_s: float, burst: int) -> None:
+        self.interval_s, self.burst = interval_s, max(1, burst)
+        self._tokens = float(self.burst)
+        self._at: float | None = None
+
+    def spend(self, now: float) -> float:
+        """Take one call at ``now``; return how long to wait before making it."""
+        if self.interval_s <= 0:
+            return 0.0
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) / self.interval_s)
+        self._at = now
+        self._tokens -= 1.0
+        if self._tokens >= 0:
+            return 0.0
+        return -self._tokens * self.interval_s  # the refill that pays the debt
+
+
 class Subscriber:
     """The replica's one reader of the scheduler's job events, on one event loop."""
 
@@ -85,11 +111,15 @@ class Subscriber:
         size: int,
         on_stop: Callable[[], None],
         interval_s: float = 0.0,
+        burst: int = 10,
     ) -> None:
         self.port, self.wait_s, self.size, self._on_stop = port, wait_s, size, on_stop
         self.interval_s = interval_s
-        """At least this long between two feed calls: events arriving meanwhile come in one
-        answer, so a busy cluster costs at most 1/interval_s calls a second per replica."""
+        """Feed calls are paced to one per ``interval_s`` on average (events arriving meanwhile
+        come in one answer), so a busy cluster costs at most 1/interval_s calls a second per
+        replica; see :class:`CallBudget`."""
+        self.burst = burst
+        """Calls a quiet replica may make back to back before the pace applies."""
         self.cursor = 0
         self._followers: dict[str, set[Follower]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -140,10 +170,10 @@ class Subscriber:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_call = loop.time()
+        budget = CallBudget(self.interval_s, self.burst)
         while True:
-            await asyncio.sleep(max(0.0, next_call - loop.time()))  # a rate cap, not a poll
-            next_call = loop.time() + self.interval_s
+            # A rate cap, not a poll: a quiet replica calls at once, a busy one waits its turn.
+            await asyncio.sleep(budget.spend(loop.time()))
             try:
                 page = await self.port.call(EventFeed(self.cursor, 1000, self.wait_s))
             except asyncio.CancelledError:
@@ -180,9 +210,15 @@ class EventHub:
     the same app from several)."""
 
     def __init__(
-        self, port: AsyncSchedulerPort, wait_s: float, size: int, interval_s: float = 0.0
+        self,
+        port: AsyncSchedulerPort,
+        wait_s: float,
+        size: int,
+        interval_s: float = 0.0,
+        burst: int = 10,
     ) -> None:
         self.port, self.wait_s, self.size, self.interval_s = port, wait_s, size, interval_s
+        self.burst = burst
         self._subscribers: dict[asyncio.AbstractEventLoop, Subscriber] = {}
 
     def subscriber(self) -> Subscriber:
@@ -190,7 +226,12 @@ class EventHub:
         found = self._subscribers.get(loop)
         if found is None:
             found = Subscriber(
-                self.port, self.wait_s, self.size, lambda: self._drop(loop, found), self.interval_s
+                self.port,
+                self.wait_s,
+                self.size,
+                lambda: self._drop(loop, found),
+                self.interval_s,
+                self.burst,
             )
             self._subscribers[loop] = found
         return found

@@ -179,6 +179,8 @@ class ModelWorker:
             "cancelled": s.cancelled,
             "stale": s.stale,
             "gaps_s": list(s.gaps_s),
+            "busy_s": s.busy_s,
+            "step_calls_s": s.step_calls_s,
             "stopped_at": dict(s.stopped_at),
             "leaving": self.loop.leaving,
             "handed_back": list(s.handed_back),

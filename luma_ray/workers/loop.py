@@ -197,7 +197,11 @@ class WorkerLoop:
         began = self.clock()
 
         def on_step(step: int, total: int) -> StepAnswer:
-            return self._on_step(job, step, total)
+            called = self.clock()
+            try:
+                return self._on_step(job, step, total)
+            finally:
+                self.stats.step_calls_s += self.clock() - called
 
         try:
             conditioning = build_conditioning(job.request, lambda key: self.sink.load_input(key))

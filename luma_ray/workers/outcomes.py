@@ -40,7 +40,10 @@ class LoopStats:
     current: str | None = None
     """The job the model is running now."""
     busy_s: float = 0.0
-    """Time the model spent generating, in total."""
+    """Time the model spent generating, in total (its step callbacks included)."""
+    step_calls_s: float = 0.0
+    """Of ``busy_s``, the time spent in the step callbacks (heartbeats, the prefetch's start):
+    the model waits for them, so they are the system's, not the model's."""
 
 
 def error_reference(job: Assignment) -> str:

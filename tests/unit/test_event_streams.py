@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from luma_ray.api.app import ApiSettings, create_app
-from luma_ray.api.events import Follower
+from luma_ray.api.events import CallBudget, Follower
 from luma_ray.api.keys import KeyStore
 from luma_ray.config import IngressLimits, default_tiers, parse_config
 from luma_ray.jobs import JobState, Progress
@@ -199,6 +199,49 @@ def test_a_stream_gets_every_event_of_its_job_in_order_with_ids(tmp_path: Path) 
     done = stream.events()[-1][2]
     assert done["id"] == job and done["result_urls"]["video"].endswith("variant=video")
     assert api["app"].state.ports.events.subscribers == 0  # the last stream stopped it
+
+
+def test_a_quiet_replica_passes_a_lone_jobs_events_on_without_waiting_the_pace(
+    tmp_path: Path,
+) -> None:
+    """With the pace at one feed call per 2 s, a lone job's 8 events (lease, steps, done)
+    still reach its stream as they happen: a quiet replica has calls in hand."""
+    api = build(tmp_path, sse_feed_interval_s=2.0, sse_feed_burst=10)
+    svc = api["svc"]
+    job = submit(svc)
+
+    async def main() -> tuple[Stream, float]:
+        loop = asyncio.get_running_loop()
+        stream = Stream(api["app"], job, api["alice"])
+        await stream.until(lambda s: len(s.events()) == 1)
+        began = loop.time()
+        worker = Worker(svc, job)
+        await stream.until(lambda s: s.shown()[-1] == ("state", "leased"))
+        for step in (1, 2, 3, 4, 5):
+            worker.step(step, 5)
+            await stream.until(lambda s, step=step: s.shown()[-1] == ("progress", step))
+        worker.finish()
+        await asyncio.wait_for(stream.task, 5)
+        return stream, loop.time() - began
+
+    stream, took = asyncio.run(main())
+    assert stream.shown()[-1] == ("done", "succeeded")
+    assert took < 1.0, f"the job's events took {took:.2f} s to arrive, as if paced at 2 s"
+
+
+def test_the_feed_call_budget_allows_a_burst_then_one_call_per_interval() -> None:
+    budget = CallBudget(interval_s=0.2, burst=3)
+    assert [budget.spend(10.0) for _ in range(3)] == [0.0, 0.0, 0.0]  # a quiet replica
+    assert budget.spend(10.0) == pytest.approx(0.2)  # then the pace
+    assert budget.spend(10.2) == pytest.approx(0.2)  # the call it waited for, then the next
+    # A long busy spell: calls at once whenever allowed; never more than burst + T / interval.
+    now, calls = 20.0, 0
+    while now < 30.0:
+        now += budget.spend(now)
+        calls += 1
+    assert calls <= 3 + 10.0 / 0.2 + 1
+    assert calls >= 10.0 / 0.2  # and no slower than the pace
+    assert CallBudget(interval_s=0.0, burst=1).spend(0.0) == 0.0  # no pace: never waits
 
 
 def test_a_stream_idle_in_the_queue_gets_keep_alives_and_stays_open(tmp_path: Path) -> None:
