@@ -130,14 +130,8 @@ class SloGuard(Policy):
         self.guard_wait_s = self.params["guard_wait_s"]
         if not 1.0 <= self.r_cap < 1e5:
             raise ConfigError(f"policy slo_guard: r_cap must be in [1, 1e5), got {self.r_cap}")
-        if not 0.0 <= self.guard_share <= 1.0:
-            raise ConfigError(
-                f"policy slo_guard: guard_share must be in [0, 1], got {self.guard_share}"
-            )
-        if not 0.0 <= self.tier_bias <= 1e3:
-            raise ConfigError(
-                f"policy slo_guard: tier_bias must be in [0, 1000], got {self.tier_bias}"
-            )
+        _check(self.name, "guard_share", self.guard_share, 0.0, 1.0)
+        _check(self.name, "tier_bias", self.tier_bias, 0.0, 1e3)
         if not self.guard_wait_s > 0:
             raise ConfigError(
                 f"policy slo_guard: guard_wait_s must be > 0 seconds, got {self.guard_wait_s}"
@@ -233,6 +227,9 @@ class SloRatchet(Policy):
         self.worst = 0.0
         """The highest ratio dispatched, decayed by ``memory_s``."""
         self._worst_at_s: float | None = None
+        self._layout_of = -1.0  # the worst the layout below was made for (none yet)
+        self._layout_now: tuple[tuple[float, ...], tuple[str, ...]] = ((), ())
+        self._bands_now: dict[str, tuple[float, ...]] = {}
 
     @property
     def guard(self) -> float:
@@ -240,8 +237,12 @@ class SloRatchet(Policy):
         return max(self.floor, self.ratchet * self.worst)
 
     def _layout(self) -> tuple[tuple[float, ...], tuple[str, ...]]:
-        """Band cuts in SLO units and each band's kind (one more kind than cuts)."""
-        guard, worst = self.guard, self.worst
+        """Band cuts in SLO units and each band's kind (one more kind than cuts); kept until
+        ``worst`` changes (the guard follows from it), as picks read it for every queue."""
+        worst = self.worst
+        if worst == self._layout_of:
+            return self._layout_now
+        guard = self.guard
         cuts, kinds = [1.0], ["savable"]
         if guard > 1.0:
             cuts.append(guard)
@@ -251,10 +252,16 @@ class SloRatchet(Policy):
             kinds += ["guarded", "record"]
         else:
             kinds.append("record" if self.worst_share > 0 else "guarded")
-        return tuple(cuts), tuple(kinds)
+        self._layout_of, self._layout_now = worst, (tuple(cuts), tuple(kinds))
+        self._bands_now = {}
+        return self._layout_now
 
     def bands(self, tier: TierSpec) -> tuple[float, ...]:
-        return tuple(c * tier.max_wait_s for c in self._layout()[0])
+        cuts = self._layout()[0]
+        found = self._bands_now.get(tier.name)
+        if found is None:
+            found = self._bands_now[tier.name] = tuple(c * tier.max_wait_s for c in cuts)
+        return found
 
     def rank(self, tier: TierSpec, band: int, wait_s: float) -> float:
         ratio = wait_s / tier.max_wait_s

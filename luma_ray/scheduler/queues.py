@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
@@ -32,10 +32,10 @@ _INF = float("inf")
 Lane = JobQueue | FairLane
 
 
-@dataclass(frozen=True)
-class Pick:
+class Pick(NamedTuple):
     """The job a pick chose: its queue key, sequence number, band and wait (and, with fair
-    share, its tenant; band 0 is then a fair-share pick, a band >= 1 an age pick)."""
+    share, its tenant; band 0 is then a fair-share pick, a band >= 1 an age pick). A named
+    tuple: the simulator makes one per dispatch."""
 
     tier: str
     model: str

@@ -98,6 +98,9 @@ class FairLane:
         self._capped: set[str] = set()
         self.compactions = 0
         """Heap rebuilds so far (they drop stale entries; memory stays O(tenants + jobs))."""
+        self._changes = 0  # bumped by every change of jobs, tenants or caps
+        self._fair_memo: tuple[int, float, float, tuple[Tenant, int] | None] | None = None
+        self._age_memo: tuple[int, tuple[Tenant, int] | None] | None = None
 
     def __len__(self) -> int:
         return self.live
@@ -107,6 +110,7 @@ class FairLane:
     def push(self, enqueued_at_s: float, seq: int, tenant: str, cost: float, capped: bool) -> None:
         """Queue a job (new or requeued: a requeue keeps its enqueue time and goes back by age).
         ``capped``: the tenant's state when the lane first sees it."""
+        self._changes += 1
         rec = self.tenants.get(tenant)
         if rec is None:
             rec = self.tenants[tenant] = Tenant(tenant, capped)
@@ -141,6 +145,7 @@ class FairLane:
 
     def take(self, rec: Tenant, i: int) -> None:
         """Dispatch the job at index ``i`` of ``rec``'s queue and charge the tenant for it."""
+        self._changes += 1
         q = rec.q
         was_head = i == q.first_live()
         seq = q.seqs[i]
@@ -169,6 +174,7 @@ class FairLane:
         i = q.find(enqueued_at_s, seq)
         if i is None:
             return False
+        self._changes += 1
         was_head = i == q.first_live()
         self._forget(enqueued_at_s, seq)
         q.remove_at(i)
@@ -185,6 +191,7 @@ class FairLane:
         rec = self.tenants.get(tenant)
         if rec is None or rec.capped == capped:
             return
+        self._changes += 1
         rec.capped = capped
         if capped:
             self._capped.add(tenant)
@@ -201,11 +208,28 @@ class FairLane:
     def fair_candidate(self, cut_s: float) -> tuple[Tenant, int] | None:
         """The band-0 candidate (jobs enqueued after ``cut_s``) and its index in its tenant's
         queue: the lane's oldest such job if its tenant is within the lag, else the
-        least-vtime uncapped tenant's oldest such job."""
+        least-vtime uncapped tenant's oldest such job.
+
+        The answer is kept while the lane is unchanged and ``cut_s`` moves forward without
+        passing the jobs it rests on (the lane's oldest band-0 job and the answer's): a later
+        cut then gives the same answer, so picks between changes cost a comparison."""
+        memo = self._fair_memo
+        if memo is not None and memo[0] == self._changes and memo[1] <= cut_s < memo[2]:
+            return memo[3]
+        found, until = self._fair_candidate(cut_s)
+        self._fair_memo = (self._changes, cut_s, until, found)
+        return found
+
+    def _fair_candidate(self, cut_s: float) -> tuple[tuple[Tenant, int] | None, float]:
+        """The band-0 candidate, and the least enqueue time it rests on (see above)."""
+        until = _INF
         if self.lag_jobs > 0:
-            found = self._lag_candidate(cut_s)
-            if found is not None:
-                return found
+            j = self._all.first_younger_than(cut_s)
+            if j < len(self._all.times):
+                until = self._all.times[j]
+                found = self._lag_candidate(j)
+                if found is not None:
+                    return found, until
         dormant = self._dormant
         while dormant and -dormant[0][0] > cut_s:
             _, name = heappop(dormant)
@@ -226,14 +250,23 @@ class FairLane:
                 q = rec.q
                 i = q.first_younger_than(cut_s)
                 if i < len(q.times):
-                    return rec, i
+                    return (rec, i), min(until, q.times[i])
                 rec.fair = False
                 heappush(dormant, (-q.times[-1], name))
             heappop(heap)
-        return None
+        return None, until
 
     def age_candidate(self) -> tuple[Tenant, int] | None:
-        """The uncapped tenant whose head is the oldest job, and its head's index."""
+        """The uncapped tenant whose head is the oldest job, and its head's index (kept while
+        the lane is unchanged)."""
+        memo = self._age_memo
+        if memo is not None and memo[0] == self._changes:
+            return memo[1]
+        found = self._age_candidate()
+        self._age_memo = (self._changes, found)
+        return found
+
+    def _age_candidate(self) -> tuple[Tenant, int] | None:
         heap = self._age
         while heap:
             t, seq, name = heap[0]
@@ -268,11 +301,10 @@ class FairLane:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _lag_candidate(self, cut_s: float) -> tuple[Tenant, int] | None:
+    def _lag_candidate(self, i: int) -> tuple[Tenant, int] | None:
+        """The lane's job at index ``i`` of the lane-wide queue (its oldest band-0 job), if its
+        tenant is uncapped and within the lag of the least-served tenant."""
         every = self._all
-        i = every.first_younger_than(cut_s)
-        if i >= len(every.times):
-            return None
         t, seq = every.times[i], every.seqs[i]
         rec = self.tenants[self._tenant_of[seq]]
         lag = self.lag_jobs * self._cost_sum / max(self._cost_n, 1)
