@@ -44,13 +44,17 @@ class Lease:
     token: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Progress:
-    """Where a job stands: ``phase`` (queued, running, done…) and sampler step of total."""
+    """Where a job stands: ``phase`` (queued, running, done…) and sampler step of total.
+    Immutable, so every queued job shares ``QUEUED`` (a queued job costs no Progress)."""
 
     phase: str = "queued"
     step: int = 0
     total: int = 0
+
+
+QUEUED = Progress()
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class Job:
     attempts: int = 1
     """The attempt in progress or next: 1 at submit, +1 on every requeue."""
     lease: Lease | None = None
-    progress: Progress = field(default_factory=Progress)
+    progress: Progress = QUEUED
     result_uris: dict[str, str] = field(default_factory=dict)
     error: JobError | None = None
     finished_at_s: float | None = None
