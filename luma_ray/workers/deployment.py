@@ -33,6 +33,9 @@ from luma_ray.workers.versions import VersionManager
 log = logging.getLogger(__name__)
 
 NODE_POLL_S = 1.0
+STOP_WAIT_S = 4.0
+"""How long a stopping replica waits for its running job to reach a step and be handed back
+(below the deployments' 5 s graceful shutdown; past it, the job's lease expires instead)."""
 QUICK_CALL_S = 10.0
 """Heartbeats and autoscaling stats: one attempt this long, no waiting out a restarting
 scheduler (a heartbeat that fails is skipped; the lease outlives the restart)."""
@@ -193,7 +196,10 @@ class ModelWorker:
     def __del__(self) -> None:
         loop = getattr(self, "loop", None)
         if loop is not None:
-            loop.stop()
+            loop.stop()  # Serve stops the replica (downscale, drain, upgrade): hand back
+            thread = getattr(self, "_thread", None)
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(STOP_WAIT_S)
         versions = getattr(self, "versions", None)
         if versions is not None:
             versions.stop()

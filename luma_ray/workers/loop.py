@@ -92,6 +92,8 @@ class WorkerLoop:
         self._max_jobs: int | None = None
 
     def stop(self) -> None:
+        """Stop pulling; a running job stops at its next step and is handed back with its
+        place and attempt count (the worker is going away, not the job failing)."""
         self._stop.set()
 
     def leave(self, deadline: float | None) -> None:
@@ -270,7 +272,7 @@ class WorkerLoop:
             self._per_step_s(step)  # note where this lease started
             if job.resume_uri is not None and step > 1:
                 self.stats.resumed[job.job_id] = step
-        if self._must_stop_to_leave(step, total):
+        if self._stop.is_set() or self._must_stop_to_leave(step, total):
             # Handed back, not parked: a park writes the sampler state, and a leaving node may
             # not live long enough for that (the drain deadline is often seconds).
             self._hand_back = True
@@ -291,7 +293,7 @@ class WorkerLoop:
         if self._next is None and self._near_the_end(step, total):
             self._prefetch(job)
         self._keep_prefetched_alive()
-        if cancelled or self._stop.is_set():
+        if cancelled:
             return False
         return PARK if park and can_park(self.model) else True
 

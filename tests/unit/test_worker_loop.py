@@ -243,6 +243,26 @@ def test_leaving_with_no_time_hands_the_job_back_with_its_place(tmp_path: Path) 
     assert svc.pull("w2", "local", ["luma-tiny"]).job_id == job
 
 
+def test_a_stopped_worker_hands_its_running_job_back_with_its_place(tmp_path: Path) -> None:
+    """Serve stopping the replica (a drained node, a downscale) is not the job failing: it
+    goes back with its attempt count, where a lease left to expire would count one more."""
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="long", steps=20, tier="free")).id
+    box: dict[str, WorkerLoop] = {}
+
+    def during(request: GenerationRequest, step: int) -> None:
+        if step == 3:
+            box["loop"].stop()
+
+    loop = box["loop"] = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
+    stats = loop.run(max_jobs=5)
+    assert stats.handed_back == [job] and stats.cancelled == 0 and stats.started == 1
+    view = svc.get(job)
+    assert (view.state, view.attempts) == ("queued", 1)
+    record = svc.core.get(job)
+    assert record.enqueued_at_s == record.created_at_s
+
+
 def test_leaving_with_time_to_spare_finishes_the_job_and_pulls_no_more(tmp_path: Path) -> None:
     svc = make(tmp_path)
     job = svc.submit(SubmitRequest(prompt="short", steps=4)).id
