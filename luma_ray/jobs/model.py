@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import Any, NewType, NoReturn
 
 from luma_ray.jobs.request import GenerationRequest
 from luma_ray.jobs.stages import stage_queue
@@ -32,6 +33,26 @@ def new_job_id(now_s: float, random_bytes: bytes | None = None) -> JobId:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return JobId("gen_" + "".join(reversed(chars)))
+
+
+class _SharedEmpty(dict[str, Any]):
+    """The one empty mapping that every job's unset ``result_uris``, ``metadata`` and
+    ``stage_attempts`` share (a queued job would otherwise hold three empty dicts, 192 bytes).
+    It refuses writes: code that changes a job's mapping assigns a new one."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a job's shared empty mapping is read-only; assign a new dict")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
+
+
+EMPTY: Mapping[str, Any] = _SharedEmpty()
+
+
+def _empty() -> Mapping[str, Any]:
+    return EMPTY
 
 
 @dataclass(slots=True)
@@ -84,12 +105,14 @@ class Job:
     """The attempt in progress or next: 1 at submit, +1 on every requeue."""
     lease: Lease | None = None
     progress: Progress = QUEUED
-    result_uris: dict[str, str] = field(default_factory=dict)
+    result_uris: Mapping[str, str] = field(default_factory=_empty)
     error: JobError | None = None
     finished_at_s: float | None = None
     cancel_requested: bool = False
-    history: list[tuple[float, JobState, str]] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)
+    history: tuple[tuple[float, JobState, str], ...] = ()
+    """Every state change as (time, state, reason), oldest first; a tuple, so a queued job
+    that has none shares the empty one (``transition`` makes a longer one)."""
+    metadata: Mapping[str, str] = field(default_factory=_empty)
     """Caller's labels, returned as given (at most 16 keys; the ingress checks sizes)."""
     callback_url: str | None = None
     """Webhook target for state changes, validated at the ingress."""
@@ -113,12 +136,22 @@ class Job:
     model alone, as before pipelines."""
     stage: str | None = None
     """The stage it is queued for or running (None without a pipeline)."""
-    stage_attempts: dict[str, int] = field(default_factory=dict)
+    stage_attempts: Mapping[str, int] = field(default_factory=_empty)
     """Attempts each finished stage took (``attempts`` counts the current stage's)."""
     regenerations: int = 0
     """Videos the QA stage rejected; each went back to ``generate`` with ``seed + 1``."""
     caption: str | None = None
     """What the caption stage wrote."""
+
+    def share_empty_maps(self) -> Job:
+        """Point empty mappings at :data:`EMPTY` (after decoding, which makes fresh ones)."""
+        if not self.result_uris:
+            self.result_uris = EMPTY
+        if not self.metadata:
+            self.metadata = EMPTY
+        if not self.stage_attempts:
+            self.stage_attempts = EMPTY
+        return self
 
     @property
     def queue(self) -> str:

@@ -65,4 +65,16 @@ def transition(job: Job, to: JobState, now_s: float, reason: str = "") -> None:
         job.lease = None
         job.finished_at_s = now_s
     job.state = to
-    job.history.append((now_s, to, reason))
+    job.history = (*job.history, (now_s, to, reason))
+
+
+def state_moved(job: Job) -> bool:
+    """Whether the last journaled change of ``job`` moved its state: a new job's (no history
+    yet) did; otherwise its last history entry's state differs from the one before it (from
+    ``queued``, the state every job starts in, for the first entry). Every change but a submit
+    adds an entry, so this is what the event feed publishes on, with no per-job memory."""
+    history = job.history
+    if not history:
+        return True
+    before = history[-2][1] if len(history) > 1 else JobState.QUEUED
+    return history[-1][1] is not before

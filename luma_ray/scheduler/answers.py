@@ -19,7 +19,7 @@ SwapVerdict = Literal["go", "wait", "halted"]
 """A worker's answer to "may I swap versions now": go, wait and ask again, or never (halted)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobView:
     """What a client sees of one job: every presenter (native API, OpenAI-compatible API,
     webhooks, the Ray client) renders this one value. Leases' fencing tokens and worker ids
@@ -213,7 +213,7 @@ class StateChange:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeedEvent:
     """One job event as the scheduler publishes it once for every event stream: a state
     change (``kind`` "state", with the whole ``view``), a step of progress ("progress") or the

@@ -23,7 +23,7 @@ from luma_ray.scheduler.pipeline import advance
 from luma_ray.scheduler.policies import Policy, make_policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.reports import SchedulerStats, TierQueues
-from luma_ray.scheduler.shares import job_cost
+from luma_ray.scheduler.shares import LookedUpFacts, job_cost
 from luma_ray.scheduler.tenant_caps import TenantCaps
 from luma_ray.scheduler.tiers import tier_specs
 
@@ -39,13 +39,19 @@ class SchedulerCore:
         self.config = config
         self.tiers = tier_specs(config.tiers)
         self.policy = policy or make_policy(config.policy.name, config.policy.params)
-        self.queues = QueueBook(
-            self.tiers, config.fair_share, config.tenant_weights, config.fair_share_lag_jobs
-        )
-        self.caps = TenantCaps(config.tenant_limits, self.queues)
         self.jobs: dict[JobId, Job] = {}
         self._seq_of: dict[JobId, int] = {}
         self._job_at: dict[int, Job] = {}
+        job_at = self._job_at
+        self.queues = QueueBook(
+            self.tiers,
+            config.fair_share,
+            config.tenant_weights,
+            config.fair_share_lag_jobs,
+            # fair share reads a queued job's tenant and cost from its record, not a copy
+            LookedUpFacts(lambda seq: job_at[seq].tenant, lambda seq: job_cost(job_at[seq])),
+        )
+        self.caps = TenantCaps(config.tenant_limits, self.queues)
         self._next_seq = 0
         self._next_token = 0
         self._held: dict[JobId, Job] = {}

@@ -36,19 +36,12 @@ class EventLog:
         self._events: OrderedDict[int, FeedEvent] = OrderedDict()
         self._tail_progress: dict[str, int] = {}
         """A job's progress event that is still its newest event: the next one replaces it."""
-        self._states: dict[str, JobState] = {}
-        """The last state published per live job (a change of other fields is no event)."""
         self.listeners: list[Callable[[], None]] = []
         """Called after each event (the actor and the in-process port wake long polls)."""
 
     def state(self, view: JobView, at_s: float) -> None:
-        """A job's state after a journaled change; nothing if its state did not move."""
-        if self._states.get(view.id) is view.state:
-            return
-        if view.state.terminal:
-            self._states.pop(view.id, None)
-        else:
-            self._states[view.id] = view.state
+        """A job's state after a journaled change that moved it (``jobs.state_moved``: the
+        caller knows from the job's history; a change of other fields is no event)."""
         self._tail_progress.pop(view.id, None)
         self._append("state", view.id, view.tenant, view.state, view.progress, at_s, view)
 
@@ -63,7 +56,6 @@ class EventLog:
         self._tail_progress[job_id] = self.head
 
     def deleted(self, view: JobView, at_s: float) -> None:
-        self._states.pop(view.id, None)
         self._tail_progress.pop(view.id, None)
         self._append("deleted", view.id, view.tenant, view.state, view.progress, at_s, view)
 

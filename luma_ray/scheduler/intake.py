@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, TenantId, new_job_id
+from luma_ray.jobs.model import EMPTY
 from luma_ray.jobs.request import (
     MAX_SEED,
     GenerationRequest,
@@ -92,7 +93,7 @@ def make_job(
         params=params,
         created_at_s=now,
         enqueued_at_s=now,
-        metadata=dict(request.metadata),
+        metadata=dict(request.metadata) if request.metadata else EMPTY,
         callback_url=request.callback_url,
         api=request.api,
         api_request=request.api_request,

@@ -43,7 +43,7 @@ def advance(job: Job, now_s: float) -> bool:
     if following is None:
         return False
     done = job.stage or GENERATE
-    job.stage_attempts[done] = job.attempts
+    job.stage_attempts = {**job.stage_attempts, done: job.attempts}
     transition(job, JobState.QUEUED, now_s, f"{done} done; queued for {following}")
     job.stage, job.attempts = following, 1  # each stage counts its own attempts
     job.progress = Progress("queued")
@@ -62,7 +62,7 @@ def reject(
         raise InvalidRequest(f"job {job.id} is at stage {job.stage!r}; only a qa stage rejects")
     why = "; ".join(r.strip() for r in reasons if r.strip())[:400] or "rejected"
     core._release(job)
-    job.stage_attempts[QA] = job.attempts
+    job.stage_attempts = {**job.stage_attempts, QA: job.attempts}
     if job.regenerations >= core.config.qa_regenerations:
         job.error = JobError(QA_FAILED, f"qa: {why}", False)
         core._move(job, JobState.FAILED, now_s, f"qa rejected: {why}")

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
-from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, FairLane
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, FairLane, JobFacts
 from luma_ray.scheduler.tiers import TierSpec
 
 __all__ = ["FairLane", "JobQueue", "Pick", "QueueBook", "band_of"]
@@ -56,9 +56,12 @@ class QueueBook:
         fair_share: bool = False,
         weights: Mapping[str, float] | None = None,
         lag_jobs: float = DEFAULT_LAG_JOBS,
+        facts: JobFacts | None = None,
     ) -> None:
         self.tiers = tiers
         self.lag_jobs = lag_jobs
+        self.facts = facts
+        """Where fair share reads a queued job's tenant and cost (None: each lane keeps them)."""
         self.fair_share = fair_share
         self.weights = dict(weights or {})
         self.queues: dict[tuple[str, str], Lane] = {}
@@ -72,7 +75,7 @@ class QueueBook:
         q = self.queues.get(key)
         if q is None:
             if self.fair_share:
-                lane = FairLane(self._weight_of, self.lag_jobs)
+                lane = FairLane(self._weight_of, self.lag_jobs, self.facts)
                 self._lanes_of_tier.setdefault(tier, []).append(lane)
                 q = lane
             else:

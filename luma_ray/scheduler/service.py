@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import BackPressure, LumaError, NotFound
 from luma_ray.jobs import Job, JobError, JobId, JobState, ModelLimits, WorkerId
+from luma_ray.jobs.states import state_moved
 from luma_ray.scheduler import pipeline
 from luma_ray.scheduler.admission import check_pin, shed
 from luma_ray.scheduler.counters import SchedulerCounters
@@ -348,13 +349,15 @@ class SchedulerService(EventOps, LeaseOps):
         events = []  # one view per change, as it is now: the event streams' and the webhooks'
         for job in changed:
             at_s = job.history[-1][0] if job.history else job.created_at_s
-            events.append(JobEvent(len(job.history), self.view(job), at_s, job.callback_url))
+            event = JobEvent(len(job.history), self.view(job), at_s, job.callback_url)
+            events.append((event, state_moved(job)))
         if events:  # published once durable: at once, or after the actor's group commit
             self.journal.when_durable(lambda: self._publish(events))
 
-    def _publish(self, events: builtins.list[JobEvent]) -> None:
-        for event in events:
-            self.feed.state(event.view, event.at_s)
+    def _publish(self, events: builtins.list[tuple[JobEvent, bool]]) -> None:
+        for event, moved in events:
+            if moved:
+                self.feed.state(event.view, event.at_s)
             if self.on_change is not None:
                 self.on_change(event)
 

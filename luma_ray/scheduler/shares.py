@@ -3,7 +3,8 @@
 A :class:`FairLane` splits one (tier, model) queue by tenant. Each tenant has a time-ordered
 :class:`~luma_ray.scheduler.job_queue.JobQueue` and a *virtual time* (VTC-style): every
 dispatch of one of its jobs adds ``cost / weight`` to it (the cost is given at push: the
-simulator passes the job's service time, the live scheduler :func:`job_cost`). A tenant that
+simulator passes the job's service time, the live scheduler :func:`job_cost`; at dispatch the
+lane reads it back through :class:`JobFacts`, from the caller's own records). A tenant that
 (re)joins the lane, i.e. gets a queued job while it had none, is lifted to
 ``max(its vtime, least vtime among the lane's other tenants with queued jobs)``, or, when no
 tenant has queued jobs, to the lane's *floor* (the largest vtime any tenant had when it last
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
+from typing import Protocol
 
 from luma_ray.jobs import Job
 from luma_ray.jobs.request import DEFAULT_FRAMES, DEFAULT_STEPS
@@ -49,6 +51,61 @@ DEFAULT_LAG_JOBS = 1000.0
 """How far (in mean job costs of virtual time) a tenant may run ahead of the least-served one
 before fair share, not deadline order, picks its band-0 jobs."""
 _UNIT_SIZE = DEFAULT_FRAMES * 64 * 64 * DEFAULT_STEPS
+
+
+class JobFacts(Protocol):
+    """Where a lane reads a queued job's tenant and cost by its sequence number. The live
+    scheduler and the simulator answer from the records they keep anyway, so a deep queue
+    holds no second copy (two dict entries a job); :class:`KeptFacts` keeps them for callers
+    that have none. ``keep`` is called at every push, ``drop`` when the job leaves."""
+
+    def keep(self, seq: int, tenant: str, cost: float) -> None: ...
+
+    def drop(self, seq: int) -> None: ...
+
+    def tenant_of(self, seq: int) -> str: ...
+
+    def cost_of(self, seq: int) -> float: ...
+
+
+class KeptFacts:
+    """:class:`JobFacts` that keeps what each push gives (tests and benchmarks)."""
+
+    __slots__ = ("_tenant", "_cost")
+
+    def __init__(self) -> None:
+        self._tenant: dict[int, str] = {}
+        self._cost: dict[int, float] = {}
+
+    def keep(self, seq: int, tenant: str, cost: float) -> None:
+        self._tenant[seq] = tenant
+        self._cost[seq] = cost
+
+    def drop(self, seq: int) -> None:
+        self._tenant.pop(seq, None)
+        self._cost.pop(seq, None)
+
+    def tenant_of(self, seq: int) -> str:
+        return self._tenant[seq]
+
+    def cost_of(self, seq: int) -> float:
+        return self._cost[seq]
+
+
+class LookedUpFacts:
+    """:class:`JobFacts` answered by two lookups of the caller's own; keeps nothing."""
+
+    __slots__ = ("tenant_of", "cost_of")
+
+    def __init__(self, tenant_of: Callable[[int], str], cost_of: Callable[[int], float]) -> None:
+        self.tenant_of = tenant_of
+        self.cost_of = cost_of
+
+    def keep(self, seq: int, tenant: str, cost: float) -> None:
+        pass
+
+    def drop(self, seq: int) -> None:
+        pass
 
 
 def job_cost(job: Job) -> float:
@@ -78,19 +135,21 @@ class FairLane:
     """One (tier, model) queue, split by tenant, with virtual-time fair share."""
 
     def __init__(
-        self, weight_of: Callable[[str], float], lag_jobs: float = DEFAULT_LAG_JOBS
+        self,
+        weight_of: Callable[[str], float],
+        lag_jobs: float = DEFAULT_LAG_JOBS,
+        facts: JobFacts | None = None,
     ) -> None:
         self.weight_of = weight_of
         self.lag_jobs = lag_jobs
+        self.facts: JobFacts = KeptFacts() if facts is None else facts
         self._all = JobQueue()  # every queued job of the lane, by age (the lag candidate)
-        self._tenant_of: dict[int, str] = {}
         self._cost_sum = 0.0
         self._cost_n = 0
         self.tenants: dict[str, Tenant] = {}
         self.live = 0
         self.floor = 0.0
         self._stamp = 0
-        self._cost: dict[int, float] = {}
         self._fair: list[tuple[float, int, str]] = []  # (vtime, stamp, tenant)
         self._dormant: list[tuple[float, str]] = []  # (-youngest job's time (a bound), tenant)
         self._age: list[tuple[float, int, str]] = []  # (head's enqueue time, head's seq, tenant)
@@ -127,12 +186,11 @@ class FairLane:
             i = q.first_live()
             new_head = (enqueued_at_s, seq) < (q.times[i], q.seqs[i])
         q.push(enqueued_at_s, seq)
-        self._cost[seq] = cost
+        self.facts.keep(seq, tenant, cost)
         self._cost_sum += cost
         self._cost_n += 1
         if self.lag_jobs > 0:
             self._all.push(enqueued_at_s, seq)
-            self._tenant_of[seq] = tenant
         self.live += 1
         if rec.capped:
             return
@@ -152,7 +210,8 @@ class FairLane:
         self._forget(q.times[i], seq)
         q.remove_at(i)
         self.live -= 1
-        rec.vtime += self._cost.pop(seq) / self.weight_of(rec.name)
+        rec.vtime += self.facts.cost_of(seq) / self.weight_of(rec.name)
+        self.facts.drop(seq)
         rec.stamp = self._next_stamp()
         if not q.live:
             self.floor = max(self.floor, rec.vtime)
@@ -179,7 +238,7 @@ class FairLane:
         self._forget(enqueued_at_s, seq)
         q.remove_at(i)
         self.live -= 1
-        self._cost.pop(seq, None)
+        self.facts.drop(seq)
         if not q.live:
             self.floor = max(self.floor, rec.vtime)
         elif was_head and not rec.capped:
@@ -306,7 +365,7 @@ class FairLane:
         tenant is uncapped and within the lag of the least-served tenant."""
         every = self._all
         t, seq = every.times[i], every.seqs[i]
-        rec = self.tenants[self._tenant_of[seq]]
+        rec = self.tenants[self.facts.tenant_of(seq)]
         lag = self.lag_jobs * self._cost_sum / max(self._cost_n, 1)
         if rec.capped or rec.vtime > self._least_active() + lag:
             return None
@@ -315,7 +374,7 @@ class FairLane:
 
     def _forget(self, enqueued_at_s: float, seq: int) -> None:
         """Drop a job that leaves the lane from the lane-wide queue."""
-        if self._tenant_of.pop(seq, None) is not None:
+        if self.lag_jobs > 0:
             i = self._all.find(enqueued_at_s, seq)
             if i is not None:
                 self._all.remove_at(i)

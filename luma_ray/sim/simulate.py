@@ -22,7 +22,7 @@ from luma_ray.config import PreemptionConfig, TierConfig, default_tiers
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.preemption import PreemptionRule
 from luma_ray.scheduler.queues import QueueBook
-from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, LookedUpFacts
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
 from luma_ray.sim.bounds import capacity_integral, fluid_lower_bound
 from luma_ray.sim.capacity import capacity_steps
@@ -102,7 +102,9 @@ def _replay(
     )
     n = len(arrival)
     start = [math.nan] * n
-    book = QueueBook(specs, fair_share, lag_jobs=lag_jobs)
+    # fair share reads a job's tenant and cost (its service time) from the trace, by index
+    facts = LookedUpFacts(tenant_of.__getitem__, service.__getitem__)
+    book = QueueBook(specs, fair_share, lag_jobs=lag_jobs, facts=facts)
     # Every slot serves every model, so one queue per tier picks exactly what per-model queues
     # would (the pick is an argmax over the union), with half the candidates. Fair share is
     # then per tier, over everything a tenant runs in it.

@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -366,7 +367,7 @@ def test_a_slow_stream_skips_to_its_jobs_latest_state_and_progress() -> None:
     async def main() -> tuple[list[FeedEvent], int]:
         follower = Follower("j", size=4)
         running = event(1, "state", JobState.RUNNING, 1)
-        follower.put(running.__class__(**{**running.__dict__, "view": object()}))
+        follower.put(replace(running, view=object()))
         for cursor in range(2, 10):
             follower.put(event(cursor, "progress", JobState.RUNNING, cursor))
         return await follower.take(0), follower.skipped

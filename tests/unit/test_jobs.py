@@ -53,7 +53,7 @@ def test_transition_follows_the_table(src: JobState, dst: JobState) -> None:
     else:
         with pytest.raises(IllegalTransition, match=f"{src.value} to {dst.value}"):
             transition(job, dst, 20.0)
-        assert job.state is src and job.history == []
+        assert job.state is src and job.history == ()
 
 
 def test_requeue_counts_attempts_drops_lease_and_keeps_enqueue_time() -> None:
@@ -102,3 +102,33 @@ def test_codec_round_trips_every_field() -> None:
     back = job_from_json(job_to_json(job))
     assert back == job
     assert isinstance(back.history[0], tuple) and back.state is JobState.LEASED
+
+
+def test_a_queued_job_shares_one_empty_mapping_and_history_and_cannot_write_to_them() -> None:
+    from luma_ray.jobs.codec import job_from_json, job_to_json
+    from luma_ray.jobs.model import EMPTY
+
+    job = make_job()
+    back = job_from_json(job_to_json(job))
+    for j in (job, back):  # as made, and as a restart reads it back
+        assert j.metadata is EMPTY and j.result_uris is EMPTY and j.stage_attempts is EMPTY
+        assert j.history == ()
+    with pytest.raises(TypeError, match="read-only"):
+        back.metadata["label"] = "x"  # type: ignore[index]
+    assert EMPTY == {}
+    back.metadata = {"label": "x"}  # a change assigns a new mapping
+    assert job_from_json(job_to_json(back)).metadata == {"label": "x"}
+
+
+def test_a_row_the_fast_decoder_refuses_is_mended_or_named() -> None:
+    import json
+
+    from luma_ray.jobs.codec import job_from_json, job_to_json
+    from luma_ray.jobs.request import DEFAULT_STEPS
+
+    row = json.loads(job_to_json(make_job()))
+    row["params"]["steps"] = None  # rows from before intake resolved steps
+    assert job_from_json(json.dumps(row)).params.steps == DEFAULT_STEPS
+    row["attempts"] = "many"
+    with pytest.raises(ValueError, match="attempts"):
+        job_from_json(json.dumps(row))

@@ -169,7 +169,7 @@ def test_a_refused_write_rolls_back_and_raises_the_real_error(tmp_path: Path) ->
     job = svc.core.jobs[svc.submit(request(0)).id]
     fill_disk(svc)
     journal: Journal = svc.journal
-    job.metadata["pad"] = "x" * 100_000  # needs pages the disk does not have
+    job.metadata = {"pad": "x" * 100_000}  # needs pages the disk does not have
     with pytest.raises(JournalUnavailable, match="full"):
         journal.record([job], 7)
     assert not journal._db.in_transaction

@@ -88,10 +88,10 @@ def test_failures_newest_first_bounded_and_of_the_last_hour() -> None:
 
 def test_seed_rebuilds_dispatches_and_failures_from_job_histories() -> None:
     leased = job(1, JobState.LEASED)
-    leased.history = [(T0 - 4000, JobState.LEASED, "too old"), (T0 + 5, JobState.LEASED, "w")]
+    leased.history = ((T0 - 4000, JobState.LEASED, "too old"), (T0 + 5, JobState.LEASED, "w"))
     failed = job(2, JobState.FAILED)
     failed.error, failed.finished_at_s = JobError("bad_input", "no such model"), T0 + 70
-    failed.history = [(T0 + 65, JobState.LEASED, "w"), (T0 + 70, JobState.FAILED, "gave up")]
+    failed.history = ((T0 + 65, JobState.LEASED, "w"), (T0 + 70, JobState.FAILED, "gave up"))
     h = QueueHistory()
     seed(h, [leased, failed], T0 + 120)
     assert [(r["at_s"], r["tiers"]["api"]["dispatched"]) for r in h.series(T0 + 120)] == [
