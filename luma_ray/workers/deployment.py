@@ -26,16 +26,13 @@ from luma_ray.storage import open_store
 from luma_ray.workers import autoscale
 from luma_ray.workers.adapters import SchedulerLeases, StoreSink
 from luma_ray.workers.gang import GangLauncher
-from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop
+from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop, stop_and_hand_back
 from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, leaving_at, node_labels
 from luma_ray.workers.versions import VersionManager
 
 log = logging.getLogger(__name__)
 
 NODE_POLL_S = 1.0
-STOP_WAIT_S = 4.0
-"""How long a stopping replica waits for its running job to reach a step and be handed back
-(below the deployments' 5 s graceful shutdown; past it, the job's lease expires instead)."""
 QUICK_CALL_S = 10.0
 """Heartbeats and autoscaling stats: one attempt this long, no waiting out a restarting
 scheduler (a heartbeat that fails is skipped; the lease outlives the restart)."""
@@ -196,10 +193,7 @@ class ModelWorker:
     def __del__(self) -> None:
         loop = getattr(self, "loop", None)
         if loop is not None:
-            loop.stop()  # Serve stops the replica (downscale, drain, upgrade): hand back
-            thread = getattr(self, "_thread", None)
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(STOP_WAIT_S)
+            stop_and_hand_back(loop, getattr(self, "_thread", None))
         versions = getattr(self, "versions", None)
         if versions is not None:
             versions.stop()

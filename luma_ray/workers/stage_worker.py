@@ -134,6 +134,8 @@ class StageWorker:
         }
 
     def __del__(self) -> None:
+        from luma_ray.workers.loop import stop_and_hand_back
+
         loop = getattr(self, "loop", None)
         if loop is not None:
-            loop.stop()
+            stop_and_hand_back(loop, getattr(self, "_thread", None))

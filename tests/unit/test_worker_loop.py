@@ -21,7 +21,7 @@ from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, Op, SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.workers.adapters import SchedulerLeases
-from luma_ray.workers.loop import WorkerLoop
+from luma_ray.workers.loop import WorkerLoop, stop_and_hand_back
 
 LIMITS = ModelLimits(64, 128, 128, 50, 4, 8, 8)
 
@@ -261,6 +261,26 @@ def test_a_stopped_worker_hands_its_running_job_back_with_its_place(tmp_path: Pa
     assert (view.state, view.attempts) == ("queued", 1)
     record = svc.core.get(job)
     assert record.enqueued_at_s == record.created_at_s
+
+
+def test_a_replica_s_destructor_returns_once_its_job_is_handed_back(tmp_path: Path) -> None:
+    """What a worker replica's ``__del__`` runs: it must not return (Serve then ends the
+    process) before the running job is back in the queue."""
+    svc = make(tmp_path)
+    job = svc.submit(SubmitRequest(prompt="long", steps=50, tier="free")).id
+    started = threading.Event()
+
+    def during(request: GenerationRequest, step: int) -> None:
+        started.set()
+        time.sleep(0.2)  # a step of model work: 10 s for the job, stopped in the first
+
+    loop = WorkerLoop(ServicePort(svc), FakeModel(during), Sink(), prefetch=False)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    stop_and_hand_back(loop, thread, wait_s=10)
+    assert not thread.is_alive() and loop.stats.handed_back == [job]
+    assert (svc.get(job).state, svc.get(job).attempts) == ("queued", 1)
 
 
 def test_leaving_with_time_to_spare_finishes_the_job_and_pulls_no_more(tmp_path: Path) -> None:
