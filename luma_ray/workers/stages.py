@@ -103,9 +103,10 @@ def _reference(module: str, attr: str) -> Callable[..., Any] | None:
 class QualityCheck:
     """QA: ``check(frames, prompt)``'s verdict; a rejected video goes back to generate.
 
-    Only what the check can judge is judged: a prompt outside its grammar (the verdict has no
-    ``scene``) and a job conditioned on the user's own images or video (their colours and
-    layout decide the frames, not the prompt alone) pass as they are."""
+    Only what the check can judge is judged: a prompt outside its grammar (the verdict's
+    ``expected`` scene is None, as the reference check answers) and a job conditioned on the
+    user's own images or video (their colours and layout decide the frames, not the prompt
+    alone) pass as they are."""
 
     name = QA
 
@@ -120,7 +121,7 @@ class QualityCheck:
         if check is None or request.inputs is not None:
             return StageResult()
         verdict = check(inputs.frames(), request.prompt)
-        if verdict.ok or getattr(verdict, "scene", True) is None:
+        if verdict.ok or getattr(verdict, "expected", True) is None:
             return StageResult()
         return StageResult(rejected=tuple(str(r) for r in verdict.reasons) or ("rejected",))
 

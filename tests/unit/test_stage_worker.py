@@ -216,8 +216,8 @@ def test_without_the_reference_check_qa_passes_and_caption_writes_nothing() -> N
 
 
 def test_qa_judges_only_what_its_check_can_judge() -> None:
-    """A prompt outside the check's grammar (no scene) and a video conditioned on the user's
-    own media pass; a grammar prompt the video misses is rejected."""
+    """A prompt outside the check's grammar (no expected scene) and a video conditioned on the
+    user's own media pass; a grammar prompt the video misses is rejected."""
     from types import SimpleNamespace
 
     from luma_ray.jobs import GenerationInputs
@@ -227,7 +227,7 @@ def test_qa_judges_only_what_its_check_can_judge() -> None:
     def check(frames: object, prompt: str) -> SimpleNamespace:
         calls.append(prompt)
         scene = None if prompt.startswith("a paper boat") else "scene"
-        return SimpleNamespace(ok=False, reasons=("object is blue, not red",), scene=scene)
+        return SimpleNamespace(ok=False, reasons=("object is blue, not red",), expected=scene)
 
     store = InMemoryBlobStore()
     frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
@@ -243,3 +243,21 @@ def test_qa_judges_only_what_its_check_can_judge() -> None:
     assert calls == ["a paper boat on a river"]  # the conditioned job was not judged
     missed = qa.run(GenerationRequest(prompt="a red circle moving right"), inputs)
     assert missed.rejected == ("object is blue, not red",)
+
+
+def test_qa_with_the_reference_check_passes_a_prompt_outside_its_grammar() -> None:
+    """The real check, not a stand-in: it answers a prompt it cannot parse with ``expected``
+    None, and QA must let that video through (most users' prompts are outside the grammar);
+    a grammar prompt the video misses is still rejected."""
+    from luma_ray.models.encode import encode_mp4
+
+    store = InMemoryBlobStore()
+    frames = np.zeros((8, 64, 64, 3), dtype=np.uint8)  # black: no object anywhere
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = store.put_file("r/v.mp4", encode_mp4(frames, 8, Path(tmp) / "v.mp4"))
+    inputs = StageInputs(store, {"video": uri})
+    qa = QualityCheck()  # luma_ray.models.reference.check
+    outside = GenerationRequest(prompt="a paper boat drifting down a rainy street")
+    assert qa.run(outside, inputs) == StageResult()
+    missed = qa.run(GenerationRequest(prompt="a red circle moving right on white"), inputs)
+    assert missed.rejected, missed
