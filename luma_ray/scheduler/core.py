@@ -18,12 +18,12 @@ from luma_ray.jobs import Job, JobError, JobId, JobState, Lease, Progress, Worke
 from luma_ray.jobs.stages import GENERATE
 from luma_ray.scheduler.answers import HeartbeatReply
 from luma_ray.scheduler.decisions import Dispatch, GiveUp, Requeue
+from luma_ray.scheduler.job_facts import from_job_table, job_cost
 from luma_ray.scheduler.parking import Parking
 from luma_ray.scheduler.pipeline import advance
 from luma_ray.scheduler.policies import Policy, make_policy
 from luma_ray.scheduler.queues import QueueBook
 from luma_ray.scheduler.reports import SchedulerStats, TierQueues
-from luma_ray.scheduler.shares import LookedUpFacts, job_cost
 from luma_ray.scheduler.tenant_caps import TenantCaps
 from luma_ray.scheduler.tiers import tier_specs
 
@@ -42,14 +42,12 @@ class SchedulerCore:
         self.jobs: dict[JobId, Job] = {}
         self._seq_of: dict[JobId, int] = {}
         self._job_at: dict[int, Job] = {}
-        job_at = self._job_at
-        self.queues = QueueBook(
+        self.queues = QueueBook(  # fair share reads a queued job's tenant and cost from here
             self.tiers,
             config.fair_share,
             config.tenant_weights,
             config.fair_share_lag_jobs,
-            # fair share reads a queued job's tenant and cost from its record, not a copy
-            LookedUpFacts(lambda seq: job_at[seq].tenant, lambda seq: job_cost(job_at[seq])),
+            from_job_table(self._job_at),
         )
         self.caps = TenantCaps(config.tenant_limits, self.queues)
         self._next_seq = 0

@@ -20,9 +20,10 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
+from luma_ray.scheduler.job_facts import JobFacts
 from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
-from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, FairLane, JobFacts
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, FairLane
 from luma_ray.scheduler.tiers import TierSpec
 
 __all__ = ["FairLane", "JobQueue", "Pick", "QueueBook", "band_of"]

@@ -3,8 +3,8 @@
 A :class:`FairLane` splits one (tier, model) queue by tenant. Each tenant has a time-ordered
 :class:`~luma_ray.scheduler.job_queue.JobQueue` and a *virtual time* (VTC-style): every
 dispatch of one of its jobs adds ``cost / weight`` to it (the cost is given at push: the
-simulator passes the job's service time, the live scheduler :func:`job_cost`; at dispatch the
-lane reads it back through :class:`JobFacts`, from the caller's own records). A tenant that
+simulator passes the job's service time, the live scheduler ``job_facts.job_cost``; at
+dispatch the lane reads it back through ``JobFacts``, from the caller's own records). A tenant that
 (re)joins the lane, i.e. gets a queued job while it had none, is lifted to
 ``max(its vtime, least vtime among the lane's other tenants with queued jobs)``, or, when no
 tenant has queued jobs, to the lane's *floor* (the largest vtime any tenant had when it last
@@ -40,79 +40,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
-from typing import Protocol
 
-from luma_ray.jobs import Job
-from luma_ray.jobs.request import DEFAULT_FRAMES, DEFAULT_STEPS
+from luma_ray.scheduler.job_facts import JobFacts, KeptFacts
 from luma_ray.scheduler.job_queue import JobQueue
 
 _INF = float("inf")
 DEFAULT_LAG_JOBS = 1000.0
 """How far (in mean job costs of virtual time) a tenant may run ahead of the least-served one
 before fair share, not deadline order, picks its band-0 jobs."""
-_UNIT_SIZE = DEFAULT_FRAMES * 64 * 64 * DEFAULT_STEPS
-
-
-class JobFacts(Protocol):
-    """Where a lane reads a queued job's tenant and cost by its sequence number. The live
-    scheduler and the simulator answer from the records they keep anyway, so a deep queue
-    holds no second copy (two dict entries a job); :class:`KeptFacts` keeps them for callers
-    that have none. ``keep`` is called at every push, ``drop`` when the job leaves."""
-
-    def keep(self, seq: int, tenant: str, cost: float) -> None: ...
-
-    def drop(self, seq: int) -> None: ...
-
-    def tenant_of(self, seq: int) -> str: ...
-
-    def cost_of(self, seq: int) -> float: ...
-
-
-class KeptFacts:
-    """:class:`JobFacts` that keeps what each push gives (tests and benchmarks)."""
-
-    __slots__ = ("_tenant", "_cost")
-
-    def __init__(self) -> None:
-        self._tenant: dict[int, str] = {}
-        self._cost: dict[int, float] = {}
-
-    def keep(self, seq: int, tenant: str, cost: float) -> None:
-        self._tenant[seq] = tenant
-        self._cost[seq] = cost
-
-    def drop(self, seq: int) -> None:
-        self._tenant.pop(seq, None)
-        self._cost.pop(seq, None)
-
-    def tenant_of(self, seq: int) -> str:
-        return self._tenant[seq]
-
-    def cost_of(self, seq: int) -> float:
-        return self._cost[seq]
-
-
-class LookedUpFacts:
-    """:class:`JobFacts` answered by two lookups of the caller's own; keeps nothing."""
-
-    __slots__ = ("tenant_of", "cost_of")
-
-    def __init__(self, tenant_of: Callable[[int], str], cost_of: Callable[[int], float]) -> None:
-        self.tenant_of = tenant_of
-        self.cost_of = cost_of
-
-    def keep(self, seq: int, tenant: str, cost: float) -> None:
-        pass
-
-    def drop(self, seq: int) -> None:
-        pass
-
-
-def job_cost(job: Job) -> float:
-    """What one dispatch of ``job`` charges its tenant in the live scheduler: its size,
-    frames x width x height x steps, in units of a default request (16 frames of 64x64, 8 steps)."""
-    p = job.params
-    return max(p.frames * p.width * p.height * p.steps / _UNIT_SIZE, 1e-6)
 
 
 class Tenant:

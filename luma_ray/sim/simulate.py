@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from luma_ray.config import PreemptionConfig, TierConfig, default_tiers
+from luma_ray.scheduler.job_facts import LookedUpFacts
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.preemption import PreemptionRule
 from luma_ray.scheduler.queues import QueueBook
-from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, LookedUpFacts
+from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS
 from luma_ray.scheduler.tiers import TierSpec, tier_specs
 from luma_ray.sim.bounds import capacity_integral, fluid_lower_bound
 from luma_ray.sim.capacity import capacity_steps

@@ -26,8 +26,9 @@ from luma_ray.storage import open_store
 from luma_ray.workers import autoscale
 from luma_ray.workers.adapters import SchedulerLeases, StoreSink
 from luma_ray.workers.gang import GangLauncher
-from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop, stop_and_hand_back
+from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop
 from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, leaving_at, node_labels
+from luma_ray.workers.stopping import stop_and_hand_back
 from luma_ray.workers.versions import VersionManager
 
 log = logging.getLogger(__name__)

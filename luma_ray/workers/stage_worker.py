@@ -134,7 +134,7 @@ class StageWorker:
         }
 
     def __del__(self) -> None:
-        from luma_ray.workers.loop import stop_and_hand_back
+        from luma_ray.workers.stopping import stop_and_hand_back
 
         loop = getattr(self, "loop", None)
         if loop is not None:

@@ -21,7 +21,8 @@ from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import Assignment, Op, SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
 from luma_ray.workers.adapters import SchedulerLeases
-from luma_ray.workers.loop import WorkerLoop, stop_and_hand_back
+from luma_ray.workers.loop import WorkerLoop
+from luma_ray.workers.stopping import stop_and_hand_back
 
 LIMITS = ModelLimits(64, 128, 128, 50, 4, 8, 8)
 
