@@ -5,7 +5,10 @@ mode (:meth:`Journal.group`): the service still changes memory and "writes" its 
 returns, but the rows queue up instead of committing one call at a time. A writer task on the
 actor's event loop takes everything queued, waits up to ``window_s`` for more (or until
 ``max_batch`` writes wait), and commits the batch on a thread (one transaction, one fsync,
-``synchronous=FULL``) while the loop goes on serving calls. The actor answers a call only after
+``synchronous=FULL``) while the loop goes on serving calls. The window is waited only while
+calls come together (the last batch answered more than one caller): a lone caller's write
+commits at once, as nobody would join it, and the first writes of a burst commit at once too,
+while the rest of the burst gathers behind that commit. The actor answers a call only after
 :meth:`GroupCommit.durable`: every write queued up to the end of that call is on disk, its own
 and every change it could have seen. A failed batch fails every call waiting on it or on a later
 write (those calls saw its changes), drops what is queued, and ``on_failure`` reads memory back
@@ -44,6 +47,10 @@ class GroupCommit:
         """Every write numbered up to this is durable (or was dropped by a failed batch)."""
         self.batches = 0
         self.writes = 0
+        self.waited = 0
+        """Batches that waited the window for more writes (calls were coming together)."""
+        self._callers = 0
+        """Callers the last batch answered: more than one, and the next batch waits the window."""
         """Transactions committed and the writes they carried (batch size = writes/batches)."""
         self._queue: JournalQueue | None = None
         self._task: asyncio.Task[None] | None = None
@@ -84,7 +91,8 @@ class GroupCommit:
         assert self._queue is not None
         while True:
             await self._pending.wait()
-            if self.window_s > 0 and len(self._queue) < self.max_batch:
+            if self._together() and len(self._queue) < self.max_batch:
+                self.waited += 1
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.window_s)
             self._pending.clear()
@@ -97,6 +105,10 @@ class GroupCommit:
                 self._failed(err)
             else:
                 self._landed(batch)
+
+    def _together(self) -> bool:
+        """Calls are coming together: the last batch answered several, or several wait now."""
+        return self.window_s > 0 and max(self._callers, len(self._waiting)) > 1
 
     def _landed(self, batch: JournalBatch) -> None:
         self.batches += bool(batch.writes)
@@ -127,10 +139,13 @@ class GroupCommit:
 
     def _answer(self, done: Callable[[int], bool], refusal: str | None) -> None:
         still = []
+        self._callers = 0
         for target, future in self._waiting:
             if not done(target):
                 still.append((target, future))
-            elif not future.done():  # a caller that went away cancelled its future
+                continue
+            self._callers += 1
+            if not future.done():  # a caller that went away cancelled its future
                 if refusal is None:
                     future.set_result(None)
                 else:

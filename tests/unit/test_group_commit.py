@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,6 +101,29 @@ def test_concurrent_submits_share_transactions_and_all_are_durable(tmp_path: Pat
     assert journaled(path) == {v.id: "queued" for v in views}
 
 
+def test_a_lone_caller_does_not_wait_the_window_and_a_crowd_does(tmp_path: Path) -> None:
+    """One call at a time: nobody could join its write, so it commits at once (ten submits in
+    far less than ten 0.1 s windows); calls that come together wait the window and share."""
+    path = tmp_path / "journal.sqlite"
+    actor = actor_on(path, journal_group_window_s=0.1)
+
+    async def one_by_one() -> float:
+        started = time.perf_counter()
+        for i in range(10):
+            await actor.call(Submit(request(i)))
+        return time.perf_counter() - started
+
+    async def crowd() -> list[JobView]:
+        return await asyncio.gather(*(actor.call(Submit(request(i))) for i in range(10, 20)))
+
+    assert run(actor, one_by_one()) < 0.5
+    commits = actor._commits
+    assert commits is not None and commits.waited == 0 and commits.batches == 10
+    run(actor, crowd())
+    assert commits.waited >= 1 and commits.batches < 20
+    assert len(journaled(path)) == 20
+
+
 def test_without_group_commit_each_call_commits_alone(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     actor = actor_on(path, journal_group_window_s=None)
@@ -178,14 +202,15 @@ def test_a_job_event_is_published_only_once_its_change_is_durable(tmp_path: Path
 
     async def work() -> tuple[int, int]:
         actor._start_ticker()
-        submit = asyncio.ensure_future(actor.call(Submit(request(1))))
-        await asyncio.sleep(0.01)  # the submit ran; its batch waits for the window
+        # Two at once: their batch waits the window (a lone call would commit at once).
+        submits = asyncio.gather(*(actor.call(Submit(request(i))) for i in (1, 2)))
+        await asyncio.sleep(0.01)  # the submits ran; their batch waits for the window
         in_flight = len(actor.service.event_feed(actor.service.feed.floor, 100).events)
-        await submit
+        await submits
         return in_flight, len(actor.service.event_feed(actor.service.feed.floor, 100).events)
 
     in_flight, landed = run(actor, work())
-    assert (in_flight, landed) == (0, 1)
+    assert (in_flight, landed) == (0, 2)
 
 
 @pytest.mark.parametrize("window_s", [0.0, 0.001])
