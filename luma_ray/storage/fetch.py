@@ -1,13 +1,14 @@
 """Downloads that hash while they stream: what ``BlobStore.fetch_file`` returns, on every backend.
 
-Who calls this: each backend's ``fetch_file`` (S3 through boto3's transfer manager, the local and
-in-memory stores through :func:`fetch_stream`); the model repository and cache call
-``fetch_file`` to load checkpoints and compare the :class:`Fetched` digest with the manifest,
-without reading the file a second time.
+Who calls this: each backend's ``fetch_file`` (S3 through :func:`fetch_parts`, parallel ranged
+GETs; the local and in-memory stores through :func:`fetch_stream`); the model repository and
+cache call ``fetch_file`` to load checkpoints and compare the :class:`Fetched` digest with the
+manifest, without reading the file a second time.
 
-:class:`HashingWriter` is a write-only stream (no ``seek``): boto3's transfer manager, given
-one, still downloads the object as parallel ranged GETs, but hands the bytes over in order, in
-small pieces (``io_chunksize``), so each piece is hashed while it is hot in the CPU cache.
+:class:`HashingWriter` is a write-only stream (no ``seek``): bytes are hashed in file order.
+:func:`fetch_parts` keeps ``concurrency`` ranged reads in flight and hands each part to the
+writer as soon as every part before it has been written, so the hash runs beside the downloads
+and at most ``concurrency`` parts are held in memory.
 
 The file is written beside ``path`` and renamed into place, as ``get_file`` does, but it is not
 flushed to disk (no ``fsync``, which would cost as much as the download): a caller that must
@@ -20,11 +21,13 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from luma_ray.storage.base import FILE_MODE, make_folders
+from luma_ray.storage.base import FILE_MODE, StorageError, make_folders
 from luma_ray.storage.keys import RESERVED_PREFIX
 
 
@@ -87,3 +90,39 @@ def fetch_stream(chunks: Iterable[bytes], path: str | Path) -> Fetched:
             writer.write(chunk)
 
     return fetch_into(path, fill)
+
+
+def fetch_parts(
+    out: HashingWriter,
+    size_bytes: int,
+    read: Callable[[int, int], bytes],
+    part_bytes: int,
+    concurrency: int,
+    name: str = "the object",
+) -> None:
+    """Write ``size_bytes`` to ``out`` as parts of ``part_bytes``, each read by ``read(start,
+    stop)`` on one of ``concurrency`` threads, in file order. A part of the wrong length (the
+    object changed meanwhile) raises ``StorageError``; any error cancels the reads not yet
+    started and is raised once the running ones return."""
+    part_bytes = max(1, part_bytes)
+    spans = deque(
+        (start, min(start + part_bytes, size_bytes)) for start in range(0, size_bytes, part_bytes)
+    )
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="fetch") as pool:
+        flight: deque[tuple[int, int, Future[bytes]]] = deque()
+        try:
+            while spans or flight:
+                while spans and len(flight) < max(1, concurrency):
+                    start, stop = spans.popleft()
+                    flight.append((start, stop, pool.submit(read, start, stop)))
+                start, stop, future = flight.popleft()
+                data = future.result()
+                if len(data) != stop - start:
+                    raise StorageError(
+                        f"{name} changed while it was downloaded: bytes {start}-{stop - 1} "
+                        f"came back as {len(data)} bytes; fetch it again"
+                    )
+                out.write(data)
+        finally:
+            for _, _, future in flight:
+                future.cancel()

@@ -30,7 +30,7 @@ from luma_ray.storage import (
 from luma_ray.storage.s3 import S3BlobStore
 
 if TYPE_CHECKING:
-    from tests.contract.conftest import Backend
+    from tests.contract.conftest import Backend, S3Server
 
 BUCKET = "luma-contract"  # the session bucket conftest.py creates
 
@@ -107,8 +107,9 @@ def test_large_object_round_trip(store: BlobStore, tmp_path: Path) -> None:
 def test_fetch_file_writes_the_object_and_hashes_it_while_streaming(
     backend: Backend, tmp_path: Path
 ) -> None:
-    """On S3 the object comes as one streaming GET read in parts (here 256 KiB), hashed as it
-    arrives: the same bytes and the sha256 of the object, with no leftovers beside them."""
+    """On S3 the object comes as parallel ranged GETs (here 256 KiB parts, 4 in flight), hashed
+    in file order as they arrive: the same bytes and the sha256 of the object, with no leftovers
+    beside them."""
     store = backend.store
     data = os.urandom(3 * 1024 * 1024 + 17)
     store.put_bytes("ckpt/w.bin", data)
@@ -135,10 +136,34 @@ def test_fetch_file_writes_the_object_and_hashes_it_while_streaming(
     assert (fetched.size_bytes, fetched.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     assert _stray_files(tmp_path / "out") == ["w.bin"]
     if backend.name == "s3":
-        assert ranges == [""]  # one GET of the whole object
+        part = 256 << 10
+        want = [f"bytes={a}-{min(a + part, len(data)) - 1}" for a in range(0, len(data), part)]
+        assert sorted(ranges) == sorted(want) and len(want) == 13  # each part once
     with pytest.raises(NotFound):
         store.fetch_file("ckpt/missing.bin", tmp_path / "missing.bin")
     assert not (tmp_path / "missing.bin").exists()
+
+
+def test_an_object_replaced_during_a_fetch_fails_it_and_leaves_no_file(
+    seaweedfs: S3Server, tmp_path: Path
+) -> None:
+    """S3: the ranged GETs ask for the ETag the object had when the fetch began, so an object
+    replaced after that is an error, not a file that mixes two versions."""
+    client = seaweedfs.bucket_store.client
+    store = S3BlobStore(client, BUCKET, f"t-{uuid.uuid4().hex[:12]}", fetch_part_bytes=256 << 10)
+    store.put_bytes("ckpt/moving.bin", os.urandom(1 << 20))
+    other = open_store(store.uri, **seaweedfs.options)  # another writer, its own client
+
+    def replace_it(**_: Any) -> None:
+        other.put_bytes("ckpt/moving.bin", os.urandom(1 << 20))
+
+    client.meta.events.register("after-call.s3.HeadObject", replace_it)
+    try:
+        with pytest.raises(StorageError, match="changed while it was fetched"):
+            store.fetch_file("ckpt/moving.bin", tmp_path / "out" / "moving.bin")
+    finally:
+        client.meta.events.unregister("after-call.s3.HeadObject", replace_it)
+    assert _stray_files(tmp_path / "out") == []
 
 
 def test_reopening_the_uri_sees_the_same_objects(backend: Backend) -> None:

@@ -1,14 +1,19 @@
-"""fetch_stream / fetch_into: the bytes written, their size and their sha256 in one pass."""
+"""fetch_stream / fetch_into / fetch_parts: the bytes written, their size and their sha256 in one
+pass; parts read in parallel are written in file order."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from luma_ray.storage.fetch import HashingWriter, fetch_into, fetch_stream
+from luma_ray.storage import StorageError
+from luma_ray.storage.fetch import HashingWriter, fetch_into, fetch_parts, fetch_stream
 
 
 def test_fetch_stream_writes_the_chunks_and_their_hash(tmp_path: Path) -> None:
@@ -37,7 +42,7 @@ def test_a_failed_fetch_leaves_the_old_file_and_no_part(tmp_path: Path) -> None:
 
 
 def test_the_writer_is_not_seekable() -> None:
-    """boto3's transfer manager writes parts in order only to a stream it cannot seek."""
+    """Bytes go to it in file order only: the hash is of the file as written."""
     read, write = os.pipe()
     try:
         writer = HashingWriter(write)
@@ -46,3 +51,49 @@ def test_the_writer_is_not_seekable() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_parts_read_in_parallel_are_written_in_order(tmp_path: Path) -> None:
+    """Parts finish out of order (random delays); the file and its hash are the object's, the
+    reads overlap, and no more than ``concurrency`` run at once."""
+    data = os.urandom(1_000_003)
+    rng = random.Random(0)
+    delays = [rng.uniform(0, 0.01) for _ in range(64)]
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def read(start: int, stop: int) -> bytes:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(delays[start // 16_384])
+        with lock:
+            running[0] -= 1
+        return data[start:stop]
+
+    fetched = fetch_into(
+        tmp_path / "out.bin", lambda out: fetch_parts(out, len(data), read, 16_384, 4)
+    )
+    assert fetched.path.read_bytes() == data
+    assert fetched.sha256 == hashlib.sha256(data).hexdigest()
+    assert 2 <= most[0] <= 4
+
+
+def test_a_short_part_fails_the_fetch_and_stops_the_reads(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def read(start: int, stop: int) -> bytes:
+        asked.append(start)
+        return b"x" * ((stop - start) if start != 100 else 3)  # the object shrank
+
+    with pytest.raises(StorageError, match="changed while it was downloaded"):
+        fetch_into(tmp_path / "out.bin", lambda out: fetch_parts(out, 10_000, read, 100, 2))
+    assert len(asked) < 100 and not (tmp_path / "out.bin").exists()
+
+
+def test_an_empty_object_needs_no_read(tmp_path: Path) -> None:
+    def read(start: int, stop: int) -> bytes:
+        raise AssertionError("nothing to read")
+
+    fetched = fetch_into(tmp_path / "empty", lambda out: fetch_parts(out, 0, read, 100, 2))
+    assert fetched.size_bytes == 0 and fetched.path.read_bytes() == b""
