@@ -6,9 +6,9 @@ cache call ``fetch_file`` to load checkpoints and compare the :class:`Fetched` d
 manifest, without reading the file a second time.
 
 :class:`HashingWriter` is a write-only stream (no ``seek``): bytes are hashed in file order.
-:func:`fetch_parts` keeps ``concurrency`` ranged reads in flight and hands each part to the
-writer as soon as every part before it has been written, so the hash runs beside the downloads
-and at most ``concurrency`` parts are held in memory.
+:func:`fetch_parts` keeps ``concurrency`` ranged reads in flight; each thread writes its part at
+its offset (``pwrite``), and the caller's thread hashes the parts in file order as they come, so
+the hash runs beside the downloads and at most ``concurrency`` parts are held in memory.
 
 The file is written beside ``path`` and renamed into place, as ``get_file`` does, but it is not
 flushed to disk (no ``fsync``, which would cost as much as the download): a caller that must
@@ -49,12 +49,24 @@ class HashingWriter:
         self.size_bytes = 0
 
     def write(self, data: bytes) -> int:
-        self._digest.update(data)
+        self.hash_next(data)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
-        self.size_bytes += len(data)
         return len(data)
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        """Write ``data`` at ``offset`` without hashing it (any thread; parts in any order):
+        :meth:`hash_next` must then see every part once, in file order."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def hash_next(self, data: bytes) -> None:
+        """Hash the next bytes of the file (in file order) and count them."""
+        self._digest.update(data)
+        self.size_bytes += len(data)
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
@@ -101,28 +113,33 @@ def fetch_parts(
     name: str = "the object",
 ) -> None:
     """Write ``size_bytes`` to ``out`` as parts of ``part_bytes``, each read by ``read(start,
-    stop)`` on one of ``concurrency`` threads, in file order. A part of the wrong length (the
-    object changed meanwhile) raises ``StorageError``; any error cancels the reads not yet
-    started and is raised once the running ones return."""
+    stop)`` and written at its offset on one of ``concurrency`` threads, and hashed in file
+    order here. A part of the wrong length (the object changed meanwhile) raises
+    ``StorageError``; any error cancels the reads not yet started and is raised once the
+    running ones return."""
+
+    def fetch(start: int, stop: int) -> bytes:
+        data = read(start, stop)
+        if len(data) != stop - start:
+            raise StorageError(
+                f"{name} changed while it was downloaded: bytes {start}-{stop - 1} "
+                f"came back as {len(data)} bytes; fetch it again"
+            )
+        out.write_at(data, start)
+        return data
+
     part_bytes = max(1, part_bytes)
     spans = deque(
         (start, min(start + part_bytes, size_bytes)) for start in range(0, size_bytes, part_bytes)
     )
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="fetch") as pool:
-        flight: deque[tuple[int, int, Future[bytes]]] = deque()
+        flight: deque[Future[bytes]] = deque()
         try:
             while spans or flight:
                 while spans and len(flight) < max(1, concurrency):
                     start, stop = spans.popleft()
-                    flight.append((start, stop, pool.submit(read, start, stop)))
-                start, stop, future = flight.popleft()
-                data = future.result()
-                if len(data) != stop - start:
-                    raise StorageError(
-                        f"{name} changed while it was downloaded: bytes {start}-{stop - 1} "
-                        f"came back as {len(data)} bytes; fetch it again"
-                    )
-                out.write(data)
+                    flight.append(pool.submit(fetch, start, stop))
+                out.hash_next(flight.popleft().result())
         finally:
-            for _, _, future in flight:
+            for future in flight:
                 future.cancel()
