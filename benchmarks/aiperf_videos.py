@@ -7,7 +7,11 @@ setup's cluster stopped, it times ``LumaTiny.generate`` in process on the same p
 steps (one torch thread, like a replica), and the MP4 encode of its frames. Per concurrency it shows
 the request latency p50/p99 from AIPerf's JSON export, the throughput (videos/s), the system
 overhead per job (latency minus pure compute) and the throughput against what the replicas
-can compute (as many generates side by side).
+can compute (as many generates side by side). It also reads the generator replicas' own clock
+over each point (``stats``: seconds in the model, the step callbacks left out, per job
+finished): the throughput against ``replicas / that`` says how much of the time the replicas
+computed, under the load of the served run itself (on a CPU machine the model shares its cores
+with the HTTP stack and AIPerf, so it computes slower there than in process).
 
 AIPerf has its own dependencies (pandas, huggingface_hub, rich ... pinned differently from
 ours): install it into a separate virtual environment and pass its executable.
@@ -169,8 +173,27 @@ def server_times(url: str, key: str, skip: int) -> tuple[list[float], list[float
     )
 
 
-def serve_and_profile(args, pipeline: bool) -> dict[int, tuple[dict, list[float], list[float]]]:
-    """A fresh cluster (with or without the default pipeline); AIPerf at each concurrency."""
+def replica_clocks(replicas: int) -> tuple[float, int]:
+    """The generator replicas' own compute so far (``busy_s`` less the step callbacks, summed
+    over every replica) and the jobs they finished; ``stats`` is asked until each answered."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("luma-tiny-workers", app_name="luma-tiny-workers")
+    seen: dict[str, tuple[float, int]] = {}
+    for _ in range(400):
+        stats = handle.stats.remote().result(timeout_s=60)
+        seen[stats["worker"]] = (stats["busy_s"] - stats["step_calls_s"], stats["succeeded"])
+        if len(seen) == replicas:
+            return sum(c for c, _ in seen.values()), sum(n for _, n in seen.values())
+    raise SystemExit(f"only {len(seen)} of {replicas} generator replicas answered stats")
+
+
+Served = tuple[dict, list[float], list[float], float]
+
+
+def serve_and_profile(args, pipeline: bool) -> dict[int, Served]:
+    """A fresh cluster (with or without the default pipeline); AIPerf at each concurrency, and
+    the generator replicas' compute seconds per job over that point (warm-ups included)."""
     with local_ray() as root:
         from luma_ray import launch
         from luma_ray.api.keys import KeyStore, keys_path
@@ -193,8 +216,11 @@ def serve_and_profile(args, pipeline: bool) -> dict[int, tuple[dict, list[float]
         for c in args.concurrency:
             with KeyStore(keys_path(runtime.data_dir), ["api"]) as ks:
                 key, _ = ks.create(f"aiperf-c{c}", "api", now_s=0)  # one tenant per point
+            before = replica_clocks(args.replicas)
             export = run_aiperf(args, url, key, c, root)
-            results[c] = (export, *server_times(url, key, skip=c))
+            after = replica_clocks(args.replicas)
+            per_job = (after[0] - before[0]) / max(after[1] - before[1], 1)
+            results[c] = (export, *server_times(url, key, skip=c), per_job)
         return results
 
 
@@ -240,7 +266,9 @@ def main() -> None:
         "latency: AIPerf's request latency (submit, polls, download); overhead = latency p50 - "
         "generate; server: accepted to succeeded (native API timings), wait: accepted to "
         "started; capacity: generates side by side, in process, right after the setup's "
-        "cluster stopped (the same minutes of this shared machine)"
+        "cluster stopped (the same minutes of this shared machine); served: the generator "
+        "replicas' own clock during the point (model compute per job, heartbeats left out), "
+        "x served = videos/s against replicas / that (1.0: the replicas never waited for work)"
     )
     for setup in args.setups:
         results = serve_and_profile(args, setup == "pipeline")
@@ -256,9 +284,10 @@ def main() -> None:
         )
         say(
             f"{'setup':<8} {'conc':>4} {'reqs':>4} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
-            f"{'x capacity':>10} {'overhead p50':>12} {'server p50':>10} {'wait p50':>8}"
+            f"{'x capacity':>10} {'overhead p50':>12} {'server p50':>10} {'wait p50':>8} "
+            f"{'served ms':>9} {'x served':>8}"
         )
-        for c, (export, server, waits) in results.items():
+        for c, (export, server, waits, per_job) in results.items():
             p50 = metric(export, "request_latency", "p50")
             p99 = metric(export, "request_latency", "p99")
             rps = metric(export, "request_throughput", "avg")
@@ -266,7 +295,8 @@ def main() -> None:
             say(
                 f"{setup:<8} {c:>4} {count:>4} {p50:>7.0f} {p99:>7.0f} {rps:>8.2f} "
                 f"{rps / capacity:>10.2f} {p50 - compute_s * 1000:>12.0f} "
-                f"{p50_ms(server):>10.0f} {p50_ms(waits):>8.0f}"
+                f"{p50_ms(server):>10.0f} {p50_ms(waits):>8.0f} {per_job * 1000:>9.0f} "
+                f"{rps * per_job / args.replicas:>8.2f}"
             )
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
