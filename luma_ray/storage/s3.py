@@ -206,19 +206,19 @@ class S3BlobStore:
         return write_file_atomically(path, download)
 
     def fetch_file(self, key: str, path: str | Path) -> Fetched:
-        """Parallel ranged GETs (``fetch.fetch_parts``), each pinned to the object's ETag at the
-        start, so a replaced object fails the fetch instead of mixing two versions."""
+        """Parallel ranged GETs (``fetch.fetch_parts``) pinned to the object's ETag at the start."""
         name = self._name(key)
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=name)
         except (ClientError, BotoCoreError) as exc:
             self._raise(exc, "download", key)
-        size, etag = int(head["ContentLength"]), str(head["ETag"])
+        size, etag = int(head["ContentLength"]), head.get("ETag")
+        pin = {"IfMatch": etag} if etag else {}  # a replaced object fails; no ETag: unpinned
 
         def read(start: int, stop: int) -> bytes:
             try:
                 got = self._client.get_object(
-                    Bucket=self.bucket, Key=name, Range=f"bytes={start}-{stop - 1}", IfMatch=etag
+                    Bucket=self.bucket, Key=name, Range=f"bytes={start}-{stop - 1}", **pin
                 )
                 data: bytes = got["Body"].read()
             except (ClientError, BotoCoreError) as exc:
