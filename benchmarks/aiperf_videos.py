@@ -173,22 +173,24 @@ def server_times(url: str, key: str, skip: int) -> tuple[list[float], list[float
     )
 
 
-def replica_clocks(replicas: int) -> tuple[float, int]:
+def replica_clocks(replicas: int) -> tuple[float, int, float]:
     """The generator replicas' own compute so far (``busy_s`` less the step callbacks, summed
-    over every replica) and the jobs they finished; ``stats`` is asked until each answered."""
+    over every replica), the jobs they finished and the seconds their models waited for step
+    callbacks (the heartbeats); ``stats`` is asked until each replica answered."""
     from ray import serve
 
     handle = serve.get_deployment_handle("luma-tiny-workers", app_name="luma-tiny-workers")
-    seen: dict[str, tuple[float, int]] = {}
+    seen: dict[str, tuple[float, int, float]] = {}
     for _ in range(400):
         stats = handle.stats.remote().result(timeout_s=60)
-        seen[stats["worker"]] = (stats["busy_s"] - stats["step_calls_s"], stats["succeeded"])
+        beats = stats["step_calls_s"]
+        seen[stats["worker"]] = (stats["busy_s"] - beats, stats["succeeded"], beats)
         if len(seen) == replicas:
-            return sum(c for c, _ in seen.values()), sum(n for _, n in seen.values())
+            return tuple(sum(v[k] for v in seen.values()) for k in range(3))  # type: ignore[return-value]
     raise SystemExit(f"only {len(seen)} of {replicas} generator replicas answered stats")
 
 
-Served = tuple[dict, list[float], list[float], float]
+Served = tuple[dict, list[float], list[float], float, float]
 
 
 def serve_and_profile(args, pipeline: bool) -> dict[int, Served]:
@@ -219,8 +221,9 @@ def serve_and_profile(args, pipeline: bool) -> dict[int, Served]:
             before = replica_clocks(args.replicas)
             export = run_aiperf(args, url, key, c, root)
             after = replica_clocks(args.replicas)
-            per_job = (after[0] - before[0]) / max(after[1] - before[1], 1)
-            results[c] = (export, *server_times(url, key, skip=c), per_job)
+            jobs = max(after[1] - before[1], 1)
+            per_job, beats = (after[0] - before[0]) / jobs, (after[2] - before[2]) / jobs
+            results[c] = (export, *server_times(url, key, skip=c), per_job, beats)
         return results
 
 
@@ -268,7 +271,8 @@ def main() -> None:
         "started; capacity: generates side by side, in process, right after the setup's "
         "cluster stopped (the same minutes of this shared machine); served: the generator "
         "replicas' own clock during the point (model compute per job, heartbeats left out), "
-        "x served = videos/s against replicas / that (1.0: the replicas never waited for work)"
+        "x served = videos/s against replicas / that (1.0: the replicas never waited for work); "
+        "beats: per job, the seconds its model waited for its step callbacks (heartbeats)"
     )
     for setup in args.setups:
         results = serve_and_profile(args, setup == "pipeline")
@@ -285,9 +289,9 @@ def main() -> None:
         say(
             f"{'setup':<8} {'conc':>4} {'reqs':>4} {'p50 ms':>7} {'p99 ms':>7} {'videos/s':>8} "
             f"{'x capacity':>10} {'overhead p50':>12} {'server p50':>10} {'wait p50':>8} "
-            f"{'served ms':>9} {'x served':>8}"
+            f"{'served ms':>9} {'x served':>8} {'beats ms':>8}"
         )
-        for c, (export, server, waits, per_job) in results.items():
+        for c, (export, server, waits, per_job, beats) in results.items():
             p50 = metric(export, "request_latency", "p50")
             p99 = metric(export, "request_latency", "p99")
             rps = metric(export, "request_throughput", "avg")
@@ -296,7 +300,7 @@ def main() -> None:
                 f"{setup:<8} {c:>4} {count:>4} {p50:>7.0f} {p99:>7.0f} {rps:>8.2f} "
                 f"{rps / capacity:>10.2f} {p50 - compute_s * 1000:>12.0f} "
                 f"{p50_ms(server):>10.0f} {p50_ms(waits):>8.0f} {per_job * 1000:>9.0f} "
-                f"{rps * per_job / args.replicas:>8.2f}"
+                f"{rps * per_job / args.replicas:>8.2f} {beats * 1000:>8.0f}"
             )
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
