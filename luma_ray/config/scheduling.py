@@ -175,11 +175,10 @@ class SchedulerConfig(Strict):
     journal_group_window_s: float | None = Field(default=0.001, ge=0, le=0.1)
     """Group commit (docs/architecture.md, "Group commit"): the scheduler actor commits the
     journal writes of concurrent calls together, in one transaction and one fsync, waiting up to
-    this long (default 1 ms; or until ``journal_group_max`` writes wait) for more while calls come
-    together (a lone call commits at once); each caller
-    is answered once its change is durable. ``0``: no wait (writes that arrive during a commit
-    still share the next one). ``None``: every call's change commits alone, on the event
-    loop."""
+    this long (default 1 ms; or until ``journal_group_max`` writes wait) for more while calls
+    come together (a lone call commits at once); each caller is answered once its change is
+    durable. ``0``: no wait (writes that arrive during a commit still share the next one).
+    ``None``: every call's change commits alone, on the event loop."""
     journal_group_max: int = Field(default=512, ge=1, le=100_000)
     """Most journal writes one group commit waits for before it commits at once."""
 

@@ -6,7 +6,8 @@ returns, but the rows queue up instead of committing one call at a time. A write
 actor's event loop takes everything queued, waits up to ``window_s`` for more (or until
 ``max_batch`` writes wait), and commits the batch on a thread (one transaction, one fsync,
 ``synchronous=FULL``) while the loop goes on serving calls. The window is waited only while
-calls come together (the last batch answered more than one caller): a lone caller's write
+calls come together (the last batch answered more than one caller, or more than one waits
+now): a lone caller's write
 commits at once, as nobody would join it, and the first writes of a burst commit at once too,
 while the rest of the burst gathers behind that commit. The actor answers a call only after
 :meth:`GroupCommit.durable`: every write queued up to the end of that call is on disk, its own
@@ -47,11 +48,11 @@ class GroupCommit:
         """Every write numbered up to this is durable (or was dropped by a failed batch)."""
         self.batches = 0
         self.writes = 0
+        """Transactions committed and the writes they carried (batch size = writes/batches)."""
         self.waited = 0
         """Batches that waited the window for more writes (calls were coming together)."""
         self._callers = 0
         """Callers the last batch answered: more than one, and the next batch waits the window."""
-        """Transactions committed and the writes they carried (batch size = writes/batches)."""
         self._queue: JournalQueue | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []

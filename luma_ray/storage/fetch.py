@@ -128,15 +128,15 @@ def fetch_parts(
         out.write_at(data, start)
         return data
 
-    part_bytes = max(1, part_bytes)
+    part_bytes, concurrency = max(1, part_bytes), max(1, concurrency)
     spans = deque(
         (start, min(start + part_bytes, size_bytes)) for start in range(0, size_bytes, part_bytes)
     )
-    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="fetch") as pool:
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="fetch") as pool:
         flight: deque[Future[bytes]] = deque()
         try:
             while spans or flight:
-                while spans and len(flight) < max(1, concurrency):
+                while spans and len(flight) < concurrency:
                     start, stop = spans.popleft()
                     flight.append(pool.submit(fetch, start, stop))
                 out.hash_next(flight.popleft().result())

@@ -23,6 +23,7 @@ from luma_ray.scheduler.protocol import Assignment
 from luma_ray.storage import BlobStore
 from luma_ray.storage.keys import result_key
 from luma_ray.workers.stages import Stage, StageInputs, StageResult, load_stage
+from luma_ray.workers.stopping import stop_and_hand_back
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,6 @@ class StageWorker:
         }
 
     def __del__(self) -> None:
-        from luma_ray.workers.stopping import stop_and_hand_back
-
         loop = getattr(self, "loop", None)
         if loop is not None:
             stop_and_hand_back(loop, getattr(self, "_thread", None))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from luma_ray.workers.loop import WorkerLoop
+if TYPE_CHECKING:  # a type only: stage workers import this module without the loop's deps
+    from luma_ray.workers.loop import WorkerLoop
 
 STOP_WAIT_S = 4.0
 """How long a stopping replica waits for its running job to reach a step and be handed back
