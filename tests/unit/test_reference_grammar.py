@@ -79,6 +79,35 @@ def test_render_is_seeded_and_keeps_the_object_inside_the_frame() -> None:
     assert (border == np.array([40, 60, 230], dtype=np.uint8)).all()
 
 
+def test_the_canonical_layout_is_fixed_centred_and_passes_the_checker() -> None:
+    for scene in SCENES[::3]:
+        video = render(scene, 8, 64, 64)
+        assert np.array_equal(video, render(scene, 8, 64, 64)), scene
+        verdict = check(video, scene.prompt())
+        assert verdict.ok, (scene, verdict.reasons)
+        # a triangle's centroid sits lower than its box's centre, up to about 3 px here
+        if scene.motion in {"still", "growing"}:
+            for x, y in verdict.measured.centroids:
+                assert abs(x - 32) <= 1.5 and abs(y - 32) <= 3.5, (scene, x, y)
+        else:  # the path is centred: its midpoint is the frame's centre
+            (x0, y0), (x1, y1) = verdict.measured.centroids[0], verdict.measured.centroids[-1]
+            assert abs((x0 + x1) / 2 - 32) <= 1.5 and abs((y0 + y1) / 2 - 32) <= 3.5, scene
+
+
+def test_a_free_layout_starts_inside_the_frame_and_may_leave_it() -> None:
+    rng = np.random.default_rng(9)
+    blue = np.array([40, 60, 230], dtype=np.uint8)
+    left_the_frame = 0
+    for _ in range(60):
+        video = render(Scene("red", "circle", "right", "blue"), 8, 64, 64, rng, free=True)
+        first = video[0]
+        edges = np.concatenate([first[0], first[-1], first[:, 0], first[:, -1]])
+        assert (edges == blue).all()  # wholly inside at the start
+        last = video[-1]
+        left_the_frame += int(not (np.concatenate([last[:, -1], last[0], last[-1]]) == blue).all())
+    assert left_the_frame > 0  # some paths run off the right edge, as an extension's may
+
+
 def _wrong(scene: Scene, i: int) -> list[str]:
     colour = [c for c in COLOURS if c not in {scene.colour, scene.background}][i % 6]
     shape = [s for s in SHAPES if s != scene.shape][i % 2]

@@ -91,6 +91,61 @@ def test_parameter_count_is_small(model: LumaTiny) -> None:
     assert 1_000_000 <= count <= 5_000_000
 
 
+def test_given_frame_flags_change_only_a_network_built_for_them(tmp_path: Path) -> None:
+    x = torch.randn(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    flags = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    for given_frames in (0, 1):
+        cfg = NetworkConfig(dim=32, depth=1, heads=2, given_frames=given_frames)
+        net = LumaTinyNet(cfg).eval()
+        init_weights(net, 0)
+        if given_frames:
+            with torch.no_grad():
+                net.given.fill_(0.5)  # a trained offset; a fresh one is zero
+        ids, mask = torch.tensor([[5, 6]]), torch.tensor([[True, True]])
+        with torch.no_grad():
+            text, pooled = net.text(ids, mask)
+            plain = net(x, torch.tensor([0.5]), text, mask, pooled)
+            flagged = net(x, torch.tensor([0.5]), text, mask, pooled, given=flags)
+        assert torch.equal(plain, flagged) is (not given_frames)
+    folder = make_checkpoint(tmp_path, network=NetworkConfig(dim=32, depth=1, given_frames=1))
+    assert json.loads((folder / "config.json").read_text())["network"]["given_frames"] == 1
+    loaded = LumaTiny()
+    loaded.load(folder, torch.device("cpu"))
+    assert loaded.network.cfg.given_frames == 1
+
+
+def test_frame_channels_place_a_frame_by_its_time_in_the_clip() -> None:
+    net = LumaTinyNet(NetworkConfig(dim=64, frame_channels=16))
+    eight, fifteen = net._positions(0, 8, 8, 4, 4), net._positions(0, 15, 15, 4, 4)
+    assert torch.allclose(fifteen[::2], eight)  # 15 frames span the same time as 8
+    assert torch.equal(net._positions(5, 4, 15, 4, 4), fifteen[5:9])  # a rank's frames
+    assert torch.equal(eight[0, :, :48], eight[7, :, :48])  # patch channels do not see time
+    assert not torch.equal(eight[0, :, 48:], eight[7, :, 48:])
+    legacy = LumaTinyNet(NetworkConfig(dim=64))._positions(0, 8, 8, 4, 4)
+    assert not torch.equal(legacy[0], legacy[7]) and legacy.shape == eight.shape
+
+
+def test_scaled_input_reads_nothing_from_pure_noise_but_keeps_given_frames() -> None:
+    cfg = NetworkConfig(dim=32, depth=1, heads=2, given_frames=1, frame_channels=8,
+                        scale_input=1, frame_condition=1)  # fmt: skip
+    net = LumaTinyNet(cfg).eval()
+    init_weights(net, 0)
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(2, 1, 4, 3, 16, 16, generator=gen)
+    ids, mask = torch.tensor([[5, 6]]), torch.tensor([[True, True]])
+    one, half = torch.tensor([1.0]), torch.tensor([0.5])
+    flags = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    with torch.no_grad():
+        text, pooled = net.text(ids, mask)
+        assert torch.equal(net(a, one, text, mask, pooled), net(b, one, text, mask, pooled))
+        assert not torch.equal(net(a, half, text, mask, pooled), net(b, half, text, mask, pooled))
+        given_a = net(a, one, text, mask, pooled, given=flags)
+        given_b = net(b, one, text, mask, pooled, given=flags)
+        assert not torch.equal(given_a, given_b)  # the given first frame is read at t = 1
+        b_first = torch.cat([a[:, :1], b[:, 1:]], dim=1)
+        assert torch.equal(given_a, net(b_first, one, text, mask, pooled, given=flags))
+
+
 def test_load_refuses_a_folder_without_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config.json is missing"):
         LumaTiny().load(tmp_path, torch.device("cpu"))

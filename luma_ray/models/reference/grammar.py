@@ -11,8 +11,8 @@ Without a background the scene is on black (on white for a black object).
 
 ``parse(prompt)`` gives the ``Scene`` or ``None`` for a prompt outside the grammar (the model
 still draws something for those, but nothing the checker can hold it to). ``render(scene,
-frames, height, width, rng)`` draws a training video of the scene: the object's start position
-and size come from ``rng``, and the object stays wholly inside the frame. Pure numpy; used by
+frames, height, width, rng)`` draws a video of the scene: without ``rng`` in the canonical
+layout the model is trained to draw, with it at a random size and place. Pure numpy; used by
 the training script (train.py), the checker's tests and the QA stages.
 """
 
@@ -127,32 +127,58 @@ def all_scenes() -> list[Scene]:
     ]
 
 
+CANONICAL_HALF_SIZE = 0.13
+"""Half-size of the object in the canonical layout, as a share of the shorter side (growing:
+from ``CANONICAL_GROWTH[0]`` to ``CANONICAL_GROWTH[1]``)."""
+CANONICAL_GROWTH = (0.085, 0.17)
+CANONICAL_TRAVEL = 0.30
+"""How far a moving object travels over the clip in the canonical layout, as a share of the
+frame along its direction."""
+
+
 def render(
-    scene: Scene, frames: int, height: int, width: int, rng: np.random.Generator
+    scene: Scene,
+    frames: int,
+    height: int,
+    width: int,
+    rng: np.random.Generator | None = None,
+    *,
+    free: bool = False,
 ) -> np.ndarray:
     """A video of ``scene``: ``uint8 [frames, height, width, 3]``, flat colours, hard edges.
 
-    The object's half-size is 10-16 % of the shorter side (growing: from 7-10 % to about twice
-    that); a moving object travels 30-45 % of the frame along its direction over the clip;
-    the start is drawn so that the whole path stays inside the frame.
+    Without ``rng``, the canonical layout (what ``luma-tiny@v2`` draws for a prompt): half-size
+    13 % of the shorter side (growing: from 8.5 % to 17 %), a moving object travels 30 % of
+    the frame along a path centred in it, a still or growing one sits in the middle.
+
+    With ``rng``: the half-size is 10-16 % of the shorter side (growing: from 7-10 % to about
+    twice that), a moving object travels 30-45 % of the frame; the start is drawn so that the
+    whole path stays inside the frame, or, with ``free``, anywhere the object fits in the
+    first frame (the path may then leave the frame, as an extension of a clip does).
     """
     side = min(height, width)
-    grows = scene.motion == "growing"
-    r0 = side * (rng.uniform(0.07, 0.10) if grows else rng.uniform(0.10, 0.16))
-    r1 = r0 * rng.uniform(1.8, 2.2) if grows else r0
     span = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
     dx, dy = span.get(scene.motion, (0, 0))
-    travel_x = abs(dx) * width * rng.uniform(0.30, 0.45)
-    travel_y = abs(dy) * height * rng.uniform(0.30, 0.45)
-    margin = r1 + 1.0
-    lo_x, hi_x = margin, width - margin - travel_x
-    lo_y, hi_y = margin, height - margin - travel_y
-    sx = rng.uniform(lo_x, max(lo_x, hi_x))
-    sy = rng.uniform(lo_y, max(lo_y, hi_y))
-    if dx < 0:
-        sx += travel_x
-    if dy < 0:
-        sy += travel_y
+    grows = scene.motion == "growing"
+    if rng is None:
+        r0 = side * (CANONICAL_GROWTH[0] if grows else CANONICAL_HALF_SIZE)
+        r1 = side * CANONICAL_GROWTH[1] if grows else r0
+        travel_x, travel_y = width * CANONICAL_TRAVEL * abs(dx), height * CANONICAL_TRAVEL * abs(dy)
+        sx, sy = (width - dx * travel_x) / 2.0, (height - dy * travel_y) / 2.0
+    else:
+        r0 = side * (rng.uniform(0.07, 0.10) if grows else rng.uniform(0.10, 0.16))
+        r1 = r0 * rng.uniform(1.8, 2.2) if grows else r0
+        travel_x = abs(dx) * width * rng.uniform(0.30, 0.45)
+        travel_y = abs(dy) * height * rng.uniform(0.30, 0.45)
+        if free:
+            sx = rng.uniform(r0 + 1.0, width - r0 - 1.0)
+            sy = rng.uniform(r0 + 1.0, height - r0 - 1.0)
+        else:
+            margin = r1 + 1.0
+            lo_x, hi_x = margin, width - margin - travel_x
+            lo_y, hi_y = margin, height - margin - travel_y
+            sx = rng.uniform(lo_x, max(lo_x, hi_x)) + (travel_x if dx < 0 else 0.0)
+            sy = rng.uniform(lo_y, max(lo_y, hi_y)) + (travel_y if dy < 0 else 0.0)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
     video = np.empty((frames, height, width, 3), dtype=np.uint8)
     video[:] = np.array(PALETTE[scene.background], dtype=np.uint8)

@@ -1,11 +1,13 @@
 """How ``luma-tiny`` follows a request's images and videos (``Conditioning``), inside its sampler.
 
 - ``first_frame`` / ``last_frame`` (and extending a video, which arrives as the previous
-  video's last frame in ``first_frame``): inpainting. After every Euler step the first (last)
-  frame of the latent is replaced by the input noised to the step's time with the run's own
-  noise, ``x_t = (1 - t) * image + t * noise``; at ``t = 0`` that is the image itself, so the
-  output's first (last) frame equals the input up to uint8 rounding (mean absolute
-  difference 0, documented bound 2 levels) and the other frames are denoised around it.
+  video's last frame in ``first_frame``). A network trained with given frames
+  (``NetworkConfig.given_frames``, as ``luma-tiny@v2`` is) gets the image itself in that
+  frame at every step, flagged as given, and denoises the other frames to go on from it
+  (or lead up to it). An older network gets inpainting: after every Euler step the frame is
+  replaced by the input noised to the step's time with the run's own noise,
+  ``x_t = (1 - t) * image + t * noise``. Either way the output's first (last) frame equals the
+  input up to uint8 rounding (mean absolute difference 0, documented bound 2 levels).
 - ``source_video`` with ``strength`` s (SDEdit): the run starts at the step whose time is
   closest to s, from ``(1 - t) * source + t * noise``, and runs the remaining steps, so a low
   strength keeps the source's layout and colours and 1 ignores it.
@@ -71,24 +73,43 @@ class Guide:
             return 0
         return int((times[:-1] - self.strength).abs().argmin())
 
-    def begin(self, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def begin(self, noise: torch.Tensor, t: torch.Tensor, clean: bool = False) -> torch.Tensor:
         """The latent ``[1, F, C, H, W]`` to start from at time ``t`` (the whole video)."""
         x = noise
         if self.source is not None:
             x = (1 - t) * self.source[None].to(noise) + t * noise
-        return self.pin(x, noise, t, 0, noise.shape[1])
+        return self.pin(x, noise, t, 0, noise.shape[1], clean)
 
     def pin(
-        self, x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, first: int, frames: int
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor,
+        t: torch.Tensor,
+        first: int,
+        frames: int,
+        clean: bool = False,
     ) -> torch.Tensor:
         """``x`` (this rank's frames, from frame ``first`` of ``frames``) with the given first
-        and last frames put back, noised to time ``t`` with the whole video's ``noise``."""
+        and last frames put back: as they are with ``clean`` (a network that takes given-frame
+        flags), else noised to time ``t`` with the whole video's ``noise``."""
         local = range(first, first + x.shape[1])
         for index, image in ((0, self.first), (frames - 1, self.last)):
             if image is not None and index in local:
                 x = x.clone()
-                x[:, index - first] = (1 - t) * image.to(x) + t * noise[:, index].to(x)
+                if clean:
+                    x[:, index - first] = image.to(x)
+                else:
+                    x[:, index - first] = (1 - t) * image.to(x) + t * noise[:, index].to(x)
         return x
+
+    def flags(self, first: int, count: int, frames: int) -> torch.Tensor:
+        """``[1, count]``: 1 for the given frames among this rank's ``count`` frames from
+        ``first`` (of ``frames``), 0 elsewhere."""
+        flags = torch.zeros(1, count)
+        for index, image in ((0, self.first), (frames - 1, self.last)):
+            if image is not None and first <= index < first + count:
+                flags[0, index - first] = 1.0
+        return flags
 
 
 def _frame(array: object, shape: tuple[int, ...], name: str) -> torch.Tensor | None:

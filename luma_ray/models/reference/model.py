@@ -228,8 +228,9 @@ class LumaTiny:
         if self._time_shift != 1.0:  # more of the steps at high noise, where layout is decided
             times = self._time_shift * times / (1 + (self._time_shift - 1) * times)
         done = guide.start(times)
+        clean = bool(cfg.given_frames)  # given frames go in clean and flagged, not noised
         if resume is None:
-            x = guide.begin(noise, times[done])
+            x = guide.begin(noise, times[done], clean)
         else:
             done, x = self._unpark(resume, request, shape, guide)
         x, noise, times = x.to(self._device), noise.to(self._device), times.to(self._device)
@@ -239,13 +240,24 @@ class LumaTiny:
             first, gather = mine.start, self._frame_gatherer(request.frames)
             x = x[:, mine]
             shape = (1, x.shape[1], *shape[2:])
+        given = guide.flags(first, shape[1], request.frames).to(self._device) if clean else None
         for i in range(done, request.steps):
             t, t_next = times[i], times[i + 1]
-            both = net(x.expand(2, *shape[1:]), t.expand(2), text, mask, pooled, first, gather)
+            both = net(
+                x.expand(2, *shape[1:]),
+                t.expand(2),
+                text,
+                mask,
+                pooled,
+                first,
+                gather,
+                None if given is None else given.expand(2, -1),
+                request.frames,
+            )
             x0_cond, x0_uncond = both.chunk(2)
             x0 = x0_uncond + self._guidance_scale * (x0_cond - x0_uncond)
             x = x + (t_next - t) * (x - x0) / t  # Euler step on the velocity (x - x0) / t
-            x = guide.pin(x, noise, t_next, first, request.frames)
+            x = guide.pin(x, noise, t_next, first, request.frames, clean)
             answer = on_step(i + 1, request.steps)
             if isinstance(answer, str) and answer == PARK:
                 whole = x if gather is None else gather(x)  # every rank calls the collective

@@ -32,6 +32,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 from torch import nn
 
+FRAME_TIME_SPAN = 7.0
+"""The time coordinate of a clip's last frame (its first is 0) in networks with
+``frame_channels``: what 8 frames numbered 0..7 have."""
+
 FrameGather = Callable[[torch.Tensor], torch.Tensor]
 """``[B, F_local, ...]`` on each rank → ``[B, F_total, ...]``, frames in rank order."""
 
@@ -49,6 +53,10 @@ class NetworkConfig:
     mlp_ratio: int = 4
     vocab_size: int = 4096  # hashed word vocabulary, id 0 = null token
     max_text_tokens: int = 32
+    given_frames: int = 0  # 1: takes a per-frame flag marking frames given clean (image inputs)
+    frame_channels: int = 0  # >0: the frame's time gets its own channels (see _positions)
+    scale_input: int = 0  # 1: noisy frames are scaled by their signal's share (see forward)
+    frame_condition: int = 0  # 1: the adaLN condition is per frame (the frame's time added)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -120,7 +128,8 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         b, f, n, d = x.shape
         ada: torch.Tensor = self.ada(F.silu(c))
-        mods = ada[:, None, None, :].chunk(9, dim=-1)
+        per_frame = ada[:, :, None, :] if ada.dim() == 3 else ada[:, None, None, :]
+        mods = per_frame.chunk(9, dim=-1)
         s_shift, s_scale, s_gate, t_shift, t_scale, t_gate, m_shift, m_scale, m_gate = mods
         h = _modulate(self.norm_s(x), s_shift, s_scale).reshape(b * f, n, d)
         x = x + s_gate * self.spatial(h).view(b, f, n, d)
@@ -175,6 +184,8 @@ class LumaTinyNet(nn.Module):
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.text = TextEncoder(cfg)
         self.text_to_cond = nn.Linear(d, d)
+        if cfg.frame_condition:
+            self.frame_to_cond = nn.Linear(d, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final_norm, self.final_ada = _norm(d), nn.Linear(d, 2 * d)
         self.final = nn.Linear(d, p * p * cfg.head_channels)
@@ -182,6 +193,8 @@ class LumaTinyNet(nn.Module):
         self.head = nn.Sequential(
             nn.Conv2d(hc, hc, 3, padding=1), nn.SiLU(), nn.Conv2d(hc, cfg.channels, 3, padding=1)
         )
+        if cfg.given_frames:
+            self.given = nn.Parameter(torch.zeros(d))
 
     def forward(
         self,
@@ -192,38 +205,83 @@ class LumaTinyNet(nn.Module):
         pooled: torch.Tensor,
         first_frame: int = 0,
         gather_frames: FrameGather | None = None,
+        given: torch.Tensor | None = None,
+        total_frames: int | None = None,
     ) -> torch.Tensor:
         """Clean frames ``[B, F, C, H, W]`` predicted from ``x`` at times ``t`` ``[B]`` in [0, 1].
 
         ``text``, ``text_mask`` and ``pooled`` come from ``self.text`` (computed once per request
         by the sampler, not once per step). Under sequence parallelism ``x`` holds this rank's
         frames, starting at frame ``first_frame``, and ``gather_frames`` collects a tensor's
-        frames from every rank in order (see ``Block``).
+        frames from every rank in order (see ``Block``). ``given`` ``[B, F]`` (1 or 0, for a
+        network built with ``given_frames``) marks the frames of ``x`` that are clean inputs
+        rather than noisy (an image to start or end on); their tokens get a learned offset.
+        ``total_frames``: the whole video's frame count (default: ``first_frame`` + ``F``).
+        With ``scale_input`` each noisy frame is multiplied by ``(1-t) / sqrt((1-t)² + t²)``,
+        its signal's share of the latent's scale (0 at t = 1, 1 at t = 0; given frames keep
+        theirs), so at high noise the tokens are the positions and the prompt alone, and the
+        network learns the layout from the prompt instead of first learning to ignore noise.
         """
         b, f, _, height, width = x.shape
         p = self.cfg.patch
-        positions = self._positions(first_frame + f, height // p, width // p)[first_frame:]
+        if self.cfg.scale_input:  # at t = 1 the latent is pure noise: nothing to read
+            noisy = t.to(x.dtype)[:, None].expand(b, f)
+            if given is not None:
+                noisy = noisy * (1 - given.to(x.dtype))
+            keep = (1 - noisy) / torch.sqrt((1 - noisy) ** 2 + noisy**2)
+            x = x * keep[:, :, None, None, None]
+        total = first_frame + f if total_frames is None else total_frames
+        positions = self._positions(first_frame, f, total, height // p, width // p)
         h = self.patch_embed(_patchify(x, p)) + positions
+        if given is not None and self.cfg.given_frames:
+            h = h + given.to(h.dtype)[:, :, None, None] * self.given
         c = self.time(sincos(t * 1000.0, self.cfg.dim)) + self.text_to_cond(pooled)
+        if self.cfg.frame_condition:  # one condition per frame: [B, F, D]
+            c = c[:, None, :] + self.frame_to_cond(
+                sincos(self._frame_times(first_frame, f, total), self.cfg.dim)
+            )
         for block in self.blocks:
             h = block(h, c, text, text_mask, gather_frames)
-        shift, scale = self.final_ada(F.silu(c))[:, None, None, :].chunk(2, dim=-1)
+        final = self.final_ada(F.silu(c))
+        per_frame = final[:, :, None, :] if final.dim() == 3 else final[:, None, None, :]
+        shift, scale = per_frame.chunk(2, dim=-1)
         h = self.final(_modulate(self.final_norm(h), shift, scale))
         features = _unpatchify(h, p, height // p, width // p)
         x0: torch.Tensor = self.head(features)
         return x0.view(b, f, self.cfg.channels, height, width)
 
-    def _positions(self, frames: int, rows: int, cols: int) -> torch.Tensor:
-        """Fixed embeddings ``[F, N, D]``: 2-D sin-cos of the patch plus 1-D of the frame.
+    def _frame_times(self, first: int, count: int, total: int) -> torch.Tensor:
+        """Times in the clip of frames ``first..first+count`` of ``total``: the last frame of
+        any clip is at ``FRAME_TIME_SPAN``."""
+        step = FRAME_TIME_SPAN / max(total - 1, 1)
+        device = self.patch_embed.weight.device
+        return torch.arange(first, first + count, dtype=torch.float32, device=device) * step
+
+    def _positions(self, first: int, count: int, total: int, rows: int, cols: int) -> torch.Tensor:
+        """Fixed embeddings ``[count, N, D]`` of frames ``first..first+count`` of ``total``.
 
         Fixed rather than learned, so any size up to the model's limits works without resizing.
+        With ``frame_channels`` q: 2-D sin-cos of the patch in ``D - q`` channels and, in the
+        other q, sin-cos of the frame's time in the clip, scaled so that a clip of any length
+        spans ``FRAME_TIME_SPAN`` (a network trained on 8 frames draws the same motion, sampled
+        more finely, over 16). Without: the frame's index added onto the patch's channels (the
+        layout of older checkpoints; the two are hard for a network to tell apart).
         """
-        d = self.cfg.dim
+        d, q = self.cfg.dim, self.cfg.frame_channels
         device = self.patch_embed.weight.device
         ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-        space = torch.cat([sincos(ys.flatten(), d // 2), sincos(xs.flatten(), d // 2)], dim=-1)
-        time = sincos(torch.arange(frames), d)
-        return (space[None, :, :] + time[:, None, :]).to(device)
+        if not q:
+            space = torch.cat([sincos(ys.flatten(), d // 2), sincos(xs.flatten(), d // 2)], dim=-1)
+            time = sincos(torch.arange(first + count), d)[first:]
+            return (space[None, :, :] + time[:, None, :]).to(device)
+        half = (d - q) // 2
+        space = torch.cat([sincos(ys.flatten(), half), sincos(xs.flatten(), d - q - half)], dim=-1)
+        time = sincos(self._frame_times(first, count, total), q)
+        n = rows * cols
+        both = torch.cat(
+            [space[None].expand(count, n, d - q), time[:, None].expand(count, n, q)], -1
+        )
+        return both.to(device)
 
 
 def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:

@@ -6,15 +6,19 @@
         [--batch B] [--minutes M] [--eval-steps K]
 
 Every batch is drawn afresh: scenes of the grammar (grammar.py) except the held-out ones
-(``HELD_OUT``), rendered by ``render`` at the model's default size (8 frames of 64x64) from a
-generator seeded with ``--seed``. The network (model.py's ``LumaTinyNet``, ``TRAINED_NETWORK``)
-learns rectified flow with x0 prediction: ``x_t = (1 - t) * x0 + t * noise`` with ``t`` from a
-logit-normal shifted towards noise (``T_SHIFT``; one in ten from [0.95, 1] instead,
-``PURE_NOISE_SHARE``), loss the mean squared error of the predicted x0 with the object's pixels
-weighted ``OBJECT_WEIGHT``; one prompt in ten is replaced by the empty prompt so classifier-free
-guidance has an unconditional model. AdamW with a short warm-up and a cosine decay; the decay is
-driven by whichever runs out first, ``--steps`` or ``--minutes`` (so a slow machine still ends
-on a decayed rate). The loss is logged every 50 steps; ``DIR/model.safetensors`` and
+(``HELD_OUT``), at the model's default size (8 frames of 64x64), with a generator seeded with
+``--seed``. Most are drawn in the scene's canonical layout (``render`` without a generator:
+what a prompt alone should give, so each prompt names one video); ``FIRST_GIVEN_SHARE`` and
+``LAST_GIVEN_SHARE`` of them are drawn at a random size and place with their first or last
+frame given clean and flagged (image-to-video, extending a clip). The network (network.py's
+``LumaTinyNet``, ``TRAINED_NETWORK``) learns rectified flow with x0 prediction:
+``x_t = (1 - t) * x0 + t * noise`` with ``t`` from a logit-normal shifted towards noise
+(``T_SHIFT``; ``PURE_NOISE_SHARE`` of them from [0.95, 1] instead), loss the mean squared error
+of the predicted x0 with the object's pixels weighted ``OBJECT_WEIGHT`` and given frames not
+counted; one prompt in ten is replaced by the empty prompt so classifier-free guidance has an
+unconditional model. AdamW with a short warm-up and a cosine decay; the decay is driven by
+whichever runs out first, ``--steps`` or ``--minutes`` (so a slow machine still ends on a
+decayed rate). The loss is logged every 50 steps; ``DIR/model.safetensors`` and
 ``DIR/config.json`` (the format ``LumaTiny.load`` reads) are written every 200 steps and at the
 end, then the held-out prompts are generated and checked (check.py) and the pass rate is logged.
 ``--init DIR`` starts from a checkpoint instead of random weights.
@@ -43,19 +47,34 @@ from luma_ray.models.reference.text import token_batch
 
 logger = logging.getLogger("luma_ray.train")
 
-TRAINED_NETWORK = NetworkConfig(dim=64, depth=4, heads=4, patch=8, head_channels=8)
-"""The shape of the shipped weights: about 0.8 M parameters, 512 tokens at 8x64x64."""
+TRAINED_NETWORK = NetworkConfig(
+    dim=64,
+    depth=4,
+    heads=4,
+    patch=8,
+    head_channels=8,
+    given_frames=1,
+    frame_channels=16,
+    scale_input=1,
+    frame_condition=1,
+)
+"""The shape of the shipped weights: about 0.9 M parameters, 512 tokens at 8x64x64, with the
+given-frame flag, the frame's time in its own position channels and in a per-frame adaLN
+condition, and noisy input scaled by its signal's share (network.py says why each)."""
 
 T_SHIFT = 0.7
 """Training times are ``sigmoid(N(0, 1) + T_SHIFT)``: more of them at high noise, where the
 layout is decided (the low-noise ones are easy)."""
 
-PURE_NOISE_SHARE = 0.1
-"""Share of training times drawn from [0.95, 1] instead: the sampler starts from pure noise
-(t = 1), which the logit-normal almost never reaches, and a network that never saw it reads
-the noise as if it held the picture (each patch turns object or background on its own)."""
+PURE_NOISE_SHARE = 0.4
+"""Share of training times drawn from [0.95, 1] instead. The sampler starts from pure noise
+(t = 1), which the logit-normal almost never reaches, and there the prompt alone must give the
+layout: the first step commits the video to whatever the prediction draws (a blob in the
+middle, if the network has not learnt to read the motion from the prompt yet), and later steps
+read the layout back from the latent. A network that never saw t = 1 reads the noise as if it
+held the picture (each patch turns object or background on its own)."""
 
-OBJECT_WEIGHT = 8.0
+OBJECT_WEIGHT = 3.0
 """Loss weight of the object's pixels against the background's (1). The object covers 2-10 %
 of a frame, so with a plain mean the network lowers its loss most by drawing the background
 well, and an undertrained one draws no object at all; weighted, the object counts about as much
@@ -83,22 +102,46 @@ def training_scenes() -> list[Scene]:
     return [s for s in all_scenes() if s not in hidden]
 
 
+FIRST_GIVEN_SHARE = 0.2
+"""Share of training videos shown with their first frame given (clean, flagged): drawn at a
+random size and place, free to leave the frame, so the network learns to go on from an image
+(image-to-video, extending a clip) rather than to draw the canonical layout."""
+
+LAST_GIVEN_SHARE = 0.10
+"""Share shown with their last frame given (a random layout wholly inside the frame)."""
+
+
 def batch(
     scenes: list[Scene], size: int, frames: int, side: int, rng: np.random.Generator
-) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
     """``size`` rendered videos ``[B, F, 3, H, W]`` in ``[-1, 1]``, their prompts (the
     canonical one, which the tokenizer reduces to its slots like any wording; one in ten
-    empty) and per-pixel loss weights ``[B, F, 1, H, W]`` (``OBJECT_WEIGHT`` on the object)."""
+    empty), per-pixel loss weights ``[B, F, 1, H, W]`` (``OBJECT_WEIGHT`` on the object, 0 on
+    given frames) and the given-frame flags ``[B, F]``.
+
+    Most videos are in the canonical layout (``render`` without ``rng``: what a prompt alone
+    should give); ``FIRST_GIVEN_SHARE`` and ``LAST_GIVEN_SHARE`` of them are drawn at random
+    with their first or last frame given."""
     videos, prompts, masks = [], [], []
-    for i in rng.choice(len(scenes), size):
+    given = torch.zeros(size, frames)
+    for row, i in enumerate(rng.choice(len(scenes), size)):
         scene = scenes[int(i)]
-        video = render(scene, frames, side, side, rng)
+        draw = rng.random()
+        if draw < FIRST_GIVEN_SHARE:
+            video = render(scene, frames, side, side, rng, free=True)
+            given[row, 0] = 1.0
+        elif draw < FIRST_GIVEN_SHARE + LAST_GIVEN_SHARE:
+            video = render(scene, frames, side, side, rng)
+            given[row, -1] = 1.0
+        else:
+            video = render(scene, frames, side, side)
         videos.append(video)
         masks.append((video != np.array(PALETTE[scene.background], np.uint8)).any(axis=-1))
         prompts.append("" if rng.random() < 0.1 else scene.prompt())
     x = torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
     weight = 1.0 + (OBJECT_WEIGHT - 1.0) * torch.from_numpy(np.stack(masks)).float()
-    return x, prompts, weight[:, :, None]
+    weight = weight * (1.0 - given)[:, :, None, None]
+    return x, prompts, weight[:, :, None], given
 
 
 def train(
@@ -137,15 +180,15 @@ def train(
         rate = lr * min(1.0, step / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
         for group in opt.param_groups:
             group["lr"] = rate
-        x0, prompts, weight = batch(scenes, batch_size, frames, side, rng)
+        x0, prompts, weight, given = batch(scenes, batch_size, frames, side, rng)
         ids, mask = token_batch(prompts, network.vocab_size, network.max_text_tokens)
         t = torch.sigmoid(torch.randn(batch_size, generator=gen) + T_SHIFT).clamp(0.02, 1.0)
         near_one = torch.rand(batch_size, generator=gen) < PURE_NOISE_SHARE
         t = torch.where(near_one, 0.95 + 0.05 * torch.rand(batch_size, generator=gen), t)
         noise = torch.randn(x0.shape, generator=gen)
-        tt = t[:, None, None, None, None]
+        tt = t[:, None, None, None, None] * (1.0 - given)[:, :, None, None, None]
         text, pooled = net.text(ids, mask)
-        pred = net((1 - tt) * x0 + tt * noise, t, text, mask, pooled)
+        pred = net((1 - tt) * x0 + tt * noise, t, text, mask, pooled, given=given)
         loss = ((pred - x0).pow(2) * weight).mean() / weight.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
