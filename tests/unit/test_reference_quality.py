@@ -18,9 +18,9 @@ from luma_ray.models.reference.train import HELD_OUT, training_scenes
 PASS_RATE = 0.9
 NOT_YET = pytest.mark.xfail(
     strict=True,
-    reason="the shipped weights (about 2,400 steps, 50 minutes of a shared 2-core CPU) pass "
-    "3 of the 60 held-out prompts (5 %): the 90 % target is not reached yet; retrain longer "
-    "(docs/models.md) and drop this mark",
+    reason="the shipped weights (8,000 steps, 38 minutes of a 2-core CPU) pass 36 of the 60 "
+    "held-out prompts (60 %): colours and motion are right, but some circles come out square "
+    "and some squares round; the 90 % target is not reached yet (docs/models.md)",
 )
 
 
@@ -63,7 +63,6 @@ def test_held_out_prompts_pass_the_checker(model: LumaTiny) -> None:
     assert rate >= PASS_RATE, f"pass rate {rate:.0%}; failures:\n" + "\n".join(failures)
 
 
-@NOT_YET
 def test_the_quickstart_prompt_passes(model: LumaTiny) -> None:
     prompt = "a green square moving left on a white background"
     request = GenerationRequest(prompt, frames=LIMITS.default_frames, height=64, width=64)
