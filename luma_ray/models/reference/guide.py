@@ -93,8 +93,8 @@ class Guide:
         and last frames put back: as they are with ``clean`` (a network that takes given-frame
         flags), else noised to time ``t`` with the whole video's ``noise``."""
         local = range(first, first + x.shape[1])
-        for index, image in ((0, self.first), (frames - 1, self.last)):
-            if image is not None and index in local:
+        for index, image in self._given(frames):
+            if index in local:
                 x = x.clone()
                 if clean:
                     x[:, index - first] = image.to(x)
@@ -102,12 +102,17 @@ class Guide:
                     x[:, index - first] = (1 - t) * image.to(x) + t * noise[:, index].to(x)
         return x
 
+    def _given(self, frames: int) -> list[tuple[int, torch.Tensor]]:
+        """The given frames of a ``frames``-frame video: (index, image) pairs."""
+        pairs = ((0, self.first), (frames - 1, self.last))
+        return [(index, image) for index, image in pairs if image is not None]
+
     def flags(self, first: int, count: int, frames: int) -> torch.Tensor:
         """``[1, count]``: 1 for the given frames among this rank's ``count`` frames from
         ``first`` (of ``frames``), 0 elsewhere."""
         flags = torch.zeros(1, count)
-        for index, image in ((0, self.first), (frames - 1, self.last)):
-            if image is not None and first <= index < first + count:
+        for index, _ in self._given(frames):
+            if first <= index < first + count:
                 flags[0, index - first] = 1.0
         return flags
 

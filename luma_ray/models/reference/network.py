@@ -102,6 +102,12 @@ def _norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
 
 
+def _over_tokens(mod: torch.Tensor) -> torch.Tensor:
+    """A modulation ``[B, X]`` (per sample) or ``[B, F, X]`` (per frame) shaped to broadcast over
+    tokens ``[B, F, N, D]``."""
+    return mod[:, :, None, :] if mod.dim() == 3 else mod[:, None, None, :]
+
+
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
 
@@ -128,8 +134,7 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         b, f, n, d = x.shape
         ada: torch.Tensor = self.ada(F.silu(c))
-        per_frame = ada[:, :, None, :] if ada.dim() == 3 else ada[:, None, None, :]
-        mods = per_frame.chunk(9, dim=-1)
+        mods = _over_tokens(ada).chunk(9, dim=-1)
         s_shift, s_scale, s_gate, t_shift, t_scale, t_gate, m_shift, m_scale, m_gate = mods
         h = _modulate(self.norm_s(x), s_shift, s_scale).reshape(b * f, n, d)
         x = x + s_gate * self.spatial(h).view(b, f, n, d)
@@ -168,7 +173,8 @@ class TextEncoder(nn.Module):
 
 def sincos(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features ``[..., dim]`` of float positions (timesteps or token coordinates)."""
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(dim // 2, dtype=torch.float32) / (dim // 2))
+    steps = torch.arange(dim // 2, dtype=torch.float32, device=positions.device)
+    freqs = torch.exp(-math.log(10000.0) * steps / (dim // 2))
     angles = positions.float()[..., None] * freqs
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
@@ -238,13 +244,11 @@ class LumaTinyNet(nn.Module):
         c = self.time(sincos(t * 1000.0, self.cfg.dim)) + self.text_to_cond(pooled)
         if self.cfg.frame_condition:  # one condition per frame: [B, F, D]
             c = c[:, None, :] + self.frame_to_cond(
-                sincos(self._frame_times(first_frame, f, total), self.cfg.dim)
+                sincos(self._frame_times(first_frame, f, total).to(c.device), self.cfg.dim)
             )
         for block in self.blocks:
             h = block(h, c, text, text_mask, gather_frames)
-        final = self.final_ada(F.silu(c))
-        per_frame = final[:, :, None, :] if final.dim() == 3 else final[:, None, None, :]
-        shift, scale = per_frame.chunk(2, dim=-1)
+        shift, scale = _over_tokens(self.final_ada(F.silu(c))).chunk(2, dim=-1)
         h = self.final(_modulate(self.final_norm(h), shift, scale))
         features = _unpatchify(h, p, height // p, width // p)
         x0: torch.Tensor = self.head(features)
@@ -252,10 +256,9 @@ class LumaTinyNet(nn.Module):
 
     def _frame_times(self, first: int, count: int, total: int) -> torch.Tensor:
         """Times in the clip of frames ``first..first+count`` of ``total``: the last frame of
-        any clip is at ``FRAME_TIME_SPAN``."""
+        any clip is at ``FRAME_TIME_SPAN``. On the CPU, like the rest of the positions."""
         step = FRAME_TIME_SPAN / max(total - 1, 1)
-        device = self.patch_embed.weight.device
-        return torch.arange(first, first + count, dtype=torch.float32, device=device) * step
+        return torch.arange(first, first + count, dtype=torch.float32) * step
 
     def _positions(self, first: int, count: int, total: int, rows: int, cols: int) -> torch.Tensor:
         """Fixed embeddings ``[count, N, D]`` of frames ``first..first+count`` of ``total``.
