@@ -223,9 +223,8 @@ class RuntimeConfig(Strict):
         default_factory=lambda: {"luma-tiny": list(DEFAULT_PIPELINE)}
     )
     """Each model's chain of stages (docs/pipelines.md); the default runs luma-tiny through
-    generate, caption and thumbnail (``qa`` is opt-in until the reference weights pass it).
-    ``{}``: every model runs alone. A stage without a pool in ``pools`` gets one small CPU pool
-    (``stage_pools``)."""
+    generate, qa, caption and thumbnail. ``{}``: every model runs alone. A stage without a
+    pool in ``pools`` gets one small CPU pool (``stage_pools``)."""
     stage_num_cpus: float = Field(default=0.25, ge=0, le=1024)
     """CPUs Ray reserves for each replica of a stage pool added by default."""
 

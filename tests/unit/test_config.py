@@ -184,10 +184,11 @@ def test_the_default_pipeline_adds_small_cpu_stage_pools_for_luma_tiny(tmp_path)
     from luma_ray.config import PoolConfig, RuntimeConfig
 
     runtime = RuntimeConfig(data_dir=str(tmp_path))
-    assert runtime.pipelines == {"luma-tiny": ["generate", "caption", "thumbnail"]}
+    assert runtime.pipelines == {"luma-tiny": ["generate", "qa", "caption", "thumbnail"]}
     pools = runtime.all_pools
     assert [(p.model, p.stage, p.app_name) for p in pools] == [
         ("luma-tiny", None, "luma-tiny-workers"),
+        ("luma-tiny", "qa", "luma-tiny-qa-workers"),
         ("luma-tiny", "caption", "luma-tiny-caption-workers"),
         ("luma-tiny", "thumbnail", "luma-tiny-thumbnail-workers"),
     ]

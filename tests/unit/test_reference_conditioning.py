@@ -73,6 +73,32 @@ def test_a_source_video_at_low_strength_keeps_its_colours(model: LumaTiny) -> No
     assert kept < 0.6 * np.abs(plain.astype(float) - source).mean()  # measured: 8 vs 27
 
 
+MODIFIED = [
+    (Scene("red", "square", "still", "blue"), "a yellow circle moving left on a white background"),
+    (Scene("green", "triangle", "up", "black"), "a magenta square growing on a red background"),
+    (
+        Scene("white", "circle", "right", "magenta"),
+        "a blue triangle moving down on a cyan background",
+    ),
+    (Scene("cyan", "square", "growing", "yellow"), "a black circle still on a green background"),
+]
+
+
+def test_a_source_video_at_low_strength_keeps_its_colours_under_another_prompt(
+    model: LumaTiny,
+) -> None:
+    kept = 0
+    for i, (scene, prompt) in enumerate(MODIFIED):
+        source = render(scene, LIMITS.default_frames, 64, 64, np.random.default_rng(10 + i))
+        low = Conditioning(source_video=source, strength=0.3)
+        measured = measure(model.generate(_ask(prompt, seed=i), _go, conditioning=low))
+        kept += (measured.background, measured.colour) == (scene.background, scene.colour)
+        high = Conditioning(source_video=source, strength=1.0)  # ignores the source
+        repainted = measure(model.generate(_ask(prompt, seed=i), _go, conditioning=high))
+        assert (repainted.background, repainted.colour) != (scene.background, scene.colour)
+    assert kept >= 3, f"{kept} of {len(MODIFIED)} modified videos kept their colours"
+
+
 def test_an_extension_carries_the_object_on(model: LumaTiny) -> None:
     prompt = "a red circle moving right on a black background"
     before = model.generate(_ask(prompt, seed=5), _go)

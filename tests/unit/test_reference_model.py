@@ -298,7 +298,7 @@ def test_registry_finds_luma_tiny() -> None:
     assert get_model_class("luma-tiny") is LumaTiny
     assert set(MODELS) == {"luma-tiny"}
     assert isinstance(LumaTiny(), VideoModel)
-    assert (LumaTiny.limits.default_fps, LumaTiny.limits.default_steps) == (8, 8)
+    assert (LumaTiny.limits.default_fps, LumaTiny.limits.default_steps) == (8, 4)
 
 
 def test_registry_names_the_known_models_for_an_unknown_name() -> None:
