@@ -86,11 +86,24 @@ step "luma-ray up --detach --port $PORT (HOME=$HOME)"
 timeout 240 luma-ray up --detach --port "$PORT"
 test "$(stat -c %a "$HOME/.ray/auth_token")" = 600 || { echo "auth token is not 0600" >&2; exit 1; }
 
-step "luma-ray generate through the running cluster"
-timeout 180 luma-ray generate "a red circle" --out "$ROOT/x.mp4"
-test -s "$ROOT/x.mp4" || { echo "no video at $ROOT/x.mp4" >&2; exit 1; }
-test "$(head -c 8 "$ROOT/x.mp4" | tail -c 4)" = ftyp || { echo "x.mp4 is not an MP4" >&2; exit 1; }
-echo "video: $(stat -c %s "$ROOT/x.mp4") bytes"
+step "luma-ray generate through the running cluster (the README's prompt)"
+PROMPT="a green square moving left on a white background"
+timeout 180 luma-ray generate "$PROMPT" --out "$ROOT/sq.mp4"
+test -s "$ROOT/sq.mp4" || { echo "no video at $ROOT/sq.mp4" >&2; exit 1; }
+test "$(head -c 8 "$ROOT/sq.mp4" | tail -c 4)" = ftyp || { echo "sq.mp4 is not an MP4" >&2; exit 1; }
+echo "video: $(stat -c %s "$ROOT/sq.mp4") bytes"
+# The reference checker must accept the decoded MP4 (docs/models.md).
+python - "$ROOT/sq.mp4" "$PROMPT" <<'PY'
+import sys
+from pathlib import Path
+
+from luma_ray.models.encode import decode_mp4
+from luma_ray.models.reference.check import check
+
+verdict = check(decode_mp4(Path(sys.argv[1])), sys.argv[2])
+print("checker:", "accepts the video" if verdict.ok else "; ".join(verdict.reasons))
+sys.exit(0 if verdict.ok else 1)
+PY
 
 step "luma-ray down"
 timeout 120 luma-ray down | tee "$ROOT/down.txt"

@@ -94,6 +94,7 @@ def system() -> Iterator[dict[str, Any]]:
         TierConfig,
         default_tiers,
     )
+    from luma_ray.models.reference.publish import SHIPPED_WEIGHTS
     from luma_ray.models.repository import ModelRepository
     from luma_ray.runtime.handle import NAMESPACE
     from luma_ray.storage import open_store
@@ -196,8 +197,9 @@ def system() -> Iterator[dict[str, Any]]:
                 )
                 for kind, labels in (("a", {ACCEL: "cpu-a"}), ("b", {ACCEL: "cpu-b"}))
             ),
-            # The pipeline test's pools: its model, and one small pool per stage, QA and
-            # caption stand-ins from pipeline_stages.py (thumbnail: the built-in one).
+            # The pipeline test's pools: its model, and one small pool per stage: QA from
+            # pipeline_stages.py (the reference check, with two scripted prompts), the
+            # built-in caption and thumbnail.
             PoolConfig(model=PIPE_MODEL, num_cpus=0.5, cluster="pipe", node_labels=ON_HEAD),
             *(
                 PoolConfig(
@@ -209,7 +211,7 @@ def system() -> Iterator[dict[str, Any]]:
                 )
                 for stage, impl in (
                     ("qa", "tests.integration.pipeline_stages:qa"),
-                    ("caption", "tests.integration.pipeline_stages:caption"),
+                    ("caption", None),
                     ("thumbnail", None),
                 )
             ),
@@ -232,7 +234,8 @@ def system() -> Iterator[dict[str, Any]]:
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
     for model in (ROLL_MODEL, GANG_MODEL, MIXED_MODEL, AUTO_MODEL, PIPE_MODEL):
-        publish_version(repo, root / "versions", "v1", model)
+        trained = SHIPPED_WEIGHTS if model == PIPE_MODEL else None
+        publish_version(repo, root / "versions", "v1", model, trained)
         repo.promote(model, "v1")
     publish_park_model(repo, root / "versions")
     repo.promote(PARK_MODEL, "v1")

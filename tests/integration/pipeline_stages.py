@@ -1,15 +1,17 @@
-"""Stand-in stages for the pipeline test (the reference check and captioner are another
-branch's work): the session's stage pools load them by ``stage_impl``."""
+"""The pipeline test's QA stage (the session's QA pool loads it by ``stage_impl``): the
+reference check, except for two prompts that script a slow first run and a first rejection."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from luma_ray.workers.stages import Captioner, QualityCheck
+from luma_ray.models.reference.check import check as reference_check
+from luma_ray.workers.stages import QualityCheck
 
 SLOW_QA = "slow-qa"
 """A prompt ``slow-qa <path>``: the first QA run of it creates ``<path>`` and then works for a
@@ -25,12 +27,15 @@ class Verdict:
     reasons: tuple[str, ...] = ()
 
 
-def check(frames: np.ndarray, prompt: str) -> Verdict:
+def check(frames: np.ndarray, prompt: str) -> Any:
     """``slow-qa <path>`` (see ``SLOW_QA``) passes after a slow first run; ``reject-once
-    <path>`` is rejected the first time (it creates ``<path>``), passed later."""
+    <path>`` is rejected the first time (it creates ``<path>``), passed later; any other
+    prompt gets the reference check's verdict."""
     word, _, path = prompt.partition(" ")
+    if word not in (SLOW_QA, REJECT_ONCE):
+        return reference_check(frames, prompt)
     flag = Path(path)
-    first = word in (SLOW_QA, REJECT_ONCE) and not flag.exists()
+    first = not flag.exists()
     if first:
         flag.touch()
     if first and word == SLOW_QA:
@@ -42,7 +47,3 @@ def check(frames: np.ndarray, prompt: str) -> Verdict:
 
 def qa() -> QualityCheck:
     return QualityCheck(check)
-
-
-def caption() -> Captioner:
-    return Captioner(lambda frames: f"{len(frames)} frames")

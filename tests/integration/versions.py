@@ -15,7 +15,8 @@ GANG_MODEL = "tiny-gang"
 MIXED_MODEL = "tiny-mixed"
 AUTO_MODEL = "tiny-auto"
 PIPE_MODEL = "tiny-pipe"
-"""The pipeline test's model: generate → qa → caption → thumbnail (conftest.py)."""
+"""The pipeline test's model: generate → qa → caption → thumbnail (conftest.py), with the
+shipped trained weights, so the reference check has a real video to judge."""
 
 _CODE = '''"""tiny-roll {version}: the reference model under its own name."""
 from luma_ray.models.reference.model import LumaTiny
@@ -33,10 +34,18 @@ _BROKEN = """
 """
 
 
-def publish_version(repo: ModelRepository, root: Path, version: str, model: str = MODEL) -> None:
-    """Publish ``model@version``: the reference weights behind ``rollmodel:Model``."""
+def publish_version(
+    repo: ModelRepository,
+    root: Path,
+    version: str,
+    model: str = MODEL,
+    weights: Path | None = None,
+) -> None:
+    """Publish ``model@version``: the reference network behind ``rollmodel:Model``, with
+    random weights (quick to make) or the checkpoint folder ``weights``."""
     folder = write_reference_folder(
         root / model / version,
+        weights,
         entrypoint="rollmodel:Model",
         limits=asdict(LIMITS),
         metadata={"purpose": "rollout tests"},

@@ -206,8 +206,8 @@ def test_load_stage_takes_a_factory_or_a_built_in() -> None:
 
 
 def test_without_the_reference_check_qa_passes_and_caption_writes_nothing() -> None:
-    """The default pipeline must not stop generation while the reference check module is
-    not installed (another branch): QA lets the video through, caption writes none."""
+    """A pipeline must not stop generation when its check module cannot be imported (an
+    install without it, a misnamed module): QA lets the video through, caption writes none."""
     inputs = StageInputs(InMemoryBlobStore(), {})  # never read: nothing to run
     request = GenerationRequest(prompt="p")
     missing = "luma_ray.models.reference.no_such_check"
