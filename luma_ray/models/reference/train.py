@@ -167,7 +167,6 @@ def batch(
     for row, i in enumerate(rng.choice(len(scenes), size)):
         scene = scenes[int(i)]
         draw = rng.random()
-        place = copy.deepcopy(rng)  # the draws of this clip's place and size, for _disputed
         drawn: np.random.Generator | None = rng  # None: the canonical layout
         free = draw < FIRST_GIVEN_SHARE
         if free:
@@ -178,11 +177,13 @@ def batch(
             low_noise[row] = True
         else:
             drawn = None
+        # the generator before this clip's place and size are drawn, for _disputed
+        place = None if drawn is None or shape_weight <= 1.0 else copy.deepcopy(rng)
         video = render(scene, frames, side, side, drawn, free=free)
         videos.append(video)
         pixels = np.where(_object(video, scene), OBJECT_WEIGHT, 1.0)
         if shape_weight > 1.0:
-            disputed = _disputed(scene, frames, side, None if drawn is None else place, free)
+            disputed = _disputed(scene, frames, side, place, free)
             pixels = np.where(disputed, np.maximum(pixels, shape_weight), pixels)
         weights.append(pixels)
         if low_noise[row]:
