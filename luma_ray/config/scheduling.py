@@ -152,6 +152,10 @@ class SchedulerConfig(Strict):
     """How far a tenant may run ahead of the least-served tenant of its tier (in mean job sizes
     of virtual time) while its savable jobs are still taken oldest first; past it, fair share
     picks. ``0``: fair share picks every savable job."""
+    fair_share_flood_share: float = Field(default=0.7, gt=0, le=1)
+    """A tenant holding more than this share of its tier's queued jobs, and past the lag, floods
+    it (docs/scheduling.md, "A flood is contained"): the tier's other tenants go first and its
+    jobs never go ahead of a heavier tier's savable job. ``1``: never."""
     tenant_weights: dict[str, float] = Field(default_factory=dict)
     """Fair-share weight per tenant id (default 1): a tenant of weight 2 gets twice the
     dispatches of a weight-1 tenant of its tier while both have jobs waiting."""

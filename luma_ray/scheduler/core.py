@@ -1,9 +1,8 @@
 """The scheduler core: job table, queues, leases and limits. Pure and single-threaded.
 
 The Ray actor (a thin shell) owns one :class:`SchedulerCore`, passes the time into every call and
-writes each change to the journal. Every method here is O(queues x bands x log n) or better,
-except the requeue of a lost lease (O(queue depth), rare).
-"""
+writes each change to the journal. Every method is O(queues x bands x log n) or better, but the
+rare requeue of a lost lease (O(queue depth))."""
 
 from __future__ import annotations
 
@@ -48,6 +47,7 @@ class SchedulerCore:
             config.tenant_weights,
             config.fair_share_lag_jobs,
             from_job_table(self._job_at),
+            config.fair_share_flood_share,
         )
         self.caps = TenantCaps(config.tenant_limits, self.queues)
         self._next_seq = 0

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from luma_ray.scheduler.job_facts import JobFacts
 from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
-from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS, FairLane
+from luma_ray.scheduler.shares import DEFAULT_FLOOD_SHARE, DEFAULT_LAG_JOBS, FairLane, Tenant
 from luma_ray.scheduler.tiers import TierSpec
 
 __all__ = ["FairLane", "JobQueue", "Pick", "QueueBook", "band_of"]
@@ -58,9 +58,11 @@ class QueueBook:
         weights: Mapping[str, float] | None = None,
         lag_jobs: float = DEFAULT_LAG_JOBS,
         facts: JobFacts | None = None,
+        flood_share: float = DEFAULT_FLOOD_SHARE,
     ) -> None:
         self.tiers = tiers
         self.lag_jobs = lag_jobs
+        self.flood_share = flood_share
         self.facts = facts
         """Where fair share reads a queued job's tenant and cost (None: each lane keeps them)."""
         self.fair_share = fair_share
@@ -76,7 +78,7 @@ class QueueBook:
         q = self.queues.get(key)
         if q is None:
             if self.fair_share:
-                lane = FairLane(self._weight_of, self.lag_jobs, self.facts)
+                lane = FairLane(self._weight_of, self.lag_jobs, self.facts, self.flood_share)
                 self._lanes_of_tier.setdefault(tier, []).append(lane)
                 q = lane
             else:
@@ -193,17 +195,20 @@ class QueueBook:
         best_t = _INF
         best_s = -1
         best_at = None
+        heaviest = -_INF  # the heaviest tier with a band-0 candidate
+        contained: list[tuple[float, float, int, _At]] = []  # floods' lanes (shares.py)
         for tier, _model, lane in self.candidates(models):
             if not lane.live:
                 continue
             assert isinstance(lane, FairLane)
             thresholds = bands(tier)
             cut = now_s - thresholds[0] if thresholds else -_INF
-            found = lane.fair_candidate(cut)
-            if found is not None:
-                rec, i = found
+            fair = lane.fair_candidate(cut)
+            if fair is not None:
+                rec, i = fair
                 t, s = rec.q.times[i], rec.q.seqs[i]
                 r = rank(tier, 0, now_s - t)
+                heaviest = max(heaviest, tier.weight)
                 if r > best_r or (r == best_r and (t < best_t or (t == best_t and s < best_s))):
                     best_r, best_t, best_s, best_at = r, t, s, (tier, lane, rec, i, 0)
             if not thresholds:
@@ -217,8 +222,17 @@ class QueueBook:
                 continue
             band = band_of(thresholds, t, now_s)
             r = rank(tier, band, now_s - t)
+            if lane.floods(rec):  # the lane keeps this rank; another tenant's job goes first
+                at = _instead_of_flood(tier, lane, rec, i, band, fair)
+                contained.append((r, at[2].q.times[at[3]], at[2].q.seqs[at[3]], at))
+                continue
             if r > best_r or (r == best_r and (t < best_t or (t == best_t and s < best_s))):
                 best_r, best_t, best_s, best_at = r, t, s, (tier, lane, rec, i, band)
+        for r, t, s, at in contained:  # never ahead of a heavier tier's band-0 job
+            if at[0].weight >= heaviest and (
+                r > best_r or (r == best_r and (t < best_t or (t == best_t and s < best_s)))
+            ):
+                best_r, best_t, best_s, best_at = r, t, s, at
         if best_at is None:
             return None
         tier, lane, rec, i, band = best_at
@@ -280,6 +294,25 @@ class QueueBook:
             q.remove_at(i)
             policy.on_dispatch(tier, band, now_s - best_t, now_s)
         return Pick(tier.name, self._model_of[id(q)], best_s, best_t, band, now_s - best_t, best_r)
+
+
+_At = tuple[TierSpec, FairLane, Tenant, int, int]
+"""Where a fair-share pick's job is: tier, lane, tenant, index in its queue, band."""
+
+
+def _instead_of_flood(
+    tier: TierSpec,
+    lane: FairLane,
+    flood: Tenant,
+    i: int,
+    band: int,
+    fair: tuple[Tenant, int] | None,
+) -> _At:
+    """The job a lane serves when its oldest job is a flood's past the lag: the band-0 candidate
+    when it is another tenant's, else the flood's oldest job."""
+    if fair is None or fair[0] is flood:
+        return (tier, lane, flood, i, band)
+    return (tier, lane, fair[0], fair[1], 0)
 
 
 def band_of(thresholds: tuple[float, ...], enqueued_at_s: float, now_s: float) -> int:

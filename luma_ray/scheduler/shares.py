@@ -30,6 +30,14 @@ stay within the lag of each other the lane serves its savable jobs nearest their
 first (which saves the most of them), and a tenant that runs ahead, a flood, waits for the
 others.
 
+**A flood is contained.** A tenant *floods* a lane when it holds more than ``flood_share`` of
+the lane's queued jobs (0.7 by default) and its vtime is past the lag (:meth:`FairLane.floods`).
+When the age candidate is a flood's, the book's pick (:mod:`.queues`) lets the lane compete with
+that job's rank (the tail it protects is still the tier's) but serves the band-0 candidate in
+its place when that is another tenant's, and never lets the lane's offer go ahead of a heavier
+tier's band-0 job. So a flood keeps its tier's share of dispatches, but neither the other
+tenants of its tier nor a heavier tier pay for it.
+
 Capped tenants (``max_leased`` reached) are parked: they stay out of both heaps, with no scan,
 until :meth:`FairLane.set_capped` unparks them. Stale heap entries are skipped when they
 surface and the heaps are rebuilt once they hold several times more entries than tenants, so
@@ -48,6 +56,9 @@ _INF = float("inf")
 DEFAULT_LAG_JOBS = 1000.0
 """How far (in mean job costs of virtual time) a tenant may run ahead of the least-served one
 before fair share, not deadline order, picks its band-0 jobs."""
+DEFAULT_FLOOD_SHARE = 0.7
+"""The share of a lane's queued jobs past which a tenant that is also past the lag floods it
+(1 or more: never)."""
 
 
 class Tenant:
@@ -74,9 +85,11 @@ class FairLane:
         weight_of: Callable[[str], float],
         lag_jobs: float = DEFAULT_LAG_JOBS,
         facts: JobFacts | None = None,
+        flood_share: float = DEFAULT_FLOOD_SHARE,
     ) -> None:
         self.weight_of = weight_of
         self.lag_jobs = lag_jobs
+        self.flood_share = flood_share
         self.facts: JobFacts = KeptFacts() if facts is None else facts
         self._all = JobQueue()  # every queued job of the lane, by age (the lag candidate)
         self._cost_sum = 0.0
@@ -273,6 +286,13 @@ class FairLane:
             heappop(heap)
         return None
 
+    def floods(self, rec: Tenant) -> bool:
+        """True when ``rec`` holds more than ``flood_share`` of the lane's queued jobs and its
+        vtime is past the lag (see the module docstring)."""
+        if rec.q.live <= self.flood_share * self.live:
+            return False
+        return rec.vtime > self._least_active() + self._lag()
+
     # ---- views -----------------------------------------------------------------------------
 
     def oldest_s(self) -> float | None:
@@ -301,11 +321,14 @@ class FairLane:
         every = self._all
         t, seq = every.times[i], every.seqs[i]
         rec = self.tenants[self.facts.tenant_of(seq)]
-        lag = self.lag_jobs * self._cost_sum / max(self._cost_n, 1)
-        if rec.capped or rec.vtime > self._least_active() + lag:
+        if rec.capped or rec.vtime > self._least_active() + self._lag():
             return None
         j = rec.q.find(t, seq)
         return None if j is None else (rec, j)
+
+    def _lag(self) -> float:
+        """The lag in virtual time: ``lag_jobs`` mean costs of the jobs pushed so far."""
+        return self.lag_jobs * self._cost_sum / max(self._cost_n, 1)
 
     def _forget(self, enqueued_at_s: float, seq: int) -> None:
         """Drop a job that leaves the lane from the lane-wide queue."""

@@ -12,6 +12,13 @@ and (b) every queued job of an uncapped tenant in a band >= 1. With a lag (``lag
 (a) is first the lane's oldest band-0 job by (enqueue time, seq), capped tenants' included,
 when its tenant is uncapped and its vtime is at most the least vtime of the lane's tenants with
 queued jobs plus ``lag_jobs`` times the mean cost of every push the lane has had.
+
+A flood: when a lane's oldest job of an uncapped tenant is in a band >= 1 and its tenant holds
+more than ``flood_share`` of the lane's queued jobs (capped tenants' included) and is past the
+lag, none of the lane's band >= 1 jobs enters (b); the lane instead offers one job under the key
+(that oldest job's rank, -enqueue time, -seq of the job offered): the lane's (a) when its tenant
+is another, else the oldest job itself. That offer is dropped when the pick has an (a) in a tier
+of greater weight.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from dataclasses import dataclass, field
 from luma_ray.config import default_tiers
 from luma_ray.scheduler.policies import Policy
 from luma_ray.scheduler.queues import band_of
-from luma_ray.scheduler.shares import DEFAULT_LAG_JOBS
+from luma_ray.scheduler.shares import DEFAULT_FLOOD_SHARE, DEFAULT_LAG_JOBS
 from luma_ray.scheduler.tiers import tier_specs
 
 TIERS = tier_specs(default_tiers())
@@ -51,6 +58,7 @@ class Definition:
     leased: Counter = field(default_factory=Counter)
     tiers: dict = field(default_factory=lambda: TIERS)
     lag_jobs: float = DEFAULT_LAG_JOBS
+    flood_share: float = DEFAULT_FLOOD_SHARE
     pushed: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     """Per lane: [sum of pushed costs, number of pushes]."""
     seen: Counter = field(default_factory=Counter)
@@ -108,9 +116,10 @@ class Definition:
     def pick(self, models: set[str], now_s: float) -> tuple[int, int] | None:
         """(seq, band) of the job the definition picks, or None."""
         p = self.policy
-        best: tuple[float, float, int] | None = None
+        best: tuple | None = None
         best_at: tuple[int, int] | None = None
         fair: dict[tuple[str, str], tuple] = {}
+        aged: dict[tuple[str, str], list[tuple[tuple, FairEntry, int]]] = {}
         for e in self.queued.values():
             if e.model not in models:
                 continue
@@ -130,15 +139,38 @@ class Definition:
                 if held is None or order < held[0]:
                     fair[lane] = (order, (r, -e.enqueued_at_s, -e.seq), e.tenant, band)
                 continue
-            key = (r, -e.enqueued_at_s, -e.seq)
-            if best is None or key > best:
-                best, best_at = key, (e.seq, band)
+            aged.setdefault((e.tier, e.model), []).append(((r, -e.enqueued_at_s, -e.seq), e, band))
         for lane, found in self._lag_candidates(models, now_s).items():
             fair[lane] = found
-        for _order, key, _tenant, band in fair.values():
+        offers = [(key, band) for _order, key, _tenant, band in fair.values()]
+        heaviest = max((self.tiers[lane[0]].weight for lane in fair), default=-1.0)
+        for lane, jobs in aged.items():
+            oldest = min(jobs, key=lambda j: (j[1].enqueued_at_s, j[1].seq))
+            if not self._floods(oldest[1]):
+                offers += [(key, band) for key, _e, band in jobs]
+                continue
+            other = lane in fair and fair[lane][2] != oldest[1].tenant
+            key, band = (fair[lane][1], 0) if other else (oldest[0], oldest[2])
+            self.seen["flood_" + ("other" if other else "self")] += 1
+            if self.tiers[lane[0]].weight < heaviest:
+                self.seen["flood_held_back"] += 1
+                continue
+            offers.append(((oldest[0][0], key[1], key[2]), band))
+        for key, band in offers:
             if best is None or key > best:
                 best, best_at = key, (-key[2], band)
         return best_at
+
+    def _floods(self, e: FairEntry) -> bool:
+        """True when ``e``'s tenant holds more than ``flood_share`` of its lane's queued jobs
+        and is past the lag."""
+        lane = [o for o in self.queued.values() if (o.tier, o.model) == (e.tier, e.model)]
+        own = sum(o.tenant == e.tenant for o in lane)
+        if self.lag_jobs <= 0 or own <= self.flood_share * len(lane):
+            return False
+        least = min(self.vtime[(o.tier, o.model, o.tenant)] for o in lane)
+        total, n = self.pushed[(e.tier, e.model)]
+        return self.vtime[(e.tier, e.model, e.tenant)] > least + self.lag_jobs * total / max(n, 1)
 
     def _lag_candidates(self, models: set[str], now_s: float) -> dict[tuple[str, str], tuple]:
         """Per lane, the oldest band-0 job when its tenant is within the lag (replaces the
