@@ -1,6 +1,6 @@
 """Start and stop a one-node Slurm (munged, slurmctld, slurmd) on loopback, in a folder.
 
-Who calls this: ``tests/integration/test_slurm_burst.py`` (imports this file by path and calls
+Who calls this: ``tests/integration/slurm_burst_cases.py`` (imports this file by path and calls
 :func:`start_slurm` for its test module) and developers (``python scripts/slurm.py start --dir
 D`` prints the ``SLURM_CONF`` to export; ``stop --dir D`` ends it). Debian's ``slurmctld``,
 ``slurmd``, ``slurm-client`` and ``munge`` packages are installed with ``apt-get`` when missing

@@ -8,3 +8,36 @@ imports Ray.
 import os
 
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+# ---- slow self-contained files in child processes (tests/child_runs.py) ---------------------
+
+import pytest  # noqa: E402
+
+from tests import child_runs  # noqa: E402
+
+_CHILDREN_WANTED: list[str] = []
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    wrappers = [item for item in items if item.nodeid.startswith(child_runs.WRAPPER)]
+    if not wrappers:
+        return
+    moved = [item for item in items if child_runs.is_run_in_a_child(item.nodeid)]
+    if moved:
+        config.hook.pytest_deselected(items=moved)
+    keep = [item for item in items if item not in wrappers and item not in moved]
+    items[:] = keep + wrappers
+    _CHILDREN_WANTED[:] = [w.callspec.params["name"] for w in wrappers]  # type: ignore[attr-defined]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _CHILDREN_WANTED and item.nodeid.startswith(("tests/sim/", "tests/unit/")):
+        for name in _CHILDREN_WANTED:
+            child_runs.start(name)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    child_runs.stop_all()

@@ -1,7 +1,7 @@
 """cluster_configs/slurm-burst.sbatch's signal handling, run by bash with fake Slurm and Ray
 commands first on PATH (``srun`` runs the node step here, ``ray start`` records its labels and
 signal mask, then sleeps). The real thing on a real slurmctld:
-tests/integration/test_slurm_burst.py.
+tests/integration/slurm_burst_cases.py.
 
 What Slurm does, and what each test plays: a cancel sends TERM to the script and to every
 process of the Ray step at once (KILL after KillWait); the time limit sends USR1 to the script

@@ -1,0 +1,106 @@
+"""Slow, self-contained test files run in child pytest processes beside the rest of the suite.
+
+Each of these files starts clusters and services of its own (a Ray head on free ports, Slurm,
+SeaweedFS) and spends most of its time waiting on them: Slurm's minute-granular time limit, a
+whole cluster killed and started again, two cluster starts and a ``serve deploy``. Run one after
+another in the suite they held about nine of its minutes. So, when the whole suite runs (the
+wrapper test ``tests/integration/test_child_runs.py`` is collected), the root conftest:
+
+- deselects their tests from the main session (``slurm_burst_cases.py`` is not collected there
+  anyway: it starts a Ray cluster in its own process, which the session's process, already
+  connected to the integration cluster, cannot);
+- starts one child ``python -m pytest`` per entry of ``CHILDREN`` when the session reaches its
+  sim and unit tests, so they never overlap the integration cluster's start or the notebooks;
+- moves the wrapper to the end of the run, where it waits for each child and passes when all of
+  the child's tests passed, showing the child's output when not.
+
+Run alone (``pytest tests/integration/test_head_loss.py``), a file runs in-process as before;
+the wrapper selected alone starts its child itself. A child still running when the session
+ends (an interrupt, ``-x``) is killed with its process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILDREN: dict[str, tuple[str, ...]] = {
+    "slurm_burst": ("tests/integration/slurm_burst_cases.py",),
+    "own_clusters": (
+        "tests/integration/test_head_loss.py",
+        "tests/integration/test_serve_deploy_s3.py",
+    ),
+}
+"""Child name -> the test files it runs, in order."""
+
+EXPECTED_PASSED = {"slurm_burst": 2, "own_clusters": 2}
+"""How many tests each child must pass (a child that collects fewer fails its wrapper)."""
+
+WRAPPER = "tests/integration/test_child_runs.py"
+
+
+class ChildRun:
+    """One child pytest process, its output in a temporary file."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.log = Path(tempfile.mkstemp(prefix=f"luma-child-{name}-", suffix=".log")[1])
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTEST_ADDOPTS")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CHILDREN[name]],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches every child
+            )
+        self.started_s = time.monotonic()
+
+    def wait(self, timeout_s: float) -> tuple[int, str]:
+        """The child's exit status and output; kills it after ``timeout_s`` (status -9)."""
+        try:
+            rc = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            rc = -9
+        out = self.log.read_text(errors="replace")
+        self.log.unlink(missing_ok=True)
+        return rc, out
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+_RUNS: dict[str, ChildRun] = {}
+
+
+def start(name: str) -> ChildRun:
+    """Start the child ``name`` unless it was started already; the run."""
+    run = _RUNS.get(name)
+    if run is None:
+        run = _RUNS[name] = ChildRun(name)
+    return run
+
+
+def stop_all() -> None:
+    for run in _RUNS.values():
+        run.stop()
+
+
+def is_run_in_a_child(nodeid: str) -> bool:
+    """True for a test of one of the children's files (deselected from the main session)."""
+    path = nodeid.split("::", 1)[0]
+    return any(path in files for files in CHILDREN.values())
