@@ -9,9 +9,6 @@ its child here.
   a time limit both drain the burst node and the job resumes on the head's pool). Its cases start
   a Ray cluster in their own process, which a process connected to the integration session's
   cluster cannot; their head keeps off every port that cluster may hold.
-- ``own_clusters``: ``test_head_loss.py`` (the whole cluster killed mid-load and started again
-  on the same journal) and ``test_serve_deploy_s3.py`` (``serve deploy`` on a cluster whose
-  store is S3), each with a Ray head of its own on free ports.
 """
 
 from __future__ import annotations
