@@ -5,18 +5,18 @@ the Slurm burst cases wait on Slurm's minute-granular time limit (about 4.5 minu
 idle). So, when the whole suite runs (the wrapper test ``tests/integration/test_child_runs.py``
 is collected), the root conftest:
 
-- deselects their tests from the main session (``slurm_burst_cases.py`` is not collected there
-  anyway: it starts a Ray cluster in its own process, which the session's process, already
-  connected to the integration cluster, cannot);
 - starts one child ``python -m pytest`` per entry of ``CHILDREN`` when the session reaches its
   sim and unit tests, so they never overlap the integration cluster's start or the notebooks;
 - moves the wrapper to the end of the run, where it waits for each child and passes when all of
   the child's tests passed, showing the child's output when not.
 
-Only files that tolerate a busy machine belong here. Head-node loss and ``serve deploy`` on S3
-ran here too, in a second child: on the 2-core machine, beside the unit tests and the Slurm
-child, head-node loss's second ``ray start`` timed out ("the current node timed out during
-startup"), so they run in the main session again.
+A file here is not named ``test_*.py``, so the main session never collects it
+(``slurm_burst_cases.py`` starts a Ray cluster in its own process, which the session's process,
+already connected to the integration cluster, cannot). Only files that tolerate a busy machine
+belong here. Head-node loss and ``serve deploy`` on S3 ran here too, in a second child: on the
+2-core machine, beside the unit tests and the Slurm child, head-node loss's second
+``ray start`` timed out ("the current node timed out during startup"), so they run in the
+main session again.
 
 Run alone, a file runs in-process as usual; the wrapper selected alone starts its child itself.
 A child still running when the session ends (an interrupt, ``-x``) is killed with its process
@@ -98,9 +98,3 @@ def start(name: str) -> ChildRun:
 def stop_all() -> None:
     for run in _RUNS.values():
         run.stop()
-
-
-def is_run_in_a_child(nodeid: str) -> bool:
-    """True for a test of one of the children's files (deselected from the main session)."""
-    path = nodeid.split("::", 1)[0]
-    return any(path in files for files in CHILDREN.values())

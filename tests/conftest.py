@@ -25,11 +25,7 @@ def pytest_collection_modifyitems(
     wrappers = [item for item in items if item.nodeid.startswith(child_runs.WRAPPER)]
     if not wrappers:
         return
-    moved = [item for item in items if child_runs.is_run_in_a_child(item.nodeid)]
-    if moved:
-        config.hook.pytest_deselected(items=moved)
-    keep = [item for item in items if item not in wrappers and item not in moved]
-    items[:] = keep + wrappers
+    items[:] = [item for item in items if item not in wrappers] + wrappers
     _CHILDREN_WANTED[:] = [w.callspec.params["name"] for w in wrappers]  # type: ignore[attr-defined]
 
 
