@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from heapq import heappush, heapreplace
+from heapq import heapify, heappush, heapreplace
 from itertools import islice
 
 from luma_ray.scheduler.tiers import TierSpec
@@ -40,23 +40,49 @@ from luma_ray.scheduler.tiers import TierSpec
 
 class RunningQuantile:
     """An upper quantile ``q`` of every value added so far: the least of the largest
-    ``max(1, floor(n * (1 - q)))`` values (kept in a min-heap; when the count grows, the next
-    value is admitted whatever it is, which errs low, never high)."""
+    ``max(1, floor(n * (1 - q)))`` values, kept in a min-heap. When the count grows, the
+    largest value not kept is admitted: it comes from a reserve, a min-heap of the largest
+    ``spare`` values left out (each value evicted from the kept heap or never admitted goes
+    there). Exact on any stream but one whose left-out values keep falling for more than
+    ``spare`` admissions (the reserve then runs out of the true largest, and the estimate errs
+    low, never high); memory O(n (1 - q) + spare), each add O(log) of that. (Admitting the
+    next value added instead, whatever it is, let a job served at once, wait/SLO near 0, pull
+    the quantile near 0 until larger values pushed it out.)"""
 
-    __slots__ = ("q", "n", "_top")
+    __slots__ = ("q", "n", "_top", "_spare", "_spare_size")
 
-    def __init__(self, q: float) -> None:
+    def __init__(self, q: float, spare: int = 256) -> None:
         self.q = q
         self.n = 0
         self._top: list[float] = []
+        self._spare: list[float] = []
+        self._spare_size = spare
 
     def add(self, x: float) -> None:
         self.n += 1
         keep = max(1, int(self.n * (1.0 - self.q)))
-        if len(self._top) < keep:
-            heappush(self._top, x)
-        elif x > self._top[0]:
-            heapreplace(self._top, x)
+        top = self._top
+        if len(top) < keep:  # one more kept: the largest of x and the values left out
+            spare = self._spare
+            if spare:
+                best = max(spare)
+                if best > x:
+                    spare.remove(best)
+                    heapify(spare)
+                    self._leave_out(x)
+                    x = best
+            heappush(top, x)
+        elif x > top[0]:
+            self._leave_out(heapreplace(top, x))
+        else:
+            self._leave_out(x)
+
+    def _leave_out(self, x: float) -> None:
+        spare = self._spare
+        if len(spare) < self._spare_size:
+            heappush(spare, x)
+        elif x > spare[0]:
+            heapreplace(spare, x)
 
     @property
     def value(self) -> float:

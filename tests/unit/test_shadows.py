@@ -24,15 +24,27 @@ def test_running_quantile_is_exact_on_a_rising_stream_and_errs_low_otherwise() -
     for k in range(5000):
         rising.add(k / 10)
     assert rising.value == (5000 - 50) / 10  # the least of the largest 1 %
-    rng = random.Random(3)
-    rq = RunningQuantile(0.99)
+    falling, seen = RunningQuantile(0.99, spare=4), []
+    for k in range(5000):
+        falling.add(-k / 10)
+        seen.append(-k / 10)
+    assert falling.value <= sorted(seen)[-50]  # the reserve ran out: low, never high
+
+
+@pytest.mark.parametrize("q", [0.99, 0.999])
+def test_running_quantile_is_exact_at_every_step(q: float) -> None:
+    """Jobs served at once (wait/SLO 0) among long waits: the quantile must not sink to 0
+    when the count grows (it did when the next value was admitted whatever it was)."""
+    rng = random.Random(7)
+    rq = RunningQuantile(q)
     seen: list[float] = []
-    for _ in range(5000):
-        x = rng.expovariate(1.0)
+    for i in range(12000):
+        x = 0.0 if rng.random() < 0.3 else rng.expovariate(1.0) * (1 + i / 4000)
         rq.add(x)
         seen.append(x)
-    ordered = sorted(seen)
-    assert ordered[-250] <= rq.value <= ordered[-50]  # between the 95th and 99th percentiles
+        if i % 101 == 0 or rq.n % int(1 / (1 - q) + 0.5) == 0:
+            keep = max(1, int(len(seen) * (1 - q)))
+            assert rq.value == sorted(seen)[-keep], i
 
 
 def test_running_quantile_of_one_value_is_that_value() -> None:
