@@ -61,12 +61,11 @@ def test_free_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
     from luma_ray.storage import open_store
 
     client = system["client"]
-    # Two free jobs fill both workers; the first has the most steps left, so it parks first.
+    # Two free jobs fill both workers; the one with the most steps left parks first.
     free = {
         client.submit("a long slow pan", tier="free", steps=50, seed=31, **ASK): (31, 50),
         client.submit("another long take", tier="free", steps=48, seed=32, **ASK): (32, 48),
     }
-    first, second = free
     wait_for(
         lambda: all((v := client.get(j)).state == "running" and v.progress.step >= 2 for j in free),
         timeout_s=300,
@@ -83,10 +82,11 @@ def test_free_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
         view = client.wait(job, timeout=400)
         assert view.state == "succeeded" and view.preemptions == 1, view
         assert view.attempts == 1, view  # a park is not a failure
-    # The first parked free job went to the worker that ran the short api job; the second
-    # resumed on the worker of the long api job: each on the other worker.
-    assert leased_to(system, long_api)[0] == leased_to(system, first)[0]
-    assert leased_to(system, short_api)[0] == leased_to(system, second)[0]
+    # The api jobs ran on the two workers the free jobs were parked from, one each, and each
+    # free job resumed on the other worker. (Which free job parks first depends on their
+    # progress when the api jobs arrive, which a loaded machine shifts by a few steps.)
+    api_workers = {leased_to(system, long_api)[0], leased_to(system, short_api)[0]}
+    assert api_workers == {leased_to(system, job)[0] for job in free} and len(api_workers) == 2
     for job in free:
         workers = leased_to(system, job)
         assert len(workers) == 2 and workers[0] != workers[1], workers
