@@ -20,6 +20,7 @@ import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
+from luma_ray.scheduler.accounts import Accounts
 from luma_ray.scheduler.job_facts import JobFacts
 from luma_ray.scheduler.job_queue import JobQueue
 from luma_ray.scheduler.policies import Policy
@@ -71,6 +72,8 @@ class QueueBook:
         self._by_model: dict[str, list[tuple[TierSpec, str, Lane]]] = {}
         self._model_of: dict[int, str] = {}
         self._lanes_of_tier: dict[str, list[FairLane]] = {}
+        self._accounts: dict[str, Accounts] = {}
+        """Per tier, the tenants' virtual times, shared by the tier's model lanes."""
         self._capped: set[tuple[str, str]] = set()
 
     def queue(self, tier: str, model: str) -> Lane:
@@ -78,7 +81,10 @@ class QueueBook:
         q = self.queues.get(key)
         if q is None:
             if self.fair_share:
-                lane = FairLane(self._weight_of, self.lag_jobs, self.facts, self.flood_share)
+                accounts = self._accounts.setdefault(tier, Accounts())
+                lane = FairLane(
+                    self._weight_of, self.lag_jobs, self.facts, self.flood_share, accounts
+                )
                 self._lanes_of_tier.setdefault(tier, []).append(lane)
                 q = lane
             else:

@@ -4,12 +4,14 @@ A :class:`FairLane` splits one (tier, model) queue by tenant. Each tenant has a 
 :class:`~luma_ray.scheduler.job_queue.JobQueue` and a *virtual time* (VTC-style): every
 dispatch of one of its jobs adds ``cost / weight`` to it (the cost is given at push: the
 simulator passes the job's service time, the live scheduler ``job_facts.job_cost``; at
-dispatch the lane reads it back through ``JobFacts``, from the caller's own records). A tenant that
-(re)joins the lane, i.e. gets a queued job while it had none, is lifted to
-``max(its vtime, least vtime among the lane's other tenants with queued jobs)``, or, when no
-tenant has queued jobs, to the lane's *floor* (the largest vtime any tenant had when it last
-left), so an idle tenant banks no credit. Every charge and every join also stamps the tenant
-with a lane-wide counter; among equal vtimes the older stamp goes first (round robin).
+dispatch the lane reads it back through ``JobFacts``, from the caller's own records). The
+virtual time is the tenant's account in the *tier* (:mod:`.accounts`), shared by the tier's
+model lanes: a charge in one lane shows in the others at once. A tenant that gets a queued job
+while it has none in the tier is lifted to the least vtime among the tier's tenants with queued
+jobs, or, when there are none, to the tier's *floor* (the largest vtime any tenant had when it
+last left), so an idle tenant banks no credit. Every charge (in this lane or another of the
+tier) and every join of the lane stamps the tenant with a lane-wide counter; among equal vtimes
+the older stamp goes first (round robin).
 
 The lane offers two candidates, head-only, for the book's pick (:mod:`.queues`):
 
@@ -49,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 
+from luma_ray.scheduler.accounts import Accounts
 from luma_ray.scheduler.job_facts import JobFacts, KeptFacts
 from luma_ray.scheduler.job_queue import JobQueue
 
@@ -86,8 +89,11 @@ class FairLane:
         lag_jobs: float = DEFAULT_LAG_JOBS,
         facts: JobFacts | None = None,
         flood_share: float = DEFAULT_FLOOD_SHARE,
+        accounts: Accounts | None = None,
     ) -> None:
         self.weight_of = weight_of
+        self.accounts = Accounts() if accounts is None else accounts
+        """The tier's virtual times, shared with its other model lanes (own ones if None)."""
         self.lag_jobs = lag_jobs
         self.flood_share = flood_share
         self.facts: JobFacts = KeptFacts() if facts is None else facts
@@ -96,7 +102,6 @@ class FairLane:
         self._cost_n = 0
         self.tenants: dict[str, Tenant] = {}
         self.live = 0
-        self.floor = 0.0
         self._stamp = 0
         self._fair: list[tuple[float, int, str]] = []  # (vtime, stamp, tenant)
         self._dormant: list[tuple[float, str]] = []  # (-youngest job's time (a bound), tenant)
@@ -126,7 +131,7 @@ class FairLane:
         q = rec.q
         joined = not q.live
         if joined:
-            rec.vtime = max(rec.vtime, self._least_active())
+            rec.vtime = self.accounts.join(tenant, self)
             rec.stamp = self._next_stamp()
             heappush(self._active, (rec.vtime, tenant))
             new_head = True
@@ -158,11 +163,13 @@ class FairLane:
         self._forget(q.times[i], seq)
         q.remove_at(i)
         self.live -= 1
-        rec.vtime += self.facts.cost_of(seq) / self.weight_of(rec.name)
+        rec.vtime = self.accounts.charge(
+            rec.name, self.facts.cost_of(seq) / self.weight_of(rec.name), self
+        )
         self.facts.drop(seq)
         rec.stamp = self._next_stamp()
         if not q.live:
-            self.floor = max(self.floor, rec.vtime)
+            self.accounts.leave(rec.name, self)
             return
         heappush(self._active, (rec.vtime, rec.name))
         if not rec.capped:
@@ -188,10 +195,22 @@ class FairLane:
         self.live -= 1
         self.facts.drop(seq)
         if not q.live:
-            self.floor = max(self.floor, rec.vtime)
+            self.accounts.leave(tenant, self)
         elif was_head and not rec.capped:
             self._push_head(rec)
         return True
+
+    def sync(self, tenant: str, vtime: float) -> None:
+        """The tenant was charged in another lane of the tier: its virtual time is now
+        ``vtime`` here too, and it is stamped as if charged here (round robin)."""
+        rec = self.tenants[tenant]
+        self._changes += 1
+        rec.vtime = vtime
+        rec.stamp = self._next_stamp()
+        heappush(self._active, (vtime, tenant))
+        if rec.fair and not rec.capped:
+            heappush(self._fair, (vtime, rec.stamp, tenant))
+        self._bound()
 
     def set_capped(self, tenant: str, capped: bool) -> None:
         """Park (``capped``) or unpark a tenant; parked tenants offer no candidate."""
@@ -342,6 +361,7 @@ class FairLane:
         return self._stamp
 
     def _least_active(self) -> float:
+        """The least vtime of the lane's tenants with queued jobs (the tier's, if none)."""
         heap = self._active
         while heap:
             v, name = heap[0]
@@ -349,7 +369,7 @@ class FairLane:
             if rec.q.live and rec.vtime == v:
                 return v
             heappop(heap)
-        return self.floor
+        return self.accounts.least_active()
 
     def _push_head(self, rec: Tenant) -> None:
         q = rec.q

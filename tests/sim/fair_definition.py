@@ -2,11 +2,14 @@
 :meth:`QueueBook.pick` with fair share must equal (tests/sim/test_pick_equivalence.py) and that
 the simulator's fair-share replay must follow (tests/sim/test_simulate.py).
 
-No heaps, no sub-queues: per lane (tier, model), each tenant has a virtual time and a
-stamp; a tenant that gets a queued job while it has none is lifted to max(own vtime, least
-vtime of the lane's tenants with queued jobs, or the lane's floor when there are none) and
-stamped; a dispatch adds cost / weight and stamps; a tenant left with no queued job raises the
-floor to its vtime. A pick takes the argmax by (rank, older, lower seq) over (a) per lane, the
+No heaps, no sub-queues: per tier, each tenant has one virtual time (its account, shared by
+the tier's model lanes), and per lane (tier, model) a stamp. A tenant that gets a queued job
+while it has none in the tier is lifted to max(own vtime, least vtime of the tier's tenants
+with queued jobs, or the tier's floor when there are none); one that gets a queued job while it
+has none in the lane is stamped there. A dispatch adds cost / weight to the account and stamps
+the tenant in its lane and in every other lane of the tier where it has queued jobs; a tenant
+left with no queued job in the tier raises the tier's floor to its vtime. A pick takes the
+argmax by (rank, older, lower seq) over (a) per lane, the
 band-0 job of an uncapped tenant that is least by (vtime, stamp, -rank, enqueue time, seq),
 and (b) every queued job of an uncapped tenant in a band >= 1. With a lag (``lag_jobs`` > 0),
 (a) is first the lane's oldest band-0 job by (enqueue time, seq), capped tenants' included,
@@ -51,9 +54,11 @@ class Definition:
     weights: dict[str, float]
     caps: dict[str, int]
     queued: dict[int, FairEntry] = field(default_factory=dict)
-    vtime: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    vtime: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Per (tier, tenant): one account, shared by the tier's model lanes."""
     stamp: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    floor: dict[tuple[str, str], float] = field(default_factory=dict)
+    floor: dict[str, float] = field(default_factory=dict)
+    """Per tier."""
     clock: dict[tuple[str, str], int] = field(default_factory=dict)
     leased: Counter = field(default_factory=Counter)
     tiers: dict = field(default_factory=lambda: TIERS)
@@ -64,9 +69,11 @@ class Definition:
     seen: Counter = field(default_factory=Counter)
     """Fair-share states met: lifts, vtime ties, parked tenants passed over."""
 
-    def has_queued(self, tier: str, model: str, tenant: str) -> bool:
+    def has_queued(self, tier: str, model: str | None, tenant: str) -> bool:
+        """Whether ``tenant`` has a queued job in the lane (in the tier: ``model`` None)."""
         return any(
-            (e.tier, e.model, e.tenant) == (tier, model, tenant) for e in self.queued.values()
+            (e.tier, e.tenant) == (tier, tenant) and model in (None, e.model)
+            for e in self.queued.values()
         )
 
     def _stamp(self, key: tuple[str, str, str]) -> None:
@@ -75,34 +82,37 @@ class Definition:
         self.stamp[key] = self.clock[lane]
 
     def push(self, e: FairEntry) -> None:
-        key = (e.tier, e.model, e.tenant)
-        if not self.has_queued(*key):
+        account = (e.tier, e.tenant)
+        if not self.has_queued(e.tier, None, e.tenant):
             others = {
-                self.vtime[(o.tier, o.model, o.tenant)]
-                for o in self.queued.values()
-                if (o.tier, o.model) == (e.tier, e.model)
+                self.vtime[(o.tier, o.tenant)] for o in self.queued.values() if o.tier == e.tier
             }
-            least = min(others) if others else self.floor.get((e.tier, e.model), 0.0)
-            if least > self.vtime.get(key, 0.0):
+            least = min(others) if others else self.floor.get(e.tier, 0.0)
+            if least > self.vtime.get(account, 0.0):
                 self.seen["lift"] += 1
-            self.vtime[key] = max(self.vtime.get(key, 0.0), least)
-            self._stamp(key)
+            self.vtime[account] = max(self.vtime.get(account, 0.0), least)
+        if not self.has_queued(e.tier, e.model, e.tenant):
+            self._stamp((e.tier, e.model, e.tenant))
         self.queued[e.seq] = e
         sums = self.pushed.setdefault((e.tier, e.model), [0.0, 0])
         sums[0] += e.cost
         sums[1] += 1
 
     def _left(self, e: FairEntry) -> None:
-        key = (e.tier, e.model, e.tenant)
-        if not self.has_queued(*key):
-            lane = (e.tier, e.model)
-            self.floor[lane] = max(self.floor.get(lane, 0.0), self.vtime[key])
+        if not self.has_queued(e.tier, None, e.tenant):
+            self.floor[e.tier] = max(self.floor.get(e.tier, 0.0), self.vtime[(e.tier, e.tenant)])
 
     def dispatch(self, e: FairEntry) -> None:
         del self.queued[e.seq]
-        key = (e.tier, e.model, e.tenant)
-        self.vtime[key] += e.cost / self.weights.get(e.tenant, 1.0)
-        self._stamp(key)
+        self.vtime[(e.tier, e.tenant)] += e.cost / self.weights.get(e.tenant, 1.0)
+        # the charge shows in every lane of the tier where the tenant has queued jobs
+        for model in sorted(
+            {o.model for o in self.queued.values() if (o.tier, o.tenant) == (e.tier, e.tenant)}
+            - {e.model}
+        ):
+            self.seen["charge_elsewhere"] += 1
+            self._stamp((e.tier, model, e.tenant))
+        self._stamp((e.tier, e.model, e.tenant))
         self._left(e)
 
     def cancel(self, e: FairEntry) -> None:
@@ -131,7 +141,13 @@ class Definition:
             r = p.rank(tier, band, now_s - e.enqueued_at_s)
             if band == 0:
                 key3 = (e.tier, e.model, e.tenant)
-                order = (self.vtime[key3], self.stamp[key3], -r, e.enqueued_at_s, e.seq)
+                order = (
+                    self.vtime[(e.tier, e.tenant)],
+                    self.stamp[key3],
+                    -r,
+                    e.enqueued_at_s,
+                    e.seq,
+                )
                 lane = (e.tier, e.model)
                 held = fair.get(lane)
                 if held is not None and held[0][0] == order[0] and held[2] != e.tenant:
@@ -168,9 +184,9 @@ class Definition:
         own = sum(o.tenant == e.tenant for o in lane)
         if self.lag_jobs <= 0 or own <= self.flood_share * len(lane):
             return False
-        least = min(self.vtime[(o.tier, o.model, o.tenant)] for o in lane)
+        least = min(self.vtime[(o.tier, o.tenant)] for o in lane)
         total, n = self.pushed[(e.tier, e.model)]
-        return self.vtime[(e.tier, e.model, e.tenant)] > least + self.lag_jobs * total / max(n, 1)
+        return self.vtime[(e.tier, e.tenant)] > least + self.lag_jobs * total / max(n, 1)
 
     def _lag_candidates(self, models: set[str], now_s: float) -> dict[tuple[str, str], tuple]:
         """Per lane, the oldest band-0 job when its tenant is within the lag (replaces the
@@ -181,7 +197,7 @@ class Definition:
         least: dict[tuple[str, str], float] = {}
         for e in self.queued.values():
             lane = (e.tier, e.model)
-            v = self.vtime[(e.tier, e.model, e.tenant)]
+            v = self.vtime[(e.tier, e.tenant)]
             least[lane] = min(least.get(lane, v), v)
             if e.model not in models:
                 continue
@@ -197,7 +213,7 @@ class Definition:
             lag = self.lag_jobs * total / max(n, 1)
             if self.capped(e.tier, e.tenant):
                 continue
-            if self.vtime[(e.tier, e.model, e.tenant)] > least[lane] + lag:
+            if self.vtime[(e.tier, e.tenant)] > least[lane] + lag:
                 self.seen["past_lag"] += 1
                 continue
             self.seen["within_lag"] += 1

@@ -11,7 +11,6 @@ band's share, of api's (api 0.951, the others 0.36x).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from luma_ray.scheduler.tiers import tier_specs
 from luma_ray.sim.simulate import _replay
 from luma_ray.sim.traces import write_gentd26
 from luma_ray.sim.traces.flood import add_flood
+from luma_ray.sim.traces.flood import attainment as flood_attainment
 from luma_ray.sim.traces.reader import Trace, read_capacity, read_trace
 
 SPECS = tier_specs(default_tiers())
@@ -36,15 +36,7 @@ def gentd26(tmp_path_factory) -> tuple[Trace, list[tuple[float, int]]]:
 
 
 def attainment(trace: Trace, start: list[float], tier: str, skip_tenant: str = "") -> float:
-    met = n = 0
-    slo = SPECS[tier].max_wait_s
-    for i, t in enumerate(trace.tier):
-        if t != tier or trace.tenant[i] == skip_tenant:
-            continue
-        n += 1
-        wait = start[i] - trace.arrival_s[i]
-        met += not math.isnan(wait) and wait <= slo
-    return met / n
+    return flood_attainment(trace, start, tier, SPECS[tier].max_wait_s, skip_tenant)
 
 
 def flood_figures(gentd26, name: str, params: dict, fair_share: bool) -> dict[str, float]:

@@ -368,7 +368,7 @@ def test_fair_share_runs_meet_every_kind_of_pick(spec) -> None:
     print(spec, dict(kinds), dict(seen))
     bands = {"slo_guard": 3, "shifting": 3, "slo_ratchet": 4, "slo_shadow": 4}.get(spec[0], 1)
     assert set(kinds) == {("fair", 0)} | {("age", b) for b in range(1, bands)}
-    assert seen["lift"] and seen["vtime_tie"] and seen["parked"]
+    assert seen["lift"] and seen["vtime_tie"] and seen["parked"] and seen["charge_elsewhere"]
     assert seen["within_lag"] and seen["past_lag"]  # deadline order, then fair share
 
 

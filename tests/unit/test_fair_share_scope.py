@@ -1,17 +1,13 @@
-"""Fair share's scope: one virtual-time account per (tier, tenant) is the intent.
+"""Fair share's scope: one virtual-time account per (tier, tenant), shared by the tier's
+model queues (luma_ray/scheduler/accounts.py).
 
-The simulator keeps one queue per tier, so there a tenant's virtual time counts everything it
-runs in the tier. The live scheduler keeps one queue per (tier, model), each with its own
-virtual times, so a tenant served many times on one model starts level with the others on the
-next. On a trace with many models (GenTD26 has 85) a flood is then contained only where it is
-past the lag in one model's queue, and the live core's picks part from the simulator's
-(docs/scheduling.md, "Not yet confirmed on the live scheduler"). The second test states the
-intended behaviour and is expected to fail until the model queues of a tier share the accounts.
+A tenant served on one model of a tier waits for the others on the tier's next model, as it
+does in the simulator, which keeps one queue per tier. With an account per (tier, model) queue,
+as the live scheduler had before, it started level there: on a trace with many models (GenTD26
+has 87) a flood was then contained only where it was past the lag in one model's queue.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from luma_ray.config import default_tiers
 from luma_ray.scheduler.policies import make_policy
@@ -41,10 +37,5 @@ def test_in_one_model_the_tenant_served_more_waits() -> None:
     assert served_big_then_asked("a") == "small"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fair share is per (tier, model) queue in the live scheduler, per tier in the "
-    "simulator (docs/scheduling.md)",
-)
 def test_across_models_the_tenant_served_more_waits() -> None:
     assert served_big_then_asked("b") == "small"

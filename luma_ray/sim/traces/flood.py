@@ -52,3 +52,18 @@ def add_flood(
         model=[models[i] for i in idx],
         service_s=services[order].tolist(),
     )
+
+
+def attainment(
+    trace: Trace, start_s: list[float], tier: str, slo_s: float, skip_tenant: str = ""
+) -> float:
+    """The share of ``tier``'s jobs, ``skip_tenant``'s left out, that started within
+    ``slo_s`` of arriving (``start_s`` per job, NaN for one that never started)."""
+    met = n = 0
+    for i, t in enumerate(trace.tier):
+        if t != tier or trace.tenant[i] == skip_tenant:
+            continue
+        n += 1
+        wait = start_s[i] - trace.arrival_s[i]
+        met += wait <= slo_s  # False for NaN
+    return met / max(n, 1)
