@@ -3,12 +3,12 @@
 A file here starts clusters and services of its own and spends most of its time waiting on them:
 the Slurm burst cases wait on Slurm's minute-granular time limit (about 4.5 minutes, most of it
 idle). So, when the whole suite runs (the wrapper test ``tests/integration/test_child_runs.py``
-is collected), the root conftest:
-
-- starts one child ``python -m pytest`` per entry of ``CHILDREN`` when the session reaches its
-  sim and unit tests, so they never overlap the integration cluster's start or the notebooks;
-- moves the wrapper to the end of the run, where it waits for each child and passes when all of
-  the child's tests passed, showing the child's output when not.
+is collected), the root conftest moves the wrapper to the end of the run, where it starts one
+child ``python -m pytest`` per entry of ``CHILDREN``, waits for it and passes when all of the
+child's tests passed, showing the child's output when not. The child used to start when the
+session reached its sim and unit tests, to overlap them; on the 2-core machine the burst
+node's ``ray start`` then timed out ("Failed to get node info: Deadline Exceeded") in two runs
+of two, so it runs alone now, after them.
 
 A file here is not named ``test_*.py``, so the main session never collects it
 (``slurm_burst_cases.py`` starts a Ray cluster in its own process, which the session's process,

@@ -16,23 +16,13 @@ import pytest  # noqa: E402
 
 from tests import child_runs  # noqa: E402
 
-_CHILDREN_WANTED: list[str] = []
-
 
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     wrappers = [item for item in items if item.nodeid.startswith(child_runs.WRAPPER)]
-    if not wrappers:
-        return
-    items[:] = [item for item in items if item not in wrappers] + wrappers
-    _CHILDREN_WANTED[:] = [w.callspec.params["name"] for w in wrappers]  # type: ignore[attr-defined]
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _CHILDREN_WANTED and item.nodeid.startswith(("tests/sim/", "tests/unit/")):
-        for name in _CHILDREN_WANTED:
-            child_runs.start(name)
+    if wrappers:  # last, after the main session's tests, so that nothing competes with them
+        items[:] = [item for item in items if item not in wrappers] + wrappers
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

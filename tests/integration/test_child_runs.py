@@ -2,8 +2,7 @@
 
 Each child runs its files with ``python -m pytest``; this test passes when the child exits 0
 having passed all of its tests, and shows the child's output otherwise. In the whole suite the
-root conftest started the children earlier and runs this test last; selected alone, it starts
-its child here.
+root conftest runs this test last, after every other test; it starts its child here.
 
 - ``slurm_burst``: ``slurm_burst_cases.py``, the Slurm burst script on a real Slurm (a cancel and
   a time limit both drain the burst node and the job resumes on the head's pool). Its cases start
