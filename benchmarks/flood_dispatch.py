@@ -1,6 +1,6 @@
 """A flood through the live scheduler's core: issue 13's flood test, in the dispatch simulator.
 
-The GenTD26 replay (speedup 50, 25 slots, its 85 models) with one free tenant added at
+The GenTD26 replay (speedup 50, 25 slots, its 87 models) with one free tenant added at
 ``--factor`` times the free tier's volume (``add_flood``), replayed through the real
 ``SchedulerCore`` (luma_ray.sim.dispatch_sim): one cluster of 25 slots, ``--latency`` seconds
 from lease to start, each worker pulling ``--lead`` seconds before its job ends. Reports api's
