@@ -12,10 +12,10 @@ of two, so it runs alone now, after them.
 
 A file here is not named ``test_*.py``, so the main session never collects it
 (``slurm_burst_cases.py`` starts a Ray cluster in its own process, which the session's process,
-already connected to the integration cluster, cannot). Head-node loss and ``serve deploy`` on S3 ran here too, in a second child: on the
-2-core machine, beside the unit tests and the Slurm child, head-node loss's second
-``ray start`` timed out ("the current node timed out during startup"), so they run in the
-main session again.
+already connected to the integration cluster, cannot). Head-node loss and ``serve deploy`` on
+S3 ran here too, in a second child: on the 2-core machine, beside the unit tests and the Slurm
+child, head-node loss's second ``ray start`` timed out ("the current node timed out during
+startup"), so they run in the main session again.
 
 Run alone, a file runs in-process as usual; the wrapper selected alone starts its child itself.
 A child still running when the session ends (an interrupt, ``-x``) is killed with its process
