@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +38,3 @@ def local_ray(num_cpus: int = 4) -> Iterator[Path]:
         finally:
             ray.shutdown()
             shutil.rmtree(root, ignore_errors=True)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for the HTTP API of a benchmark's cluster)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -38,7 +38,9 @@ import threading
 import time
 from pathlib import Path
 
-from _cluster import free_port, local_ray
+from _cluster import local_ray
+
+from luma_ray.workers.tcp_ports import free_port
 
 TOKENIZER_REPO = "luma-bench/tiny-words"
 PROMPT = "a red ball bouncing on green grass"

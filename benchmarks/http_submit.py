@@ -18,7 +18,9 @@ import statistics
 import time
 
 import httpx
-from _cluster import free_port, local_ray
+from _cluster import local_ray
+
+from luma_ray.workers.tcp_ports import free_port
 
 
 async def drive(url: str, headers: dict[str, str], body: dict, n: int, clients: int):

@@ -21,7 +21,9 @@ import platform
 import statistics
 import time
 
-from _cluster import free_port, local_ray
+from _cluster import local_ray
+
+from luma_ray.workers.tcp_ports import free_port
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -25,7 +25,6 @@ import datetime
 import inspect
 import logging
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from luma_ray.models.interface import (
     StepAnswer,
     can_park,
 )
+from luma_ray.workers.tcp_ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,7 @@ class ModelHost:
         """Where the group meets (called on rank 0): this node's address and a free port."""
         import ray
 
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
+        port = free_port(host="")
         address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         return address, port
 

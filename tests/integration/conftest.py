@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sqlite3
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from luma_ray.workers.tcp_ports import free_port
 
 LEASE_TTL_S = 4.0
 CLUSTER, ACCEL = "luma.io/cluster", "luma.io/accelerator"
@@ -44,12 +45,6 @@ def wait_for(
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(delay)  # polling interval
         delay = min(0.25, delay * 1.5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def own_ray_env(root: Path) -> Path:

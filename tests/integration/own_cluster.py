@@ -7,28 +7,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from luma_ray.workers.tcp_ports import free_ports
 
 if TYPE_CHECKING:
     from luma_ray.serving_cli.head import Head
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1 (held open together while chosen, so the
-    kernel cannot hand out one twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def own_head(env: dict[str, str], log: Path, http_port: int) -> tuple[Head, str]:
-    """A Ray head of this test's own, every port free (not Ray's defaults) and none the HTTP
-    API's; the head and its dashboard's address (for ``serve deploy -a``)."""
+def own_head(env: dict[str, str], log: Path) -> tuple[Head, str]:
+    """A Ray head of this test's own, every port free (not Ray's defaults; none that
+    ``free_port`` gave the test, e.g. its HTTP API's); the head and its dashboard's address
+    (for ``serve deploy -a``)."""
     from luma_ray.serving_cli.head import head_command, ray_temp_dir, start_head
 
     names = (
@@ -42,10 +34,7 @@ def own_head(env: dict[str, str], log: Path, http_port: int) -> tuple[Head, str]
         "runtime-env-agent-port",
         "metrics-export-port",
     )
-    chosen = free_ports(len(names))
-    while http_port in chosen:
-        chosen = free_ports(len(names))
-    ports = dict(zip(names, chosen, strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))  # never one given before
     command = head_command(ray_temp_dir(env), num_cpus=4)
     command += [f"--{name}={port}" for name, port in ports.items()]
     head = start_head(env, 4, log, timeout_s=240.0, command=command)

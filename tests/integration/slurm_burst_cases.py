@@ -41,6 +41,10 @@ pytestmark = pytest.mark.timeout(480)
 ROOT = Path(__file__).resolve().parents[2]
 SBATCH = ROOT / "cluster_configs" / "slurm-burst.sbatch"
 CLUSTER, ACCEL, BURST = "luma.io/cluster", "luma.io/accelerator", "luma.io/burst"
+LEASE_TTL_S = 30.0
+"""A running job heartbeats once per step (3 s plus its compute). With 6 s, one full run saw
+the job's lease on the burst node expire before the drain handed it back (most likely a step
+slowed by the head pool's start on the 2-core machine); the hand-back must not race that."""
 PULL_WAIT_S = 1.0
 """WorkerLoop's pull_wait_s: how long a worker's pull waits in the scheduler for a job."""
 ASK: dict[str, Any] = {"model": PARK_MODEL, "frames": 4, "size": "32x32", "fps": 8}
@@ -89,7 +93,7 @@ def head() -> Iterator[dict[str, Any]]:
     runtime = RuntimeConfig(
         http_host=None,
         data_dir=str(root / "data"),
-        scheduler=SchedulerConfig(lease_ttl_s=6.0),
+        scheduler=SchedulerConfig(lease_ttl_s=LEASE_TTL_S),
         pools=[on_head],
     )
     repo = ModelRepository(open_store(runtime.repository), time.time)
@@ -229,14 +233,28 @@ def assert_handed_back_and_resumed(head: dict[str, Any], job: str, out: Path) ->
         raise AssertionError(f"{exc}; its history: {history}\n{_tail(out)}") from None
     record = journal_record(head, job)
     reasons = [h[2] for h in record["history"]]
-    assert "handed back by its worker" in reasons, reasons
-    assert "lease expired" not in reasons, reasons
+    seen = f"{record['history']}\n{_tail(out)}\n{_worker_lines(head, job)}"
+    assert "handed back by its worker" in reasons, seen
+    assert "lease expired" not in reasons, seen
     leased = [h[2] for h in record["history"] if h[1] == "leased"]
     assert len(leased) == 2 and leased[0] != leased[1], leased
     assert record["enqueued_at_s"] == record["created_at_s"], record  # its original place
     view = client.get(job)
     assert view.attempts == 1 and view.state in ("leased", "running"), view
     client.cancel(job)  # it would run for minutes more; the head's worker is needed next
+
+
+def _worker_lines(head: dict[str, Any], job: str, lines: int = 30) -> str:
+    """The last lines the workers logged about ``job`` (both nodes log under the head's
+    ``RAY_TMPDIR``), with the file each came from."""
+    found = [
+        f"{log.name}: {line}"
+        for log in sorted((head["root"] / "ray").glob("**/logs/**/*"))
+        if log.is_file() and log.suffix in (".log", ".out", ".err")
+        for line in log.read_text(errors="replace").splitlines()
+        if job in line
+    ]
+    return "\n".join(found[-lines:]) or f"(no worker log line names {job})"
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -120,7 +120,7 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
     options += ["--port", str(port)]
     heads: list[Head] = []
     try:
-        heads.append(own_head(env, root / "head-1.log", port)[0])
+        heads.append(own_head(env, root / "head-1.log")[0])
         up = _run(
             [*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[0].address}, 400
         )
@@ -164,7 +164,7 @@ def test_a_cluster_killed_mid_load_finishes_every_accepted_job_once_on_restart()
         assert finished and in_flight and "queued" in states.values(), states
         print(f"at the kill: {sorted(states.values())}")
 
-        heads.append(own_head(env, root / "head-2.log", port)[0])
+        heads.append(own_head(env, root / "head-2.log")[0])
         _run([*luma, "up", "--detach", *options], {**env, "RAY_ADDRESS": heads[1].address}, 400)
 
         def all_done() -> dict[str, Job] | None:

@@ -131,7 +131,7 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
     ]
     head = None
     try:
-        head, dashboard = own_head(env, root / "head.log", port)
+        head, dashboard = own_head(env, root / "head.log")
         env["RAY_ADDRESS"] = head.address
         _run([*luma, "up", "--detach", *options], env, timeout_s=600)
         config = root / "luma.yaml"
