@@ -1,173 +1,147 @@
-"""When to park a running job so that a more urgent queued one keeps its SLO (issue 13, item 4).
+"""Parking in the live scheduler: which running jobs to ask to park, their pace, and the park.
 
-This is the live scheduler's own minimal trigger; the shared decision rule
-(``scheduler/preemption.py``, ``PreemptionRule``) replaces :func:`park_when` once it lands, and
-its ``PreemptionConfig`` replaces the constants below. The service calls :func:`mark_parks`
-(after submits, parks and on its timer); the core answers each heartbeat with the mark of its
-job; a worker that can park stops its model at the next step boundary and reports ``Park``
-(:func:`park`).
+The decision is the simulator's own rule, :class:`~luma_ray.scheduler.preemption.PreemptionRule`
+(``scheduler/preemption.py``), configured by ``SchedulerConfig.preemption``: this module only
+builds its inputs from the live state. The service calls :func:`mark_parks` (after submits,
+parks and on its timer); the core answers each heartbeat with the mark of its job; a worker
+that can park stops its model at the next step boundary and reports ``Park`` (:func:`park`).
 
-The rule, per queue head (the oldest job of each (tier, model) queue), most urgent tier first:
+Per model, the rule sees:
 
-- it has waited at least ``settle_s``: a worker of its model that was idle would have pulled
-  it by then, so every worker of its model is busy (or its cluster is at its dispatch limit);
-- it would miss its SLO: no running job of its model ends (by the pace of its steps so far)
-  before the head's SLO runs out (a job with fewer than two heartbeats has no pace yet and
-  counts as not ending in time);
-- the victim runs the same model in a lower tier, was not parked in the last ``min_gap_s``,
-  has more than ``overhead_s`` left (parking a job about to finish does not pay) and is not
-  already the victim of another head; of those, the lowest tier, then the most time left.
+- the *waiting* jobs: the head of each (tier, model) queue (its oldest job that may start now),
+  most urgent tier first, once it has waited ``PARK_SETTLE_S`` (a worker of its model that was
+  idle would have pulled it by then, so every worker of its model is busy or at its cluster's
+  dispatch limit). A head that ran before (it was parked) has had its first start: it never
+  causes a park;
+- the *running* jobs of that model: each one's steps done and total from its heartbeats, its
+  pace (seconds per step over this lease's steps so far; unknown, so never ending in time and
+  never a victim, until two heartbeats came with different steps), when its last step ended,
+  when it was last parked and how many times.
 
-A running job that would end in time is counted as that head's worker, so two heads do not
-both count on it. Pure: time is an argument.
+``PreemptionRule.decide_each`` then gives each head a slot (the soonest to free if in time,
+else the slot of the job it parks), so two heads never count on the same job. Marks are
+recomputed from scratch each time: a mark the rule no longer makes lapses. Pure: time is an
+argument.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from luma_ray.config import PreemptionConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobId, JobState, Progress
+from luma_ray.scheduler.preemption import PreemptionRule, Running, Waiting
 from luma_ray.scheduler.tiers import TierSpec
 
 if TYPE_CHECKING:  # the core imports this module
     from luma_ray.scheduler.core import SchedulerCore
 
-PARK_MIN_GAP_S = 300.0
-"""A parked job is not parked again for this long (it would thrash between workers)."""
 PARK_SETTLE_S = 1.0
 """A queue head still queued after this long has no idle worker of its model."""
-PARK_OVERHEAD_S = 5.0
-"""What a park and a resume cost together (the state written and read back, a step redone at
-worst); a job with less left than this runs on."""
-
-
-@dataclass(frozen=True)
-class Waiter:
-    """A queue head as the rule sees it."""
-
-    tier_order: int
-    """0 for the highest tier."""
-    model: str
-    """The model's name (without ``@version``)."""
-    waited_s: float
-    slack_s: float
-    """Its tier's SLO minus what it waited: the most it may still wait."""
-
-
-@dataclass(frozen=True)
-class Runner:
-    """A running job as the rule sees it."""
-
-    job_id: JobId
-    tier_order: int
-    model: str
-    left_s: float
-    """Estimated time to its last step (``inf`` while unknown)."""
-    parked_at_s: float | None
-
-
-def park_when(
-    waiters: Iterable[Waiter],
-    runners: Iterable[Runner],
-    now_s: float,
-    min_gap_s: float = PARK_MIN_GAP_S,
-    settle_s: float = PARK_SETTLE_S,
-    overhead_s: float = PARK_OVERHEAD_S,
-) -> set[JobId]:
-    """The running jobs to park now (see the module docstring for the rule)."""
-    free = list(runners)
-    victims: set[JobId] = set()
-    for head in sorted(waiters, key=lambda w: (w.tier_order, -w.waited_s)):
-        if head.waited_s < settle_s:
-            continue
-        same = [r for r in free if r.model == head.model]
-        soonest = min(same, key=lambda r: r.left_s, default=None)
-        if soonest is None:
-            continue  # no running job of its model: parking frees nothing for it
-        if soonest.left_s <= head.slack_s:
-            free.remove(soonest)  # that worker will take it in time
-            continue
-        candidates = [
-            r
-            for r in same
-            if r.tier_order > head.tier_order
-            and r.left_s > overhead_s
-            and (r.parked_at_s is None or now_s - r.parked_at_s >= min_gap_s)
-        ]
-        if candidates:
-            victim = max(candidates, key=lambda r: (r.tier_order, r.left_s))
-            free.remove(victim)
-            victims.add(victim.job_id)
-    return victims
 
 
 class Parking:
-    """The core's parking marks and each running job's pace (for :func:`park_when`)."""
+    """The core's parking marks and each running job's pace (the rule's inputs)."""
 
     def __init__(self) -> None:
         self.marked: set[JobId] = set()
         """Running jobs asked to park: their next heartbeat says so."""
-        self._since: dict[JobId, tuple[float, int]] = {}
+        self._first: dict[JobId, tuple[float, int]] = {}
         """Per running job: when its lease first reported a step, and that step."""
+        self._last: dict[JobId, tuple[float, int]] = {}
+        """Per running job: when its step last advanced, and to which step."""
+        self._rule: tuple[PreemptionConfig, PreemptionRule] | None = None
 
     def beat(self, job: Job, now_s: float) -> bool:
         """A heartbeat of ``job`` (its progress already recorded): should it park?"""
-        if job.state is JobState.RUNNING and job.id not in self._since:
-            self._since[job.id] = (now_s, job.progress.step)
+        if job.state is JobState.RUNNING:
+            step = job.progress.step
+            if job.id not in self._first:
+                self._first[job.id] = (now_s, step)
+            last = self._last.get(job.id)
+            if last is None or step != last[1]:
+                self._last[job.id] = (now_s, step)
         return job.id in self.marked
 
     def drop(self, job_id: JobId) -> None:
         """The job's lease ended (parked, finished, requeued): forget its mark and pace."""
         self.marked.discard(job_id)
-        self._since.pop(job_id, None)
+        self._first.pop(job_id, None)
+        self._last.pop(job_id, None)
 
-    def left_s(self, job: Job, now_s: float) -> float:
-        """Time to the job's last step at the pace of this lease's steps so far."""
-        since = self._since.get(job.id)
-        if since is None or job.progress.step <= since[1]:
-            return math.inf
-        per_step = (now_s - since[0]) / (job.progress.step - since[1])
-        return per_step * max(0, job.progress.total - job.progress.step)
+    def running(self, job: Job, tier: TierSpec, now_s: float) -> Running:
+        """``job`` as the rule sees it, from this lease's heartbeats."""
+        done, total = job.progress.step, job.progress.total
+        first, last = self._first.get(job.id), self._last.get(job.id)
+        if total - done <= 0:
+            step_s, last_s = 0.0, now_s  # past its last step: its slot frees now
+        elif first is None or last is None or last[1] <= first[1]:
+            step_s, last_s = math.inf, now_s  # no pace yet
+        else:
+            step_s, last_s = (last[0] - first[0]) / (last[1] - first[1]), last[0]
+        return Running.from_progress(
+            job.id,
+            tier,
+            done,
+            total,
+            step_s,
+            last_s,
+            last_parked_s=job.parked_at_s,
+            parks=job.preemptions,
+        )
 
     def replan(
         self,
-        heads: Iterable[tuple[str, str, float]],
+        config: PreemptionConfig,
+        heads: Iterable[tuple[TierSpec, str, Job]],
         held: Iterable[Job],
         tiers: Mapping[str, TierSpec],
         now_s: float,
     ) -> set[JobId]:
-        """Mark the jobs to park now, from the queue heads (tier, model, wait) and the jobs
-        holding a lease; returns the marks."""
-        waiters = [
-            Waiter(tiers[t].order, _name(m), w, tiers[t].max_wait_s - w) for t, m, w in heads
-        ]
-        runners = [
-            Runner(j.id, tiers[j.tier].order, _name(j.queue), self.left_s(j, now_s), j.parked_at_s)
-            for j in held
-            if j.state is JobState.RUNNING
-        ]
-        self.marked = park_when(waiters, runners, now_s)
-        return self.marked
+        """Mark the jobs to park now, from the queue heads (tier, model, head job) and the
+        jobs holding a lease; returns the marks."""
+        if self._rule is None or self._rule[0] is not config:
+            self._rule = (config, PreemptionRule(config))
+        rule = self._rule[1]
+        waiting: dict[str, list[Waiting]] = {}
+        for tier, model, job in sorted(heads, key=lambda h: (h[0].order, h[2].enqueued_at_s)):
+            wait_s = now_s - job.enqueued_at_s
+            if wait_s >= PARK_SETTLE_S:
+                head = Waiting(tier, wait_s, started=job.preemptions > 0)
+                waiting.setdefault(model, []).append(head)
+        running: dict[str, list[Running]] = {}
+        for job in held:
+            model = _name(job.queue)
+            if job.state is JobState.RUNNING and model in waiting:
+                view = self.running(job, tiers[job.tier], now_s)
+                running.setdefault(model, []).append(view)
+        marks: set[JobId] = set()
+        for model, heads_of_model in waiting.items():
+            for decided in rule.decide_each(heads_of_model, running.get(model, ()), now_s):
+                marks.add(JobId(str(decided.key)))
+        self.marked = marks
+        return marks
 
 
 def mark_parks(core: SchedulerCore, now_s: float) -> set[JobId]:
-    """Ask running jobs to park where a queue head would miss its SLO otherwise
-    (:func:`park_when`); their heartbeats carry the marks. O(queues + leases). The service
-    calls it after submits and parks, and on its timer. Nothing is marked unless
+    """Ask running jobs to park where a queue head would miss its SLO otherwise (the
+    simulator's ``PreemptionRule``); their heartbeats carry the marks. O(queues + leases).
+    The service calls it after submits and parks, and on its timer. Nothing is marked unless
     ``preemption.enabled`` (off by default, as in the simulator; docs/scheduling.md)."""
-    if not core.config.preemption.enabled:
+    config = core.config.preemption
+    if not config.enabled:
         core.parking.marked = set()
         return set()
-    heads = [
-        (tier, model, core.oldest_wait_s(tier, model, now_s))
-        for (tier, model), q in core.queues.queues.items()
-        if q.live
-    ]
-    return core.parking.replan(heads, core._held.values(), core.tiers, now_s)
+    book = core.queues
+    heads = []
+    for tier, model in book.queues:
+        seq = book.head_seq(tier, model)
+        if seq is not None:
+            heads.append((core.tiers[tier], _name(model), core._job_at[seq]))
+    return core.parking.replan(config, heads, core._held.values(), core.tiers, now_s)
 
 
 def park(

@@ -148,6 +148,17 @@ class QueueBook:
             return q.oldest_s()
         return q.times[q.first_live()]
 
+    def head_seq(self, tier: str, model: str) -> int | None:
+        """Sequence number of the queue's oldest job that may start now (with fair share, of
+        an uncapped tenant), or None."""
+        q = self.queues.get((tier, model))
+        if q is None or not q.live:
+            return None
+        if isinstance(q, FairLane):
+            found = q.age_candidate()
+            return None if found is None else found[0].q.seqs[found[1]]
+        return q.seqs[q.first_live()]
+
     def ahead(
         self, tier: str, model: str, enqueued_at_s: float, seq: int, tenant: str = ""
     ) -> int | None:

@@ -1,11 +1,11 @@
 """Parking on the scheduler's side: the ``Park`` op requeues a job with its place, progress and
 sampler state (no attempt counted, journaled), the next lease carries the state, and the
-minimal trigger marks a lower-tier running job when a queued job would miss its SLO. The real
-service over a real SQLite journal, with a fake clock."""
+simulator's ``PreemptionRule``, fed from the live queues and heartbeats, marks a lower-tier
+running job when a queued job would miss its SLO. The real service over a real SQLite journal,
+with a fake clock."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from pathlib import Path
 
@@ -13,11 +13,9 @@ import pytest
 
 from luma_ray.config import parse_config
 from luma_ray.errors import InvalidRequest, StaleLease
-from luma_ray.jobs import JobId
 from luma_ray.jobs.codec import job_from_json
 from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
-from luma_ray.scheduler.parking import PARK_MIN_GAP_S, Runner, Waiter, park_when
 from luma_ray.scheduler.protocol import Assignment, Heartbeat, Park, Pull, SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
 
@@ -33,8 +31,8 @@ class Clock:
         return self.now
 
 
-def service(path: Path, clock: Clock, enabled: bool = True) -> SchedulerService:
-    config = parse_config({"preemption": {"enabled": enabled}})
+def service(path: Path, clock: Clock, enabled: bool = True, **rule: float) -> SchedulerService:
+    config = parse_config({"preemption": {"enabled": enabled, **rule}})
     return SchedulerService(config, Journal(path), LIMITS, clock)
 
 
@@ -99,6 +97,19 @@ def beat(svc: SchedulerService, a: Assignment, step: int = 2) -> bool:
     return svc.call(Heartbeat(a.job_id, a.token, step, a.request.steps)).park
 
 
+def asked_to_park(
+    svc: SchedulerService, clock: Clock, running_tier: str, pace_s: float = 10.0
+) -> bool:
+    """A 50-step job of ``running_tier`` runs at ``pace_s`` a step, an api job queues behind it
+    and waits 2 s, the timer looks: is the running job asked to park?"""
+    svc.submit(SubmitRequest(prompt=f"a long {running_tier} take", tier=running_tier, steps=50))
+    job = running(svc, clock, "w1", pace_s)
+    svc.submit(SubmitRequest(prompt="now please", tier="api"))
+    clock.now += 2
+    svc.tick()
+    return beat(svc, job)
+
+
 def test_an_api_job_that_would_miss_its_slo_parks_the_free_job(tmp_path: Path) -> None:
     clock = Clock()
     svc = service(tmp_path / "j.sqlite", clock)
@@ -139,18 +150,12 @@ def test_no_park_when_a_worker_frees_in_time_or_the_runner_is_not_lower(tmp_path
     svc.tick()
     assert not beat(svc, short)
     # An api job running long does not park for another api job.
-    svc2 = service(tmp_path / "k.sqlite", clock)
-    svc2.submit(SubmitRequest(prompt="a long api take", tier="api", steps=50))
-    long_api = running(svc2, clock, "w1", pace_s=10.0)
-    svc2.submit(SubmitRequest(prompt="api too", tier="api"))
-    clock.now += 2
-    svc2.tick()
-    assert not beat(svc2, long_api)
+    assert not asked_to_park(service(tmp_path / "k.sqlite", clock), clock, "api")
 
 
 def test_a_parked_job_is_not_parked_again_too_soon(tmp_path: Path) -> None:
     clock = Clock()
-    svc = service(tmp_path / "j.sqlite", clock)
+    svc = service(tmp_path / "j.sqlite", clock, min_gap_s=60.0)
     svc.submit(SubmitRequest(prompt="a long free take", tier="free", steps=50))
     free = running(svc, clock, "w1", pace_s=10.0)
     svc.submit(SubmitRequest(prompt="api", tier="api"))
@@ -165,10 +170,10 @@ def test_a_parked_job_is_not_parked_again_too_soon(tmp_path: Path) -> None:
     clock.now += 2
     svc.tick()
     assert not beat(svc, again)  # parked 12 s ago
-    for step in range(3, 3 + int(PARK_MIN_GAP_S // 30)):
+    for step in (3, 4):
         clock.now += 30  # it keeps running (and beating), the api job keeps waiting
         assert not beat(svc, again, step)
-    svc.tick()
+    svc.tick()  # parked 72 s ago; the api job has waited 62 s of its 120
     assert beat(svc, again, step)
 
 
@@ -185,39 +190,59 @@ def test_a_mark_ends_with_the_lease(tmp_path: Path) -> None:
     assert svc.core.parking.marked == set()
 
 
-# --- the rule alone ----------------------------------------------------------------------
+# --- the simulator's rule, fed from the live state ---------------------------------------
 
 
-def waiter(order: int = 0, waited: float = 5.0, slack: float = 100.0) -> Waiter:
-    return Waiter(order, "m", waited, slack)
+def test_a_late_or_resumed_head_parks_nothing(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock)
+    svc.submit(SubmitRequest(prompt="a long free take", tier="free", steps=50))
+    free = running(svc, clock, "w1", pace_s=10.0)
+    svc.submit(SubmitRequest(prompt="api", tier="api"))
+    for step in (3, 4, 5, 6):  # the free job beats every 30 s; nothing looks meanwhile
+        clock.now += 30.5
+        beat(svc, free, step)
+    svc.tick()  # the api job has waited 122 s: it missed its SLO, a park cannot save it
+    assert not beat(svc, free, 6)
+    # A parked job waiting to resume has had its first start: it parks nobody either. The
+    # free job runs 48 steps of 40 s more, past a light job's 1,800 s SLO.
+    for name, parked_first in (("k", True), ("m", False)):
+        svc2 = service(tmp_path / f"{name}.sqlite", clock)
+        svc2.submit(SubmitRequest(prompt="a very long free take", tier="free", steps=50))
+        free2 = running(svc2, clock, "w1", pace_s=40.0)
+        svc2.submit(SubmitRequest(prompt="a light take", tier="light", steps=50))
+        if parked_first:
+            light = lease(svc2, "w2")
+            svc2.call(Park(light.job_id, light.token, 1, 50, "memory://s"))
+        clock.now += 2
+        svc2.tick()
+        assert beat(svc2, free2) is not parked_first  # the control: a fresh light job does
 
 
-def runner(name: str, order: int = 4, left: float = 500.0, parked: float | None = None) -> Runner:
-    return Runner(JobId(name), order, "m", left, parked)
+def test_a_job_without_a_pace_or_with_too_little_left_is_not_parked(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = service(tmp_path / "j.sqlite", clock)
+    svc.submit(SubmitRequest(prompt="a free take", tier="free", steps=50))
+    a = lease(svc, "w1")
+    svc.call(Heartbeat(a.job_id, a.token, 1, 50))  # one step reported: no pace yet
+    svc.submit(SubmitRequest(prompt="api", tier="api"))
+    clock.now += 2
+    svc.tick()
+    assert not beat(svc, a, 1)
+    # 470 s left after its next boundary: parked with the default min_remaining_s (30 s, the
+    # first test), not with 600 s.
+    assert not asked_to_park(
+        service(tmp_path / "k.sqlite", clock, min_remaining_s=600), clock, "free"
+    )
 
 
-def test_the_rule_parks_the_lowest_tier_then_the_longest_and_one_per_head() -> None:
-    runners = [runner("light", 3), runner("free-short", 4, 300.0), runner("free-long", 4, 900.0)]
-    assert park_when([waiter()], runners, 0.0) == {"free-long"}
-    assert park_when([waiter(), waiter(0, 3.0)], runners, 0.0) == {"free-long", "free-short"}
-    # Only lower tiers: light-tier heads park the free jobs, never the light one.
-    three = [waiter(3), waiter(3), waiter(3)]
-    assert park_when(three, runners, 0.0) == {"free-long", "free-short"}
-
-
-def test_the_rule_leaves_jobs_that_end_in_time_soon_or_were_parked_lately() -> None:
-    assert park_when([waiter(slack=100.0)], [runner("a", left=90.0)], 0.0) == set()
-    assert park_when([waiter(waited=0.5)], [runner("a")], 0.0) == set()  # not settled
-    assert park_when([waiter(slack=-5.0)], [runner("a", left=3.0)], 0.0) == set()  # ends now
-    assert park_when([waiter()], [runner("a", parked=-10.0)], 0.0) == set()
-    assert park_when([waiter()], [runner("a", parked=-PARK_MIN_GAP_S)], 0.0) == {"a"}
-    assert park_when([waiter()], [runner("a", left=math.inf)], 0.0) == {"a"}  # no pace yet
-    # The runner that ends in time serves the first head; the second head parks another.
-    two = [runner("soon", left=50.0), runner("late", left=500.0)]
-    assert park_when([waiter(), waiter(0, 4.0)], two, 0.0) == {"late"}
-    # Another model's runners are not its workers.
-    other = Runner(JobId("x"), 4, "other", 500.0, None)
-    assert park_when([waiter()], [other], 0.0) == set()
+def test_min_tier_gap_keeps_the_next_tier_down_running(tmp_path: Path) -> None:
+    clock = Clock()
+    assert asked_to_park(service(tmp_path / "j.sqlite", clock), clock, "enterprise")
+    # One tier below api, and the gap asks for two:
+    assert not asked_to_park(
+        service(tmp_path / "k.sqlite", clock, min_tier_gap=2), clock, "enterprise"
+    )
 
 
 def test_a_resumed_job_whose_worker_dies_resumes_again_from_its_last_park(tmp_path: Path) -> None:
