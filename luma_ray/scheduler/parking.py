@@ -139,8 +139,9 @@ def mark_parks(core: SchedulerCore, now_s: float) -> set[JobId]:
     heads = []
     for tier, model in book.queues:
         seq = book.head_seq(tier, model)
-        if seq is not None:
-            heads.append((core.tiers[tier], _name(model), core._job_at[seq]))
+        job = None if seq is None else core._job_at.get(seq)
+        if job is not None:
+            heads.append((core.tiers[tier], _name(model), job))
     return core.parking.replan(config, heads, core._held.values(), core.tiers, now_s)
 
 
