@@ -1,8 +1,9 @@
-"""Preemption at step boundaries on the live system: two long free jobs fill the two workers of
-``tiny-park`` (a model whose steps take seconds), api jobs arrive that would wait past their
-SLO behind them, the scheduler has the free jobs parked at a step boundary, the api jobs start
-within their SLO, and each free job resumes from its stored state on the other worker and
-makes the same video as an unparked run with the same seed."""
+"""Preemption at step boundaries on the live system: a long light and a long free job fill the
+two workers of ``tiny-park`` (a model whose steps take seconds), api jobs arrive that would wait
+past their SLO behind them, the scheduler has both parked at a step boundary (the free one
+first: the rule parks the lowest tier first), the api jobs start within their SLO, and each
+parked job resumes from its stored state on the other worker and makes the same video as an
+unparked run with the same seed."""
 
 from __future__ import annotations
 
@@ -54,45 +55,46 @@ def leased_to(system: dict[str, Any], job_id: str) -> list[str]:
     return [c.reason.removeprefix("leased to ") for c in changes if c.state == "leased"]
 
 
-def test_free_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
+def test_lower_tier_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
     system: dict[str, Any], tmp_path: Path
 ) -> None:
     from luma_ray.models.encode import encode_mp4
     from luma_ray.storage import open_store
 
     client = system["client"]
-    # Two free jobs fill both workers; the one with the most steps left parks first.
-    free = {
-        client.submit("a long slow pan", tier="free", steps=50, seed=31, **ASK): (31, 50),
-        client.submit("another long take", tier="free", steps=48, seed=32, **ASK): (32, 48),
-    }
+    # A light and a free job fill both workers (the rule parks the lowest tier first).
+    light = client.submit("a long slow pan", tier="light", steps=50, seed=31, **ASK)
+    free = client.submit("another long take", tier="free", steps=48, seed=32, **ASK)
+    parked = {light: (31, 50), free: (32, 48)}
     wait_for(
-        lambda: all((v := client.get(j)).state == "running" and v.progress.step >= 2 for j in free),
+        lambda: all(
+            (v := client.get(j)).state == "running" and v.progress.step >= 2 for j in parked
+        ),
         timeout_s=300,
-        what="both free jobs to run",
+        what="both long jobs to run",
     )
     # Each would now wait over 2 minutes for a worker (about 45 steps of 3 s left on each).
-    long_api = client.submit("now please", tier="api", steps=8, seed=33, **ASK)
-    short_api = client.submit("me too", tier="api", steps=2, seed=34, **ASK)
-    for job in (long_api, short_api):
+    # The first api job parks the free job and takes its worker; the second, longer one parks
+    # the light job. The short one ends first, and its worker resumes the light job (the
+    # higher tier); the other worker then resumes the free one.
+    short_api = client.submit("now please", tier="api", steps=6, seed=33, **ASK)
+    long_api = client.submit("me too", tier="api", steps=12, seed=34, **ASK)
+    for job in (short_api, long_api):
         view = client.wait(job, timeout=120)
         assert view.state == "succeeded" and view.preemptions == 0, view
         assert view.wait_s < API_SLO_S / 4, view  # they started well within their SLO
-    for job in free:
+    for job in parked:
         view = client.wait(job, timeout=400)
         assert view.state == "succeeded" and view.preemptions == 1, view
         assert view.attempts == 1, view  # a park is not a failure
-    # The api jobs ran on the two workers the free jobs were parked from, one each, and each
-    # free job resumed on the other worker. (Which free job parks first depends on their
-    # progress when the api jobs arrive, which a loaded machine shifts by a few steps.)
-    api_workers = {leased_to(system, long_api)[0], leased_to(system, short_api)[0]}
-    assert api_workers == {leased_to(system, job)[0] for job in free} and len(api_workers) == 2
-    for job in free:
+    first = {job: leased_to(system, job)[0] for job in (light, free, short_api, long_api)}
+    assert first[short_api] == first[free] and first[long_api] == first[light], first
+    for job in parked:  # each resumed on the other worker
         workers = leased_to(system, job)
-        assert len(workers) == 2 and workers[0] != workers[1], workers
+        assert len(workers) == 2 and workers[0] != workers[1], (job, workers)
     # The same video as an unparked run: the lossless thumbnail exactly, and the MP4 decoded
     # equals the unparked frames encoded the same way and decoded.
-    for job, (seed, steps) in free.items():
+    for job, (seed, steps) in parked.items():
         prompt = client.get(job).params.prompt
         expected = unparked(tmp_path / job, prompt, seed, steps)
         thumb = decode(client.download(job, tmp_path / f"{job}.png", "thumbnail"))[0]
@@ -102,6 +104,6 @@ def test_free_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
         assert np.array_equal(video, reference)
     # The parked states went with the finished jobs; only the results stay.
     store = open_store(system["runtime"].store)
-    for job in free:
+    for job in parked:
         assert store.list(f"results/{job}/parked/") == []
         assert store.list(f"results/{job}/")
