@@ -53,7 +53,6 @@ class Parking:
         """Per running job: when its lease first reported a step, and that step."""
         self._last: dict[JobId, tuple[float, int]] = {}
         """Per running job: when its step last advanced, and to which step."""
-        self._rule: tuple[PreemptionConfig, PreemptionRule] | None = None
 
     def beat(self, job: Job, now_s: float) -> bool:
         """A heartbeat of ``job`` (its progress already recorded): should it park?"""
@@ -103,9 +102,7 @@ class Parking:
     ) -> set[JobId]:
         """Mark the jobs to park now, from the queue heads (tier, model, head job) and the
         jobs holding a lease; returns the marks."""
-        if self._rule is None or self._rule[0] is not config:
-            self._rule = (config, PreemptionRule(config))
-        rule = self._rule[1]
+        rule = PreemptionRule(config)  # holds only the config
         waiting: dict[str, list[Waiting]] = {}
         for tier, model, job in sorted(heads, key=lambda h: (h[0].order, h[2].enqueued_at_s)):
             wait_s = now_s - job.enqueued_at_s
