@@ -4,7 +4,8 @@ Starts a local cluster with the scheduler, the HTTP API and a luma-tiny pool, cr
 tier key, and runs ``aiperf profile --endpoint-type video_generation`` (submit, poll every
 ``--poll-s``, download the MP4) at each concurrency. In the same run, right after each
 setup's cluster stopped, it times ``LumaTiny.generate`` in process on the same prompt, size,
-steps (one torch thread, like a replica), and the MP4 encode of its frames. Per concurrency it shows
+steps (one torch thread, like a replica; the trained weights the pool serves), and the MP4
+encode of its frames. Per concurrency it shows
 the request latency p50/p99 from AIPerf's JSON export, the throughput (videos/s), the system
 overhead per job (latency minus pure compute) and the throughput against what the replicas
 can compute (as many generates side by side). It also reads the generator replicas' own clock
@@ -73,11 +74,14 @@ def pure_compute(root: Path, runs: int, replicas: int) -> tuple[list[float], lis
 
     from luma_ray.jobs.request import GenerationRequest
     from luma_ray.models.encode import encode_mp4
-    from luma_ray.models.reference.model import LumaTiny, make_checkpoint
+    from luma_ray.models.reference.model import LumaTiny
+    from luma_ray.models.reference.publish import SHIPPED_WEIGHTS
 
     torch.set_num_threads(1)
     model = LumaTiny()
-    model.load(make_checkpoint(root / "ckpt"), torch.device("cpu"))
+    # The weights the pool serves (luma-tiny's trained version, published from these), not a
+    # random network of the default shape, which is twice as wide and twice as slow.
+    model.load(SHIPPED_WEIGHTS, torch.device("cpu"))
 
     def request(i: int) -> GenerationRequest:
         return GenerationRequest(
