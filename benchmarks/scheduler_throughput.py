@@ -4,7 +4,9 @@ Starts a local cluster and, for each variant, a scheduler actor of its own (jour
 disk, WAL, ``synchronous=FULL``) that this driver drives from ``--workers`` concurrent callers
 (asyncio, one Ray call in flight per caller): submits one job per call, batched submits
 (``SubmitMany``, 100 jobs per call), workers that pull then complete each job, workers that
-commit each job and lease the next in one call (``CompleteAndPull``), and pulls alone. The
+commit each job and lease the next in one call (``CompleteAndPull``), pulls alone, and
+``Ping`` (answered without a change or a commit: the floor of one call through Ray and the
+actor, so calls/s of ``Ping`` bound every line that makes one call per job). The
 variants: ``journal_group_window_s: null`` (every call commits alone: the code before group
 commit) and group commit with a 1 ms window (the default, docs/architecture.md). On a shared
 machine the absolute numbers move from run to run; the ratio between the variants of one run
@@ -41,6 +43,7 @@ async def timed(callers: int, caller: Callable[[int], Awaitable[int]]) -> float:
 async def measure(actor: Any, jobs: int, workers: int) -> dict[str, float]:
     from luma_ray.scheduler.protocol import (
         CompleteAndPull,
+        Ping,
         Pull,
         Submit,
         SubmitMany,
@@ -79,6 +82,11 @@ async def measure(actor: Any, jobs: int, workers: int) -> dict[str, float]:
         await call(_complete(lease))
         return done
 
+    async def pinger(c: int) -> int:
+        for _ in range(jobs // workers):
+            await call(Ping())
+        return jobs // workers
+
     async def puller(c: int) -> int:
         for _ in range(jobs // workers):
             await call(Pull(f"p{c}", "local", MODELS))
@@ -90,6 +98,7 @@ async def measure(actor: Any, jobs: int, workers: int) -> dict[str, float]:
         f"pull + complete, {workers} workers": await timed(workers, pull_complete),
         f"complete+pull in one call, {workers} workers": await timed(workers, complete_and_pull),
         f"pull only, {workers} workers": await timed(workers, puller),
+        f"ping (no change, no commit: the call's floor), {workers}": await timed(workers, pinger),
     }
 
 
