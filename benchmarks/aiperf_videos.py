@@ -14,6 +14,10 @@ finished): the throughput against ``replicas / that`` says how much of the time 
 computed, under the load of the served run itself (on a CPU machine the model shares its cores
 with the HTTP stack and AIPerf, so it computes slower there than in process).
 
+AIPerf runs at the niceness of Ray's workers (15, ``--nice``): at 0 its polls would go ahead
+of the replicas, the API and the scheduler on the cores they share, which a client on another
+machine never does.
+
 AIPerf has its own dependencies (pandas, huggingface_hub, rich ... pinned differently from
 ours): install it into a separate virtual environment and pass its executable.
 
@@ -41,13 +45,16 @@ from pathlib import Path
 
 from _cluster import local_ray
 
+from luma_ray.models.reference.model import LIMITS
 from luma_ray.workers.tcp_ports import free_port
 
 TOKENIZER_REPO = "luma-bench/tiny-words"
 PROMPT = "a red ball bouncing on green grass"
 WORDS = (*PROMPT.split(" "), "blue", "sky", "over", "the", "sea", "at", "night")
-FPS = 8  # luma-tiny's default fps: seconds=1 is 8 frames
-STEPS = 8  # luma-tiny's default steps (the OpenAI body has no steps field)
+# What a served /v1/videos job of 1 s gets: the model's default fps and steps (the OpenAI body
+# has no steps field); server_times checks every served job against them.
+FPS = LIMITS.default_fps
+STEPS = LIMITS.default_steps
 
 
 def tiny_tokenizer(hf_home: Path) -> None:
@@ -117,8 +124,9 @@ def run_aiperf(args, url: str, key: str, concurrency: int, root: Path) -> dict:
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"text": f"{PROMPT} {i}"}) + "\n" for i in range(64)))
     out = root / f"aiperf-c{concurrency}"
+    niced = ["nice", "-n", str(args.nice)] if args.nice else []
     command = [
-        args.aiperf, "profile",
+        *niced, args.aiperf, "profile",
         "--url", url,
         "--model", "luma-tiny",
         "--endpoint-type", "video_generation",
@@ -163,7 +171,8 @@ def metric(export: dict, name: str, stat: str) -> float:
 
 def server_times(url: str, key: str, skip: int) -> tuple[list[float], list[float]]:
     """Seconds from accepted to succeeded, and queue waits, of the key's jobs as the native API
-    shows them (``timings``), leaving out the ``skip`` oldest (AIPerf's warm-up requests)."""
+    shows them (``timings``), leaving out the ``skip`` oldest (AIPerf's warm-up requests).
+    Stops the run if a served job's size or steps differ from what ``pure_compute`` times."""
     import httpx
 
     listed = httpx.get(
@@ -172,6 +181,11 @@ def server_times(url: str, key: str, skip: int) -> tuple[list[float], list[float
         headers={"Authorization": f"Bearer {key}"},
         timeout=60,
     ).json()["data"]
+    timed = {"frames": FPS, "width": 64, "height": 64, "fps": FPS, "steps": STEPS}
+    for g in listed:
+        served = {k: g["request"][k] for k in timed}
+        if served != timed:
+            raise SystemExit(f"served job {g['id']} is {served}; the baseline times {timed}")
     jobs = sorted((g["timings"] for g in listed), key=lambda t: t["created_at"])[skip:]
     return (
         [t["finished_at"] - t["created_at"] for t in jobs if t["finished_at"]],
@@ -246,6 +260,13 @@ def main() -> None:
     parser.add_argument("--compute-runs", type=int, default=10)
     parser.add_argument("--poll-s", type=float, default=0.05, help="AIPerf's poll interval")
     parser.add_argument(
+        "--nice",
+        type=int,
+        default=15,
+        help="AIPerf's niceness; Ray runs its workers (the replicas, the API, the scheduler) at "
+        "15, so at 0 AIPerf's polls go ahead of the served system on a machine they share",
+    )
+    parser.add_argument(
         "--setups",
         nargs="+",
         choices=["pipeline", "alone"],
@@ -269,7 +290,8 @@ def main() -> None:
     say(
         f"jobs: luma-tiny, 1 s = {FPS} frames, 64x64, {STEPS} steps; {args.replicas} replicas "
         f"(1 torch thread each); AIPerf polls every {args.poll_s * 1000:.0f} ms and downloads "
-        f"the MP4; {args.requests} x concurrency requests per point after as many warm-ups"
+        f"the MP4; {args.requests} x concurrency requests per point after as many warm-ups; "
+        f"AIPerf at niceness {args.nice} (Ray's workers: 15)"
     )
     say(
         "latency: AIPerf's request latency (submit, polls, download); overhead = latency p50 - "
