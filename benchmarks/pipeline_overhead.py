@@ -8,8 +8,12 @@ pipeline: generate, MP4 and thumbnail) and through the pipeline (generate and th
 one stage worker per stage: QA, caption, thumbnail and spritesheet). A job's time is submit
 to succeeded. QA and caption use ``luma_ray.models.reference.check`` when it is installed,
 else frame-statistics stand-ins of the same cost class (decode the MP4, a few numpy passes).
+The model is the trained luma-tiny the pool serves (``SHIPPED_WEIGHTS``), and a job's frames
+and steps default to what a served request that names neither gets (``LIMITS``): the stages'
+fixed cost is then a share of the smallest generate the system runs. Larger jobs (``--frames``,
+``--steps``) show how the share falls as the model's work grows.
 
-    python benchmarks/pipeline_overhead.py [--jobs 20] [--frames 16] [--size 64x64] [--steps 8]
+    python benchmarks/pipeline_overhead.py [--jobs 20] [--frames 8] [--size 64x64] [--steps 4]
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import torch
 
 from luma_ray.config import parse_config
 from luma_ray.jobs import JobState
-from luma_ray.models.reference.model import LIMITS, LumaTiny, make_checkpoint
+from luma_ray.models.reference.model import LIMITS, LumaTiny
+from luma_ray.models.reference.publish import SHIPPED_WEIGHTS
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.protocol import SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
@@ -121,20 +126,20 @@ class System:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=20)
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=LIMITS.default_frames)
     parser.add_argument("--size", default="64x64")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=LIMITS.default_steps)
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, torch {torch.__version__} (1 thread); {args.jobs} jobs "
-        f"of {args.frames} frames, {args.size}, {args.steps} steps"
+        f"of {args.frames} frames, {args.size}, {args.steps} steps; luma-tiny's shipped weights"
     )
     with tempfile.TemporaryDirectory(prefix="luma-pipeline-bench-") as tmp:
         root = Path(tmp)
         model = LumaTiny()
-        model.load(make_checkpoint(root / "ckpt"), torch.device("cpu"))
+        model.load(SHIPPED_WEIGHTS, torch.device("cpu"))  # the weights the pool serves
         alone, piped = System(root / "alone", model, False), System(root / "pipe", model, True)
         request = lambda i: SubmitRequest(  # noqa: E731
             prompt=f"clip {i}",
