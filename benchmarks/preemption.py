@@ -6,6 +6,12 @@ written as benchmarks/policy_table.py writes them (same cache folder), through w
 ``DEFAULT_POLICY`` is, without preemption and with it at a few park+resume overheads, next to
 ``strict`` and ``pct_slo``. Prints a Markdown table per trace and the verdict per trace.
 
+The preemptive replay queues first come, first served inside a tier (no fair share between
+tenants), while the default without preemption runs with fair share, as the scheduler does.
+So that the gain of preemption alone can be read, each trace also gets the default without
+preemption AND without fair share (the row "fifo in tier"): the preemption rows differ from
+it in preemption only.
+
     python benchmarks/preemption.py [--scale 0.1] [--seeds 1,2,3,4,5] [--overheads 0,2,10]
                                     [--steps 30] [--workers 2] [--markdown FILE]
 """
@@ -28,7 +34,7 @@ from luma_ray.sim.traces.reader import Trace, read_capacity, read_trace
 
 TIER_NAMES = [t.name for t in default_tiers()]
 
-Task = tuple[str, str, int, str, float | None, int]
+Task = tuple[str, str, int, str, float | None, int, bool]
 
 
 def stretched(trace: Trace, k: int) -> Trace:
@@ -46,13 +52,15 @@ def stretched(trace: Trace, k: int) -> Trace:
 
 
 def run_one(task: Task) -> dict[str, Any]:
-    label, folder, stretch, policy, overhead, steps = task
+    label, folder, stretch, policy, overhead, steps, fair = task
     trace = stretched(read_trace(Path(folder) / "trace.csv", TIER_NAMES), stretch)
     capacity = read_capacity(Path(folder) / "capacity.csv")
     preemption = None if overhead is None else PreemptionConfig(enabled=True, overhead_s=overhead)
     started = time.perf_counter()
     policy_ = make_policy(policy)
-    result = simulate(trace, capacity, policy_, preemption=preemption, default_steps=steps)
+    result = simulate(
+        trace, capacity, policy_, preemption=preemption, default_steps=steps, fair_share=fair
+    )
     result["elapsed_s"] = time.perf_counter() - started
     result["trace"] = label
     result["overhead"] = overhead
@@ -61,6 +69,8 @@ def run_one(task: Task) -> dict[str, Any]:
 
 def row_label(r: dict[str, Any]) -> str:
     if r["overhead"] is None:
+        if not r["fair_share"]:
+            return f"{r['policy']}, fifo in tier (preemption's baseline)"
         return str(r["policy"]) + (" (default)" if r["policy"] == DEFAULT_POLICY else "")
     return f"{r['policy']} + preemption, overhead {r['overhead']:g} s"
 
@@ -125,12 +135,13 @@ def main() -> None:
         k = args.long_jobs
         traces[f"{gname}, every {k}th job {k}x longer (stress)"] = (gfolder, k)
 
-    runs: list[tuple[str, float | None]] = [("strict", None), ("pct_slo", None)]
-    runs += [(DEFAULT_POLICY, None)] + [(DEFAULT_POLICY, o) for o in overheads]
+    runs: list[tuple[str, float | None, bool]] = [("strict", None, True), ("pct_slo", None, True)]
+    runs += [(DEFAULT_POLICY, None, True), (DEFAULT_POLICY, None, False)]
+    runs += [(DEFAULT_POLICY, o, False) for o in overheads]  # the preemptive replay: fifo in tier
     tasks: list[Task] = [
-        (label, str(folder), k, policy, overhead, args.steps)
+        (label, str(folder), k, policy, overhead, args.steps, fair)
         for label, (folder, k) in traces.items()
-        for policy, overhead in runs
+        for policy, overhead, fair in runs
     ]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
@@ -148,7 +159,11 @@ def main() -> None:
     verdicts = []
     for label in traces:
         rs = [r for r in results if r["trace"] == label]
-        by = {(r["policy"], r["overhead"]): r["overall"] for r in rs}
+        by = {
+            (r["policy"], r["overhead"]): r["overall"]
+            for r in rs
+            if r["fair_share"] or r["overhead"] is not None
+        }
         strict, pct = by[("strict", None)], by[("pct_slo", None)]
         lines += [f"### {label}", "", *table(rs), ""]
         for overhead in [None, *overheads]:

@@ -92,6 +92,7 @@ async def measure(actor: Any, jobs: int, workers: int) -> dict[str, float]:
             await call(Pull(f"p{c}", "local", MODELS))
         return jobs // workers
 
+    await call(Ping())  # the actor is up (journal open) before the first line's clock starts
     return {
         f"submit, one job per call, {workers} callers": await timed(workers, submitter),
         f"submit_many, {BATCH} jobs per call, {workers} callers": await timed(workers, batcher),
