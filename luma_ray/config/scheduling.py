@@ -8,7 +8,7 @@ values; nothing here reads the environment or a clock. A bad file raises
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -185,6 +185,10 @@ class SchedulerConfig(Strict):
     ``None``: every call's change commits alone, on the event loop."""
     journal_group_max: int = Field(default=512, ge=1, le=100_000)
     """Most journal writes one group commit waits for before it commits at once."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The scheduler actor's log level (the ``luma_ray`` loggers in its process). INFO logs
+    what an operator acts on; the routine lines of each job (submitted, leased, done) are
+    DEBUG, since the journal records every job's history (docs/operations.md)."""
 
     pipelines: dict[str, list[str]] = Field(default_factory=dict)
     """Each model's chain of stages (docs/pipelines.md), e.g. ``{luma-tiny: [generate, qa,

@@ -169,6 +169,7 @@ class SchedulerActor:
         )
         self.service.on_rollout = self._rollout_moved
         config = self.service.config
+        logging.getLogger("luma_ray").setLevel(config.log_level)
         if config.journal_group_window_s is not None:
             self._commits = GroupCommit(
                 self.service.journal,

@@ -168,7 +168,7 @@ class LeaseOps:
         model = job.model.partition("@")[0]
         self.counters.lease(job.tier, model, dispatch.wait_s, slo_s, now)
         self.history.dispatched(job.tier, now)
-        log.info("job %s leased to %s after %.2f s", job.id, dispatch.worker, dispatch.wait_s)
+        log.debug("job %s leased to %s after %.2f s", job.id, dispatch.worker, dispatch.wait_s)
         return assignment(job, dispatch, self.config.lease_ttl_s)
 
     def _beat(self, beat: Beat) -> tuple[HeartbeatReply, bool]:
@@ -201,7 +201,7 @@ class LeaseOps:
         leased = max((t for t, s, _ in job.history if s is JobState.LEASED), default=now)
         if stage in (None, GENERATE):  # what the model's service time estimates
             self.estimates.observe_service(job.model, now - leased)
-        log.info("job %s: %s done", job.id, stage or "generation")
+        log.debug("job %s: %s done", job.id, stage or "generation")
         return self.view(job)
 
     def _landed(self, job_id: str, result_uris: Mapping[str, str]) -> JobView | None:

@@ -147,7 +147,7 @@ class SchedulerService(EventOps, LeaseOps):
             raise
         self.idempotency.remember(job)
         self.housekeeping.track(job)
-        log.info("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
+        log.debug("job %s submitted (tier %s, tenant %s)", job.id, job.tier, job.tenant)
         return job
 
     def _check_pin(self, model: str, version: str) -> None:
