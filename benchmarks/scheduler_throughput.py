@@ -8,7 +8,9 @@ commit each job and lease the next in one call (``CompleteAndPull``), pulls alon
 ``Ping`` (answered without a change or a commit: the floor of one call through Ray and the
 actor, so calls/s of ``Ping`` bound every line that makes one call per job). The
 variants: ``journal_group_window_s: null`` (every call commits alone: the code before group
-commit) and group commit with a 1 ms window (the default, docs/architecture.md). On a shared
+commit), group commit with a 1 ms window (the default, docs/architecture.md), and the same with
+``log_level: DEBUG`` (a log line per job submitted, leased and done, which INFO, the default,
+leaves out: through Ray each line is copied to the log monitor and the driver). On a shared
 machine the absolute numbers move from run to run; the ratio between the variants of one run
 is the result.
 
@@ -28,7 +30,11 @@ from typing import Any
 
 from _cluster import local_ray
 
-VARIANTS = (("one commit per call", None), ("group commit (1 ms)", 0.001))
+VARIANTS = (
+    ("one commit per call", {"journal_group_window_s": None}),
+    ("group commit (1 ms)", {"journal_group_window_s": 0.001}),
+    ("group commit, DEBUG log", {"journal_group_window_s": 0.001, "log_level": "DEBUG"}),
+)
 BATCH = 100
 MODELS = ("luma-tiny",)
 
@@ -126,10 +132,10 @@ def main() -> None:
         from luma_ray.runtime.actor import ActorSettings, scheduler_actor_class
 
         results: dict[str, dict[str, float]] = {}
-        for name, window_s in VARIANTS:
+        for name, variant in VARIANTS:
             # One tenant submits every job: lift the free tier's default cap of queued jobs.
             config = {"tenant_limits": {"free": {"max_queued": None}}}
-            scheduler = parse_config({**config, "journal_group_window_s": window_s})
+            scheduler = parse_config({**config, **variant})
             data = Path(root) / f"data-{len(results)}"
             runtime = RuntimeConfig(data_dir=str(data), pools=[], http_host=None)
             settings = ActorSettings(
@@ -147,11 +153,15 @@ def main() -> None:
             for line, rate in results[name].items():
                 print(f"{name:22} {line:44} {rate:9,.0f} jobs/s", flush=True)
             ray.kill(actor)
-        before, after = (results[name] for name, _ in VARIANTS)
+        before, after, logged = (results[name] for name, _ in VARIANTS)
         print("\ngroup commit against one commit per call, same run:")
         for line in before:
             ratio = after[line] / before[line]
             print(f"  {line:44} {before[line]:8,.0f} -> {after[line]:8,.0f} jobs/s  {ratio:5.2f}x")
+        print("\nthe default log (INFO) against a line per job (DEBUG), group commit, same run:")
+        for line in logged:
+            ratio = after[line] / logged[line]
+            print(f"  {line:44} {logged[line]:8,.0f} -> {after[line]:8,.0f} jobs/s  {ratio:5.2f}x")
 
 
 if __name__ == "__main__":
