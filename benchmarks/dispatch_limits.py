@@ -7,7 +7,7 @@ luma_ray.sim.dispatch_sim, on the 22 h - 34 h window of the launch-day trace at 
 same limit on every cluster, except the "far only" rows. Prints Markdown tables, one per
 policy, each row compared with the unlimited row of the same run (mean over the seeds).
 
-    python benchmarks/dispatch_limits.py [--seeds 1,2,3] [--policies slo_guard,strict]
+    python benchmarks/dispatch_limits.py [--seeds 1,2,3] [--policies slo_shadow,slo_guard,strict]
                                          [--markdown docs/dispatch_limits.md] [--json F]
 
 With --markdown, the tables replace the text between the two "dispatch_limits" markers of
@@ -154,7 +154,7 @@ def write_markdown(path: Path, block: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--policies", default="slo_guard,strict")
+    parser.add_argument("--policies", default="slo_shadow,slo_guard,strict")
     parser.add_argument("--cache", default=os.environ.get("LUMA_BENCH_CACHE", "out/bench"))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--markdown", help="write the tables into this file as well")
