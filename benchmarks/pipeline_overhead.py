@@ -13,7 +13,7 @@ and steps default to what a served request that names neither gets (``LIMITS``):
 fixed cost is then a share of the smallest generate the system runs. Larger jobs (``--frames``,
 ``--steps``) show how the share falls as the model's work grows.
 
-    python benchmarks/pipeline_overhead.py [--jobs 20] [--frames 8] [--size 64x64] [--steps 4]
+    python benchmarks/pipeline_overhead.py [--jobs 60] [--frames 8] [--size 64x64] [--steps 4]
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class System:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--frames", type=int, default=LIMITS.default_frames)
     parser.add_argument("--size", default="64x64")
     parser.add_argument("--steps", type=int, default=LIMITS.default_steps)

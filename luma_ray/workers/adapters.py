@@ -19,7 +19,7 @@ import numpy as np
 
 from luma_ray.errors import JournalUnavailable, SchedulerUnavailable
 from luma_ray.jobs.stages import THUMBNAIL
-from luma_ray.models.encode import encode_mp4, encode_thumbnail
+from luma_ray.models.encode import encode_mp4, thumbnail_bytes
 from luma_ray.runtime.backoff import backoff
 from luma_ray.scheduler.protocol import (
     Assignment,
@@ -190,9 +190,8 @@ class StoreSink:
             uris = {"video": self.blobs.put_file(key, video, "video/mp4")}
             if THUMBNAIL in a.stages:
                 return uris  # the thumbnail stage writes it, with a spritesheet
-            thumb = encode_thumbnail(frames, Path(tmp) / "thumbnail.png")
             key = result_key(a.job_id, a.token, "thumbnail.png")
-            uris["thumbnail"] = self.blobs.put_file(key, thumb, "image/png")
+            uris["thumbnail"] = self.blobs.put_bytes(key, thumbnail_bytes(frames), "image/png")
             return uris
 
     def discard(self, a: Assignment) -> None:

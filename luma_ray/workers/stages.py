@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from luma_ray.jobs import GenerationRequest
 from luma_ray.jobs.stages import CAPTION, QA, THUMBNAIL
-from luma_ray.models.encode import decode_mp4, encode_spritesheet, encode_thumbnail
+from luma_ray.models.encode import decode_mp4, spritesheet_bytes, thumbnail_bytes
 from luma_ray.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -69,12 +67,9 @@ class StageInputs:
         return self.blobs.get_bytes(uri[len(base) :])
 
     def frames(self) -> np.ndarray:
-        """The generated video decoded as ``uint8 [F, H, W, 3]`` (decoded once)."""
+        """The generated video decoded as ``uint8 [F, H, W, 3]`` (decoded once, in memory)."""
         if self._frames is None:
-            with tempfile.TemporaryDirectory(prefix="luma-stage-") as tmp:
-                path = Path(tmp) / "video.mp4"
-                path.write_bytes(self.read("video"))
-                self._frames = decode_mp4(path)
+            self._frames = decode_mp4(self.read("video"))
         return self._frames
 
 
@@ -151,9 +146,7 @@ class Thumbnailer:
 
     def run(self, request: GenerationRequest, inputs: StageInputs) -> StageResult:
         frames = inputs.frames()
-        with tempfile.TemporaryDirectory(prefix="luma-thumb-") as tmp:
-            thumb = encode_thumbnail(frames, Path(tmp) / "thumbnail.png").read_bytes()
-            sheet = encode_spritesheet(frames, Path(tmp) / "spritesheet.png").read_bytes()
+        thumb, sheet = thumbnail_bytes(frames), spritesheet_bytes(frames)
         return StageResult(
             files={
                 "thumbnail": OutputFile("thumbnail.png", thumb, "image/png"),

@@ -8,7 +8,16 @@ import av
 import numpy as np
 import pytest
 
-from luma_ray.models.encode import VideoProbe, encode_mp4, encode_thumbnail, probe_mp4
+from luma_ray.models.encode import (
+    VideoProbe,
+    decode_mp4,
+    encode_mp4,
+    encode_spritesheet,
+    encode_thumbnail,
+    probe_mp4,
+    spritesheet_bytes,
+    thumbnail_bytes,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -101,3 +110,39 @@ def test_bad_fps_and_thumbnail_suffix_are_refused(tmp_path: Path) -> None:
         encode_mp4(frames, 0, tmp_path / "v.mp4")
     with pytest.raises(ValueError, match="must end in one of"):
         encode_thumbnail(frames, tmp_path / "thumb.gif")
+
+
+def test_decode_from_bytes_equals_decode_from_the_file(tmp_path: Path) -> None:
+    """A stage decodes the MP4's bytes in memory; the frames are those of the file, and those
+    of a plain PyAV decode (one scaler for all frames changes nothing)."""
+    path = encode_mp4(_moving_gradient(frames=5), 8, tmp_path / "v.mp4")
+    from_bytes = decode_mp4(path.read_bytes())
+    assert from_bytes.shape == (5, 64, 64, 3) and from_bytes.dtype == np.uint8
+    assert np.array_equal(from_bytes, decode_mp4(path))
+    assert np.array_equal(from_bytes, np.stack(_decode(path)))
+    with pytest.raises(av.error.InvalidDataError):
+        decode_mp4(b"not a video")
+
+
+def test_spritesheet_is_a_lossless_grid_of_evenly_spaced_frames(tmp_path: Path) -> None:
+    frames = _moving_gradient(frames=6, height=8, width=10)
+    data = spritesheet_bytes(frames, columns=4)
+    assert data[:8] == PNG_SIGNATURE
+    path = tmp_path / "sheet.png"
+    path.write_bytes(data)
+    [grid] = _decode(path)
+    assert grid.shape == (16, 40, 3)  # 6 tiles: two rows of four, the last two black
+    tiles = [grid[r * 8 : (r + 1) * 8, c * 10 : (c + 1) * 10] for r in range(2) for c in range(4)]
+    for tile, frame in zip(tiles[:6], frames, strict=True):
+        assert np.array_equal(tile, frame)
+    assert not tiles[6].any() and not tiles[7].any()
+    assert encode_spritesheet(frames, tmp_path / "s.png").read_bytes() == data
+
+
+def test_image_bytes_follow_the_suffix_and_refuse_others() -> None:
+    frames = _moving_gradient(frames=3)
+    assert thumbnail_bytes(frames)[:8] == PNG_SIGNATURE
+    assert thumbnail_bytes(frames, ".JPG")[:2] == b"\xff\xd8"
+    assert spritesheet_bytes(frames, ".jpeg")[:2] == b"\xff\xd8"
+    with pytest.raises(ValueError, match="must be one of"):
+        thumbnail_bytes(frames, ".gif")
