@@ -51,7 +51,7 @@ class LeaseOps:
     feed: EventLog
     recovery: Recovery
 
-    def _commit(self) -> None:
+    def _commit(self) -> dict[str, JobView]:
         raise NotImplementedError
 
     def view(self, job: Job) -> JobView:

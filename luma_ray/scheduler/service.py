@@ -112,21 +112,21 @@ class SchedulerService(EventOps, LeaseOps):
         same key with a different request raises ``Conflict``.
         """
         job = self._accept(request)
-        self._commit()
-        mark_parks(self.core, self.clock())
-        return self.view(job)
+        views = self._commit()
+        mark_parks(self.core, self.clock())  # marks running jobs only: the view stands
+        return views.get(job.id) or self.view(job)
 
     def submit_many(self, requests: Iterable[SubmitRequest]) -> list[JobView | SubmitRefused]:
         """Queue several jobs in one journal transaction; a bad one is answered in place."""
-        out: list[JobView | SubmitRefused] = []
+        out: list[Job | SubmitRefused] = []
         for request in requests:
             try:
-                out.append(self.view(self._accept(request)))
+                out.append(self._accept(request))
             except LumaError as err:
                 out.append(SubmitRefused(err.code, str(err)))
-        self._commit()
+        views = self._commit()
         mark_parks(self.core, self.clock())
-        return out
+        return [a if isinstance(a, SubmitRefused) else views.get(a.id) or self.view(a) for a in out]
 
     def _accept(self, request: SubmitRequest) -> Job:
         key = request.idempotency_key
@@ -336,7 +336,9 @@ class SchedulerService(EventOps, LeaseOps):
 
     # ---- internals ---------------------------------------------------------------------
 
-    def _commit(self) -> None:
+    def _commit(self) -> dict[str, JobView]:
+        """Journal every changed job, then publish one event per change once durable; the
+        events' views by job (a caller that answers with a changed job's view reuses it)."""
         changed = self.core.take_dirty()
         self.recovery.write(lambda: self.journal.record(changed, self.core.next_token))
         for job in changed:
@@ -353,6 +355,7 @@ class SchedulerService(EventOps, LeaseOps):
             events.append((event, state_moved(job)))
         if events:  # published once durable: at once, or after the actor's group commit
             self.journal.when_durable(lambda: self._publish(events))
+        return {event.view.id: event.view for event, _ in events}
 
     def _publish(self, events: builtins.list[tuple[JobEvent, bool]]) -> None:
         for event, moved in events:
