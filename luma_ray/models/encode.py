@@ -87,7 +87,7 @@ def thumbnail_bytes(frames: np.ndarray, suffix: str = ".png") -> bytes:
 def encode_thumbnail(frames: np.ndarray, path: Path) -> Path:
     """Write the middle frame as PNG (``.png``) or JPEG (``.jpg``/``.jpeg``); return ``path``."""
     path = Path(path)
-    return _write_image(path, thumbnail_bytes(frames, _suffix_of(path)))
+    return _write_image(path, thumbnail_bytes(frames, path.suffix))
 
 
 def decode_mp4(source: Path | bytes) -> np.ndarray:
@@ -126,7 +126,7 @@ def spritesheet_bytes(
 def encode_spritesheet(frames: np.ndarray, path: Path, columns: int = 4, cells: int = 16) -> Path:
     """Write :func:`spritesheet_bytes` to ``path`` (``.png``, ``.jpg``, ``.jpeg``); return it."""
     path = Path(path)
-    return _write_image(path, spritesheet_bytes(frames, _suffix_of(path), columns, cells))
+    return _write_image(path, spritesheet_bytes(frames, path.suffix, columns, cells))
 
 
 def probe_mp4(path: Path) -> VideoProbe:
@@ -148,15 +148,12 @@ def _video_stream(stream: object) -> av.video.stream.VideoStream:
     return stream
 
 
-def _suffix_of(path: Path) -> str:
-    if path.suffix.lower() not in _IMAGE_FORMATS:
-        raise ValueError(f"image path {path} must end in one of {sorted(_IMAGE_FORMATS)}")
-    return path.suffix.lower()
-
-
 def _image_format(suffix: str) -> str:
+    """Pillow's format name for a file suffix; ValueError naming the suffixes there are."""
     if suffix.lower() not in _IMAGE_FORMATS:
-        raise ValueError(f"image suffix {suffix!r} must be one of {sorted(_IMAGE_FORMATS)}")
+        raise ValueError(
+            f"an image file name must end in one of {sorted(_IMAGE_FORMATS)}; got {suffix!r}"
+        )
     return _IMAGE_FORMATS[suffix.lower()]
 
 

@@ -144,5 +144,5 @@ def test_image_bytes_follow_the_suffix_and_refuse_others() -> None:
     assert thumbnail_bytes(frames)[:8] == PNG_SIGNATURE
     assert thumbnail_bytes(frames, ".JPG")[:2] == b"\xff\xd8"
     assert spritesheet_bytes(frames, ".jpeg")[:2] == b"\xff\xd8"
-    with pytest.raises(ValueError, match="must be one of"):
+    with pytest.raises(ValueError, match="must end in one of"):
         thumbnail_bytes(frames, ".gif")
