@@ -124,6 +124,31 @@ def test_decode_from_bytes_equals_decode_from_the_file(tmp_path: Path) -> None:
         decode_mp4(b"not a video")
 
 
+@pytest.mark.parametrize(
+    ("frames", "height", "width"),
+    [(8, 64, 64), (5, 32, 48), (3, 36, 20), (4, 30, 30), (1, 64, 64), (3, 272, 256)],
+    ids=["stacked", "stacked-wide", "stacked-narrow", "height-not-4n", "one-frame", "large"],
+)
+@pytest.mark.parametrize("content", ["noise", "a-colour-a-frame"])
+def test_decode_equals_a_plain_decode_frame_by_frame(
+    tmp_path: Path, frames: int, height: int, width: int, content: str
+) -> None:
+    """Small videos are converted to RGB as one tall picture of stacked planes; frame by
+    frame otherwise. Either way each frame is exactly what a plain PyAV decode gives, also
+    where neighbouring frames differ most (noise, or each frame one flat colour: a chroma row
+    mixed across two frames would show)."""
+    rng = np.random.default_rng(frames * height + width)
+    if content == "noise":
+        video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    else:
+        colours = rng.integers(0, 256, (frames, 1, 1, 3), dtype=np.uint8)
+        video = np.broadcast_to(colours, (frames, height, width, 3)).copy()
+    path = encode_mp4(video, 8, tmp_path / "v.mp4")
+    decoded = decode_mp4(path.read_bytes())
+    assert decoded.shape == (frames, height, width, 3)
+    assert np.array_equal(decoded, np.stack(_decode(path)))
+
+
 def test_spritesheet_is_a_lossless_grid_of_evenly_spaced_frames(tmp_path: Path) -> None:
     frames = _moving_gradient(frames=6, height=8, width=10)
     data = spritesheet_bytes(frames, columns=4)
