@@ -69,7 +69,7 @@ def s3_runtime(data_dir: str) -> RuntimeConfig:
 
 
 def up_apps(runtime: RuntimeConfig) -> dict[str, dict[str, Any]]:
-    """What `luma-ray up` deploys (launch.start runs each with serve.run)."""
+    """What `luma-ray up` deploys (launch.start runs them all with one serve.run_many)."""
     return {app.name: described(app.route_prefix, app.app) for app in applications(runtime)}
 
 
