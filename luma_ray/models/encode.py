@@ -94,31 +94,38 @@ def decode_mp4(source: Path | bytes) -> np.ndarray:
     """Every frame of the video at ``source`` (a path, or the file's bytes) as
     ``uint8 [F, H, W, 3]`` RGB (a pipeline stage reads the generated video back with it)."""
     where = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    decoded: list[av.VideoFrame] = []  # a small video's frames, converted together at the end
+    rgb: list[np.ndarray] = []  # a larger one's, converted as they come (one held at a time)
     with av.open(where, "r") as container:
         stream = container.streams.video[0]
         context = stream.codec_context
         if context.width * context.height <= SMALL_VIDEO_PIXELS:
             context.thread_count = 1  # threads cost more than they save on a small video
-        decoded = list(container.decode(stream))
-    if not decoded:
+            decoded = list(container.decode(stream))
+        else:
+            to_rgb = VideoReformatter()  # one scaler for every frame, not one a frame
+            rgb = [
+                to_rgb.reformat(f, format="rgb24").to_ndarray() for f in container.decode(stream)
+            ]
+    if not decoded and not rgb:
         name = "the video" if isinstance(source, bytes) else str(source)
         raise ValueError(f"{name} holds no video frames")
-    return _to_rgb(decoded)
+    return _to_rgb(decoded) if decoded else np.stack(rgb)
 
 
 def _to_rgb(frames: list[av.VideoFrame]) -> np.ndarray:
     """Decoded frames as ``uint8 [F, H, W, 3]`` RGB, exactly as a plain PyAV decode gives them.
 
-    Small frames (up to ``SMALL_VIDEO_PIXELS``) of one ``yuv420p`` stream, the encoder's
-    format, with a height that is a multiple of 4 and an even width, are converted as one tall
-    picture, their planes stacked: swscale's yuv420p to RGB conversion at the same size takes
-    each chroma row for its two luma rows, so nothing mixes across frames (tested equal), and
-    one call costs less than one a frame, which is most of the cost at small sizes (8 frames of
-    64x64: 1.5 ms, not 2.0). Anything else goes frame by frame through one scaler."""
+    Frames of one ``yuv420p`` stream, the encoder's format, with a height that is a multiple
+    of 4 and an even width, are converted as one tall picture, their planes stacked: swscale's
+    yuv420p to RGB conversion at the same size takes each chroma row for its two luma rows, so
+    nothing mixes across frames (tested equal), and one call costs less than one a frame, which
+    is most of the cost at small sizes (8 frames of 64x64: 1.5 ms, not 2.0). Anything else goes
+    frame by frame through one scaler. ``decode_mp4`` calls it for small videos only, which it
+    can hold decoded all at once."""
     first = frames[0]
     h, w = first.height, first.width
-    small = h * w <= SMALL_VIDEO_PIXELS and h % 4 == 0 and w % 2 == 0
-    if first.format.name == "yuv420p" and small and len(frames) > 1:
+    if first.format.name == "yuv420p" and h % 4 == 0 and w % 2 == 0 and len(frames) > 1:
         same = all(
             f.format.name == "yuv420p"
             and (f.height, f.width) == (h, w)
