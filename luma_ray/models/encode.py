@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -94,23 +94,26 @@ def decode_mp4(source: Path | bytes) -> np.ndarray:
     """Every frame of the video at ``source`` (a path, or the file's bytes) as
     ``uint8 [F, H, W, 3]`` RGB (a pipeline stage reads the generated video back with it)."""
     where = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-    decoded: list[av.VideoFrame] = []  # a small video's frames, converted together at the end
-    rgb: list[np.ndarray] = []  # a larger one's, converted as they come (one held at a time)
     with av.open(where, "r") as container:
         stream = container.streams.video[0]
         context = stream.codec_context
         if context.width * context.height <= SMALL_VIDEO_PIXELS:
             context.thread_count = 1  # threads cost more than they save on a small video
-            decoded = list(container.decode(stream))
-        else:
-            to_rgb = VideoReformatter()  # one scaler for every frame, not one a frame
-            rgb = [
-                to_rgb.reformat(f, format="rgb24").to_ndarray() for f in container.decode(stream)
-            ]
-    if not decoded and not rgb:
+            decoded = list(container.decode(stream))  # small: all held, converted together
+            video = _to_rgb(decoded) if decoded else None
+        else:  # converted as they come, one decoded frame held at a time
+            rgb = _each_to_rgb(container.decode(stream))
+            video = np.stack(rgb) if rgb else None
+    if video is None:
         name = "the video" if isinstance(source, bytes) else str(source)
         raise ValueError(f"{name} holds no video frames")
-    return _to_rgb(decoded) if decoded else np.stack(rgb)
+    return video
+
+
+def _each_to_rgb(frames: Iterable[av.VideoFrame]) -> list[np.ndarray]:
+    """Each frame as ``uint8 [H, W, 3]`` RGB, through one scaler (not one a frame)."""
+    to_rgb = VideoReformatter()
+    return [to_rgb.reformat(f, format="rgb24").to_ndarray() for f in frames]
 
 
 def _to_rgb(frames: list[av.VideoFrame]) -> np.ndarray:
@@ -144,8 +147,7 @@ def _to_rgb(frames: list[av.VideoFrame]) -> np.ndarray:
             tall.colorspace, tall.color_range = first.colorspace, first.color_range
             rgb = tall.to_ndarray(format="rgb24")
             return rgb.reshape(len(frames), h, w, 3)
-    to_rgb = VideoReformatter()  # one scaler for every frame, not one a frame
-    return np.stack([to_rgb.reformat(f, format="rgb24").to_ndarray() for f in frames])
+    return np.stack(_each_to_rgb(frames))
 
 
 def spritesheet_bytes(
