@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from luma_ray.api.events import EventHub
+from luma_ray.api.finished_reads import FinishedReads
 from luma_ray.api.keys import SCOPE_USER, KeyStore, Principal
 from luma_ray.api.limits_cache import LIMITS_TTL_S, LimitsCache
 from luma_ray.api.throttles import KeyRates, StreamSlots
@@ -78,6 +79,9 @@ class ApiSettings:
     asset_urls: str = "signed"
     """``signed``: ``/v1/assets/...`` URLs served here; ``s3_presigned``: presigned URLs of
     the S3 result store itself (the browser fetches from S3)."""
+    journal_reads: bool = True
+    """Read finished jobs from the journal's file when this replica runs beside the scheduler
+    (``finished_reads``); False: every read asks the scheduler."""
 
 
 @dataclass
@@ -109,6 +113,8 @@ class Ports:
             self.scheduler, s.sse_feed_wait_s, s.sse_queue, s.sse_feed_interval_s, s.sse_feed_burst
         )
         self.model_limits = LimitsCache(self.scheduler, self.clock, s.limits_ttl_s)
+        if s.journal_reads:  # the routes' reads of finished jobs skip the scheduler
+            self.scheduler = FinishedReads(self.scheduler, self.model_limits)
         secret = self.settings.asset_secret
         self.signer = None if secret is None else AssetSigner(secret, self.settings.asset_ttl_s)
 

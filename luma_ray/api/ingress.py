@@ -51,6 +51,7 @@ def api_settings(runtime: RuntimeConfig, tiers: list[str] | None = None) -> dict
             "asset_ttl_s": runtime.asset_url_ttl_s,
             "public_url": runtime.public_url,
             "asset_urls": runtime.asset_urls,
+            "journal_reads": runtime.ingress_journal_reads,
         },
     }
 

@@ -51,6 +51,10 @@ class LimitsCache:
         self._fetched_at = started
         return self._limits
 
+    def last(self) -> Limits | None:
+        """The copy as it is, however old, without asking (None before the first answer)."""
+        return self._limits
+
     def expire(self) -> None:
         """Forget the copy: the next request asks the scheduler (its settings changed)."""
         self._limits = None

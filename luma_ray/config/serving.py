@@ -191,6 +191,10 @@ class RuntimeConfig(Strict):
     ingress_node_labels: dict[str, str] = Field(default_factory=dict)
     """Ray node labels an API replica's node must carry (its ``label_selector``), e.g.
     ``{"luma.io/role": "ingress"}``; {}: any node."""
+    ingress_journal_reads: bool = True
+    """An API replica that finds the journal's file on its machine (the head node's) reads
+    finished jobs from it, read-only, instead of asking the scheduler; False: every read asks
+    the scheduler."""
     s3_endpoint_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://\S+$")
     """The S3-compatible server of ``s3://`` stores and repositories (SeaweedFS, MinIO...);
     None: AWS. Every process that opens them gets it as ``AWS_ENDPOINT_URL_S3``, which boto3

@@ -154,12 +154,24 @@ class TierView:
 
 
 @dataclass(frozen=True)
+class JournalFile:
+    """Where the scheduler's journal is, and the identity written into it at its creation: an
+    ingress that finds a file of that identity at that path (it runs on the scheduler's node)
+    reads finished jobs from it without asking the scheduler (``api/finished_reads.py``)."""
+
+    path: str
+    identity: int
+
+
+@dataclass(frozen=True)
 class Limits:
-    """Tiers with their SLOs and shedding, each model's request limits, tenant caps per tier."""
+    """Tiers with their SLOs and shedding, each model's request limits, tenant caps per tier,
+    and the journal's file (None: the scheduler has none an ingress may read)."""
 
     tiers: tuple[TierView, ...]
     models: Mapping[str, ModelLimits]
     tenant_limits: Mapping[str, TenantLimits]
+    journal: JournalFile | None = None
 
     def tier(self, name: str) -> TierView:
         found = next((t for t in self.tiers if t.name == name), None)

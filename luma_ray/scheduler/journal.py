@@ -1,7 +1,9 @@
 """The durable journal: every job change lands in SQLite before the scheduler answers.
 
 One row per job (its full record as JSON, with its state, tenant and finish time as columns)
-plus a small ``meta`` table (the fencing-token high-water mark). The database runs in WAL mode
+plus a small ``meta`` table (the fencing-token high-water mark, and the file's identity: a
+random number written when the file is made, by which an ingress knows the file it found is
+this journal: ``journal_replica``). The database runs in WAL mode
 with ``synchronous=FULL``: a commit that returned survives a crash of the process or the
 machine. The scheduler service calls :meth:`Journal.record` after each call that changed jobs
 (in group mode, :meth:`Journal.group`, the actor commits the writes of concurrent calls
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -40,6 +43,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _FINISH_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs(finished_at_s)"
 _TERMINAL = tuple(sorted(TERMINAL_VALUES))
+IDENTITY_KEY = "identity"
 
 
 class Journal:
@@ -55,6 +59,8 @@ class Journal:
         try:
             self._add_finish_column()
             self._db.execute(_FINISH_INDEX)
+            self.identity = self._identity()
+            """The file's identity (``JournalFile``), made with it and kept in ``meta``."""
         except JournalDamaged:
             self._db.close()
             raise
@@ -84,6 +90,19 @@ class Journal:
             _roll_back(self._db)
             raise
         log.info("journal %s: added the finish-time column to %d jobs", self.path, len(rows))
+
+    def _identity(self) -> int:
+        """The identity in ``meta``; a file without one (new, or older than identities) gets
+        one now."""
+        read = "SELECT value FROM meta WHERE key = ?"
+        row = self._db.execute(read, (IDENTITY_KEY,)).fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                (IDENTITY_KEY, secrets.randbits(62) + 1),
+            )
+            row = self._db.execute(read, (IDENTITY_KEY,)).fetchone()
+        return int(row[0])
 
     def record(self, jobs: Iterable[Job], next_token: int | None = None) -> None:
         """Write changed jobs (and the token mark) in one transaction, durably; on failure

@@ -34,6 +34,7 @@ from luma_ray.scheduler.protocol import (
     Backlog,
     JobEvent,
     JobView,
+    JournalFile,
     Limits,
     Op,
     QueueReport,
@@ -207,7 +208,8 @@ class SchedulerService(EventOps, LeaseOps):
 
     def describe(self) -> Limits:
         """Tiers with their SLOs and shedding, and each model's limits (for the API)."""
-        return describe(self.core, self.models, self.config)
+        journal = JournalFile(str(self.journal.path.resolve()), self.journal.identity)
+        return describe(self.core, self.models, self.config, journal)
 
     def stats(self) -> SchedulerStats:
         return self.core.stats(self.clock())

@@ -13,7 +13,14 @@ from typing import Literal
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, JobState, ModelLimits
-from luma_ray.scheduler.answers import Assignment, Backlog, JobView, Limits, TierView
+from luma_ray.scheduler.answers import (
+    Assignment,
+    Backlog,
+    JobView,
+    JournalFile,
+    Limits,
+    TierView,
+)
 from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.counters import SchedulerCounters
 from luma_ray.scheduler.decisions import Dispatch
@@ -84,7 +91,19 @@ def live_view(core: SchedulerCore, estimates: Estimates, job: Job, now: float) -
     elif job.state is JobState.RUNNING and job.progress.step:
         per_step = (now - (base.started_at_s or now)) / job.progress.step
         eta_s = round(per_step * (job.progress.total - job.progress.step), 1)
-    slo_s = core.tiers[job.tier].max_wait_s
+    return _slo_used(base, core.tiers[job.tier].max_wait_s, position, eta_s)
+
+
+def finished_view(job: Job, slo_s: float) -> JobView:
+    """The view of a job in a final state, as :func:`live_view` gives it (no queue position or
+    ETA is left to add), from the job and its tier's SLO alone: what an ingress builds from
+    the journal's file (``api/finished_reads.py``)."""
+    if not job.state.terminal:
+        raise ValueError(f"job {job.id} is {job.state.value}, not finished")
+    return _slo_used(job_view(job, job.finished_at_s or 0.0), slo_s, None, None)
+
+
+def _slo_used(base: JobView, slo_s: float, position: int | None, eta_s: float | None) -> JobView:
     return replace(
         base, queue_position=position, eta_s=eta_s, slo_used=round(base.wait_s / slo_s, 4)
     )
@@ -203,15 +222,20 @@ def pool_of(worker: str, model: str) -> str:
 
 
 def describe(
-    core: SchedulerCore, models: Mapping[str, ModelLimits], config: SchedulerConfig
+    core: SchedulerCore,
+    models: Mapping[str, ModelLimits],
+    config: SchedulerConfig,
+    journal: JournalFile | None = None,
 ) -> Limits:
-    """Tiers with their SLOs and shedding, each model's limits, and the tenant caps."""
+    """Tiers with their SLOs and shedding, each model's limits, the tenant caps, and where
+    the journal is."""
     return Limits(
         tiers=tuple(
             TierView(t.name, t.max_wait_s, t.weight, t.shed_ratio) for t in core.tiers.values()
         ),
         models=dict(models),
         tenant_limits=dict(config.tenant_limits),
+        journal=journal,
     )
 
 

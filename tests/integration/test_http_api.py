@@ -132,6 +132,36 @@ def test_tenants_are_isolated_over_http(system) -> None:
     assert httpx.get(f"{base}/v1/generations", timeout=30).status_code == 401
 
 
+def test_finished_jobs_are_read_from_the_journal_file_not_the_scheduler(system) -> None:
+    """The API replica runs on the scheduler's machine here, so it reads a finished job from
+    the journal's file (api/finished_reads.py): reads of it reach the scheduler no more."""
+    from luma_ray.scheduler.protocol import CallCounts
+
+    wait_http(system)
+    base = system["base_url"]
+    mine = {"Authorization": f"Bearer {make_key(system, 'reader-a', 'api')}"}
+    theirs = {"Authorization": f"Bearer {make_key(system, 'reader-b', 'api')}"}
+    gen = httpx.post(
+        f"{base}/v1/generations", json={"prompt": "read me", "steps": 1}, headers=mine, timeout=30
+    ).json()["id"]
+    url = f"{base}/v1/generations/{gen}"
+    wait_for(
+        lambda: httpx.get(url, headers=mine, timeout=30).json()["state"] == "succeeded",
+        timeout_s=300,
+        what="the job to finish",
+    )
+    before = system["scheduler"].call(CallCounts()).get("GetJob", 0)
+    views = [httpx.get(url, headers=mine, timeout=30) for _ in range(3)]
+    video = httpx.get(f"{base}/v1/videos/{gen}", headers=mine, timeout=30)
+    assert system["scheduler"].call(CallCounts()).get("GetJob", 0) == before
+    assert all(v.status_code == 200 and v.json()["state"] == "succeeded" for v in views)
+    assert video.status_code == 200 and video.json()["status"] == "completed"
+    assert views[0].json()["result_urls"]["video"].endswith("variant=video")
+    other = httpx.get(url, headers=theirs, timeout=30)  # never from the file: the scheduler's 404
+    assert other.status_code == 404 and other.json()["code"] == "not_found"
+    assert system["scheduler"].call(CallCounts()).get("GetJob", 0) == before + 1
+
+
 def test_overloaded_tier_gets_429_while_api_is_accepted_and_served_first(system) -> None:
     wait_http(system)
     base = system["base_url"]
