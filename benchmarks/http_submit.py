@@ -16,66 +16,24 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
-import time
+from collections.abc import Awaitable
 
 import httpx
 from _cluster import local_ray
+from _http_load import Send, drive, interleaved, serve_app
 
 from luma_ray.workers.tcp_ports import free_port
 
 
-async def drive(
-    url: str, headers: dict[str, str], body: dict, n: int, clients: int
-) -> tuple[list[float], float]:
-    """``n`` POSTs from ``clients`` concurrent clients: (latencies in s, elapsed s)."""
-    latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
+def post(url: str, headers: dict[str, str], body: dict) -> Send:
+    """POSTs of ``body`` to ``url``, each with its own prompt."""
 
-    async def client(http: httpx.AsyncClient) -> None:
-        while True:
-            try:
-                i = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            started = time.perf_counter()
-            r = await http.post(
-                url, json={**body, "prompt": f"{body.get('prompt', '')} {i}"}, headers=headers
-            )
-            latencies.append(time.perf_counter() - started)
-            assert r.status_code in (200, 201), r.text[:200]
+    def send(http: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+        return http.post(
+            url, json={**body, "prompt": f"{body.get('prompt', '')} {i}"}, headers=headers
+        )
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return latencies, elapsed
-
-
-def interleaved(
-    targets: dict[str, tuple[str, dict[str, str]]], body: dict, n: int, clients: int, rounds: int
-) -> dict[str, dict[str, float]]:
-    """Each target driven ``n`` times in ``rounds`` slices, the order turning every round (so
-    a slow spell of this shared machine hits every target alike); requests/s, p50, p99."""
-    names = list(targets)
-    runs: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            url, headers = targets[name]
-            lat, elapsed = asyncio.run(drive(url, headers, body, n // rounds, clients))
-            runs[name] = (runs[name][0] + lat, runs[name][1] + elapsed)
-    out = {}
-    for name, (lat, elapsed) in runs.items():
-        lat.sort()
-        out[name] = {
-            "rps": len(lat) / elapsed,
-            "p50_ms": statistics.median(lat) * 1000,
-            "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000,
-        }
-    return out
+    return send
 
 
 def main() -> None:
@@ -109,12 +67,7 @@ def main() -> None:
         async def accept(body: dict) -> dict:
             return {"ok": True}
 
-        @serve.deployment(name="noop", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
-        @serve.ingress(noop)
-        class Noop:
-            pass
-
-        serve.run(Noop.bind(), name="noop", route_prefix="/noop")
+        serve_app(noop, "noop")
         hop = FastAPI()
 
         @serve.deployment(name="hop", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
@@ -144,14 +97,14 @@ def main() -> None:
             f"{'p99 ms':>7}   {'API/no-op':>9} {'API/one-hop':>11}"
         )
         targets = {
-            "api": (f"{base}/v1/generations", headers),
-            "hop": (f"{base}/hop/", {}),
-            "noop": (f"{base}/noop/", {}),
+            "api": post(f"{base}/v1/generations", headers, body),
+            "hop": post(f"{base}/hop/", {}, body),
+            "noop": post(f"{base}/noop/", {}, body),
         }
         for clients in (1, 8, 64):
-            for url, _ in targets.values():  # warm up
-                asyncio.run(drive(url, headers, body, 20, clients))
-            got = interleaved(targets, body, args.requests, clients, rounds=6)
+            for send in targets.values():  # warm up
+                asyncio.run(drive(send, 20, clients))
+            got = interleaved(targets, args.requests, clients, rounds=6)
             api, one, nop = got["api"], got["hop"], got["noop"]
             print(
                 f"{clients:>7}  {api['rps']:>9.0f} {api['p50_ms']:>7.1f} {api['p99_ms']:>7.1f}"
