@@ -262,6 +262,7 @@ def pool_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
         pool.autoscaling.target_drain_s if pool.autoscaling else None,
         pool.app_name,
         pool.prefetch_lead_s,
+        pool.heartbeat_relay,
     )
 
 
@@ -283,7 +284,13 @@ def stage_application(runtime: RuntimeConfig, pool: PoolConfig) -> Any:
     )
     assert pool.stage is not None
     return deployment.bind(
-        pool.stage, pool.model, runtime.store, pool.cluster, pool.stage_impl, pool.app_name
+        pool.stage,
+        pool.model,
+        runtime.store,
+        pool.cluster,
+        pool.stage_impl,
+        pool.app_name,
+        pool.heartbeat_relay,
     )
 
 

@@ -59,6 +59,11 @@ class PoolConfig(Strict):
     """Prefetch when the running job should end within this (at the latest before its last
     step). Keep it above a pull's round trip to the scheduler; larger values hold a lease
     longer, so an api job that arrives meanwhile may wait behind a lower tier's job."""
+    heartbeat_relay: bool = False
+    """Send the replicas' heartbeats through one relay per node, which renews the leases of
+    the beats that arrive together in one scheduler call (``workers/beat_relay.py``): for
+    pools of many small replicas a node, where heartbeats are the scheduler's most frequent
+    call. Off: each replica beats the scheduler itself (one hop fewer per step)."""
     accelerators: int = Field(default=1, ge=1, le=64)
     """Ranks per replica: one process per accelerator, one torch.distributed group, all on
     one node (a placement group bundle per rank)."""

@@ -25,6 +25,7 @@ from luma_ray.scheduler.protocol import GetBacklog
 from luma_ray.storage import open_store
 from luma_ray.workers import autoscale
 from luma_ray.workers.adapters import SchedulerLeases, StoreSink
+from luma_ray.workers.beat_relay import heartbeat_port
 from luma_ray.workers.gang import GangLauncher
 from luma_ray.workers.loop import PREFETCH_LEAD_S, WorkerLoop
 from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, leaving_at, node_labels
@@ -60,6 +61,7 @@ class ModelWorker:
         target_drain_s: float | None = None,
         pool_name: str | None = None,
         prefetch_lead_s: float = PREFETCH_LEAD_S,
+        heartbeat_relay: bool = False,
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.model = model
@@ -72,8 +74,9 @@ class ModelWorker:
         repository = ModelRepository(open_store(repository_uri), time.time)
         actor = scheduler_actor()
         self._quick = SchedulerHandle(actor, restart_wait_s=0.0, call_timeout_s=QUICK_CALL_S)
+        beats = heartbeat_port(self._quick, heartbeat_relay, QUICK_CALL_S)
         port = SchedulerLeases(
-            SchedulerHandle(actor), self.worker_id, cluster, self._pulls_for, beats=self._quick
+            SchedulerHandle(actor), self.worker_id, cluster, self._pulls_for, beats=beats
         )
         self.versions = VersionManager(
             model,

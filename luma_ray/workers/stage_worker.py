@@ -93,11 +93,13 @@ class StageWorker:
         cluster: str | None = None,
         impl: str | None = None,
         pool_name: str | None = None,
+        heartbeat_relay: bool = False,
     ) -> None:
         from luma_ray.jobs.stages import stage_queue
         from luma_ray.runtime.handle import SchedulerHandle, scheduler_actor
         from luma_ray.storage import open_store
         from luma_ray.workers.adapters import SchedulerLeases
+        from luma_ray.workers.beat_relay import heartbeat_port
         from luma_ray.workers.deployment import QUICK_CALL_S
         from luma_ray.workers.loop import WorkerLoop
         from luma_ray.workers.node import CLUSTER_LABEL, DEFAULT_CLUSTER, node_labels
@@ -109,7 +111,8 @@ class StageWorker:
         actor = scheduler_actor()
         quick = SchedulerHandle(actor, restart_wait_s=0.0, call_timeout_s=QUICK_CALL_S)
         queues = [stage_queue(model, stage)]
-        port = SchedulerLeases(SchedulerHandle(actor), self.worker_id, cluster, queues, quick)
+        beats = heartbeat_port(quick, heartbeat_relay, QUICK_CALL_S)
+        port = SchedulerLeases(SchedulerHandle(actor), self.worker_id, cluster, queues, beats)
         blobs = open_store(store_uri)
         runner = StageRunner(load_stage(stage, impl), blobs)
         self.loop = WorkerLoop(port, runner, StageSink(blobs), prefetch=False)  # type: ignore[arg-type]

@@ -195,7 +195,14 @@ def system() -> Iterator[dict[str, Any]]:
             # The pipeline test's pools: its model, and one small pool per stage: QA from
             # pipeline_stages.py (the reference check, with two scripted prompts), the
             # built-in caption and thumbnail.
-            PoolConfig(model=PIPE_MODEL, num_cpus=0.5, cluster="pipe", node_labels=ON_HEAD),
+            # They, and the preemption tests' pool, beat through their node's relay.
+            PoolConfig(
+                model=PIPE_MODEL,
+                num_cpus=0.5,
+                cluster="pipe",
+                node_labels=ON_HEAD,
+                heartbeat_relay=True,
+            ),
             *(
                 PoolConfig(
                     model=PIPE_MODEL,
@@ -203,6 +210,7 @@ def system() -> Iterator[dict[str, Any]]:
                     num_cpus=0.25,
                     cluster="pipe-stages",
                     stage_impl=impl,
+                    heartbeat_relay=True,
                 )
                 for stage, impl in (
                     ("qa", "tests.integration.pipeline_stages:qa"),
@@ -212,7 +220,12 @@ def system() -> Iterator[dict[str, Any]]:
             ),
             # The preemption tests' pool: two replicas of a model whose steps take seconds.
             PoolConfig(
-                model=PARK_MODEL, replicas=2, num_cpus=0.25, cluster="park", node_labels=ON_HEAD
+                model=PARK_MODEL,
+                replicas=2,
+                num_cpus=0.25,
+                cluster="park",
+                node_labels=ON_HEAD,
+                heartbeat_relay=True,
             ),
             # The diffusers tests' pools: tiny scaffolded Wan and LTX pipelines (the extra).
             *(

@@ -88,3 +88,33 @@ def test_a_grammar_prompt_passes_the_reference_qa_and_its_caption_names_what_it_
     # QA passed the video it kept: the caption, measured from those frames, is the prompt.
     assert view.caption is not None and "red circle" in view.caption, view.caption
     assert view.caption.endswith("on a black background"), view.caption
+
+
+def relayed_beats() -> int:
+    """Beats the node relays have sent so far (the pipeline's pools use them: conftest.py)."""
+    import ray
+
+    from luma_ray.workers.beat_relay import RELAY_PREFIX
+
+    total = 0
+    for named in ray.util.list_named_actors(all_namespaces=True):
+        if named["name"].startswith(RELAY_PREFIX):
+            relay = ray.get_actor(named["name"], namespace=named["namespace"])
+            total += ray.get(relay.counts.remote(), timeout=30)["beats"]
+    return total
+
+
+def test_the_pipelines_workers_beat_through_their_nodes_relay(system) -> None:
+    """Their heartbeats reach the scheduler as ``Heartbeats`` calls from the node's relay,
+    and the job's progress and lease go on as with direct beats."""
+    from luma_ray.scheduler.protocol import CallCounts
+
+    client = system["client"]
+    before = relayed_beats()
+    calls = system["scheduler"].call(CallCounts()).get("Heartbeats", 0)
+    prompt = "a red circle moving right on a black background"  # passes the reference QA
+    job_id = submit(client, prompt, seed=0, frames=8, size="64x64")
+    view = client.wait(job_id, timeout=300)
+    assert view.state == "succeeded" and view.attempts == 1, view
+    assert relayed_beats() >= before + 4  # generate's four steps at least
+    assert system["scheduler"].call(CallCounts()).get("Heartbeats", 0) > calls
