@@ -58,6 +58,7 @@ class BeatRelay:
         self.port = port
         self._waiting: list[tuple[Beat, asyncio.Future[Answer]]] = []
         self._sending = False
+        self._sender: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
         self.calls = 0
         """``Heartbeats`` calls made so far."""
         self.beats = 0
@@ -69,7 +70,7 @@ class BeatRelay:
         self._waiting.append((beat, answer))
         if not self._sending:
             self._sending = True
-            asyncio.get_running_loop().create_task(self._send())
+            self._sender = asyncio.get_running_loop().create_task(self._send())
         return await answer
 
     async def _send(self) -> None:
