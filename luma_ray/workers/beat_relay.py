@@ -27,7 +27,8 @@ import asyncio
 import logging
 from typing import Any, Protocol, TypeVar, cast
 
-from luma_ray.errors import LumaError, NotFound, StaleLease
+from luma_ray.errors import LumaError, StaleLease
+from luma_ray.scheduler.leasing import REFUSED
 from luma_ray.scheduler.protocol import (
     AsyncSchedulerPort,
     Beat,
@@ -45,7 +46,8 @@ R = TypeVar("R")
 
 RELAY_PREFIX = "luma-beats/"
 """The relay actor of a node is named this plus the node's id."""
-_REFUSALS: dict[str, type[LumaError]] = {StaleLease.code: StaleLease, NotFound.code: NotFound}
+_REFUSALS: dict[str, type[LumaError]] = {error.code: error for error in REFUSED}
+"""A refused beat's error by its code (the ones ``Heartbeats`` answers in place)."""
 
 Answer = HeartbeatReply | LeaseRefused
 
