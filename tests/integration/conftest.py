@@ -27,6 +27,8 @@ import pytest
 from luma_ray.workers.tcp_ports import free_port
 
 LEASE_TTL_S = 4.0
+API_SLO_S = 30.0
+"""The api tier's SLO in the session's cluster (the default is 2 minutes)."""
 CLUSTER, ACCEL = "luma.io/cluster", "luma.io/accelerator"
 ON_HEAD = {ACCEL: "cpu"}  # pools of the single-node tests stay on the head node
 
@@ -140,9 +142,12 @@ def system() -> Iterator[dict[str, Any]]:
             # The preemption test parks running free jobs for api jobs (off by default).
             preemption=PreemptionConfig(enabled=True),
             clusters={"local": {"dispatch_limit": 2}, "east": {"dispatch_limit": 1}},
-            # A tier only the admission-control test uses: 5 s SLO, shed past 10 SLOs.
+            # api's SLO is 30 s here instead of 2 min, so the preemption test's long jobs need
+            # only about 20 steps of 3 s for an api job to miss it behind them. A tier only the
+            # admission-control test uses: 5 s SLO, shed past 10 SLOs.
             tiers=[
-                *default_tiers(),
+                TierConfig(name="api", max_wait_s=API_SLO_S, weight=5),
+                *default_tiers()[1:],
                 TierConfig(name="trial", max_wait_s=5, weight=0.5, shed_ratio=10),
             ],
         ),
