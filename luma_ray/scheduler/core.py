@@ -264,7 +264,11 @@ class SchedulerCore:
             self.dirty[job.id] = job
             self._enqueue(job)
             return job
-        job.progress = replace(job.progress, phase="done")
+        # Its steps are all done, whichever its last heartbeat reported (beats come between
+        # steps, and a short stage can end before it reports the last).
+        job.progress = replace(
+            job.progress, phase="done", step=job.progress.total or job.progress.step
+        )
         self._move(job, JobState.SUCCEEDED, now_s, "result committed")
         return job
 

@@ -290,17 +290,18 @@ def test_reconnecting_with_last_event_id_gets_exactly_the_missed_events(tmp_path
     first, again, stale, last_id = asyncio.run(main())
     missed = svc.feed.after(last_id, 100, job).events
     # step 2's event gave way to step 3's in the buffer (a job's newest progress is coalesced)
-    assert [(e.kind, e.progress.step) for e in missed] == [("progress", 3), ("state", 3)]
+    # A succeeded job shows all of its steps done, whichever step its last beat reported.
+    assert [(e.kind, e.progress.step) for e in missed] == [("progress", 3), ("state", 4)]
     assert again.shown() == [
         ("progress", 3),
         ("state", "succeeded"),
-        ("progress", 3),
+        ("progress", 4),
         ("done", "succeeded"),
     ]
     ids = [i for i, _, _ in again.events()]
     assert ids == [missed[0].cursor] + [missed[1].cursor] * 3
     assert all(i > last_id for i in ids)
-    assert stale.shown() == [("state", "succeeded"), ("progress", 3), ("done", "succeeded")]
+    assert stale.shown() == [("state", "succeeded"), ("progress", 4), ("done", "succeeded")]
 
 
 def test_two_tenants_streams_get_only_their_own_jobs_events(tmp_path: Path) -> None:

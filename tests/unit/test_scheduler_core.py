@@ -6,7 +6,16 @@ import pytest
 
 from luma_ray.config import parse_config
 from luma_ray.errors import BackPressure, InvalidRequest, NotFound, StaleLease
-from luma_ray.jobs import GenerationRequest, Job, JobError, JobId, JobState, TenantId, WorkerId
+from luma_ray.jobs import (
+    GenerationRequest,
+    Job,
+    JobError,
+    JobId,
+    JobState,
+    Progress,
+    TenantId,
+    WorkerId,
+)
 from luma_ray.scheduler.core import SchedulerCore
 from luma_ray.scheduler.decisions import GiveUp, Requeue
 
@@ -40,6 +49,8 @@ def test_pull_leases_in_policy_order_and_complete_commits_once() -> None:
     assert s.get(d.job_id).state is JobState.RUNNING
     s.complete(d.job_id, d.token, 110.0, {"video": "file:///v.mp4"})
     assert s.get(d.job_id).state is JobState.SUCCEEDED
+    # Done at its last heartbeat's step 1 of 4: a succeeded job shows all of its steps done.
+    assert s.get(d.job_id).progress == Progress("done", 4, 4)
     with pytest.raises(StaleLease):
         s.complete(d.job_id, d.token, 111.0, {"video": "file:///again.mp4"})
     assert s.get(d.job_id).result_uris == {"video": "file:///v.mp4"}
