@@ -12,6 +12,7 @@ from luma_ray.errors import InvalidRequest
 from luma_ray.jobs import Job, TenantId, new_job_id
 from luma_ray.jobs.model import EMPTY
 from luma_ray.jobs.request import (
+    MAX_FPS,
     MAX_SEED,
     GenerationRequest,
     ModelLimits,
@@ -66,9 +67,7 @@ def make_job(
         raise InvalidRequest("give either frames or seconds, not both")
     frames = request.frames if request.frames is not None else limits.default_frames
     if request.seconds is not None:
-        if not 0 < request.seconds <= 600:
-            raise InvalidRequest("seconds must be greater than 0 and at most 600")
-        frames = max(1, round(request.seconds * fps))
+        frames = frames_for_seconds(request.seconds, fps, limits, model)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     if not 0 <= seed <= MAX_SEED:
         raise InvalidRequest(f"seed must be between 0 and {MAX_SEED}")
@@ -98,3 +97,25 @@ def make_job(
         api=request.api,
         api_request=request.api_request,
     )
+
+
+def frames_for_seconds(seconds: float, fps: int, limits: ModelLimits, model: str) -> int:
+    """The frame count the model takes that comes closest to ``seconds`` at ``fps``.
+
+    A duration is approximate where a frame count is not: a model whose frame counts must be
+    ``frame_step * k + 1`` (a video VAE's) gets the nearest such count, so ``seconds: 4`` works
+    on every model. Raises ``InvalidRequest`` in seconds, the unit the caller used, when the
+    model cannot make a video that long (or ``fps`` is out of range: ``validate_request``)."""
+    if not 0 < seconds <= 600:
+        raise InvalidRequest("seconds must be greater than 0 and at most 600")
+    exact = max(1, round(seconds * fps))
+    step = limits.frame_step
+    longest = (limits.max_frames - 1) // step * step + 1  # the most frames the model takes
+    if 1 <= fps <= MAX_FPS and exact > longest + step // 2:
+        raise InvalidRequest(
+            f"seconds is {seconds:g}, {exact} frames at {fps} fps; {model} makes at most "
+            f"{longest} frames ({longest / fps:.3g} s at {fps} fps): ask for fewer seconds"
+        )
+    if step <= 1:
+        return exact
+    return min(longest, max(1, round((exact - 1) / step) * step + 1))

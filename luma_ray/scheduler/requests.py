@@ -18,8 +18,8 @@ class SubmitRequest:
     """One generation as a client asks for it, before intake resolves its defaults.
 
     ``frames``, ``size``, ``fps``, ``steps`` and ``seed`` left as None take the model's defaults
-    (a random seed); ``seconds`` is the alternative to ``frames``: frames = round(seconds x fps).
-    Intake
+    (a random seed); ``seconds`` is the alternative to ``frames``: the frame count the model
+    takes nearest seconds x fps (``intake.frames_for_seconds``). Intake
     (``luma_ray.scheduler.intake``) validates it once and turns it into the job's
     :class:`~luma_ray.jobs.GenerationRequest`.
     """
