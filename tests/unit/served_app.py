@@ -49,6 +49,18 @@ def served_app(tmp_path: Path, asset_secret: bytes | None = None) -> ServedApp:
     return ServedApp(svc, store, http, tenants, tmp_path)
 
 
+def openai_client(served: ServedApp, tenant: str) -> Any:
+    """The official ``openai`` SDK's async client as ``tenant``, through the app's transport."""
+    import openai
+
+    return openai.AsyncOpenAI(
+        base_url="http://test/v1",
+        api_key=served.keys[tenant],
+        http_client=served.http,
+        max_retries=0,
+    )
+
+
 def run(coro: Any) -> Any:
     """Run one SDK call (the SDKs' async clients go through the ASGI transport)."""
     return asyncio.run(coro)

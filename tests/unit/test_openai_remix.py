@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from luma_ray.scheduler.protocol import GetJob
-from tests.unit.served_app import run, run_next, served_app
+from tests.unit.served_app import openai_client, run, run_next, served_app
 
 openai = pytest.importorskip("openai")
 
@@ -15,13 +16,8 @@ openai = pytest.importorskip("openai")
 def test_remix_is_video_to_video_of_the_callers_completed_video(tmp_path: Path) -> None:
     served = served_app(tmp_path)
 
-    def client(tenant: str) -> object:
-        return openai.AsyncOpenAI(
-            base_url="http://test/v1",
-            api_key=served.keys[tenant],
-            http_client=served.http,
-            max_retries=0,
-        )
+    def client(tenant: str) -> Any:
+        return openai_client(served, tenant)
 
     alice = client("alice")
     video = run(alice.videos.create(prompt="a red circle moving right", seconds="2"))
@@ -47,12 +43,7 @@ def test_the_spritesheet_variant_downloads_a_decodable_image(tmp_path: Path) -> 
     from PIL import Image
 
     served = served_app(tmp_path)
-    alice = openai.AsyncOpenAI(
-        base_url="http://test/v1",
-        api_key=served.keys["alice"],
-        http_client=served.http,
-        max_retries=0,
-    )
+    alice = openai_client(served, "alice")
     video = run(alice.videos.create(prompt="a red circle moving right", seconds="2"))
     job_id = run_next(served, spritesheet=True)
     view = served.svc.call(GetJob(job_id, "alice"))

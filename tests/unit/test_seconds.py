@@ -14,7 +14,7 @@ from luma_ray.models.interface import ModelLimits
 from luma_ray.scheduler.journal import Journal
 from luma_ray.scheduler.requests import SubmitRequest
 from luma_ray.scheduler.service import SchedulerService
-from tests.unit.served_app import run, served_app
+from tests.unit.served_app import openai_client, run, served_app
 
 LIMITS = {
     "luma-tiny": ModelLimits(48, 128, 128, 50, 8, 8, 8),
@@ -64,12 +64,7 @@ def test_a_duration_the_model_cannot_make_is_refused_in_seconds(svc: SchedulerSe
 def test_the_openai_sdk_hears_about_seconds(tmp_path: Path) -> None:
     openai = pytest.importorskip("openai")
     served = served_app(tmp_path)
-    client = openai.AsyncOpenAI(
-        base_url="http://test/v1",
-        api_key=served.keys["alice"],
-        http_client=served.http,
-        max_retries=0,
-    )
+    client = openai_client(served, "alice")
     with pytest.raises(openai.BadRequestError, match="seconds is 12, 96 frames at 8 fps"):
         run(client.videos.create(prompt="a red circle", seconds="12"))
     assert run(client.videos.create(prompt="a red circle", seconds="6")).seconds == "6"
