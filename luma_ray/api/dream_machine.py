@@ -27,7 +27,7 @@ from luma_ray.api.context import Caller, ports
 from luma_ray.api.generations import content_response, delete_job, submit
 from luma_ray.api.schemas import CreateGeneration
 from luma_ray.config import DreamMachineConfig, DreamModel
-from luma_ray.errors import InvalidRequest
+from luma_ray.errors import InvalidRequest, NotFound
 from luma_ray.scheduler.protocol import GetJob, JobView, ListJobs
 from luma_ray.wire.assets import ASSETS_PATH
 from luma_ray.wire.dream_machine import API, PREFIX, DreamGeneration, asset_path, dream_generation
@@ -318,3 +318,28 @@ def add_routes(app: FastAPI) -> None:
     @app.get(f"{PREFIX}/ping", tags=["dream-machine"])
     async def ping() -> dict[str, str]:
         return {"message": "pong"}
+
+    # Last: what the SDK can call that is not served here (credits, upscale, audio, concepts,
+    # camera motions, reframe) is a 404 that says so and lists what is.
+    @app.api_route(
+        f"{PREFIX}/{{rest:path}}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    async def not_served(request: Request, rest: str) -> None:
+        raise NotFound(
+            f"{request.method} {PREFIX}/{rest[:200]} is not part of the Dream Machine API "
+            f"served here; it serves {', '.join(SERVED)}"
+        )
+
+
+SERVED = (
+    "POST /generations (or /generations/video)",
+    "POST /generations/video/modify",
+    "GET /generations",
+    "GET /generations/{id}",
+    "GET /generations/{id}/content",
+    "DELETE /generations/{id}",
+    "GET /ping",
+)
+"""The routes of this API, as the 404 of any other names them (without the prefix)."""

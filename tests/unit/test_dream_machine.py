@@ -200,6 +200,22 @@ def test_images_and_unknown_modify_modes_are_refused_clearly(dm: dict[str, Any])
         )
 
 
+def test_what_the_sdk_can_call_but_is_not_served_is_a_404_naming_what_is(
+    dm: dict[str, Any],
+) -> None:
+    client = dm["client"]()
+    served = r"it serves POST /generations \(or /generations/video\), .*GET /ping"
+    with pytest.raises(lumaai.NotFoundError, match=r"GET /dream-machine/v1/credits is not part"):
+        run(client.credits.get())
+    with pytest.raises(lumaai.NotFoundError, match=served):
+        run(client.generations.upscale("some-id", generation_type="upscale_video"))
+    with pytest.raises(lumaai.NotFoundError, match=r"POST /dream-machine/v1/generations/x/audio"):
+        run(client.generations.audio("x", generation_type="add_audio"))
+    # The served routes are unchanged: a real generation's id is still found.
+    made = run(client.generations.create(prompt="a red circle moving right", model="ray-2"))
+    assert run(client.generations.get(made.id)).id == made.id
+
+
 def test_the_callback_body_is_the_generation_object_the_sdk_parses(dm: dict[str, Any]) -> None:
     made = run(dm["client"]().generations.create(prompt="a red circle", model="ray-2"))
     run_next(dm["served"])
