@@ -165,7 +165,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code, title = _HTTP_CODES.get(err.status_code, ("http_error", str(err.detail)))
-        return _answer(request, err.status_code, code, title, str(err.detail))
+        detail = str(err.detail)
+        if err.status_code in (404, 405) and detail == title:  # the router's own: no route
+            where = f"{request.method} {request.url.path[:200]}"
+            detail = f"no route {where} here; the API's routes are listed at /openapi.json"
+            if err.status_code == 405:
+                detail = f"{where} is not allowed; the API's routes are listed at /openapi.json"
+        return _answer(request, err.status_code, code, title, detail)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, err: Exception) -> JSONResponse:

@@ -288,6 +288,18 @@ def test_native_content_of_a_queued_generation_is_409_not_ready(api) -> None:
     assert_problem(r, 409, "not_ready", "is queued")
 
 
+def test_a_route_that_does_not_exist_says_so_and_where_the_routes_are(api) -> None:
+    c = api["client"]
+    r = c.get("/v1/generation/gen_1", headers=api["alice"])  # a typo of /v1/generations
+    assert_problem(r, 404, "not_found", "no route GET /v1/generation/gen_1 here")
+    assert "/openapi.json" in r.json()["detail"] and c.get("/openapi.json").status_code == 200
+    r = c.put("/v1/generations", headers=api["alice"], json={"prompt": "x"})
+    assert_problem(r, 405, "method_not_allowed", "PUT /v1/generations is not allowed")
+    # A job that does not exist keeps its own message.
+    r = c.get("/v1/generations/gen_nope", headers=api["alice"])
+    assert_problem(r, 404, "not_found", "no generation 'gen_nope'")
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [("/healthz", 200), ("/v1/generations/gen_nope", 404), ("/v1/videos/gen_nope", 404)],
