@@ -5,8 +5,8 @@ period), a two-replica pool of ``tiny-roll`` (published here as v1, for the roll
 and one two-rank gang of ``tiny-gang`` (the gang tests), two replicas of the slow-stepping
 ``tiny-park`` (the preemption tests), one replica each of the scaffolded diffusers pipelines
 ``tiny-wan`` and ``tiny-ltx`` (when the ``diffusers`` extra is installed), ``tiny-pipe`` with a
-pool per pipeline stage (the pipeline test), and shuts everything down at the end. Tests poll
-with deadlines; none sleeps to synchronise.
+pool per pipeline stage (the pipeline test), and shuts everything down after the last test of
+this package. Tests poll with deadlines; none sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def journal_record(system: dict[str, Any], job_id: str) -> dict[str, Any]:
     return dict(json.loads(record))
 
 
-@pytest.fixture(scope="session")
+# Package scope: the cluster stops after the last test of this package, so the notebooks,
+# the unit tests and the child runs after it do not share the 2 cores with its idle replicas.
+@pytest.fixture(scope="package")
 def system() -> Iterator[dict[str, Any]]:
     ray = pytest.importorskip("ray")
     from ray import serve
