@@ -2,7 +2,8 @@
 
 Each child runs its files with ``python -m pytest``; this test passes when the child exits 0
 having passed all of its tests, and shows the child's output otherwise. In the whole suite the
-root conftest runs this test last, after every other test; it starts its child here.
+root conftest starts the child when the sim and unit tests begin and runs this test last, to
+await it; selected alone, this test starts its child itself.
 
 - ``slurm_burst``: ``slurm_burst_cases.py``, the Slurm burst script on a real Slurm (a cancel and
   a time limit both drain the burst node and the job resumes on the head's pool). Its cases start
