@@ -49,9 +49,23 @@ def wait_for(
         delay = min(0.25, delay * 1.5)
 
 
+RAY_ENV = ("RAY_TMPDIR", "RAY_AUTH_TOKEN_PATH")
+"""The variables :func:`own_ray_env` sets."""
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Put back the variables ``saved`` as they were (absent where None)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def own_ray_env(root: Path) -> Path:
     """Point Ray at a temp folder and a token of the tests' own under ``root`` (a fresh machine
-    has no ~/.ray/auth_token, and a test cluster never touches the user's); the token's path."""
+    has no ~/.ray/auth_token, and a test cluster never touches the user's); the token's path.
+    The variables it sets are :data:`RAY_ENV`."""
     os.environ["RAY_TMPDIR"] = str(root / "ray")
     (root / "ray").mkdir()
     token = root / "auth_token"
@@ -113,6 +127,7 @@ def system() -> Iterator[dict[str, Any]]:
     from .versions import MODEL as ROLL_MODEL
 
     root = Path(tempfile.mkdtemp(prefix="luma-it-", dir="/tmp"))
+    saved = {name: os.environ.get(name) for name in RAY_ENV}
     own_ray_env(root)  # Ray's token auth is on: the session's own token
     port, metrics_port = free_port(), free_port()  # the HTTP API; Ray's metrics export
     runtime = RuntimeConfig(
@@ -292,3 +307,6 @@ def system() -> Iterator[dict[str, Any]]:
             ray.shutdown()
             cluster.shutdown()
             shutil.rmtree(root, ignore_errors=True)
+            # The tests after this package (the notebooks' kernels start Ray) must not inherit
+            # the removed folder and token.
+            restore_env(saved)
