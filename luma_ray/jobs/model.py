@@ -74,6 +74,11 @@ class Progress:
     step: int = 0
     total: int = 0
 
+    def finished(self) -> Progress:
+        """Done with all of its steps, whichever step the last heartbeat reported (beats come
+        between steps, and a short stage can end before it reports its last)."""
+        return Progress("done", self.total or self.step, self.total)
+
 
 QUEUED = Progress()
 

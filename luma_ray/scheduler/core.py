@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
 from luma_ray.config import SchedulerConfig
 from luma_ray.errors import InvalidRequest, NotFound, StaleLease
@@ -264,11 +263,7 @@ class SchedulerCore:
             self.dirty[job.id] = job
             self._enqueue(job)
             return job
-        # Its steps are all done, whichever its last heartbeat reported (beats come between
-        # steps, and a short stage can end before it reports the last).
-        job.progress = replace(
-            job.progress, phase="done", step=job.progress.total or job.progress.step
-        )
+        job.progress = job.progress.finished()
         self._move(job, JobState.SUCCEEDED, now_s, "result committed")
         return job
 
