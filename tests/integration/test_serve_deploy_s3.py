@@ -8,9 +8,10 @@ operator would, in subprocesses with their own ``RAY_TMPDIR``, data dir and Ray 
 ``luma-ray up --detach --store s3://... --s3-endpoint-url ...``, ``luma-ray serve-config`` with
 the same options and two worker replicas, ``serve deploy`` of that file through the head's
 dashboard, then ``luma-ray generate`` of one video. The job's files must be in the bucket and
-none under the data dir's local results folder; ``luma-ray down`` stops the head at the end.
-The head is a cluster of the test's own on ports chosen free (own_cluster.py), so it runs beside
-the session's cluster; it is killed at the end.
+none under the data dir's local results folder. The test reads Serve's state from the
+dashboard's REST API (what ``serve status`` prints). The head is a cluster of the test's own on
+ports chosen free (own_cluster.py), so it runs beside the session's cluster; it is killed at
+the end.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -72,30 +74,29 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> str:
     return done.stdout
 
 
-def _serve_status(env: dict[str, str], dashboard: str) -> dict[str, Any]:
-    import yaml
-
-    try:  # a fresh interpreter importing Ray: slow on a loaded machine, so "not yet"
-        shown = subprocess.run(
-            [sys.executable, "-m", "ray.serve.scripts", "status", "--address", dashboard],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-    except subprocess.TimeoutExpired:
+def _serve_status(dashboard: str, token: Path) -> dict[str, Any]:
+    """Serve's applications as the head's dashboard reports them (the REST call behind
+    ``serve status``; one HTTP request instead of a fresh interpreter importing Ray per poll,
+    which took CPU from the deploy on the 2-core machine); empty while it cannot answer."""
+    request = urllib.request.Request(
+        f"{dashboard}/api/serve/applications/",
+        headers={"Authorization": f"Bearer {token.read_text().strip()}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            loaded = json.load(answer)
+    except (OSError, ValueError):  # not up yet, or a half-written answer: "not yet"
         return {}
-    loaded = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _running_with(env: dict[str, str], dashboard: str, app: str, replicas: int) -> bool:
-    apps = _serve_status(env, dashboard).get("applications") or {}
+def _running_with(dashboard: str, token: Path, app: str, replicas: int) -> bool:
+    apps = _serve_status(dashboard, token).get("applications") or {}
     if not apps or any(a.get("status") != "RUNNING" for a in apps.values()):
         return False
-    deployments = (apps.get(app) or {}).get("deployments") or {}
-    states = (deployments.get(app) or {}).get("replica_states") or {}
-    return bool(states.get("RUNNING") == replicas)
+    deployment = ((apps.get(app) or {}).get("deployments") or {}).get(app) or {}
+    running = [r for r in deployment.get("replicas") or [] if r.get("state") == "RUNNING"]
+    return len(running) == replicas
 
 
 def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
@@ -147,12 +148,14 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
         )
         try:
             wait_for(
-                lambda: _running_with(env, dashboard, "luma-tiny-workers", 2),
+                lambda: _running_with(dashboard, token, "luma-tiny-workers", 2),
                 timeout_s=600,
                 what="the deployed config's two luma-tiny replicas",
             )
         except AssertionError as err:
-            raise AssertionError(f"{err}; serve status: {_serve_status(env, dashboard)}") from None
+            raise AssertionError(
+                f"{err}; serve status: {_serve_status(dashboard, token)}"
+            ) from None
         # The client downloads from the store too: boto3 reads the endpoint from its variable.
         client_env = {**env, "AWS_ENDPOINT_URL_S3": s3["endpoint_url"]}
         out = _run(
@@ -170,7 +173,7 @@ def test_serve_deploy_on_an_s3_cluster_keeps_writing_results_to_s3(
         local = data_dir / "results"
         assert not local.exists() or not any(local.rglob("*.mp4")), list(local.rglob("*"))
         assert (tmp_path / "fox.mp4").stat().st_size > 0
-        status = json.dumps(_serve_status(env, dashboard))
+        status = json.dumps(_serve_status(dashboard, token))
         assert "luma-api" in status and "luma-tiny-caption-workers" in status
     finally:
         if head is not None:
