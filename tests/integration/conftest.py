@@ -27,8 +27,11 @@ import pytest
 from luma_ray.workers.tcp_ports import free_port
 
 LEASE_TTL_S = 4.0
-API_SLO_S = 30.0
+API_SLO_S = 15.0
 """The api tier's SLO in the session's cluster (the default is 2 minutes)."""
+SESSION_PARK_STEP_S = 1.5
+"""How long a step of the session's ``tiny-park`` takes (the preemption test's model; the
+Slurm burst cases publish their own with 3 s steps)."""
 CLUSTER, ACCEL = "luma.io/cluster", "luma.io/accelerator"
 ON_HEAD = {ACCEL: "cpu"}  # pools of the single-node tests stay on the head node
 
@@ -156,12 +159,14 @@ def system() -> Iterator[dict[str, Any]]:
         pipelines={PIPE_MODEL: ["generate", "qa", "caption", "thumbnail"]},
         scheduler=SchedulerConfig(
             lease_ttl_s=LEASE_TTL_S,
-            # The preemption test parks running free jobs for api jobs (off by default).
-            preemption=PreemptionConfig(enabled=True),
+            # The preemption test parks running free jobs for api jobs (off by default). Its
+            # long jobs have some 25 s of 1.5 s steps left when the api jobs come: a victim
+            # needs min_remaining_s of work left (30 s by default).
+            preemption=PreemptionConfig(enabled=True, min_remaining_s=10.0),
             clusters={"local": {"dispatch_limit": 2}, "east": {"dispatch_limit": 1}},
-            # api's SLO is 30 s here instead of 2 min, so the preemption test's long jobs need
-            # only about 20 steps of 3 s for an api job to miss it behind them. A tier only the
-            # admission-control test uses: 5 s SLO, shed past 10 SLOs.
+            # api's SLO is 15 s here instead of 2 min, so the preemption test's long jobs need
+            # only about 20 steps of 1.5 s (SESSION_PARK_STEP_S) for an api job to miss it.
+            # A tier only the admission-control test uses: 5 s SLO, shed past 10 SLOs.
             tiers=[
                 TierConfig(name="api", max_wait_s=API_SLO_S, weight=5),
                 *default_tiers()[1:],
@@ -267,7 +272,7 @@ def system() -> Iterator[dict[str, Any]]:
         trained = SHIPPED_WEIGHTS if model == PIPE_MODEL else None
         publish_version(repo, root / "versions", "v1", model, trained)
         repo.promote(model, "v1")
-    publish_park_model(repo, root / "versions")
+    publish_park_model(repo, root / "versions", step_s=SESSION_PARK_STEP_S)
     repo.promote(PARK_MODEL, "v1")
     if diffusers_installed():
         for model, pipeline in DIFFUSERS_MODELS.items():

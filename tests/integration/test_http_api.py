@@ -202,8 +202,8 @@ def test_overloaded_tier_gets_429_while_api_is_accepted_and_served_first(system)
         done = wait_for(
             lambda: (v := view(paid, api))["state"] == "succeeded" and v, what="the api job"
         )
-        # Served ahead of the backlog, within 2 minutes (the default api SLO): the default
-        # policy lets a lower tier's jobs that would set a new worst wait/SLO go first on a
+        # Served ahead of the backlog, within 2 minutes (the default api SLO; API_SLO_S here): the
+        # default policy lets a lower tier's jobs that would set a new worst wait/SLO go first on a
         # bounded share of dispatches (docs/scheduling.md), so a few waiting trial jobs may
         # start before it, not all.
         assert done["timings"]["wait_s"] <= 120, done["timings"]

@@ -72,16 +72,21 @@ def test_lower_tier_jobs_park_for_api_jobs_and_resume_on_the_other_worker(
         timeout_s=300,
         what="both long jobs to run",
     )
-    # Each would now wait past its 30 s SLO for a worker (over 12 steps of 3 s left on each).
+    # Each would now wait past its 15 s SLO for a worker (over 16 steps of 1.5 s left on each).
     # The first api job parks the free job and takes its worker; the second, longer one parks
     # the light job. The short one ends first, and its worker resumes the light job (the
-    # higher tier); the other worker then resumes the free one.
-    short_api = client.submit("now please", tier="api", steps=6, seed=33, **ASK)
-    long_api = client.submit("me too", tier="api", steps=12, seed=34, **ASK)
+    # higher tier); the other worker then resumes the free one. The short one runs longer
+    # than the SLO itself: the second job becomes its queue's head once the first starts, and
+    # the rule parks only where no slot frees in time; were the first job to end within the
+    # second's SLO, the light job would be parked late or not at all, once the first job's
+    # pace is known.
+    short_api = client.submit("now please", tier="api", steps=12, seed=33, **ASK)
+    long_api = client.submit("me too", tier="api", steps=14, seed=34, **ASK)
     for job in (short_api, long_api):
         view = client.wait(job, timeout=120)
         assert view.state == "succeeded" and view.preemptions == 0, view
-        assert view.wait_s < API_SLO_S, view  # they started within their SLO
+        # They started within their SLO.
+        assert view.wait_s < API_SLO_S, (view, system["scheduler"].call(JobEvents(job)))
     for job in parked:
         view = client.wait(job, timeout=300)
         assert view.state == "succeeded" and view.preemptions == 1, view

@@ -84,12 +84,12 @@ class Model(LumaTiny):
 '''
 
 
-def publish_park_model(repo: ModelRepository, root: Path) -> None:
-    """Publish ``tiny-park@v1``: the reference weights behind slow steps."""
+def publish_park_model(repo: ModelRepository, root: Path, step_s: float = PARK_STEP_S) -> None:
+    """Publish ``tiny-park@v1``: the reference weights behind steps of ``step_s`` each."""
     folder = write_reference_folder(
         root / PARK_MODEL / "v1",
         entrypoint="parkmodel:Model",
-        params={"step_delay_s": PARK_STEP_S},
+        params={"step_delay_s": step_s},
         limits=asdict(LIMITS),
         metadata={"purpose": "preemption tests"},
     )
